@@ -1,0 +1,141 @@
+/**
+ * Sealed control messages (DESIGN §4), built on the envelope and HPKE.
+ *
+ *  request (kind sealed): HPKE auth mode from the sender's static key to the
+ *    receiver's, single shot; the receiver learns which static key sent it.
+ *  reply (kind reply): ChaCha20-Poly1305 under a key exported from the
+ *    request's HPKE context. Only the two ends of that request know it, so a
+ *    reply is bound to its request by the key itself, not only by reqId.
+ *  channel (kind channel): ChaCha20-Poly1305 under per-direction keys
+ *    exported from the context of the device's authentication request.
+ *
+ * Symmetric messages use nonce = I2OSP(seq, 12): seq is unique per
+ * (sender, receiver) pair and each key belongs to one direction of one pair,
+ * so no nonce repeats under a key. The AAD is always the header as received.
+ */
+import type { Crypto } from './crypto/backend.js';
+import { AEAD_NONCE_LENGTH } from './crypto/backend.js';
+import { KagiError } from './errors.js';
+import { LIMITS } from './limits.js';
+import { i2osp, utf8, wipe } from './bytes.js';
+import { decodeStrict, encode } from './cbor.js';
+import { setupRecipient, setupSender, type HpkeContext } from './hpke.js';
+import { decodeEnvelope, encodeEnvelope, encodeEnvelopeHeader, type Envelope } from './envelope.js';
+import { MESSAGE_TYPES, type MessageKind, type MessageType } from './messages.js';
+
+const INFO = utf8('kagi/v1 sealed');
+const REPLY_LABEL = utf8('kagi/v1 reply');
+const CHANNEL_LABEL = utf8('kagi/v1 channel');
+
+export interface Route {
+  type: MessageType;
+  from: string;
+  to: string;
+  seq: number;
+  reqId: number;
+}
+
+/** Keys that outlive one sealed request: its reply key and channel keys. */
+export class RequestSecrets {
+  constructor(private readonly ctx: HpkeContext) {}
+
+  /** Key for the one reply to this request. */
+  replyKey(): Uint8Array {
+    return this.ctx.export(REPLY_LABEL, 32);
+  }
+
+  /** Channel keys: [requester → receiver, receiver → requester]. */
+  channelKeys(): { up: Uint8Array; down: Uint8Array } {
+    const k = this.ctx.export(CHANNEL_LABEL, 64);
+    return { up: k.slice(0, 32), down: k.slice(32) };
+  }
+
+  destroy(): void {
+    this.ctx.destroy();
+  }
+}
+
+function kindOf(type: MessageType): MessageKind {
+  return MESSAGE_TYPES[type].kind;
+}
+
+function wantKind(type: MessageType, kind: MessageKind): void {
+  if (kindOf(type) !== kind) throw new KagiError('argument', `${type} is a ${kindOf(type)} message, not ${kind}`);
+}
+
+function openBody(pt: Uint8Array | null): unknown {
+  if (!pt) throw new KagiError('auth', 'message failed authentication');
+  return decodeStrict(pt, LIMITS.ciphertextBytes);
+}
+
+/** Seal a request to `pkR` from the static key `skS` (HPKE auth mode). */
+export function sealRequest(c: Crypto, r: Route, skS: Uint8Array, pkR: Uint8Array, body: unknown) {
+  wantKind(r.type, 'sealed');
+  const { enc, ctx } = setupSender(c, pkR, { skS, info: INFO });
+  const header = encodeEnvelopeHeader({ ...r, enc });
+  const bytes = encodeEnvelope(header, ctx.seal(encode(body), header));
+  return { bytes, secrets: new RequestSecrets(ctx) };
+}
+
+/** Open a sealed request; `pkS` is the static key the sender must hold. */
+export function openRequest(c: Crypto, env: Envelope, skR: Uint8Array, pkS: Uint8Array) {
+  if (env.kind !== 'sealed' || !env.enc) throw new KagiError('field', `${env.type} is not a sealed request`);
+  const ctx = setupRecipient(c, env.enc, skR, { pkS, info: INFO });
+  const body = openBody(ctx.open(env.ciphertext, env.header));
+  return { body, secrets: new RequestSecrets(ctx) };
+}
+
+/** Seal a reply or channel message under a symmetric key. */
+export function sealSymmetric(c: Crypto, r: Route, key: Uint8Array, body: unknown): Uint8Array {
+  if (kindOf(r.type) === 'sealed') throw new KagiError('argument', `${r.type} must be sealed to a static key`);
+  const header = encodeEnvelopeHeader({ ...r, enc: null });
+  return encodeEnvelope(header, c.seal(key, i2osp(r.seq, AEAD_NONCE_LENGTH), encode(body), header));
+}
+
+export function openSymmetric(c: Crypto, env: Envelope, key: Uint8Array): unknown {
+  if (env.kind === 'sealed') throw new KagiError('field', `${env.type} is not symmetric`);
+  return openBody(c.open(key, i2osp(env.seq, AEAD_NONCE_LENGTH), env.ciphertext, env.header));
+}
+
+interface Pending {
+  peer: string;
+  key: Uint8Array;
+}
+
+/**
+ * The requester's side of reply binding: a reply is opened only if we sent a
+ * request with its reqId to the peer it comes from, and only once.
+ */
+export class PendingReplies {
+  private readonly pending = new Map<number, Pending>();
+
+  expect(reqId: number, peer: string, secrets: RequestSecrets): void {
+    if (this.pending.has(reqId)) throw new KagiError('argument', `reqId ${reqId} already pending`);
+    this.pending.set(reqId, { peer, key: secrets.replyKey() });
+  }
+
+  get size(): number {
+    return this.pending.size;
+  }
+
+  /** Open the reply to one of our requests; it is consumed on success. */
+  open(c: Crypto, env: Envelope): unknown {
+    const p = this.pending.get(env.reqId);
+    if (!p || p.peer !== env.from || env.kind !== 'reply') {
+      throw new KagiError('unexpected', `no request ${env.reqId} of ours to ${env.from}`);
+    }
+    const body = openSymmetric(c, env, p.key);
+    this.pending.delete(env.reqId);
+    wipe(p.key);
+    return body;
+  }
+
+  /** Give up on a request (timeout): a late reply is then unexpected. */
+  cancel(reqId: number): void {
+    const p = this.pending.get(reqId);
+    if (p) wipe(p.key);
+    this.pending.delete(reqId);
+  }
+}
+
+export { decodeEnvelope };

@@ -1,0 +1,20 @@
+/**
+ * The one storage shape the protocol layer needs: a number per key. Replay
+ * guards keep the highest sequence seen per sender in it, send counters the
+ * highest sequence reserved per peer. Servers back it with their Store,
+ * boards with flash key-value storage, tests with memory.
+ */
+export interface NumberStore {
+  get(key: string): Promise<number | undefined>;
+  set(key: string, value: number): Promise<void>;
+}
+
+export class MemoryNumberStore implements NumberStore {
+  private readonly m = new Map<string, number>();
+  async get(key: string): Promise<number | undefined> {
+    return this.m.get(key);
+  }
+  async set(key: string, value: number): Promise<void> {
+    this.m.set(key, value);
+  }
+}

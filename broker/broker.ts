@@ -1,0 +1,147 @@
+/**
+ * Embedded aedes broker with kagi's CONNECT check and topic ACL (DESIGN §5).
+ *
+ * CONNECT: client id = device or service id; the password is a MAC over
+ * (id, counter) under X25519(its key, broker key); a counter is accepted
+ * once (the highest per client is kept in the store). A valid, fresh
+ * password may take over its own id (MQTT-3.1.4-3); anything else is refused
+ * and the connected client stays.
+ * ACL: services may use the whole tree. A device publishes only to service
+ * requests, its own state topic and VPNs it is an active member of, and
+ * subscribes only to its inbox and its VPNs' topics. Forwarding re-checks
+ * membership, so a member that left stops receiving at once.
+ */
+import { Aedes, type Client, type PublishPacket, type Subscription, type AuthenticateError } from 'aedes';
+import { createServer, type Server } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import type { Crypto } from '../protocol/crypto/backend.js';
+import { connectKey, verifyConnectPassword } from '../protocol/connect-auth.js';
+import { ReplayGuard } from '../protocol/replay.js';
+import type { NumberStore } from '../protocol/store.js';
+import { parseTopic, SERVICES, type Service } from '../protocol/topics.js';
+import { isKagiError } from '../protocol/errors.js';
+import type { BrokerAcl } from './acl.js';
+
+export interface BrokerPrincipal {
+  publicKey: Uint8Array;
+  kind: 'device' | 'service';
+  revoked?: boolean;
+}
+
+export interface BrokerOptions {
+  crypto: Crypto;
+  secretKey: Uint8Array;
+  /** Who a client id is; undefined for strangers. */
+  lookup(clientId: string): Promise<BrokerPrincipal | undefined>;
+  numbers: NumberStore;
+  acl: BrokerAcl;
+  log?: (level: 'info' | 'debug' | 'warn', msg: string) => void;
+}
+
+export class PortInUseError extends Error {
+  override readonly name = 'PortInUseError';
+}
+
+export class KagiBroker {
+  readonly aedes: Aedes;
+  private server: Server | null = null;
+  private readonly guard: ReplayGuard;
+  private readonly kinds = new Map<string, 'device' | 'service'>();
+  /** Last address each client connected from, for the network info table. */
+  readonly addresses = new Map<string, string>();
+  readonly refusals: { clientId: string; reason: string }[] = [];
+
+  private constructor(private readonly o: BrokerOptions, aedes: Aedes) {
+    this.aedes = aedes;
+    this.guard = new ReplayGuard(o.numbers, 'connect:');
+    aedes.authenticate = (client, _user, password, done) => void this.authenticate(client, password).then((ok) => done(ok, ok === null));
+    aedes.authorizePublish = (client, packet, cb) => cb(this.mayPublish(client, packet) ? null : new Error('not authorized'));
+    aedes.authorizeSubscribe = (client, sub, cb) => cb(null, this.maySubscribe(client, sub) ? sub : null);
+    aedes.authorizeForward = (client, packet) => (this.mayReceive(client, packet.topic) ? packet : null);
+  }
+
+  static async create(o: BrokerOptions): Promise<KagiBroker> {
+    const aedes = await Aedes.createBroker({ connectTimeout: 10_000 });
+    return new KagiBroker(o, aedes);
+  }
+
+  private log(level: 'info' | 'debug' | 'warn', msg: string): void {
+    this.o.log?.(level, msg);
+  }
+
+  private refuse(clientId: string, reason: string): AuthenticateError {
+    this.refusals.push({ clientId, reason });
+    this.log('warn', `broker: refused CONNECT of ${clientId}: ${reason}`);
+    const e = new Error(reason) as AuthenticateError;
+    e.returnCode = 5; // [MQTT-3.2.2-3] 0x05 Connection Refused, not authorized
+    return e;
+  }
+
+  private async authenticate(client: Client, password: Readonly<Buffer> | undefined): Promise<AuthenticateError | null> {
+    const id = client.id;
+    const who = await this.o.lookup(id);
+    if (!who) return this.refuse(id, 'unknown client id');
+    if (who.revoked) return this.refuse(id, 'revoked');
+    if (!password) return this.refuse(id, 'no password');
+    try {
+      const key = connectKey(this.o.crypto, this.o.secretKey, who.publicKey);
+      const counter = verifyConnectPassword(this.o.crypto, key, id, new Uint8Array(password));
+      await this.guard.accept(id, counter);
+    } catch (e) {
+      if (isKagiError(e)) return this.refuse(id, e.code === 'replay' ? 'connect counter reused' : 'bad password');
+      throw e;
+    }
+    this.kinds.set(id, who.kind);
+    const sock = client.conn as { remoteAddress?: string };
+    if (sock.remoteAddress) this.addresses.set(id, sock.remoteAddress);
+    return null;
+  }
+
+  private isService(client: Client | null): boolean {
+    return client === null || this.kinds.get(client.id) === 'service';
+  }
+
+  private mayPublish(client: Client | null, packet: PublishPacket): boolean {
+    if (this.isService(client)) return true;
+    const t = parseTopic(packet.topic);
+    if (!t || !client) return false;
+    if (t.area === 'svc') return SERVICES.includes(t.a as Service);
+    if (t.area === 'dev') return t.a === client.id && t.b === 'state';
+    return this.o.acl.isMember(t.a, client.id);
+  }
+
+  private maySubscribe(client: Client, sub: Subscription): boolean {
+    if (this.isService(client)) return true;
+    return this.mayReceive(client, sub.topic);
+  }
+
+  private mayReceive(client: Client | null, topic: string): boolean {
+    if (this.isService(client)) return true;
+    const t = parseTopic(topic);
+    if (!t || !client) return false;
+    if (t.area === 'dev') return t.a === client.id && t.b === 'in';
+    if (t.area === 'vpn') return this.o.acl.isMember(t.a, client.id) && (t.b === client.id || t.b === 'all');
+    return false;
+  }
+
+  /** Listen on host:port (port 0 = ephemeral); resolves to the bound port. */
+  listen(host: string, port: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const server = createServer(this.aedes.handle);
+      server.once('error', (e: NodeJS.ErrnoException) => {
+        if (e.code === 'EADDRINUSE') {
+          reject(new PortInUseError(`port ${port} on ${host} is in use: choose another with --port N (0 picks a free one), or use the broker already there with --broker mqtt://${host}:${port}`));
+        } else reject(e);
+      });
+      server.listen(port, host, () => {
+        this.server = server;
+        resolve((server.address() as AddressInfo).port);
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((r) => this.aedes.close(() => r()));
+    if (this.server) await new Promise<void>((r) => this.server!.close(() => r()));
+  }
+}

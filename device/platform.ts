@@ -1,0 +1,29 @@
+/**
+ * What an agent needs from its host, and nothing more, so the same agent
+ * code runs on Node and on a board's bridge: crypto, a clock, persistent
+ * numbers (sequence counters), an MQTT link and a log.
+ */
+import type { Crypto } from '../protocol/crypto/backend.js';
+import type { NumberStore } from '../protocol/store.js';
+import type { Transport } from '../protocol/peer.js';
+
+export interface Link extends Transport {
+  subscribe(topic: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface LinkOptions {
+  clientId: string;
+  secretKey: Uint8Array;
+  brokerPublicKey: Uint8Array;
+  subscriptions: string[];
+  onMessage(topic: string, payload: Uint8Array): void;
+}
+
+export interface Platform {
+  crypto: Crypto;
+  now(): number;
+  numbers: NumberStore;
+  connect(o: LinkOptions): Promise<Link>;
+  log(level: 'debug' | 'info' | 'warn', msg: string): void;
+}

@@ -1,0 +1,17 @@
+/** Broker ACL driver: the embedded broker admits VPN topics per member. */
+import type { BrokerAcl } from '../broker/acl.js';
+import type { DesiredState, NetworkDriver } from './driver.js';
+
+export class BrokerAclDriver implements NetworkDriver {
+  readonly name = 'broker-acl';
+  constructor(private readonly acl: BrokerAcl) {}
+
+  async apply(state: DesiredState): Promise<void> {
+    const seen = new Set<string>();
+    for (const v of state.vpns) {
+      this.acl.setMembers(v.id, v.members.map((m) => m.deviceId));
+      seen.add(v.id);
+    }
+    for (const id of Object.keys(this.acl.snapshot())) if (!seen.has(id)) this.acl.setMembers(id, []);
+  }
+}

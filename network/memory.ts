@@ -1,0 +1,17 @@
+/** Memory driver: keeps the last applied state, for tests and `kagi status`. */
+import type { DesiredState, NetworkDriver } from './driver.js';
+
+export class MemoryDriver implements NetworkDriver {
+  readonly name = 'memory';
+  state: DesiredState = { vpns: [] };
+  applied = 0;
+
+  async apply(state: DesiredState): Promise<void> {
+    this.state = structuredClone(state);
+    this.applied++;
+  }
+
+  members(vpnId: string): string[] {
+    return (this.state.vpns.find((v) => v.id === vpnId)?.members ?? []).map((m) => m.deviceId).sort();
+  }
+}

@@ -1,0 +1,175 @@
+/**
+ * A party on the broker: a device agent or a service. One place that turns
+ * envelopes into requests, replies and channel messages, so agents and
+ * services share the same checks in the same order:
+ *   strict decode → addressed to me → open (authenticate) → replay guard →
+ *   dispatch.
+ * Input an attacker can send is dropped and counted by KagiError code, never
+ * thrown. The transport (MQTT client or host bridge) and timers are injected.
+ */
+import type { Crypto } from './crypto/backend.js';
+import { KagiError, isKagiError } from './errors.js';
+import { decodeEnvelope, type Envelope } from './envelope.js';
+import { openRequest, openSymmetric, PendingReplies, RequestSecrets, sealRequest, sealSymmetric } from './sealed.js';
+import { ReplayGuard, SendCounter } from './replay.js';
+import type { NumberStore } from './store.js';
+import type { MessageType } from './messages.js';
+import { LIMITS } from './limits.js';
+
+export interface Transport {
+  publish(topic: string, payload: Uint8Array): Promise<void>;
+}
+
+export interface Incoming {
+  env: Envelope;
+  body: unknown;
+  secrets: RequestSecrets;
+  /** Raw bytes as received (for forwarding). */
+  bytes: Uint8Array;
+}
+
+export interface Reply {
+  type: MessageType;
+  body: unknown;
+}
+
+export interface PeerOptions {
+  crypto: Crypto;
+  id: string;
+  secretKey: Uint8Array;
+  numbers: NumberStore;
+  transport: Transport;
+  /** Static public key of a party, to open what it sealed. */
+  keyOf(id: string): Promise<Uint8Array | undefined>;
+  /** Where replies to `id` go (a service's reply topic or a device inbox). */
+  replyTopic(id: string): string;
+  /** Handle a sealed request addressed to us; a returned Reply is sent back. */
+  onRequest?(m: Incoming): Promise<Reply | undefined>;
+  /** A sealed message addressed to someone else (the front door forwards). */
+  onForeign?(env: Envelope, bytes: Uint8Array): Promise<void>;
+  log?(level: 'debug' | 'info' | 'warn', msg: string): void;
+  setTimeout?: (fn: () => void, ms: number) => unknown;
+  clearTimeout?: (t: unknown) => void;
+}
+
+export class Peer {
+  readonly counters: SendCounter;
+  readonly guard: ReplayGuard;
+  private readonly pending = new PendingReplies();
+  private readonly waiters = new Map<number, { resolve(r: Reply): void; reject(e: Error): void; timer: unknown }>();
+  /** Dropped input by reason: what an operator graphs, not what they log. */
+  readonly dropped = new Map<string, number>();
+
+  constructor(private readonly o: PeerOptions) {
+    this.counters = new SendCounter(o.numbers, 64, `tx:${o.id}:`);
+    this.guard = new ReplayGuard(o.numbers, `rx:${o.id}:`);
+  }
+
+  get id(): string {
+    return this.o.id;
+  }
+
+  private drop(reason: string, detail: string): void {
+    this.dropped.set(reason, (this.dropped.get(reason) ?? 0) + 1);
+    this.o.log?.('debug', `${this.o.id}: dropped (${reason}) ${detail}`);
+  }
+
+  private newReqId(): number {
+    const b = this.o.crypto.randomBytes(4);
+    return (((b[0]! << 24) >>> 0) + (b[1]! << 16) + (b[2]! << 8) + b[3]!) % LIMITS.maxSeq;
+  }
+
+  /**
+   * Seal a request to `to` (static key pkR), publish it on `topic` and wait
+   * for the reply from `replyFrom` (default: `to`). The request's secrets
+   * (channel keys) come back with the reply; the caller destroys them.
+   */
+  async request(
+    a: { to: string; pkR: Uint8Array; topic: string; type: MessageType; body: unknown; replyFrom?: string; timeoutMs: number },
+  ): Promise<Reply & { secrets: RequestSecrets }> {
+    const seq = await this.counters.take(a.to);
+    const reqId = this.newReqId();
+    const { bytes, secrets } = sealRequest(this.o.crypto, { type: a.type, from: this.o.id, to: a.to, seq, reqId }, this.o.secretKey, a.pkR, a.body);
+    this.pending.expect(reqId, a.replyFrom ?? a.to, secrets);
+    const set = this.o.setTimeout ?? ((fn, ms) => setTimeout(fn, ms));
+    const clear = this.o.clearTimeout ?? ((t) => clearTimeout(t as ReturnType<typeof setTimeout>));
+    const answer = new Promise<Reply>((resolve, reject) => {
+      const timer = set(() => {
+        this.waiters.delete(reqId);
+        this.pending.cancel(reqId);
+        reject(new KagiError('unexpected', `no reply from ${a.replyFrom ?? a.to} to ${a.type} within ${a.timeoutMs} ms`));
+      }, a.timeoutMs);
+      this.waiters.set(reqId, { resolve: (r) => (clear(timer), resolve(r)), reject, timer });
+    });
+    await this.o.transport.publish(a.topic, bytes);
+    try {
+      return { ...(await answer), secrets };
+    } catch (e) {
+      secrets.destroy();
+      throw e;
+    }
+  }
+
+  /** Seal a reply (or error) to request `reqId` of `to` under its reply key. */
+  async sendReply(to: string, reqId: number, key: Uint8Array, r: Reply): Promise<void> {
+    const seq = await this.counters.take(to);
+    const bytes = sealSymmetric(this.o.crypto, { type: r.type, from: this.o.id, to, seq, reqId }, key, r.body);
+    await this.o.transport.publish(this.o.replyTopic(to), bytes);
+  }
+
+  /** Feed one received payload. Never throws for bad input. */
+  async receive(bytes: Uint8Array): Promise<void> {
+    let env: Envelope;
+    try {
+      env = decodeEnvelope(bytes);
+    } catch (e) {
+      if (isKagiError(e)) return this.drop(e.code, 'undecodable envelope');
+      throw e;
+    }
+    try {
+      if (env.to !== this.o.id) {
+        if (env.kind === 'sealed' && this.o.onForeign) return await this.o.onForeign(env, bytes);
+        return this.drop('not-for-me', `${env.type} to ${env.to}`);
+      }
+      if (env.kind === 'reply') return await this.onReply(env);
+      if (env.kind === 'sealed') return await this.onSealed(env, bytes);
+      return this.drop('channel', `${env.type} from ${env.from} (no channel handler)`);
+    } catch (e) {
+      if (isKagiError(e)) return this.drop(e.code, `${env.type} from ${env.from}: ${e.message}`);
+      throw e;
+    }
+  }
+
+  private async onReply(env: Envelope): Promise<void> {
+    const body = this.pending.open(this.o.crypto, env);
+    await this.guard.accept(env.from, env.seq);
+    const w = this.waiters.get(env.reqId);
+    this.waiters.delete(env.reqId);
+    w?.resolve({ type: env.type, body });
+  }
+
+  private async onSealed(env: Envelope, bytes: Uint8Array): Promise<void> {
+    const pkS = await this.o.keyOf(env.from);
+    if (!pkS) throw new KagiError('unexpected', `unknown sender ${env.from}`);
+    const { body, secrets } = openRequest(this.o.crypto, env, this.o.secretKey, pkS);
+    await this.guard.accept(env.from, env.seq);
+    const reply = await this.o.onRequest?.({ env, body, secrets, bytes });
+    if (reply) await this.sendReply(env.from, env.reqId, secrets.replyKey(), reply);
+    secrets.destroy();
+  }
+
+  /** Open a symmetric message with a key the caller holds (channels). */
+  openWith(env: Envelope, key: Uint8Array): unknown {
+    return openSymmetric(this.o.crypto, env, key);
+  }
+
+  /** Reject every waiting request (shutdown). */
+  cancelAll(reason: string): void {
+    for (const [reqId, w] of this.waiters) {
+      (this.o.clearTimeout ?? ((t) => clearTimeout(t as ReturnType<typeof setTimeout>)))(w.timer);
+      this.pending.cancel(reqId);
+      w.reject(new KagiError('unexpected', reason));
+    }
+    this.waiters.clear();
+  }
+}

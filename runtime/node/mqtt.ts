@@ -1,0 +1,107 @@
+/**
+ * MQTT on Node (MQTT.js) with kagi's CONNECT password: a fresh counter for
+ * every connection attempt, so reconnects are never refused as replays.
+ * The next password is prepared as soon as a connection closes, because
+ * MQTT.js reads options.password synchronously when it reconnects.
+ */
+import mqtt, { type MqttClient } from 'mqtt';
+import type { Crypto } from '../../protocol/crypto/backend.js';
+import { connectKey, connectPassword } from '../../protocol/connect-auth.js';
+import { SendCounter } from '../../protocol/replay.js';
+import type { NumberStore } from '../../protocol/store.js';
+import type { Transport } from '../../protocol/peer.js';
+
+export interface MqttLinkOptions {
+  url: string;
+  clientId: string;
+  crypto: Crypto;
+  secretKey: Uint8Array;
+  /** Broker public key; without it no password is sent (external brokers). */
+  brokerPublicKey?: Uint8Array;
+  numbers: NumberStore;
+  protocolVersion?: 4 | 5;
+  will?: { topic: string; payload: Uint8Array; retain: boolean };
+  onMessage(topic: string, payload: Uint8Array): void;
+  subscriptions: string[];
+  log?(level: 'debug' | 'info' | 'warn', msg: string): void;
+}
+
+export class MqttLink implements Transport {
+  private client: MqttClient | null = null;
+  private next: Buffer | undefined;
+  private readonly counter: SendCounter;
+  private readonly key: Uint8Array | undefined;
+
+  constructor(private readonly o: MqttLinkOptions) {
+    this.counter = new SendCounter(o.numbers, 16, `connect:${o.clientId}:`);
+    this.key = o.brokerPublicKey ? connectKey(o.crypto, o.secretKey, o.brokerPublicKey) : undefined;
+  }
+
+  private async password(): Promise<Buffer | undefined> {
+    if (!this.key) return undefined;
+    const n = await this.counter.take('broker');
+    return Buffer.from(connectPassword(this.o.crypto, this.key, this.o.clientId, n));
+  }
+
+  private prepare(): void {
+    void this.password().then((p) => (this.next = p));
+  }
+
+  /** Connect; resolves on the first CONNACK, rejects on refusal or timeout. */
+  async connect(timeoutMs = 10_000): Promise<void> {
+    const client = mqtt.connect(this.o.url, {
+      clientId: this.o.clientId,
+      password: await this.password(),
+      username: this.key ? 'kagi' : undefined,
+      protocolVersion: this.o.protocolVersion ?? 4,
+      clean: true,
+      keepalive: 30,
+      reconnectPeriod: 500 + Math.floor(Math.random() * 500),
+      connectTimeout: timeoutMs,
+      will: this.o.will ? { topic: this.o.will.topic, payload: Buffer.from(this.o.will.payload), retain: this.o.will.retain, qos: 1 } : undefined,
+    });
+    this.client = client;
+    client.on('close', () => this.prepare());
+    client.on('reconnect', () => {
+      if (this.next) client.options.password = this.next;
+      this.next = undefined;
+    });
+    client.on('connect', () => {
+      if (this.o.subscriptions.length) client.subscribe(this.o.subscriptions, { qos: 1 });
+    });
+    client.on('message', (topic, payload) => this.o.onMessage(topic, new Uint8Array(payload.buffer, payload.byteOffset, payload.length)));
+    client.on('error', (e) => this.o.log?.('debug', `mqtt ${this.o.clientId}: ${e.message}`));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => fail(new Error(`could not connect to ${this.o.url} within ${timeoutMs} ms`)), timeoutMs);
+      const fail = (e: Error) => {
+        clearTimeout(timer);
+        client.end(true);
+        reject(e);
+      };
+      client.once('connect', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      client.once('error', (e) => fail(new Error(`broker refused ${this.o.clientId}: ${e.message}`)));
+    });
+  }
+
+  get connected(): boolean {
+    return this.client?.connected ?? false;
+  }
+
+  publish(topic: string, payload: Uint8Array, retain = false): Promise<void> {
+    const c = this.client;
+    if (!c) return Promise.reject(new Error('not connected'));
+    return c.publishAsync(topic, Buffer.from(payload), { qos: 1, retain }).then(() => undefined);
+  }
+
+  async subscribe(topic: string): Promise<void> {
+    this.o.subscriptions.push(topic);
+    await this.client?.subscribeAsync(topic, { qos: 1 });
+  }
+
+  async close(): Promise<void> {
+    await this.client?.endAsync();
+  }
+}

@@ -1,0 +1,43 @@
+/** The device Platform on Node: node:crypto, MQTT.js, a state file. */
+import type { Platform } from '../../device/platform.js';
+import type { NumberStore } from '../../protocol/store.js';
+import { MemoryNumberStore } from '../../protocol/store.js';
+import { nodeCrypto } from './crypto.js';
+import { FileNumberStore } from './file-numbers.js';
+import { MqttLink } from './mqtt.js';
+
+export interface NodePlatformOptions {
+  brokerUrl: string;
+  /** File for sequence counters; memory when absent (tests). */
+  stateFile?: string;
+  /** Send CONNECT passwords (off for brokers that do not check them). */
+  brokerAuth?: boolean;
+  log?: Platform['log'];
+}
+
+export function nodePlatform(o: NodePlatformOptions): Platform {
+  const crypto = nodeCrypto();
+  const numbers: NumberStore = o.stateFile ? new FileNumberStore(o.stateFile) : new MemoryNumberStore();
+  const log = o.log ?? (() => {});
+  return {
+    crypto,
+    now: () => Date.now(),
+    numbers,
+    log,
+    async connect(l) {
+      const link = new MqttLink({
+        url: o.brokerUrl,
+        clientId: l.clientId,
+        crypto,
+        secretKey: l.secretKey,
+        brokerPublicKey: o.brokerAuth === false ? undefined : l.brokerPublicKey,
+        numbers,
+        subscriptions: [...l.subscriptions],
+        onMessage: l.onMessage,
+        log,
+      });
+      await link.connect();
+      return link;
+    },
+  };
+}

@@ -1,0 +1,55 @@
+/**
+ * Admin operations on the store, shared by the CLI and tests. They write the
+ * tables directly; the running services read them on every request, so a
+ * change takes effect without a restart.
+ */
+import type { Crypto } from '../protocol/crypto/backend.js';
+import { toHex } from '../protocol/bytes.js';
+import { ID_PATTERN } from '../protocol/limits.js';
+import { MAC_PATTERN } from '../device/bundle.js';
+import { hashPassword } from './auth/password.js';
+import { publicKeys, type ServiceKeys } from './identity.js';
+import { isService } from './service-host.js';
+import type { DeviceKind, Store, VpnProtocol } from './store/store.js';
+
+export class AdminError extends Error {
+  override readonly name = 'AdminError';
+}
+
+function checkId(id: string, what: string): void {
+  if (!ID_PATTERN.test(id)) throw new AdminError(`${what} id '${id}' must match [A-Za-z0-9._:-]{1,64}`);
+}
+
+/** Register a device; returns its bundle (holding its private key). */
+export async function addDevice(
+  store: Store, keys: ServiceKeys, c: Crypto,
+  d: { id: string; mac: string; kind: Exclude<DeviceKind, 'service'>; broker: string; user?: string; password?: string },
+): Promise<Record<string, unknown>> {
+  checkId(d.id, 'device');
+  if (isService(d.id) || d.id === 'broker') throw new AdminError(`device id '${d.id}' is reserved for a service`);
+  if (!MAC_PATTERN.test(d.mac)) throw new AdminError(`MAC '${d.mac}' must look like 02:00:00:00:00:01`);
+  const kp = c.generateKeyPair();
+  await store.addDevice({ id: d.id, mac: d.mac.toLowerCase(), publicKey: kp.publicKey, kind: d.kind });
+  const bundle: Record<string, unknown> = { kagi: 1, id: d.id, mac: d.mac.toLowerCase(), kind: d.kind, secretKey: toHex(kp.secretKey), services: publicKeys(keys), broker: d.broker };
+  if (d.user) Object.assign(bundle, { user: d.user, password: d.password });
+  return bundle;
+}
+
+export async function addUser(store: Store, id: string, password: string): Promise<void> {
+  checkId(id, 'user');
+  if (password.length < 8) throw new AdminError('password must have at least 8 characters');
+  await store.addUser({ id, passwordHash: await hashPassword(password) });
+}
+
+export async function addVpn(store: Store, v: { id: string; protocol: VpnProtocol; port: number; priority?: number; maxBandwidth?: number }): Promise<void> {
+  checkId(v.id, 'VPN');
+  if (v.protocol !== 'tcp' && v.protocol !== 'udp') throw new AdminError(`protocol must be tcp or udp, not '${v.protocol}'`);
+  if (!Number.isInteger(v.port) || v.port < 1 || v.port > 65535) throw new AdminError(`port must be 1..65535`);
+  await store.addVpn({ id: v.id, protocol: v.protocol, port: v.port, priority: v.priority ?? 0, maxBandwidth: v.maxBandwidth ?? 0, flag: 0, totalRate: 0 });
+}
+
+export async function grant(store: Store, vpnId: string, userId: string): Promise<void> {
+  if (!(await store.getVpn(vpnId))) throw new AdminError(`no VPN '${vpnId}'`);
+  if (!(await store.getUser(userId))) throw new AdminError(`no user '${userId}'`);
+  await store.grant(vpnId, userId);
+}

@@ -1,0 +1,99 @@
+/**
+ * Auth server (patent 2): device auth by MAC + device credential (2a) and
+ * user auth by id + password (2b), over table 2c. It only ever talks to the
+ * config server, which forwards the device's sealed requests unopened: the
+ * config server never sees a password.
+ *
+ * A verified request's reply key and channel keys are handed to the config
+ * server (sealed between the two services), so the config server can answer
+ * the device and poll it over the channel of its authentication.
+ */
+import { decodeEnvelope, type Envelope } from '../../protocol/envelope.js';
+import { openRequest } from '../../protocol/sealed.js';
+import { asBody, bytes, str, type Body } from '../../protocol/body.js';
+import { isKagiError } from '../../protocol/errors.js';
+import type { Incoming, Peer, Reply } from '../../protocol/peer.js';
+import { startService, type ServiceContext } from '../service-host.js';
+import { verifyPassword } from './password.js';
+
+type Verdict = Body & { ok: boolean };
+
+function refuse(reason: string, extra: Body = {}): Verdict {
+  return { ok: false, reason, ...extra };
+}
+
+export async function startAuth(ctx: ServiceContext) {
+  let peer!: Peer;
+
+  /** Open a device's sealed request forwarded by the config server. */
+  async function openDeviceRequest(raw: Uint8Array, type: Envelope['type']) {
+    let env: Envelope;
+    try {
+      env = decodeEnvelope(raw);
+    } catch {
+      return { refusal: refuse('malformed request') };
+    }
+    if (env.type !== type || env.to !== 'auth') return { refusal: refuse(`not a ${type} to auth`) };
+    const device = await ctx.store.getDevice(env.from);
+    if (!device) return { refusal: refuse(`unknown device ${env.from}`) };
+    if (device.revoked) return { refusal: refuse(`device ${env.from} is revoked`) };
+    let opened;
+    try {
+      opened = openRequest(ctx.crypto, env, ctx.keys.auth.secretKey, device.publicKey);
+    } catch {
+      return { refusal: refuse(`device credential of ${env.from} does not verify`) };
+    }
+    const replyKey = opened.secrets.replyKey();
+    try {
+      await peer.guard.accept(env.from, env.seq);
+    } catch (e) {
+      if (isKagiError(e, 'replay')) return { refusal: refuse(`replayed ${type} from ${env.from}`) };
+      throw e;
+    }
+    return { env, device, body: asBody(opened.body), secrets: opened.secrets, replyKey };
+  }
+
+  async function deviceAuth(raw: Uint8Array): Promise<Verdict> {
+    const r = await openDeviceRequest(raw, 'config.request');
+    if ('refusal' in r) return r.refusal!;
+    const common = { deviceId: r.env.from, reqId: r.env.reqId, replyKey: r.replyKey };
+    if (str(r.body, 'mac', 32).toLowerCase() !== r.device.mac.toLowerCase()) {
+      return refuse(`MAC ${str(r.body, 'mac', 32)} does not match device ${r.env.from}`, common);
+    }
+    const channel = r.secrets.channelKeys();
+    r.secrets.destroy();
+    return { ok: true, ...common, kind: r.device.kind, mac: r.device.mac, channelUp: channel.up, channelDown: channel.down };
+  }
+
+  async function userJoin(raw: Uint8Array): Promise<Verdict> {
+    const r = await openDeviceRequest(raw, 'join.request');
+    if ('refusal' in r) return r.refusal!;
+    r.secrets.destroy();
+    const common = { deviceId: r.env.from, reqId: r.env.reqId, replyKey: r.replyKey };
+    const userId = str(r.body, 'user', 64);
+    const user = await ctx.store.getUser(userId);
+    // One message for both: do not tell a prober which user ids exist.
+    if (!user || !(await verifyPassword(str(r.body, 'password', 1024), user.passwordHash))) {
+      return refuse(`wrong user id or password for ${userId}`, common);
+    }
+    const vpns = [];
+    for (const id of await ctx.store.grantsOf(userId)) {
+      const v = await ctx.store.getVpn(id);
+      if (v) vpns.push({ id: v.id, protocol: v.protocol, port: v.port });
+    }
+    if (vpns.length === 0) return refuse(`user ${userId} is not a member of any VPN`, common);
+    return { ok: true, ...common, user: userId, vpns };
+  }
+
+  async function onRequest(m: Incoming): Promise<Reply | undefined> {
+    if (m.env.from !== 'config' || m.env.type !== 'service.request') return undefined;
+    const b = asBody(m.body);
+    const op = str(b, 'op', 32);
+    const raw = bytes(b, 'envelope');
+    const verdict = op === 'device.auth' ? await deviceAuth(raw) : op === 'user.join' ? await userJoin(raw) : refuse(`unknown op ${op}`);
+    if (!verdict.ok) ctx.log('warn', `auth: refused ${op}: ${String(verdict.reason)}`);
+    return { type: 'service.response', body: verdict };
+  }
+
+  return startService('auth', ctx, { onRequest }, (p) => (peer = p));
+}

@@ -1,0 +1,103 @@
+/**
+ * Config server (patent 1): the front door. Device config (1a) and VPN
+ * membership (1b) in the patent's order:
+ *   config.request → auth verifies (2a) → config sent (S104)
+ *   join.request → auth checks the user (2b) → network devices programmed →
+ *   key server distributes keys (3a) and the terminal acknowledges →
+ *   join.response.
+ * Requests arrive sealed to the auth server and are forwarded unopened.
+ */
+import type { Envelope } from '../../protocol/envelope.js';
+import { asBody, bytes, list, num, str, type Body } from '../../protocol/body.js';
+import type { Peer, Reply } from '../../protocol/peer.js';
+import { topics } from '../../protocol/topics.js';
+import { publicKeys } from '../identity.js';
+import { startService, type ServiceContext } from '../service-host.js';
+import type { DesiredState, NetworkDriver } from '../../network/driver.js';
+
+export interface ConfigOptions {
+  drivers: NetworkDriver[];
+  /** The address a device connects from, where the broker tells us. */
+  addressOf?(deviceId: string): string | undefined;
+  pollIntervalMs?: number;
+}
+
+export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
+  let peer!: Peer;
+  /** Channel keys per device, from its authentication (polls: issue 7). */
+  const channels = new Map<string, { up: Uint8Array; down: Uint8Array }>();
+
+  async function ask(to: 'auth' | 'keys', body: Body): Promise<Body> {
+    const r = await peer.request({ to, pkR: ctx.keys[to].publicKey, topic: topics.service(to, 'service'), type: 'service.request', body, timeoutMs: ctx.timeoutMs });
+    r.secrets.destroy();
+    return asBody(r.body);
+  }
+
+  /** Desired state of every network device, from the tables. */
+  async function desired(): Promise<DesiredState> {
+    const vpns = [];
+    for (const v of await ctx.store.listVpns()) {
+      const members = [];
+      for (const m of await ctx.store.members(v.id)) {
+        members.push({ deviceId: m.deviceId, address: (await ctx.store.getNetworkInfo(m.deviceId))?.address ?? null });
+      }
+      vpns.push({ id: v.id, protocol: v.protocol, port: v.port, members });
+    }
+    return { vpns };
+  }
+
+  async function reconcile(): Promise<void> {
+    const state = await desired();
+    for (const d of o.drivers) await d.apply(state);
+  }
+
+  async function refuseDevice(v: Body): Promise<void> {
+    if (!(v.replyKey instanceof Uint8Array)) return; // nothing to seal a refusal with
+    await peer.sendReply(str(v, 'deviceId', 64), num(v, 'reqId'), bytes(v, 'replyKey'), { type: 'error', body: { reason: v.reason } });
+  }
+
+  async function configure(v: Body): Promise<void> {
+    const deviceId = str(v, 'deviceId', 64);
+    channels.set(deviceId, { up: bytes(v, 'channelUp', 32), down: bytes(v, 'channelDown', 32) });
+    const address = o.addressOf?.(deviceId) ?? null;
+    await ctx.store.putNetworkInfo({ deviceId, address, relayId: null, relayPort: null, updatedAt: Date.now() });
+    const stored = await ctx.store.getConfig(deviceId);
+    const config = stored?.body ?? { deviceId, kind: v.kind, pollIntervalMs: o.pollIntervalMs ?? 30_000, services: publicKeys(ctx.keys) };
+    if (!stored) await ctx.store.putConfig({ deviceId, body: config });
+    const reply: Reply = { type: 'config.response', body: { config } };
+    await peer.sendReply(deviceId, num(v, 'reqId'), bytes(v, 'replyKey'), reply);
+    ctx.log('info', `config: sent config to ${deviceId}`);
+  }
+
+  async function join(v: Body): Promise<void> {
+    const deviceId = str(v, 'deviceId', 64);
+    const userId = str(v, 'user', 64);
+    const vpns = list(v, 'vpns').map((x) => asBody(x));
+    const networkId = (await ctx.store.getNetworkInfo(deviceId))?.address ?? 'broker';
+    for (const x of vpns) {
+      const old = (await ctx.store.membershipsOf(deviceId)).find((m) => m.vpnId === x.id);
+      await ctx.store.putMember({ vpnId: str(x, 'id', 64), deviceId, userId, keyId: old?.keyId ?? 0, networkId });
+    }
+    await reconcile(); // program the network devices before keys go out
+    const issued = await ask('keys', { op: 'keys.issue', deviceId, vpns: vpns.map((x) => x.id) });
+    if (!issued.ok) return refuseDevice({ ...v, reason: `key distribution failed: ${String(issued.reason)}` });
+    const epochs = asBody(issued.epochs);
+    for (const x of vpns) await ctx.store.putMember({ vpnId: str(x, 'id', 64), deviceId, userId, keyId: num(epochs, str(x, 'id', 64)), networkId });
+    const out = vpns.map((x) => ({ id: str(x, 'id', 64), protocol: x.protocol, port: x.port, epoch: epochs[str(x, 'id', 64)] }));
+    await peer.sendReply(deviceId, num(v, 'reqId'), bytes(v, 'replyKey'), { type: 'join.response', body: { user: userId, vpns: out } });
+    ctx.log('info', `config: ${deviceId} (${userId}) joined ${out.map((x) => x.id).join(', ')}`);
+  }
+
+  /** Front door: the device's request is sealed to auth; forward it unopened. */
+  async function onForeign(env: Envelope, raw: Uint8Array): Promise<void> {
+    if (env.to !== 'auth' || (env.type !== 'config.request' && env.type !== 'join.request')) return;
+    const op = env.type === 'config.request' ? 'device.auth' : 'user.join';
+    const verdict = await ask('auth', { op, envelope: raw });
+    if (!verdict.ok) return refuseDevice(verdict);
+    return op === 'device.auth' ? configure(verdict) : join(verdict);
+  }
+
+  const running = await startService('config', ctx, { onForeign }, (p) => (peer = p));
+  await reconcile(); // heal whatever changed while we were down
+  return { ...running, reconcile, channels };
+}

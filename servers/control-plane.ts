@@ -1,0 +1,91 @@
+/**
+ * The control plane in one process (`kagi up`): the store, the embedded
+ * broker (unless an external one is given) and the three services.
+ */
+import type { Crypto } from '../protocol/crypto/backend.js';
+import { KagiBroker } from '../broker/broker.js';
+import { BrokerAcl } from '../broker/acl.js';
+import { BrokerAclDriver } from '../network/broker-acl.js';
+import { MemoryDriver } from '../network/memory.js';
+import type { NetworkDriver } from '../network/driver.js';
+import { SqliteStore } from './store/sqlite.js';
+import type { Store } from './store/store.js';
+import { loadServiceKeys, type ServiceKeys } from './identity.js';
+import { isService, type ServiceContext } from './service-host.js';
+import { startAuth } from './auth/auth.js';
+import { startConfig } from './config/config.js';
+import { startKeys } from './keys/keys.js';
+
+export interface ControlPlaneOptions {
+  dataDir: string;
+  crypto: Crypto;
+  host?: string;
+  port?: number;
+  /** Use this broker instead of starting the embedded one. */
+  brokerUrl?: string;
+  timeoutMs?: number;
+  log?: ServiceContext['log'];
+}
+
+export interface ControlPlane {
+  store: Store;
+  keys: ServiceKeys;
+  broker: KagiBroker | null;
+  brokerUrl: string;
+  memory: MemoryDriver;
+  acl: BrokerAcl;
+  reconcile(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startControlPlane(o: ControlPlaneOptions): Promise<ControlPlane> {
+  const log = o.log ?? (() => {});
+  const store = new SqliteStore(o.dataDir);
+  const keys = loadServiceKeys(o.dataDir, o.crypto);
+  const acl = new BrokerAcl();
+  const memory = new MemoryDriver();
+  const drivers: NetworkDriver[] = [memory];
+  let broker: KagiBroker | null = null;
+  let brokerUrl = o.brokerUrl;
+  const closers: (() => Promise<void>)[] = [];
+  try {
+    if (!brokerUrl) {
+      broker = await KagiBroker.create({
+        crypto: o.crypto,
+        secretKey: keys.broker.secretKey,
+        numbers: store.numbers,
+        acl,
+        log,
+        lookup: async (id) => {
+          if (isService(id)) return { publicKey: keys[id].publicKey, kind: 'service' };
+          const d = await store.getDevice(id);
+          return d && { publicKey: d.publicKey, kind: 'device', revoked: d.revoked };
+        },
+      });
+      const host = o.host ?? '127.0.0.1';
+      const port = await broker.listen(host, o.port ?? 1883);
+      closers.push(() => broker!.close());
+      brokerUrl = `mqtt://${host}:${port}`;
+      drivers.push(new BrokerAclDriver(acl));
+    }
+    const ctx: ServiceContext = { crypto: o.crypto, store, keys, brokerUrl, brokerAuth: broker !== null, timeoutMs: o.timeoutMs ?? 10_000, log };
+    const auth = await startAuth(ctx);
+    closers.unshift(auth.close);
+    const keysSvc = await startKeys(ctx);
+    closers.unshift(keysSvc.close);
+    const config = await startConfig(ctx, { drivers, addressOf: (id) => broker?.addresses.get(id) });
+    closers.unshift(config.close);
+    return {
+      store, keys, broker, brokerUrl, memory, acl,
+      reconcile: config.reconcile,
+      close: async () => {
+        for (const c of closers) await c();
+        await store.close();
+      },
+    };
+  } catch (e) {
+    for (const c of closers) await c().catch(() => {});
+    await store.close();
+    throw e;
+  }
+}

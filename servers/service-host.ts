@@ -1,0 +1,80 @@
+/**
+ * What every service shares: its MQTT link, its Peer, who is who (service
+ * keys from keys.json, device keys from the store) and where replies go.
+ */
+import type { Crypto } from '../protocol/crypto/backend.js';
+import { Peer, type PeerOptions } from '../protocol/peer.js';
+import { SERVICES, topics, type Service } from '../protocol/topics.js';
+import { MqttLink } from '../runtime/node/mqtt.js';
+import type { Store } from './store/store.js';
+import type { ServiceKeys } from './identity.js';
+
+export interface ServiceContext {
+  crypto: Crypto;
+  store: Store;
+  keys: ServiceKeys;
+  brokerUrl: string;
+  /** Send CONNECT passwords (kagi's embedded broker); off for external brokers. */
+  brokerAuth: boolean;
+  timeoutMs: number;
+  log(level: 'debug' | 'info' | 'warn', msg: string): void;
+}
+
+export function isService(id: string): id is Service {
+  return (SERVICES as readonly string[]).includes(id);
+}
+
+export interface RunningService {
+  name: Service;
+  peer: Peer;
+  link: MqttLink;
+  close(): Promise<void>;
+}
+
+export async function startService(
+  name: Service,
+  ctx: ServiceContext,
+  handlers: Pick<PeerOptions, 'onRequest' | 'onForeign'>,
+  bind?: (peer: Peer) => void,
+): Promise<RunningService> {
+  let peer: Peer | undefined;
+  const link = new MqttLink({
+    url: ctx.brokerUrl,
+    clientId: name,
+    crypto: ctx.crypto,
+    secretKey: ctx.keys[name].secretKey,
+    brokerPublicKey: ctx.brokerAuth ? ctx.keys.broker.publicKey : undefined,
+    numbers: ctx.store.numbers,
+    subscriptions: [topics.serviceAll(name)],
+    onMessage: (_topic, payload) => void peer?.receive(payload).catch((e) => ctx.log('warn', `${name}: ${(e as Error).message}`)),
+    log: ctx.log,
+  });
+  peer = new Peer({
+    crypto: ctx.crypto,
+    id: name,
+    secretKey: ctx.keys[name].secretKey,
+    numbers: ctx.store.numbers,
+    transport: link,
+    keyOf: async (id) => (isService(id) ? ctx.keys[id].publicKey : await deviceKey(ctx.store, id)),
+    replyTopic: (id) => (isService(id) ? topics.service(id, 'reply') : topics.inbox(id)),
+    log: ctx.log,
+    ...handlers,
+  });
+  bind?.(peer);
+  await link.connect();
+  ctx.log('info', `${name} service up`);
+  return {
+    name,
+    peer,
+    link,
+    close: async () => {
+      peer!.cancelAll(`${name} service stopping`);
+      await link.close();
+    },
+  };
+}
+
+async function deviceKey(store: Store, id: string): Promise<Uint8Array | undefined> {
+  const d = await store.getDevice(id);
+  return d && !d.revoked ? d.publicKey : undefined;
+}

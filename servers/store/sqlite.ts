@@ -1,0 +1,159 @@
+/**
+ * SQLite store (better-sqlite3, WAL) in a data directory, with numbered
+ * migrations recorded in schema_migrations.
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { NumberStore } from '../../protocol/store.js';
+import { ConflictError, type ConfigRow, type DeviceRow, type MemberRow, type NetworkInfoRow, type SessionKeyRow, type Store, type UserRow, type VpnRow } from './store.js';
+
+/** Append only: a released migration is never edited. */
+const MIGRATIONS: string[] = [
+  `CREATE TABLE devices (id TEXT PRIMARY KEY, mac TEXT NOT NULL, public_key BLOB NOT NULL, kind TEXT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);
+   CREATE TABLE users (id TEXT PRIMARY KEY, password_hash TEXT NOT NULL);
+   CREATE TABLE vpns (id TEXT PRIMARY KEY, protocol TEXT NOT NULL, port INTEGER NOT NULL, priority INTEGER NOT NULL,
+     max_bandwidth INTEGER NOT NULL, flag INTEGER NOT NULL DEFAULT 0, total_rate INTEGER NOT NULL DEFAULT 0);
+   CREATE TABLE grants (vpn_id TEXT NOT NULL REFERENCES vpns(id), user_id TEXT NOT NULL REFERENCES users(id), PRIMARY KEY (vpn_id, user_id));
+   CREATE TABLE members (vpn_id TEXT NOT NULL REFERENCES vpns(id), device_id TEXT NOT NULL REFERENCES devices(id), user_id TEXT NOT NULL,
+     key_id INTEGER NOT NULL, network_id TEXT NOT NULL, PRIMARY KEY (vpn_id, device_id));
+   CREATE TABLE session_keys (vpn_id TEXT NOT NULL REFERENCES vpns(id), epoch INTEGER NOT NULL, key BLOB NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (vpn_id, epoch));
+   CREATE TABLE config (device_id TEXT PRIMARY KEY, body TEXT NOT NULL);
+   CREATE TABLE network_info (device_id TEXT PRIMARY KEY, address TEXT, relay_id TEXT, relay_port TEXT, updated_at INTEGER NOT NULL);
+   CREATE TABLE numbers (key TEXT PRIMARY KEY, value INTEGER NOT NULL);`,
+];
+
+function migrate(db: Database.Database): void {
+  db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+  const done = new Set((db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map((r) => r.version));
+  MIGRATIONS.forEach((sql, i) => {
+    if (done.has(i + 1)) return;
+    db.transaction(() => {
+      db.exec(sql);
+      db.prepare('INSERT INTO schema_migrations VALUES (?, ?)').run(i + 1, Date.now());
+    })();
+  });
+}
+
+const u8 = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.length);
+
+function isConflict(e: unknown): boolean {
+  return (e as { code?: string })?.code?.startsWith('SQLITE_CONSTRAINT') ?? false;
+}
+
+export class SqliteStore implements Store {
+  private readonly db: Database.Database;
+  readonly numbers: NumberStore;
+
+  constructor(dataDir: string) {
+    mkdirSync(dataDir, { recursive: true });
+    this.db = new Database(join(dataDir, 'kagi.db'));
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    migrate(this.db);
+    const get = this.db.prepare('SELECT value FROM numbers WHERE key = ?');
+    const set = this.db.prepare('INSERT INTO numbers VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value');
+    this.numbers = {
+      get: async (k) => (get.get(k) as { value: number } | undefined)?.value,
+      set: async (k, v) => void set.run(k, v),
+    };
+  }
+
+  private insert(sql: string, what: string, ...args: unknown[]): void {
+    try {
+      this.db.prepare(sql).run(...args);
+    } catch (e) {
+      if (isConflict(e)) throw new ConflictError(`${what} already exists or refers to something missing`);
+      throw e;
+    }
+  }
+
+  async addDevice(d: Omit<DeviceRow, 'revoked'>) {
+    this.insert('INSERT INTO devices (id, mac, public_key, kind) VALUES (?, ?, ?, ?)', `device ${d.id}`, d.id, d.mac, Buffer.from(d.publicKey), d.kind);
+  }
+  private device(r: any): DeviceRow {
+    return { id: r.id, mac: r.mac, publicKey: u8(r.public_key), kind: r.kind, revoked: r.revoked === 1 };
+  }
+  async getDevice(id: string) {
+    const r = this.db.prepare('SELECT * FROM devices WHERE id = ?').get(id);
+    return r ? this.device(r) : undefined;
+  }
+  async listDevices() {
+    return this.db.prepare('SELECT * FROM devices ORDER BY id').all().map((r) => this.device(r));
+  }
+
+  async addUser(u: UserRow) {
+    this.insert('INSERT INTO users VALUES (?, ?)', `user ${u.id}`, u.id, u.passwordHash);
+  }
+  async getUser(id: string) {
+    const r = this.db.prepare('SELECT * FROM users WHERE id = ?').get(id) as any;
+    return r ? { id: r.id, passwordHash: r.password_hash } : undefined;
+  }
+
+  async addVpn(v: VpnRow) {
+    this.insert('INSERT INTO vpns VALUES (?, ?, ?, ?, ?, ?, ?)', `VPN ${v.id}`, v.id, v.protocol, v.port, v.priority, v.maxBandwidth, v.flag, v.totalRate);
+  }
+  private vpn(r: any): VpnRow {
+    return { id: r.id, protocol: r.protocol, port: r.port, priority: r.priority, maxBandwidth: r.max_bandwidth, flag: r.flag, totalRate: r.total_rate };
+  }
+  async getVpn(id: string) {
+    const r = this.db.prepare('SELECT * FROM vpns WHERE id = ?').get(id);
+    return r ? this.vpn(r) : undefined;
+  }
+  async listVpns() {
+    return this.db.prepare('SELECT * FROM vpns ORDER BY id').all().map((r) => this.vpn(r));
+  }
+
+  async grant(vpnId: string, userId: string) {
+    this.insert('INSERT INTO grants VALUES (?, ?)', `grant of ${vpnId} to ${userId}`, vpnId, userId);
+  }
+  async grantsOf(userId: string) {
+    return (this.db.prepare('SELECT vpn_id FROM grants WHERE user_id = ? ORDER BY vpn_id').all(userId) as { vpn_id: string }[]).map((r) => r.vpn_id);
+  }
+
+  async putMember(m: MemberRow) {
+    this.db
+      .prepare('INSERT INTO members VALUES (?, ?, ?, ?, ?) ON CONFLICT(vpn_id, device_id) DO UPDATE SET user_id = excluded.user_id, key_id = excluded.key_id, network_id = excluded.network_id')
+      .run(m.vpnId, m.deviceId, m.userId, m.keyId, m.networkId);
+  }
+  private member(r: any): MemberRow {
+    return { vpnId: r.vpn_id, deviceId: r.device_id, userId: r.user_id, keyId: r.key_id, networkId: r.network_id };
+  }
+  async members(vpnId: string) {
+    return this.db.prepare('SELECT * FROM members WHERE vpn_id = ? ORDER BY device_id').all(vpnId).map((r) => this.member(r));
+  }
+  async membershipsOf(deviceId: string) {
+    return this.db.prepare('SELECT * FROM members WHERE device_id = ? ORDER BY vpn_id').all(deviceId).map((r) => this.member(r));
+  }
+
+  async putSessionKey(k: SessionKeyRow) {
+    this.insert('INSERT INTO session_keys VALUES (?, ?, ?, ?)', `key ${k.vpnId}#${k.epoch}`, k.vpnId, k.epoch, Buffer.from(k.key), k.createdAt);
+  }
+  async currentSessionKey(vpnId: string) {
+    const r = this.db.prepare('SELECT * FROM session_keys WHERE vpn_id = ? ORDER BY epoch DESC LIMIT 1').get(vpnId) as any;
+    return r ? { vpnId: r.vpn_id, epoch: r.epoch, key: u8(r.key), createdAt: r.created_at } : undefined;
+  }
+
+  async putConfig(c: ConfigRow) {
+    this.db.prepare('INSERT INTO config VALUES (?, ?) ON CONFLICT(device_id) DO UPDATE SET body = excluded.body').run(c.deviceId, JSON.stringify(c.body));
+  }
+  async getConfig(deviceId: string) {
+    const r = this.db.prepare('SELECT * FROM config WHERE device_id = ?').get(deviceId) as any;
+    return r ? { deviceId: r.device_id, body: JSON.parse(r.body) } : undefined;
+  }
+
+  async putNetworkInfo(n: NetworkInfoRow) {
+    this.db
+      .prepare('INSERT INTO network_info VALUES (?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET address = excluded.address, relay_id = excluded.relay_id, relay_port = excluded.relay_port, updated_at = excluded.updated_at')
+      .run(n.deviceId, n.address, n.relayId, n.relayPort, n.updatedAt);
+  }
+  async getNetworkInfo(deviceId: string) {
+    const r = this.db.prepare('SELECT * FROM network_info WHERE device_id = ?').get(deviceId) as any;
+    return r ? { deviceId: r.device_id, address: r.address, relayId: r.relay_id, relayPort: r.relay_port, updatedAt: r.updated_at } : undefined;
+  }
+
+  async close() {
+    this.db.close();
+  }
+}

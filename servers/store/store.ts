@@ -1,0 +1,107 @@
+/**
+ * The servers' tables (patent 1d, 1e, 1f, 2c, 3b) behind one interface, so
+ * SQLite (default, one node) and PostgreSQL (several nodes) both fit. Every
+ * method is async even where SQLite is synchronous.
+ */
+import type { NumberStore } from '../../protocol/store.js';
+
+export type DeviceKind = 'terminal' | 'relay' | 'plaintext' | 'external' | 'service';
+export type VpnProtocol = 'tcp' | 'udp';
+
+/** 2c: a device, by id, with its MAC and static public key. */
+export interface DeviceRow {
+  id: string;
+  mac: string;
+  publicKey: Uint8Array;
+  kind: DeviceKind;
+  revoked: boolean;
+}
+
+/** 2c: a user with an scrypt password hash. */
+export interface UserRow {
+  id: string;
+  /** "scrypt$N$r$p$salt$hash" (hex). */
+  passwordHash: string;
+}
+
+/** 1e per VPN: priority, bandwidth, protocol/port, flag, total rate. */
+export interface VpnRow {
+  id: string;
+  protocol: VpnProtocol;
+  port: number;
+  priority: number;
+  maxBandwidth: number; // bits/s, 0 = unlimited
+  flag: number;
+  totalRate: number;
+}
+
+/** 1e per user and VPN: the active membership of one device. */
+export interface MemberRow {
+  vpnId: string;
+  deviceId: string;
+  userId: string;
+  keyId: number; // epoch of the session key the member holds
+  networkId: string;
+}
+
+/** 3b: one epoch of a VPN's session key. */
+export interface SessionKeyRow {
+  vpnId: string;
+  epoch: number;
+  key: Uint8Array;
+  createdAt: number;
+}
+
+/** 1d: a device's config as sent to it. */
+export interface ConfigRow {
+  deviceId: string;
+  body: Record<string, unknown>;
+}
+
+/** 1f: where a device is (address, or relay and port). */
+export interface NetworkInfoRow {
+  deviceId: string;
+  address: string | null;
+  relayId: string | null;
+  relayPort: string | null;
+  updatedAt: number;
+}
+
+export interface Store {
+  readonly numbers: NumberStore;
+
+  addDevice(d: Omit<DeviceRow, 'revoked'>): Promise<void>;
+  getDevice(id: string): Promise<DeviceRow | undefined>;
+  listDevices(): Promise<DeviceRow[]>;
+
+  addUser(u: UserRow): Promise<void>;
+  getUser(id: string): Promise<UserRow | undefined>;
+
+  addVpn(v: VpnRow): Promise<void>;
+  getVpn(id: string): Promise<VpnRow | undefined>;
+  listVpns(): Promise<VpnRow[]>;
+
+  grant(vpnId: string, userId: string): Promise<void>;
+  grantsOf(userId: string): Promise<string[]>;
+
+  /** Insert or replace the membership of (vpn, device). */
+  putMember(m: MemberRow): Promise<void>;
+  members(vpnId: string): Promise<MemberRow[]>;
+  membershipsOf(deviceId: string): Promise<MemberRow[]>;
+
+  putSessionKey(k: SessionKeyRow): Promise<void>;
+  currentSessionKey(vpnId: string): Promise<SessionKeyRow | undefined>;
+
+  putConfig(c: ConfigRow): Promise<void>;
+  getConfig(deviceId: string): Promise<ConfigRow | undefined>;
+
+  putNetworkInfo(n: NetworkInfoRow): Promise<void>;
+  getNetworkInfo(deviceId: string): Promise<NetworkInfoRow | undefined>;
+
+  close(): Promise<void>;
+}
+
+/** Thrown for a row that already exists (admin commands report it). */
+export class ConflictError extends Error {
+  override readonly name = 'ConflictError';
+}

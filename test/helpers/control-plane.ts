@@ -1,0 +1,41 @@
+/** A control plane on the embedded broker (port 0) in a temp data dir. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { nodeCrypto } from '../../runtime/node/crypto.js';
+import { startControlPlane, type ControlPlane } from '../../servers/control-plane.js';
+import { addDevice, addUser, addVpn, grant } from '../../servers/admin.js';
+import { parseBundle, type Bundle } from '../../device/bundle.js';
+import { TerminalAgent, type TerminalOptions } from '../../device/terminal.js';
+import { nodePlatform } from '../../runtime/node/platform.js';
+
+export const crypto = nodeCrypto();
+
+export function tempDir(t: { teardown(fn: () => void): void }, prefix = 'kagi-'): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  t.teardown(() => rmSync(d, { recursive: true, force: true }));
+  return d;
+}
+
+export async function controlPlane(dataDir: string, o: { brokerUrl?: string; timeoutMs?: number } = {}): Promise<ControlPlane> {
+  return startControlPlane({ dataDir, crypto, port: 0, timeoutMs: o.timeoutMs ?? 5000, ...(o.brokerUrl ? { brokerUrl: o.brokerUrl } : {}) });
+}
+
+let macs = 0;
+export async function device(cp: ControlPlane, id: string, kind: Bundle['kind'] = 'terminal'): Promise<Bundle> {
+  const n = ++macs;
+  const mac = `02:00:00:00:${(n >> 8).toString(16).padStart(2, '0')}:${(n & 255).toString(16).padStart(2, '0')}`;
+  return parseBundle(await addDevice(cp.store, cp.keys, crypto, { id, mac, kind, broker: cp.brokerUrl }));
+}
+
+export async function vpnWithUsers(cp: ControlPlane, vpn: string, port: number, users: Record<string, string>): Promise<void> {
+  await addVpn(cp.store, { id: vpn, protocol: 'tcp', port });
+  for (const [u, p] of Object.entries(users)) {
+    await addUser(cp.store, u, p);
+    await grant(cp.store, vpn, u);
+  }
+}
+
+export function agent(b: Bundle, brokerUrl: string, o: TerminalOptions & { brokerAuth?: boolean } = {}): TerminalAgent {
+  return new TerminalAgent(b, nodePlatform({ brokerUrl, brokerAuth: o.brokerAuth }), { timeoutMs: 3000, attempts: 2, ...o });
+}

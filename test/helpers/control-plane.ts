@@ -17,8 +17,26 @@ export function tempDir(t: { teardown(fn: () => void): void }, prefix = 'kagi-')
   return d;
 }
 
-export async function controlPlane(dataDir: string, o: { brokerUrl?: string; timeoutMs?: number } = {}): Promise<ControlPlane> {
-  return startControlPlane({ dataDir, crypto, port: 0, timeoutMs: o.timeoutMs ?? 5000, ...(o.brokerUrl ? { brokerUrl: o.brokerUrl } : {}) });
+export interface CpOptions {
+  brokerUrl?: string;
+  timeoutMs?: number;
+  /** Collects every log line as "level: message". */
+  lines?: string[];
+}
+
+export async function controlPlane(dataDir: string, o: CpOptions = {}): Promise<ControlPlane> {
+  return startControlPlane({
+    dataDir, crypto, port: 0, timeoutMs: o.timeoutMs ?? 5000,
+    ...(o.brokerUrl ? { brokerUrl: o.brokerUrl } : {}),
+    log: (level, msg) => o.lines?.push(`${level}: ${msg}`),
+  });
+}
+
+/** Wait until `cond` holds or `ms` pass; returns whether it held. */
+export async function until(cond: () => boolean, ms = 3000): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+  return cond();
 }
 
 let macs = 0;

@@ -1,0 +1,81 @@
+/**
+ * Refusals, each with a clear message and no keys issued: unknown device,
+ * MAC not matching its key, wrong password, user without the VPN, replayed
+ * join, and a second client trying to take over a connected device's id.
+ */
+import t from 'tap';
+import mqtt from 'mqtt';
+import { agent, controlPlane, crypto, device, tempDir, until, vpnWithUsers } from '../helpers/control-plane.js';
+import { addUser } from '../../servers/admin.js';
+import { toHex } from '../../protocol/bytes.js';
+import { topics } from '../../protocol/topics.js';
+
+t.test('refusals', async (t) => {
+  const lines: string[] = [];
+  const cp = await controlPlane(tempDir(t), { lines });
+  t.teardown(() => cp.close());
+  await vpnWithUsers(cp, 'plant', 5020, { alice: 'alice-password' });
+  await addUser(cp.store, 'mallory', 'mallory-password'); // no grant
+  const keysIssued = () => lines.filter((l) => l.includes('keys: ') && l.includes(' holds ')).length;
+
+  t.test('unknown device: the broker refuses its CONNECT', async (t) => {
+    const b = await device(cp, 'term-x');
+    const ghost = { ...b, id: 'ghost', secretKey: crypto.generateKeyPair().secretKey };
+    const g = agent(ghost, cp.brokerUrl);
+    await t.rejects(g.start(), /broker refused ghost/, 'agent says the broker refused it');
+    t.match(cp.broker!.refusals.at(-1), { clientId: 'ghost', reason: 'unknown client id' }, 'broker names the reason');
+  });
+
+  t.test('MAC not matching the device key', async (t) => {
+    const b = await device(cp, 'term-m');
+    const a = agent({ ...b, mac: '02:99:99:99:99:99' }, cp.brokerUrl);
+    t.teardown(() => a.stop());
+    await a.start();
+    await t.rejects(a.configure(), { name: 'RefusedError', message: /MAC 02:99:99:99:99:99 does not match device term-m/ }, 'refused with the reason');
+    t.equal(a.state, 'unconfigured', 'stays unconfigured');
+  });
+
+  t.test('wrong password, user without the VPN, replayed join', async (t) => {
+    const b = await device(cp, 'term-p');
+    const sent: { topic: string; bytes: Uint8Array }[] = [];
+    const a = agent(b, cp.brokerUrl);
+    t.teardown(() => a.stop());
+    await a.start();
+    const link = (a as unknown as { link: { publish(t: string, m: Uint8Array): Promise<void> } }).link;
+    const publish = link.publish.bind(link);
+    link.publish = (topic, bytes) => (sent.push({ topic, bytes }), publish(topic, bytes));
+    await a.configure();
+    await t.rejects(a.join('alice', 'not-her-password'), { name: 'RefusedError', message: /wrong user id or password for alice/ }, 'wrong password');
+    await t.rejects(a.join('nobody', 'whatever-pass'), { name: 'RefusedError', message: /wrong user id or password for nobody/ }, 'unknown user: same message');
+    await t.rejects(a.join('mallory', 'mallory-password'), { name: 'RefusedError', message: /mallory is not a member of any VPN/ }, 'user without the VPN');
+    t.equal(a.state, 'configured', 'still only configured');
+    t.equal(keysIssued(), 0, 'no keys issued for any of these');
+    t.same(await cp.store.membershipsOf('term-p'), [], 'no membership recorded');
+
+    await a.join('alice', 'alice-password');
+    t.equal(keysIssued(), 1, 'the good join gets keys once');
+    const join = sent.filter((s) => s.topic === topics.service('config', 'join')).at(-1)!;
+    await publish(join.topic, join.bytes); // the same sealed join again
+    t.ok(await until(() => lines.some((l) => /refused user\.join: replayed join\.request from term-p/.test(l))), 'auth refuses the replayed join');
+    t.equal(keysIssued(), 1, 'no keys issued for the replay');
+    t.equal((await cp.store.membershipsOf('term-p')).length, 1, 'still exactly one membership');
+  });
+
+  t.test('a second client cannot take over a connected device id', async (t) => {
+    const b = await device(cp, 'term-t');
+    const a = agent(b, cp.brokerUrl);
+    t.teardown(() => a.stop());
+    await a.start();
+    const before = cp.broker!.refusals.length;
+    for (const password of [Buffer.alloc(20), Buffer.from(toHex(new Uint8Array(10)))]) {
+      const c = mqtt.connect(cp.brokerUrl, { clientId: 'term-t', username: 'kagi', password, reconnectPeriod: 0 });
+      const err = await new Promise<Error>((resolve) => c.once('error', resolve));
+      c.end(true);
+      t.match(err.message, /Not authorized/, 'CONNACK: not authorized');
+    }
+    t.equal(cp.broker!.refusals.length, before + 2, 'both refused by the broker');
+    t.equal(a.state, 'unconfigured', 'the real device is untouched');
+    await a.configure();
+    t.equal(a.state, 'configured', 'and keeps working');
+  });
+});

@@ -1,0 +1,94 @@
+/** Admin commands on a local data dir: device, user, vpn. */
+import { existsSync, writeFileSync } from 'node:fs';
+import { DATA_OPTION, UsageError, int, parse, readStdinLine } from '../args.js';
+import { nodeCrypto } from '../../runtime/node/crypto.js';
+import { SqliteStore } from '../../servers/store/sqlite.js';
+import { loadServiceKeys } from '../../servers/identity.js';
+import { addDevice, addUser, addVpn, grant } from '../../servers/admin.js';
+import type { VpnProtocol } from '../../servers/store/store.js';
+
+async function withStore<T>(data: string, fn: (s: SqliteStore) => Promise<T>): Promise<T> {
+  const s = new SqliteStore(data);
+  try {
+    return await fn(s);
+  } finally {
+    await s.close();
+  }
+}
+
+export const deviceHelp = `usage: kagi device add ID --mac MAC --out FILE [options]
+
+Registers a device and writes its bundle (identity, private key, service
+keys) to FILE with mode 0600.
+
+options:
+  --mac MAC          the device's MAC, e.g. 02:00:00:00:00:01 (required)
+  --kind KIND        terminal (default), relay, plaintext or external
+  --out FILE         where to write the bundle (required; refused if it exists)
+  --force            overwrite FILE
+  --broker URL       broker URL written into the bundle (default mqtt://127.0.0.1:1883)
+  --user ID          preset user for an app server that joins by itself;
+                     its password is read from standard input
+  --data DIR         control plane data dir (default ./kagi-data)`;
+
+export async function device(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub !== 'add') throw new UsageError(`unknown 'device ${sub ?? ''}': try 'kagi device add --help'`);
+  const { values: v, positionals } = parse(rest, { ...DATA_OPTION, mac: { type: 'string' }, kind: { type: 'string', default: 'terminal' }, out: { type: 'string' }, force: { type: 'boolean', default: false }, broker: { type: 'string', default: 'mqtt://127.0.0.1:1883' }, user: { type: 'string' } }, 1);
+  if (!v.mac) throw new UsageError('--mac is required');
+  if (!v.out) throw new UsageError('--out is required');
+  if (!['terminal', 'relay', 'plaintext', 'external'].includes(v.kind)) throw new UsageError(`--kind must be terminal, relay, plaintext or external`);
+  if (existsSync(v.out) && !v.force) throw new UsageError(`${v.out} exists (it may hold another device's key); use --force to overwrite`);
+  const password = v.user ? await readStdinLine(`password for ${v.user}`) : undefined;
+  const c = nodeCrypto();
+  const bundle = await withStore(v.data, (s) =>
+    addDevice(s, loadServiceKeys(v.data, c), c, { id: positionals[0]!, mac: v.mac!, kind: v.kind as 'terminal', broker: v.broker, ...(v.user ? { user: v.user, password } : {}) }),
+  );
+  writeFileSync(v.out, JSON.stringify(bundle, null, 2) + '\n', { mode: 0o600 });
+  console.log(`device ${positionals[0]} added (${v.kind}, ${v.mac}); bundle written to ${v.out}`);
+  return 0;
+}
+
+export const userHelp = `usage: kagi user add ID --password-stdin [--data DIR]
+
+Adds a user; the password (at least 8 characters) is read from standard
+input and stored as an scrypt hash.`;
+
+export async function user(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub !== 'add') throw new UsageError(`unknown 'user ${sub ?? ''}': try 'kagi user add --help'`);
+  const { values: v, positionals } = parse(rest, { ...DATA_OPTION, 'password-stdin': { type: 'boolean', default: false } }, 1);
+  if (!v['password-stdin']) throw new UsageError('--password-stdin is required (passwords never go on the command line)');
+  const password = await readStdinLine(`password for ${positionals[0]}`);
+  await withStore(v.data, (s) => addUser(s, positionals[0]!, password));
+  console.log(`user ${positionals[0]} added`);
+  return 0;
+}
+
+export const vpnHelp = `usage: kagi vpn add ID --protocol tcp|udp --port N [--priority P] [--max-bandwidth BPS]
+       kagi vpn grant VPN USER
+
+add     creates a VPN carrying one service (protocol/port)
+grant   lets USER join VPN; takes effect on a running control plane at once
+
+options: --data DIR (default ./kagi-data)`;
+
+export async function vpn(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === 'add') {
+    const { values: v, positionals } = parse(rest, { ...DATA_OPTION, protocol: { type: 'string' }, port: { type: 'string' }, priority: { type: 'string' }, 'max-bandwidth': { type: 'string' } }, 1);
+    if (!v.protocol) throw new UsageError('--protocol is required (tcp or udp)');
+    await withStore(v.data, (s) =>
+      addVpn(s, { id: positionals[0]!, protocol: v.protocol as VpnProtocol, port: int(v.port, 'port'), priority: int(v.priority, 'priority', 0), maxBandwidth: int(v['max-bandwidth'], 'max-bandwidth', 0) }),
+    );
+    console.log(`VPN ${positionals[0]} added (${v.protocol}/${v.port})`);
+    return 0;
+  }
+  if (sub === 'grant') {
+    const { values: v, positionals } = parse(rest, { ...DATA_OPTION }, 2);
+    await withStore(v.data, (s) => grant(s, positionals[0]!, positionals[1]!));
+    console.log(`user ${positionals[1]} may join ${positionals[0]}`);
+    return 0;
+  }
+  throw new UsageError(`unknown 'vpn ${sub ?? ''}': try 'kagi vpn --help'`);
+}

@@ -1,0 +1,39 @@
+/** kagi status: devices, VPNs with their members and epochs. */
+import { DATA_OPTION, parse } from '../args.js';
+import { SqliteStore } from '../../servers/store/sqlite.js';
+
+export const statusHelp = `usage: kagi status [--json] [--data DIR]
+
+Shows devices (kind, MAC, last address) and VPNs (protocol/port, current
+key epoch, members with their user and key id).`;
+
+export async function status(args: string[]): Promise<number> {
+  const { values: v } = parse(args, { ...DATA_OPTION, json: { type: 'boolean', default: false } }, 0);
+  const s = new SqliteStore(v.data);
+  try {
+    const devices = [];
+    for (const d of await s.listDevices()) {
+      devices.push({ id: d.id, kind: d.kind, mac: d.mac, revoked: d.revoked, address: (await s.getNetworkInfo(d.id))?.address ?? null });
+    }
+    const vpns = [];
+    for (const x of await s.listVpns()) {
+      const key = await s.currentSessionKey(x.id);
+      const members = (await s.members(x.id)).map((m) => ({ device: m.deviceId, user: m.userId, keyId: m.keyId }));
+      vpns.push({ id: x.id, protocol: x.protocol, port: x.port, priority: x.priority, maxBandwidth: x.maxBandwidth, epoch: key?.epoch ?? null, members });
+    }
+    if (v.json) {
+      console.log(JSON.stringify({ devices, vpns }, null, 2));
+      return 0;
+    }
+    console.log(`devices (${devices.length})`);
+    for (const d of devices) console.log(`  ${d.id.padEnd(20)} ${d.kind.padEnd(9)} ${d.mac}  ${d.revoked ? 'REVOKED' : d.address ?? '-'}`);
+    console.log(`VPNs (${vpns.length})`);
+    for (const x of vpns) {
+      console.log(`  ${x.id.padEnd(20)} ${x.protocol}/${x.port}  epoch ${x.epoch ?? '-'}  ${x.members.length} member(s)`);
+      for (const m of x.members) console.log(`    ${m.device} (${m.user}, key ${m.keyId})`);
+    }
+    return 0;
+  } finally {
+    await s.close();
+  }
+}

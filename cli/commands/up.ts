@@ -1,0 +1,39 @@
+/** kagi up: the control plane until interrupted. */
+import { DATA_OPTION, int, parse } from '../args.js';
+import { nodeCrypto } from '../../runtime/node/crypto.js';
+import { startControlPlane } from '../../servers/control-plane.js';
+import { PortInUseError } from '../../broker/broker.js';
+
+export const upHelp = `usage: kagi up [--host H] [--port N] [--broker URL] [--data DIR] [--verbose]
+
+Runs the embedded broker (default 127.0.0.1:1883; --port 0 picks a free
+port) and the auth, config and key services on DIR (default ./kagi-data).
+With --broker mqtt://host:port the services use that broker instead and no
+broker is started. Stops on SIGINT/SIGTERM.`;
+
+export async function up(args: string[]): Promise<number> {
+  const { values: v } = parse(args, { ...DATA_OPTION, host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string' }, broker: { type: 'string' }, verbose: { type: 'boolean', default: false } }, 0);
+  let cp;
+  try {
+    cp = await startControlPlane({
+      dataDir: v.data, crypto: nodeCrypto(), host: v.host, port: int(v.port, 'port', 1883),
+      ...(v.broker ? { brokerUrl: v.broker } : {}),
+      log: (level, msg) => {
+        if (level !== 'debug' || v.verbose) console.log(`${level}: ${msg}`);
+      },
+    });
+  } catch (e) {
+    if (e instanceof PortInUseError) {
+      console.error(`kagi up: ${e.message}`);
+      return 1;
+    }
+    throw e;
+  }
+  console.log(`kagi up: broker ${cp.brokerUrl}, data ${v.data}`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await cp.close();
+  return 0;
+}

@@ -1,0 +1,114 @@
+/**
+ * TCP tunnels over a terminal's VPNs (DESIGN: the VPN's protocol/port is the
+ * service it carries). `--listen VPN=LOCALPORT:PEER` accepts TCP on
+ * 127.0.0.1:LOCALPORT and carries each connection to device PEER, whose
+ * agent connects it to its target for that VPN (127.0.0.1:<VPN port> unless
+ * `--target VPN=HOST:PORT`). Close and reset propagate both ways.
+ */
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { randomInt } from 'node:crypto';
+import { StreamMux, type Stream } from '../../device/stream.js';
+import type { TerminalAgent } from '../../device/terminal.js';
+
+export interface ListenSpec {
+  vpn: string;
+  localPort: number;
+  peer: string;
+}
+
+export interface TargetSpec {
+  vpn: string;
+  host: string;
+  port: number;
+}
+
+export function parseListen(s: string): ListenSpec {
+  const m = /^([^=]+)=(\d+):(.+)$/.exec(s);
+  if (!m) throw new Error(`--listen '${s}' must be VPN=LOCALPORT:PEER`);
+  return { vpn: m[1]!, localPort: Number(m[2]), peer: m[3]! };
+}
+
+export function parseTarget(s: string): TargetSpec {
+  const m = /^([^=]+)=(.+):(\d+)$/.exec(s);
+  if (!m) throw new Error(`--target '${s}' must be VPN=HOST:PORT`);
+  return { vpn: m[1]!, host: m[2]!, port: Number(m[3]) };
+}
+
+/** Pipe a socket and a stream into each other. */
+function pipe(sock: Socket, s: Stream): void {
+  s.events = {
+    data: (b) => void sock.write(b),
+    end: () => void sock.end(),
+    reset: () => void sock.destroy(),
+  };
+  sock.on('data', (chunk: Buffer) => {
+    sock.pause();
+    s.write(new Uint8Array(chunk)).then(() => sock.resume(), () => sock.destroy());
+  });
+  sock.on('end', () => void s.close());
+  sock.on('error', () => void s.reset());
+  sock.on('close', (hadError) => {
+    if (hadError) void s.reset();
+  });
+}
+
+export class Tunnels {
+  private readonly muxes = new Map<string, StreamMux>();
+  private readonly servers: Server[] = [];
+  private timer: ReturnType<typeof setInterval> | null = null;
+
+  constructor(
+    private readonly agent: TerminalAgent,
+    private readonly listens: ListenSpec[],
+    private readonly targets: TargetSpec[],
+  ) {}
+
+  private mux(vpn: string): StreamMux {
+    let m = this.muxes.get(vpn);
+    if (!m) {
+      m = new StreamMux({
+        send: (peer, p) => this.agent.send(vpn, peer, p),
+        accept: (s) => this.accept(vpn, s),
+        now: () => Date.now(),
+        random32: () => randomInt(0, 2 ** 32 - 1),
+      });
+      this.muxes.set(vpn, m);
+    }
+    return m;
+  }
+
+  private accept(vpn: string, s: Stream): void {
+    const t = this.targets.find((x) => x.vpn === vpn);
+    const port = t?.port ?? this.agent.vpns.get(vpn)?.port;
+    if (!port) return void s.reset();
+    pipe(createConnection({ host: t?.host ?? '127.0.0.1', port }), s);
+  }
+
+  /** Feed a decrypted VPN payload (the agent's onData). */
+  onData(vpn: string, from: string, payload: Uint8Array): void {
+    this.mux(vpn).receive(from, payload);
+  }
+
+  /** Start listeners; resolves with the bound local ports. */
+  async start(): Promise<number[]> {
+    this.timer = setInterval(() => this.muxes.forEach((m) => m.tick()), 200);
+    const ports = [];
+    for (const l of this.listens) {
+      const server = createServer((sock) => {
+        this.mux(l.vpn).open(l.peer).then((s) => pipe(sock, s), () => sock.destroy());
+      });
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(l.localPort, '127.0.0.1', resolve);
+      });
+      this.servers.push(server);
+      ports.push((server.address() as { port: number }).port);
+    }
+    return ports;
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await Promise.all(this.servers.map((s) => new Promise((r) => s.close(r))));
+  }
+}

@@ -4,31 +4,37 @@
  * dispatches. Exit codes: 0 ok, 1 runtime failure, 2 usage error.
  */
 import { readFileSync } from 'node:fs';
+import { UsageError } from './args.js';
+import { agent, agentHelp } from './commands/agent.js';
+import { device, deviceHelp, user, userHelp, vpn, vpnHelp } from './commands/admin.js';
+import { demo, demoHelp } from './commands/demo.js';
+import { status, statusHelp } from './commands/status.js';
+import { up, upHelp } from './commands/up.js';
 
 const USAGE = `kagi — keying and access control plane for fleets of small devices
 
 usage: kagi <command> [options]
 
 commands:
-  demo        run the whole system in one process (arrives with the control plane)
+  up          run the control plane (embedded broker + auth, config, key services)
+  device add  register a device and write its bundle
+  user add    add a user (password from standard input)
+  vpn         add a VPN, grant a user
+  agent       run a device agent from its bundle
+  status      devices and VPNs (--json)
+  demo        the whole first story in one process on ephemeral ports
   version     print the version
-  help        show this help
 
-Every command takes --help.`;
+Every command takes --help; admin commands take --data DIR (default ./kagi-data).`;
 
 const commands: Record<string, { help: string; run(args: string[]): Promise<number> }> = {
-  demo: {
-    help: `usage: kagi demo
-
-Runs broker, services and agents on loopback ephemeral ports and prints each
-step of the patent's stories. Not yet: the demo arrives with the control
-plane (issue 4); today only the protocol core exists.`,
-    async run() {
-      console.log('kagi demo: the demo arrives with the control plane.');
-      console.log('Today kagi has its protocol core (wire format, HPKE, sealed messages, VPN frames); run `npm test` to see it proven against the published vectors.');
-      return 0;
-    },
-  },
+  up: { help: upHelp, run: up },
+  device: { help: deviceHelp, run: device },
+  user: { help: userHelp, run: user },
+  vpn: { help: vpnHelp, run: vpn },
+  agent: { help: agentHelp, run: agent },
+  status: { help: statusHelp, run: status },
+  demo: { help: demoHelp, run: demo },
   version: {
     help: 'usage: kagi version\n\nPrints the installed kagi version.',
     async run() {
@@ -60,7 +66,7 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
-    console.error(`kagi: ${err instanceof Error ? err.message : String(err)}`);
-    process.exit(1);
+    console.error(`kagi ${process.argv[2] ?? ''}: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(err instanceof UsageError ? 2 : 1);
   },
 );

@@ -34,7 +34,8 @@ export function parseTarget(s: string): TargetSpec {
   return { vpn: m[1]!, host: m[2]!, port: Number(m[3]) };
 }
 
-/** Pipe a socket and a stream into each other. */
+/** Pipe a socket and a stream into each other. Sockets are half-open capable
+ * (allowHalfOpen), so a FIN from one end does not cut the other direction. */
 function pipe(sock: Socket, s: Stream): void {
   s.events = {
     data: (b) => void sock.write(b),
@@ -81,7 +82,7 @@ export class Tunnels {
     const t = this.targets.find((x) => x.vpn === vpn);
     const port = t?.port ?? this.agent.vpns.get(vpn)?.port;
     if (!port) return void s.reset();
-    pipe(createConnection({ host: t?.host ?? '127.0.0.1', port }), s);
+    pipe(createConnection({ host: t?.host ?? '127.0.0.1', port, allowHalfOpen: true }), s);
   }
 
   /** Feed a decrypted VPN payload (the agent's onData). */
@@ -94,7 +95,7 @@ export class Tunnels {
     this.timer = setInterval(() => this.muxes.forEach((m) => m.tick()), 200);
     const ports = [];
     for (const l of this.listens) {
-      const server = createServer((sock) => {
+      const server = createServer({ allowHalfOpen: true }, (sock) => {
         this.mux(l.vpn).open(l.peer).then((s) => pipe(sock, s), () => sock.destroy());
       });
       await new Promise<void>((resolve, reject) => {

@@ -62,4 +62,14 @@ t.test('tunnel carries a TCP stream both ways', async (t) => {
   const end = Date.now() + 5000;
   while ((await open()) > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
   t.equal(await open(), 0, 'the connection to the echo service is fully closed');
+
+  // Half-close: send and FIN at once; the reply must still come back.
+  const reply = await new Promise<string>((resolve, reject) => {
+    const s = createConnection({ host: '127.0.0.1', port: port! }, () => s.end('ping'));
+    let got = '';
+    s.on('data', (d) => (got += d.toString()));
+    s.on('end', () => resolve(got));
+    s.on('error', reject);
+  });
+  t.equal(reply, 'ping', 'a half-closed connection still gets its reply');
 });

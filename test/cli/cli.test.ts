@@ -1,0 +1,66 @@
+/** The kagi command as a user runs it. */
+import t from 'tap';
+import { createServer, type AddressInfo } from 'node:net';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { kagi } from '../helpers/cli.js';
+import { tempDir } from '../helpers/control-plane.js';
+
+t.test('help on every command', async (t) => {
+  const top = kagi(['--help']);
+  t.equal(top.code, 0, 'kagi --help exits 0');
+  for (const cmd of ['up', 'device', 'user', 'vpn', 'agent', 'status', 'demo', 'version']) {
+    t.match(top.stdout, cmd, `top-level help lists ${cmd}`);
+    const r = kagi([cmd, '--help']);
+    t.ok(r.code === 0 && r.stdout.startsWith('usage: kagi'), `kagi ${cmd} --help prints usage`);
+  }
+  const bad = kagi(['frobnicate']);
+  t.equal(bad.code, 2, 'unknown command exits 2');
+  t.match(bad.stderr, /unknown command 'frobnicate'/, 'and says so');
+});
+
+t.test('demo runs the first story and exits 0', async (t) => {
+  const r = kagi(['demo']);
+  t.equal(r.code, 0, `exit 0 (stderr: ${r.stderr.trim()})`);
+  for (const s of ['S101–S104', 'S105–S110', 'hello through the VPN', 'embodiment 1 complete']) t.match(r.stdout, s, `prints ${s}`);
+});
+
+t.test('admin commands on a data dir', async (t) => {
+  const data = tempDir(t);
+  const out = join(data, 'term-1.json');
+  const add = kagi(['device', 'add', 'term-1', '--mac', '02:00:00:00:00:01', '--out', out, '--data', data]);
+  t.equal(add.code, 0, 'device add');
+  t.equal(statSync(out).mode & 0o777, 0o600, 'bundle written 0600');
+  const bundle = JSON.parse(readFileSync(out, 'utf8'));
+  t.match(bundle, { kagi: 1, id: 'term-1', kind: 'terminal', mac: '02:00:00:00:00:01' }, 'bundle names the device');
+  t.equal(statSync(join(data, 'keys.json')).mode & 0o777, 0o600, 'service keys 0600');
+  const again = kagi(['device', 'add', 'term-2', '--mac', '02:00:00:00:00:02', '--out', out, '--data', data]);
+  t.equal(again.code, 2, 'refused: the file exists');
+  t.match(again.stderr, /exists .* --force/, 'says how to overwrite');
+  t.equal(kagi(['device', 'add', 'term-2', '--mac', 'nope', '--out', join(data, 'x.json'), '--data', data]).code, 1, 'bad MAC refused');
+  t.notOk(existsSync(join(data, 'x.json')), 'and no file written');
+  t.equal(kagi(['device', 'add', 'auth', '--mac', '02:00:00:00:00:03', '--out', join(data, 'y.json'), '--data', data]).code, 1, 'service ids are reserved');
+  t.equal(kagi(['user', 'add', 'alice', '--password-stdin', '--data', data], 'alice-password\n').code, 0, 'user add reads stdin');
+  t.equal(kagi(['user', 'add', 'bob', '--data', data]).code, 2, 'user add without --password-stdin is a usage error');
+  t.equal(kagi(['vpn', 'add', 'plant', '--protocol', 'tcp', '--port', '5020', '--data', data]).code, 0, 'vpn add');
+  t.equal(kagi(['vpn', 'add', 'bad', '--protocol', 'icmp', '--port', '1', '--data', data]).code, 1, 'bad protocol refused');
+  t.equal(kagi(['vpn', 'grant', 'plant', 'alice', '--data', data]).code, 0, 'grant');
+  t.equal(kagi(['vpn', 'grant', 'plant', 'nobody', '--data', data]).code, 1, 'grant to an unknown user refused');
+  const st = kagi(['status', '--json', '--data', data]);
+  t.equal(st.code, 0, 'status --json');
+  const j = JSON.parse(st.stdout);
+  t.same(j.devices.map((d: { id: string }) => d.id), ['term-1'], 'status lists the device');
+  t.match(j.vpns, [{ id: 'plant', protocol: 'tcp', port: 5020, members: [] }], 'and the VPN');
+});
+
+t.test('kagi up on a port in use: one line, exit non-zero', async (t) => {
+  const blocker = createServer();
+  await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+  t.teardown(() => blocker.close());
+  const port = (blocker.address() as AddressInfo).port;
+  const r = kagi(['up', '--port', String(port), '--data', tempDir(t)]);
+  t.not(r.code, 0, 'exit code is not 0');
+  const lines = r.stderr.trim().split('\n');
+  t.equal(lines.length, 1, 'one line');
+  t.match(lines[0], new RegExp(`port ${port} .* in use: choose another with --port N .* --broker mqtt://127.0.0.1:${port}`), 'names the port, --port and --broker');
+});

@@ -1,0 +1,18 @@
+/** Run the real `kagi` command (TypeScript sources, via tap's loader). */
+import { spawn, spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const require = createRequire(import.meta.url);
+const tsLoader = pathToFileURL(join(require.resolve('@tapjs/typescript/package.json'), '..', 'dist/esm/import.mjs')).href;
+const args = (a: string[]) => [`--import=${tsLoader}`, join('cli', 'kagi.ts'), ...a];
+
+export function kagi(a: string[], input?: string) {
+  const r = spawnSync(process.execPath, args(a), { input: input ?? '', encoding: 'utf8', timeout: 60_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+export function kagiSpawn(a: string[]) {
+  return spawn(process.execPath, args(a), { stdio: ['pipe', 'pipe', 'pipe'] });
+}

@@ -101,9 +101,12 @@ export class Peer {
       }, a.timeoutMs);
       this.waiters.set(reqId, { resolve: (r) => (clear(timer), resolve(r)), reject, timer });
     });
-    await this.o.transport.publish(a.topic, bytes);
+    // A publish can hang while the link is down (QoS 1 waits for PUBACK);
+    // the reply timer still decides, and a late publish error is ignored.
+    const sent = this.o.transport.publish(a.topic, bytes);
+    sent.catch(() => {});
     try {
-      return { ...(await answer), secrets };
+      return { ...(await Promise.race([sent.then(() => answer), answer])), secrets };
     } catch (e) {
       secrets.destroy();
       throw e;

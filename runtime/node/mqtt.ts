@@ -71,18 +71,24 @@ export class MqttLink implements Transport {
     });
     client.on('message', (topic, payload) => this.o.onMessage(topic, new Uint8Array(payload.buffer, payload.byteOffset, payload.length)));
     client.on('error', (e) => this.o.log?.('debug', `mqtt ${this.o.clientId}: ${e.message}`));
+    // Only the first connection attempt can fail connect(); after that,
+    // errors are reconnect noise and MQTT.js keeps trying.
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => fail(new Error(`could not connect to ${this.o.url} within ${timeoutMs} ms`)), timeoutMs);
-      const fail = (e: Error) => {
+      const done = () => {
         clearTimeout(timer);
+        client.off('connect', ok);
+        client.off('error', refused);
+      };
+      const fail = (e: Error) => {
+        done();
         client.end(true);
         reject(e);
       };
-      client.once('connect', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      client.once('error', (e) => fail(new Error(`broker refused ${this.o.clientId}: ${e.message}`)));
+      const ok = () => (done(), resolve());
+      const refused = (e: Error) => fail(new Error(`broker refused ${this.o.clientId}: ${e.message}`));
+      const timer = setTimeout(() => fail(new Error(`could not connect to ${this.o.url} within ${timeoutMs} ms`)), timeoutMs);
+      client.on('connect', ok);
+      client.on('error', refused);
     });
   }
 

@@ -1,0 +1,80 @@
+/**
+ * kill -9 of the control plane mid-join, restart on the same data dir: the
+ * terminal completes its join by itself and the store holds exactly one
+ * membership.
+ */
+import t from 'tap';
+import { createServer, type AddressInfo } from 'node:net';
+import type { ChildProcess } from 'node:child_process';
+import { kagiSpawn } from '../helpers/cli.js';
+import { agent, crypto, tempDir } from '../helpers/control-plane.js';
+import { SqliteStore } from '../../servers/store/sqlite.js';
+import { loadServiceKeys } from '../../servers/identity.js';
+import { addDevice, addUser, addVpn, grant } from '../../servers/admin.js';
+import { parseBundle } from '../../device/bundle.js';
+import { topics } from '../../protocol/topics.js';
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+function up(data: string, port: number): Promise<ChildProcess> {
+  const child = kagiSpawn(['up', '--port', String(port), '--data', data]);
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      out += d;
+      if (out.includes('kagi up: broker')) resolve(child);
+    });
+    child.once('exit', (code) => reject(new Error(`kagi up exited ${code}: ${out}`)));
+  });
+}
+
+t.test('control plane killed mid-join', async (t) => {
+  const data = tempDir(t);
+  const port = await freePort();
+  const url = `mqtt://127.0.0.1:${port}`;
+  const store = new SqliteStore(data);
+  const bundle = parseBundle(await addDevice(store, loadServiceKeys(data, crypto), crypto, { id: 'term-k', mac: '02:00:00:00:00:77', kind: 'terminal', broker: url }));
+  await addVpn(store, { id: 'plant', protocol: 'tcp', port: 5020 });
+  await addUser(store, 'alice', 'alice-password');
+  await grant(store, 'plant', 'alice');
+  await store.close();
+
+  let cp = await up(data, port);
+  t.teardown(() => cp.kill('SIGKILL'));
+  const a = agent(bundle, url, { timeoutMs: 2000, attempts: 15 });
+  t.teardown(() => a.stop());
+  await a.start();
+  await a.configure();
+
+  // Kill the control plane the moment the join request leaves the terminal.
+  const link = (a as unknown as { link: { publish(t: string, m: Uint8Array): Promise<void> } }).link;
+  const publish = link.publish.bind(link);
+  let killed = false;
+  link.publish = (topic, bytes) => {
+    const p = publish(topic, bytes);
+    if (!killed && topic === topics.service('config', 'join')) {
+      killed = true;
+      cp.kill('SIGKILL');
+    }
+    return p;
+  };
+  const joining = a.join('alice', 'alice-password');
+  await new Promise((r) => cp.once('exit', r));
+  t.ok(killed, 'control plane killed with the join in flight');
+  cp = await up(data, port);
+  const vpns = await joining;
+  t.same(vpns.map((v) => v.id), ['plant'], 'the terminal completed its join by itself');
+  t.equal(a.state, 'joined', 'joined');
+  cp.kill('SIGTERM');
+  await new Promise((r) => cp.once('exit', r));
+  const after = new SqliteStore(data);
+  t.teardown(() => after.close());
+  t.equal((await after.membershipsOf('term-k')).length, 1, 'exactly one membership in the store');
+  t.equal((await after.members('plant')).length, 1, 'and one member of the VPN');
+});

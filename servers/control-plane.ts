@@ -15,6 +15,7 @@ import { isService, type ServiceContext } from './service-host.js';
 import { startAuth } from './auth/auth.js';
 import { startConfig } from './config/config.js';
 import { startKeys } from './keys/keys.js';
+import { SERVICES, type Service } from '../protocol/topics.js';
 
 export interface ControlPlaneOptions {
   dataDir: string;
@@ -24,6 +25,8 @@ export interface ControlPlaneOptions {
   /** Use this broker instead of starting the embedded one. */
   brokerUrl?: string;
   timeoutMs?: number;
+  /** Which services this process runs (default all three). */
+  services?: Service[];
   log?: ServiceContext['log'];
 }
 
@@ -69,15 +72,14 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       drivers.push(new BrokerAclDriver(acl));
     }
     const ctx: ServiceContext = { crypto: o.crypto, store, keys, brokerUrl, brokerAuth: broker !== null, timeoutMs: o.timeoutMs ?? 10_000, log };
-    const auth = await startAuth(ctx);
-    closers.unshift(auth.close);
-    const keysSvc = await startKeys(ctx);
-    closers.unshift(keysSvc.close);
-    const config = await startConfig(ctx, { drivers, addressOf: (id) => broker?.addresses.get(id) });
-    closers.unshift(config.close);
+    const run = new Set(o.services ?? SERVICES);
+    if (run.has('auth')) closers.unshift((await startAuth(ctx)).close);
+    if (run.has('keys')) closers.unshift((await startKeys(ctx)).close);
+    const config = run.has('config') ? await startConfig(ctx, { drivers, addressOf: (id) => broker?.addresses.get(id) }) : null;
+    if (config) closers.unshift(config.close);
     return {
       store, keys, broker, brokerUrl, memory, acl,
-      reconcile: config.reconcile,
+      reconcile: config ? config.reconcile : async () => {},
       close: async () => {
         for (const c of closers) await c();
         await store.close();

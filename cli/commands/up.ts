@@ -1,23 +1,31 @@
 /** kagi up: the control plane until interrupted. */
-import { DATA_OPTION, int, parse } from '../args.js';
+import { DATA_OPTION, UsageError, int, parse } from '../args.js';
+import { isService } from '../../servers/service-host.js';
+import type { Service } from '../../protocol/topics.js';
 import { nodeCrypto } from '../../runtime/node/crypto.js';
 import { startControlPlane } from '../../servers/control-plane.js';
 import { PortInUseError } from '../../broker/broker.js';
 
-export const upHelp = `usage: kagi up [--host H] [--port N] [--broker URL] [--data DIR] [--verbose]
+export const upHelp = `usage: kagi up [--host H] [--port N] [--broker URL] [--services LIST] [--data DIR] [--verbose]
 
 Runs the embedded broker (default 127.0.0.1:1883; --port 0 picks a free
 port) and the auth, config and key services on DIR (default ./kagi-data).
 With --broker mqtt://host:port the services use that broker instead and no
-broker is started. Stops on SIGINT/SIGTERM.`;
+broker is started. --services auth,config,keys (the default) picks which
+services this process runs, so they can run one per process on a shared
+broker and data dir. Stops on SIGINT/SIGTERM.`;
 
 export async function up(args: string[]): Promise<number> {
-  const { values: v } = parse(args, { ...DATA_OPTION, host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string' }, broker: { type: 'string' }, verbose: { type: 'boolean', default: false } }, 0);
+  const { values: v } = parse(args, { ...DATA_OPTION, host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string' }, broker: { type: 'string' }, verbose: { type: 'boolean', default: false }, services: { type: 'string', default: 'auth,config,keys' } }, 0);
+  const services = v.services.split(',').map((x) => x.trim());
+  const bad = services.filter((x) => !isService(x));
+  if (bad.length) throw new UsageError(`--services: unknown service ${bad.join(', ')} (choose from auth, config, keys)`);
   let cp;
   try {
     cp = await startControlPlane({
       dataDir: v.data, crypto: nodeCrypto(), host: v.host, port: int(v.port, 'port', 1883),
       ...(v.broker ? { brokerUrl: v.broker } : {}),
+      services: services as Service[],
       log: (level, msg) => {
         if (level !== 'debug' || v.verbose) console.log(`${level}: ${msg}`);
       },
@@ -29,7 +37,7 @@ export async function up(args: string[]): Promise<number> {
     }
     throw e;
   }
-  console.log(`kagi up: broker ${cp.brokerUrl}, data ${v.data}`);
+  console.log(`kagi up: broker ${cp.brokerUrl}, services ${services.join(', ')}, data ${v.data}`);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);

@@ -6,13 +6,15 @@
 import t from 'tap';
 import mqtt from 'mqtt';
 import { agent, controlPlane, crypto, device, tempDir, until, vpnWithUsers } from '../helpers/control-plane.js';
-import { addUser } from '../../servers/admin.js';
+import { addUser, grant } from '../../servers/admin.js';
+import { SqliteStore } from '../../servers/store/sqlite.js';
 import { toHex } from '../../protocol/bytes.js';
 import { topics } from '../../protocol/topics.js';
 
 t.test('refusals', async (t) => {
   const lines: string[] = [];
-  const cp = await controlPlane(tempDir(t), { lines });
+  const dataDir = tempDir(t);
+  const cp = await controlPlane(dataDir, { lines });
   t.teardown(() => cp.close());
   await vpnWithUsers(cp, 'plant', 5020, { alice: 'alice-password' });
   await addUser(cp.store, 'mallory', 'mallory-password'); // no grant
@@ -59,6 +61,21 @@ t.test('refusals', async (t) => {
     t.ok(await until(() => lines.some((l) => /refused user\.join: replayed join\.request from term-p/.test(l))), 'auth refuses the replayed join');
     t.equal(keysIssued(), 1, 'no keys issued for the replay');
     t.equal((await cp.store.membershipsOf('term-p')).length, 1, 'still exactly one membership');
+  });
+
+  t.test('an admin change takes effect on the running control plane', async (t) => {
+    const b = await device(cp, 'term-g');
+    const a = agent(b, cp.brokerUrl);
+    t.teardown(() => a.stop());
+    await a.start();
+    await a.configure();
+    await t.rejects(a.join('mallory', 'mallory-password'), { name: 'RefusedError' }, 'mallory has no VPN yet');
+    // What `kagi vpn grant` does: another connection to the same data dir.
+    const admin = new SqliteStore(dataDir);
+    await grant(admin, 'plant', 'mallory');
+    await admin.close();
+    const vpns = await a.join('mallory', 'mallory-password');
+    t.same(vpns.map((v) => v.id), ['plant'], 'the grant works without a restart');
   });
 
   t.test('a second client cannot take over a connected device id', async (t) => {

@@ -2,7 +2,7 @@
 // Per-folder coverage thresholds, chosen on purpose (tap's own threshold is
 // one number for the whole tree; its 100% default is switched off in
 // package.json). protocol/ carries every byte on the wire and all the
-// crypto: it must stay >= 90% of lines and branches. Folders not listed
+// crypto: it must stay >= 90% of lines and >= 85% of branches. Folders not listed
 // are reported, not gated, until their issue sets a floor.
 import { readFileSync, existsSync } from 'node:fs';
 import { relative, resolve, sep } from 'node:path';
@@ -10,6 +10,12 @@ import { relative, resolve, sep } from 'node:path';
 const THRESHOLDS = {
   protocol: { lines: 90, branches: 85 },
   runtime: { lines: 80, branches: 70 },
+  // The control plane and agents are exercised end to end over real sockets;
+  // their floors leave room for operator-facing error paths.
+  servers: { lines: 85, branches: 65 },
+  broker: { lines: 85, branches: 65 },
+  device: { lines: 85, branches: 65 },
+  network: { lines: 85, branches: 65 },
 };
 
 const file = resolve('.tap/report/coverage-summary.json');

@@ -9,6 +9,7 @@ import { agent, controlPlane, crypto, device, tempDir, until, vpnWithUsers } fro
 import { addUser, grant } from '../../servers/admin.js';
 import { SqliteStore } from '../../servers/store/sqlite.js';
 import { toHex } from '../../protocol/bytes.js';
+import { connectKey, connectPassword } from '../../protocol/connect-auth.js';
 import { topics } from '../../protocol/topics.js';
 
 t.test('refusals', async (t) => {
@@ -90,7 +91,19 @@ t.test('refusals', async (t) => {
       c.end(true);
       t.match(err.message, /Not authorized/, 'CONNACK: not authorized');
     }
-    t.equal(cp.broker!.refusals.length, before + 2, 'both refused by the broker');
+    // A password that was valid once (captured on the wire) never works twice.
+    const r = await device(cp, 'term-r');
+    const key = connectKey(crypto, r.secretKey, r.services.broker);
+    const captured = Buffer.from(connectPassword(crypto, key, 'term-r', 1));
+    const first = await mqtt.connectAsync(cp.brokerUrl, { clientId: 'term-r', username: 'kagi', password: captured, reconnectPeriod: 0 });
+    t.ok(first.connected, 'a fresh valid password connects');
+    await first.endAsync();
+    const replay = mqtt.connect(cp.brokerUrl, { clientId: 'term-r', username: 'kagi', password: captured, reconnectPeriod: 0 });
+    const replayErr = await new Promise<Error>((resolve) => replay.once('error', resolve));
+    replay.end(true);
+    t.match(replayErr.message, /Not authorized/, 'the same password again is refused');
+    t.match(cp.broker!.refusals.at(-1), { clientId: 'term-r', reason: 'connect counter reused' }, 'as a reused counter');
+    t.equal(cp.broker!.refusals.length, before + 3, 'three refusals by the broker');
     t.equal(a.state, 'unconfigured', 'the real device is untouched');
     await a.configure();
     t.equal(a.state, 'configured', 'and keeps working');

@@ -7,12 +7,8 @@ import t from 'tap';
 import mqtt from 'mqtt';
 import { createConnection, createServer, type AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { agent, controlPlane, crypto, device, tempDir, until, vpnWithUsers } from '../helpers/control-plane.js';
-import { kagiSpawn } from '../helpers/cli.js';
-import { SqliteStore } from '../../servers/store/sqlite.js';
-import { loadServiceKeys } from '../../servers/identity.js';
-import { addDevice, addUser, addVpn, grant } from '../../servers/admin.js';
-import { parseBundle } from '../../device/bundle.js';
+import { agent, controlPlane, device, seedDataDir, tempDir, until, vpnWithUsers } from '../helpers/control-plane.js';
+import { kagiUp } from '../helpers/cli.js';
 import { MOSQUITTO_SKIP, MOSQUITTO_URL, mosquittoUp } from '../helpers/mosquitto.js';
 import { Tunnels } from '../../runtime/node/tunnel.js';
 
@@ -84,26 +80,11 @@ t.test('join and tunnel over Mosquitto; the broker sees only ciphertext', { skip
 
 t.test('one service per process on a shared broker and data dir', { skip: up ? false : MOSQUITTO_SKIP }, async (t) => {
   const data = tempDir(t);
-  const seed = await controlPlane(data, { brokerUrl: MOSQUITTO_URL });
-  await seed.close(); // just to create keys.json and the tables
-  const store = new SqliteStore(data);
-  const b = parseBundle(await addDevice(store, loadServiceKeys(data, crypto), crypto, { id: 'split-a', mac: '02:00:00:00:05:01', kind: 'terminal', broker: MOSQUITTO_URL }));
-  await addVpn(store, { id: 'plant', protocol: 'tcp', port: 5020 });
-  await addUser(store, 'alice', 'alice-secret-pw');
-  await grant(store, 'plant', 'alice');
-  await store.close();
+  const b = await seedDataDir(data, { deviceId: 'split-a', mac: '02:00:00:00:05:01', broker: MOSQUITTO_URL, password: 'alice-secret-pw' });
 
   for (const svc of ['auth', 'config', 'keys']) {
-    const child = kagiSpawn(['up', '--broker', MOSQUITTO_URL, '--services', svc, '--data', data]);
+    const child = await kagiUp(['--broker', MOSQUITTO_URL, '--services', svc, '--data', data]);
     t.teardown(() => child.kill('SIGTERM'));
-    await new Promise<void>((resolve, reject) => {
-      let out = '';
-      child.stdout!.on('data', (d) => {
-        out += d;
-        if (out.includes('kagi up:')) resolve();
-      });
-      child.once('exit', (code) => reject(new Error(`kagi up --services ${svc} exited ${code}`)));
-    });
     t.pass(`${svc} runs in its own process`);
   }
   const a = agent(b, MOSQUITTO_URL, { brokerAuth: false });

@@ -5,13 +5,9 @@
  */
 import t from 'tap';
 import { createServer, type AddressInfo } from 'node:net';
-import type { ChildProcess } from 'node:child_process';
-import { kagiSpawn } from '../helpers/cli.js';
-import { agent, crypto, tempDir } from '../helpers/control-plane.js';
+import { kagiUp } from '../helpers/cli.js';
+import { agent, seedDataDir, tempDir } from '../helpers/control-plane.js';
 import { SqliteStore } from '../../servers/store/sqlite.js';
-import { loadServiceKeys } from '../../servers/identity.js';
-import { addDevice, addUser, addVpn, grant } from '../../servers/admin.js';
-import { parseBundle } from '../../device/bundle.js';
 import { topics } from '../../protocol/topics.js';
 
 async function freePort(): Promise<number> {
@@ -22,30 +18,13 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-function up(data: string, port: number): Promise<ChildProcess> {
-  const child = kagiSpawn(['up', '--port', String(port), '--data', data]);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d) => {
-      out += d;
-      if (out.includes('kagi up: broker')) resolve(child);
-    });
-    child.once('exit', (code) => reject(new Error(`kagi up exited ${code}: ${out}`)));
-  });
-}
-
 t.test('control plane killed mid-join', async (t) => {
   const data = tempDir(t);
   const port = await freePort();
   const url = `mqtt://127.0.0.1:${port}`;
-  const store = new SqliteStore(data);
-  const bundle = parseBundle(await addDevice(store, loadServiceKeys(data, crypto), crypto, { id: 'term-k', mac: '02:00:00:00:00:77', kind: 'terminal', broker: url }));
-  await addVpn(store, { id: 'plant', protocol: 'tcp', port: 5020 });
-  await addUser(store, 'alice', 'alice-password');
-  await grant(store, 'plant', 'alice');
-  await store.close();
+  const bundle = await seedDataDir(data, { deviceId: 'term-k', mac: '02:00:00:00:00:77', broker: url, password: 'alice-password' });
 
-  let cp = await up(data, port);
+  let cp = await kagiUp(['--port', String(port), '--data', data]);
   t.teardown(() => cp.kill('SIGKILL'));
   const a = agent(bundle, url, { timeoutMs: 2000, attempts: 15 });
   t.teardown(() => a.stop());
@@ -67,7 +46,7 @@ t.test('control plane killed mid-join', async (t) => {
   const joining = a.join('alice', 'alice-password');
   await new Promise((r) => cp.once('exit', r));
   t.ok(killed, 'control plane killed with the join in flight');
-  cp = await up(data, port);
+  cp = await kagiUp(['--port', String(port), '--data', data]);
   const vpns = await joining;
   t.same(vpns.map((v) => v.id), ['plant'], 'the terminal completed its join by itself');
   t.equal(a.state, 'joined', 'joined');

@@ -1,5 +1,5 @@
 /** Run the real `kagi` command (TypeScript sources, via tap's loader). */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -15,4 +15,17 @@ export function kagi(a: string[], input?: string) {
 
 export function kagiSpawn(a: string[]) {
   return spawn(process.execPath, args(a), { stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+/** Start `kagi up ARGS` and resolve once it reports it is up. */
+export function kagiUp(a: string[]): Promise<ChildProcess> {
+  const child = kagiSpawn(['up', ...a]);
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      out += d;
+      if (out.includes('kagi up:')) resolve(child);
+    });
+    child.once('exit', (code) => reject(new Error(`kagi up ${a.join(' ')} exited ${code}: ${out}`)));
+  });
 }

@@ -8,6 +8,8 @@ import { addDevice, addUser, addVpn, grant } from '../../servers/admin.js';
 import { parseBundle, type Bundle } from '../../device/bundle.js';
 import { TerminalAgent, type TerminalOptions } from '../../device/terminal.js';
 import { nodePlatform } from '../../runtime/node/platform.js';
+import { SqliteStore } from '../../servers/store/sqlite.js';
+import { loadServiceKeys } from '../../servers/identity.js';
 
 export const crypto = nodeCrypto();
 
@@ -56,4 +58,21 @@ export async function vpnWithUsers(cp: ControlPlane, vpn: string, port: number, 
 
 export function agent(b: Bundle, brokerUrl: string, o: TerminalOptions & { brokerAuth?: boolean } = {}): TerminalAgent {
   return new TerminalAgent(b, nodePlatform({ brokerUrl, brokerAuth: o.brokerAuth }), { timeoutMs: 3000, attempts: 2, ...o });
+}
+
+/**
+ * Seed a data dir with no control plane running (as the admin CLI does):
+ * one device, VPN 'plant' (tcp/5020) and user alice granted to it.
+ */
+export async function seedDataDir(data: string, o: { deviceId: string; mac: string; broker: string; password: string }): Promise<Bundle> {
+  const store = new SqliteStore(data);
+  try {
+    const b = parseBundle(await addDevice(store, loadServiceKeys(data, crypto), crypto, { id: o.deviceId, mac: o.mac, kind: 'terminal', broker: o.broker }));
+    await addVpn(store, { id: 'plant', protocol: 'tcp', port: 5020 });
+    await addUser(store, 'alice', o.password);
+    await grant(store, 'plant', 'alice');
+    return b;
+  } finally {
+    await store.close();
+  }
 }

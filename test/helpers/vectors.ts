@@ -27,3 +27,24 @@ export const VECTORS_DIR = process.env.KAGI_VECTORS ?? join(root(), '..', 'share
 export function loadVectors<T = any>(rel: string): T {
   return JSON.parse(readFileSync(join(VECTORS_DIR, rel), 'utf8')) as T;
 }
+
+/**
+ * Run `ok(group, case)` over every case of a Wycheproof file; assert that
+ * all numberOfTests cases were checked and list the tcIds that failed.
+ */
+export function eachWycheproofCase(
+  t: { equal(a: unknown, b: unknown, m: string): void; same(a: unknown, b: unknown, m: string): void },
+  file: { numberOfTests: number; testGroups: { tests: { tcId: number }[] }[] },
+  ok: (group: any, v: any) => boolean,
+): void {
+  const wrong: number[] = [];
+  let checked = 0;
+  for (const g of file.testGroups) {
+    for (const v of g.tests) {
+      checked++;
+      if (!ok(g, v)) wrong.push(v.tcId);
+    }
+  }
+  t.equal(checked, file.numberOfTests, `all ${file.numberOfTests} cases checked`);
+  t.same(wrong, [], 'every case gives its expected result');
+}

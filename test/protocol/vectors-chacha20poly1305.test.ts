@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { backends } from '../helpers/backends.js';
-import { hex, loadVectors, toHex } from '../helpers/vectors.js';
+import { eachWycheproofCase, hex, loadVectors, toHex } from '../helpers/vectors.js';
 import { concat } from '../../protocol/bytes.js';
 import { KagiError } from '../../protocol/errors.js';
 
@@ -62,32 +62,23 @@ for (const c of backends) {
   });
 
   t.test(`Wycheproof chacha20-poly1305 on ${c.name}`, async (t) => {
-    const wrong: number[] = [];
-    let checked = 0;
-    for (const g of wp.testGroups) {
-      for (const v of g.tests) {
-        checked++;
-        const key = hex(v.key), iv = hex(v.iv), aad = hex(v.aad), msg = hex(v.msg);
-        const sealed = concat(hex(v.ct), hex(v.tag));
-        if (v.flags.includes('InvalidNonceSize')) {
-          let refused = 0;
-          for (const f of [() => c.seal(key, iv, msg, aad), () => c.open(key, iv, sealed, aad)]) {
-            try {
-              f();
-            } catch (e) {
-              if (e instanceof KagiError && e.code === 'key') refused++;
-            }
+    eachWycheproofCase(t, wp, (_g, v) => {
+      const key = hex(v.key), iv = hex(v.iv), aad = hex(v.aad), msg = hex(v.msg);
+      const sealed = concat(hex(v.ct), hex(v.tag));
+      if (v.flags.includes('InvalidNonceSize')) {
+        let refused = 0;
+        for (const f of [() => c.seal(key, iv, msg, aad), () => c.open(key, iv, sealed, aad)]) {
+          try {
+            f();
+          } catch (e) {
+            if (e instanceof KagiError && e.code === 'key') refused++;
           }
-          if (refused !== 2 || v.result !== 'invalid') wrong.push(v.tcId);
-        } else if (v.result === 'valid') {
-          const opened = c.open(key, iv, sealed, aad);
-          if (toHex(c.seal(key, iv, msg, aad)) !== v.ct + v.tag || !opened || toHex(opened) !== v.msg) wrong.push(v.tcId);
-        } else if (c.open(key, iv, sealed, aad) !== null) {
-          wrong.push(v.tcId);
         }
+        return refused === 2 && v.result === 'invalid';
       }
-    }
-    t.equal(checked, wp.numberOfTests, `all ${wp.numberOfTests} cases checked`);
-    t.same(wrong, [], 'every case gives its expected result');
+      if (v.result !== 'valid') return c.open(key, iv, sealed, aad) === null;
+      const opened = c.open(key, iv, sealed, aad);
+      return toHex(c.seal(key, iv, msg, aad)) === v.ct + v.tag && opened !== null && toHex(opened) === v.msg;
+    });
   });
 }

@@ -3,7 +3,7 @@ import t from 'tap';
 import { createServer, type AddressInfo } from 'node:net';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { kagi } from '../helpers/cli.js';
+import { kagi, kagiSpawn, kagiUp } from '../helpers/cli.js';
 import { tempDir } from '../helpers/control-plane.js';
 
 t.test('help on every command', async (t) => {
@@ -63,4 +63,29 @@ t.test('kagi up on a port in use: one line, exit non-zero', async (t) => {
   const lines = r.stderr.trim().split('\n');
   t.equal(lines.length, 1, 'one line');
   t.match(lines[0], new RegExp(`port ${port} .* in use: choose another with --port N .* --broker mqtt://127.0.0.1:${port}`), 'names the port, --port and --broker');
+});
+
+t.test('an app server joins by itself with the preset credentials in its bundle', async (t) => {
+  const data = tempDir(t);
+  t.equal(kagi(['vpn', 'add', 'plant', '--protocol', 'tcp', '--port', '5020', '--data', data]).code, 0, 'vpn add');
+  t.equal(kagi(['user', 'add', 'app', '--password-stdin', '--data', data], 'app-password\n').code, 0, 'user add');
+  t.equal(kagi(['vpn', 'grant', 'plant', 'app', '--data', data]).code, 0, 'grant');
+  const up = await kagiUp(['--port', '0', '--data', data]);
+  t.teardown(() => up.kill('SIGTERM'));
+  const brokerUrl = up.brokerUrl;
+  const out = join(data, 'app.json');
+  const add = kagi(['device', 'add', 'app-1', '--mac', '02:00:00:00:00:aa', '--out', out, '--broker', brokerUrl, '--user', 'app', '--data', data], 'app-password\n');
+  t.equal(add.code, 0, 'device add --user stores preset credentials');
+  t.match(JSON.parse(readFileSync(out, 'utf8')), { user: 'app', password: 'app-password' }, 'in the bundle');
+  const agent = kagiSpawn(['agent', out]);
+  t.teardown(() => agent.kill('SIGTERM'));
+  const joined = await new Promise<string>((resolve, reject) => {
+    let s = '';
+    agent.stdout!.on('data', (d) => {
+      s += d;
+      if (s.includes('joined plant')) resolve(s);
+    });
+    agent.once('exit', (code) => reject(new Error(`agent exited ${code}: ${s}`)));
+  });
+  t.match(joined, /state: joined[\s\S]*joined plant \(tcp\/5020, epoch 1\)/, 'it joined without being given a user');
 });

@@ -17,14 +17,15 @@ export function kagiSpawn(a: string[]) {
   return spawn(process.execPath, args(a), { stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
-/** Start `kagi up ARGS` and resolve once it reports it is up. */
-export function kagiUp(a: string[]): Promise<ChildProcess> {
+/** Start `kagi up ARGS`; resolves once it is up, with the broker URL it printed. */
+export function kagiUp(a: string[]): Promise<ChildProcess & { brokerUrl: string }> {
   const child = kagiSpawn(['up', ...a]);
   return new Promise((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d) => {
       out += d;
-      if (out.includes('kagi up:')) resolve(child);
+      const m = /kagi up: broker (\S+),/.exec(out);
+      if (m) resolve(Object.assign(child, { brokerUrl: m[1]! }));
     });
     child.once('exit', (code) => reject(new Error(`kagi up ${a.join(' ')} exited ${code}: ${out}`)));
   });

@@ -1,0 +1,47 @@
+/**
+ * The Store contract: what every store must do, one suite for all of them
+ * (SQLite today; PostgreSQL runs the same suite when it lands).
+ */
+import type { Test } from 'tap';
+import type { Store } from '../../servers/store/store.js';
+
+export function storeContract(t: Test, name: string, open: () => Promise<Store>): void {
+  t.test(`Store contract: ${name}`, async (t) => {
+    const s = await open();
+    t.teardown(() => s.close());
+    const pk = new Uint8Array(32).fill(7);
+    await s.addDevice({ id: 'd1', mac: '02:00:00:00:00:01', publicKey: pk, kind: 'terminal' });
+    t.match(await s.getDevice('d1'), { id: 'd1', mac: '02:00:00:00:00:01', kind: 'terminal', revoked: false }, 'device round trip');
+    t.same([...(await s.getDevice('d1'))!.publicKey], [...pk], 'public key bytes round trip');
+    await t.rejects(s.addDevice({ id: 'd1', mac: 'x', publicKey: pk, kind: 'terminal' }), { name: 'ConflictError' }, 'duplicate device is a ConflictError');
+    t.equal(await s.getDevice('nope'), undefined, 'missing device is undefined');
+
+    await s.addUser({ id: 'u1', passwordHash: 'scrypt$1$2$3$aa$bb' });
+    t.same(await s.getUser('u1'), { id: 'u1', passwordHash: 'scrypt$1$2$3$aa$bb' }, 'user round trip');
+    await s.addVpn({ id: 'v1', protocol: 'udp', port: 9, priority: 3, maxBandwidth: 1000, flag: 1, totalRate: 5 });
+    t.same(await s.getVpn('v1'), { id: 'v1', protocol: 'udp', port: 9, priority: 3, maxBandwidth: 1000, flag: 1, totalRate: 5 }, 'VPN row round trip (1e)');
+    await s.grant('v1', 'u1');
+    t.same(await s.grantsOf('u1'), ['v1'], 'grant');
+    await t.rejects(s.grant('v1', 'ghost'), { name: 'ConflictError' }, 'grant to a missing user refused');
+
+    await s.putMember({ vpnId: 'v1', deviceId: 'd1', userId: 'u1', keyId: 0, networkId: 'n' });
+    await s.putMember({ vpnId: 'v1', deviceId: 'd1', userId: 'u1', keyId: 2, networkId: 'n' });
+    t.same(await s.members('v1'), [{ vpnId: 'v1', deviceId: 'd1', userId: 'u1', keyId: 2, networkId: 'n' }], 'membership is an upsert: one row');
+    t.equal((await s.membershipsOf('d1')).length, 1, 'memberships of a device');
+
+    await s.putSessionKey({ vpnId: 'v1', epoch: 1, key: new Uint8Array(32).fill(1), createdAt: 1 });
+    await s.putSessionKey({ vpnId: 'v1', epoch: 2, key: new Uint8Array(32).fill(2), createdAt: 2 });
+    t.equal((await s.currentSessionKey('v1'))!.epoch, 2, 'current key is the highest epoch (3b)');
+    await t.rejects(s.putSessionKey({ vpnId: 'v1', epoch: 2, key: new Uint8Array(32), createdAt: 3 }), { name: 'ConflictError' }, 'an epoch is written once');
+
+    await s.putConfig({ deviceId: 'd1', body: { a: 1 } });
+    t.same(await s.getConfig('d1'), { deviceId: 'd1', body: { a: 1 } }, 'config (1d)');
+    await s.putNetworkInfo({ deviceId: 'd1', address: '10.0.0.1', relayId: null, relayPort: null, updatedAt: 5 });
+    await s.putNetworkInfo({ deviceId: 'd1', address: '10.0.0.2', relayId: null, relayPort: null, updatedAt: 6 });
+    t.match(await s.getNetworkInfo('d1'), { address: '10.0.0.2', updatedAt: 6 }, 'network info (1f) keeps the latest');
+
+    await s.numbers.set('k', 5);
+    t.equal(await s.numbers.get('k'), 5, 'numbers');
+    t.equal(await s.numbers.get('missing'), undefined, 'missing number');
+  });
+}

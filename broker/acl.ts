@@ -3,22 +3,44 @@
  * network-device driver writes it, the broker reads it on every publish,
  * subscribe and forward. Desired state in, replaced whole per VPN, so a
  * reconcile is idempotent.
+ *
+ * A member is reached through an MQTT principal: itself, or for a plaintext
+ * terminal the relay it sits behind. A principal may use a VPN's topics if
+ * it carries any member, and receive `{vpn}/{id}` for each member it carries.
  */
+export interface AclMember {
+  deviceId: string;
+  /** The client id that carries it on the broker (relay), or itself. */
+  principal: string;
+}
+
 export class BrokerAcl {
-  private readonly vpns = new Map<string, Set<string>>();
+  private readonly vpns = new Map<string, Map<string, Set<string>>>();
 
   /** Replace the active members of one VPN. */
-  setMembers(vpnId: string, deviceIds: Iterable<string>): void {
-    const s = new Set(deviceIds);
-    if (s.size === 0) this.vpns.delete(vpnId);
-    else this.vpns.set(vpnId, s);
+  setMembers(vpnId: string, members: Iterable<AclMember>): void {
+    const m = new Map<string, Set<string>>();
+    for (const x of members) {
+      const s = m.get(x.principal) ?? new Set<string>();
+      s.add(x.deviceId);
+      m.set(x.principal, s);
+    }
+    if (m.size === 0) this.vpns.delete(vpnId);
+    else this.vpns.set(vpnId, m);
   }
 
-  isMember(vpnId: string, deviceId: string): boolean {
-    return this.vpns.get(vpnId)?.has(deviceId) ?? false;
+  /** May `principal` publish to / use the VPN at all? */
+  isMember(vpnId: string, principal: string): boolean {
+    return this.vpns.get(vpnId)?.has(principal) ?? false;
   }
 
+  /** Does `principal` carry member `deviceId` of the VPN? */
+  carries(vpnId: string, principal: string, deviceId: string): boolean {
+    return this.vpns.get(vpnId)?.get(principal)?.has(deviceId) ?? false;
+  }
+
+  /** VPN → member device ids, for status and tests. */
   snapshot(): Record<string, string[]> {
-    return Object.fromEntries([...this.vpns].map(([v, s]) => [v, [...s].sort()]));
+    return Object.fromEntries([...this.vpns].map(([v, m]) => [v, [...m.values()].flatMap((s) => [...s]).sort()]));
   }
 }

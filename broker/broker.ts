@@ -120,7 +120,7 @@ export class KagiBroker {
     const t = parseTopic(topic);
     if (!t || !client) return false;
     if (t.area === 'dev') return t.a === client.id && t.b === 'in';
-    if (t.area === 'vpn') return this.o.acl.isMember(t.a, client.id) && (t.b === client.id || t.b === 'all');
+    if (t.area === 'vpn') return t.b === 'all' ? this.o.acl.isMember(t.a, client.id) : this.o.acl.carries(t.a, client.id, t.b);
     return false;
   }
 

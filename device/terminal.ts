@@ -12,12 +12,14 @@
  * Each operation checks the state it requires first.
  */
 import { KagiError, isKagiError } from '../protocol/errors.js';
-import { Peer, type Incoming, type Reply } from '../protocol/peer.js';
-import { topics, parseTopic } from '../protocol/topics.js';
+import type { Incoming, Reply } from '../protocol/peer.js';
+import { topics } from '../protocol/topics.js';
 import { asBody, bytes, list, num, str } from '../protocol/body.js';
 import { FrameReceiver, FrameSender } from '../protocol/vpn-frame.js';
 import type { Bundle } from './bundle.js';
-import type { Link, Platform } from './platform.js';
+import type { Platform } from './platform.js';
+import { DeviceSession } from './session.js';
+export { RefusedError } from './session.js';
 
 export type TerminalState = 'stopped' | 'unconfigured' | 'configured' | 'joining' | 'joined';
 
@@ -37,21 +39,17 @@ export interface TerminalOptions {
   onState?(s: TerminalState): void;
 }
 
-/** A refusal from the control plane, with its reason. */
-export class RefusedError extends Error {
-  override readonly name = 'RefusedError';
-}
-
 export class TerminalAgent {
   private _state: TerminalState = 'stopped';
-  private link: Link | null = null;
-  private peer: Peer | null = null;
+  private readonly session: DeviceSession;
   config: Record<string, unknown> | null = null;
   readonly vpns = new Map<string, VpnInfo & { tx: FrameSender; rx: FrameReceiver }>();
   /** Frames dropped by reason (replay, auth, epoch...). */
   readonly droppedFrames = new Map<string, number>();
 
-  constructor(readonly bundle: Bundle, private readonly p: Platform, private readonly o: TerminalOptions = {}) {}
+  constructor(readonly bundle: Bundle, private readonly p: Platform, private readonly o: TerminalOptions = {}) {
+    this.session = new DeviceSession(bundle, p, o);
+  }
 
   get state(): TerminalState {
     return this._state;
@@ -68,48 +66,14 @@ export class TerminalAgent {
 
   async start(): Promise<void> {
     this.need('stopped');
-    const b = this.bundle;
-    this.peer = new Peer({
-      crypto: this.p.crypto,
-      id: b.id,
-      secretKey: b.secretKey,
-      numbers: this.p.numbers,
-      transport: { publish: (t, m) => this.link!.publish(t, m) },
-      keyOf: async (id) => (id === 'auth' || id === 'config' || id === 'keys' ? b.services[id] : undefined),
-      replyTopic: (id) => topics.service(id as 'keys', 'reply'),
-      onRequest: (m) => this.onRequest(m),
-      log: this.p.log,
-    });
-    this.link = await this.p.connect({
-      clientId: b.id,
-      secretKey: b.secretKey,
-      brokerPublicKey: b.services.broker,
-      subscriptions: [topics.inbox(b.id)],
-      onMessage: (topic, payload) => this.onMessage(topic, payload),
-    });
+    await this.session.start({ onRequest: (m) => this.onRequest(m), onFrame: (vpn, _target, p) => this.onFrame(vpn, p) });
     this.to('unconfigured');
-  }
-
-  /** Send a request to the auth server through the config server, retrying. */
-  private async ask(type: 'config.request' | 'join.request', op: string, body: Record<string, unknown>): Promise<Reply> {
-    const attempts = this.o.attempts ?? 5;
-    for (let i = 1; ; i++) {
-      try {
-        const r = await this.peer!.request({ to: 'auth', pkR: this.bundle.services.auth, topic: topics.service('config', op), type, body, replyFrom: 'config', timeoutMs: this.o.timeoutMs ?? 10_000 });
-        r.secrets.destroy();
-        if (r.type === 'error') throw new RefusedError(String(asBody(r.body).reason));
-        return r;
-      } catch (e) {
-        if (!isKagiError(e, 'unexpected') || i >= attempts || this._state === 'stopped') throw e;
-        this.p.log('info', `${this.bundle.id}: no answer to ${type} (attempt ${i}/${attempts}), retrying`);
-      }
-    }
   }
 
   /** S101–S104: config request with MAC and device credential. */
   async configure(): Promise<Record<string, unknown>> {
     this.need('unconfigured');
-    const r = await this.ask('config.request', 'request', { mac: this.bundle.mac });
+    const r = await this.session.ask('config.request', 'request', { mac: this.bundle.mac });
     this.config = asBody(asBody(r.body).config);
     this.to('configured');
     return this.config;
@@ -121,15 +85,15 @@ export class TerminalAgent {
     const before = this._state;
     this.to('joining');
     try {
-      const r = await this.ask('join.request', 'join', { user, password });
+      const r = await this.session.ask('join.request', 'join', { user, password });
       const joined = list(asBody(r.body), 'vpns').map((x) => {
         const v = asBody(x);
         return { id: str(v, 'id', 64), protocol: str(v, 'protocol', 8), port: num(v, 'port'), epoch: num(v, 'epoch') };
       });
       for (const v of joined) {
         if (!this.vpns.has(v.id)) throw new KagiError('field', `joined ${v.id} but no keys for it arrived`);
-        await this.link!.subscribe(topics.vpnMember(v.id, this.bundle.id));
-        await this.link!.subscribe(topics.vpnAll(v.id));
+        await this.session.subscribe(topics.vpnMember(v.id, this.bundle.id));
+        await this.session.subscribe(topics.vpnAll(v.id));
       }
       this.to('joined');
       return joined;
@@ -139,8 +103,18 @@ export class TerminalAgent {
     }
   }
 
+  /** S405: the config server says we are out of a VPN: forget its keys. */
+  private onNotice(m: Incoming): Reply {
+    const b = asBody(m.body);
+    if (str(b, 'op', 16) === 'left' && str(b, 'member', 64) === this.bundle.id && this.vpns.delete(str(b, 'vpn', 64))) {
+      this.p.log('info', `${this.bundle.id}: out of ${str(b, 'vpn', 64)}, keys dropped`);
+    }
+    return { type: 'notice.ack', body: {} };
+  }
+
   /** 3a: keys from the key server, sealed to us; acknowledge them. */
   private async onRequest(m: Incoming): Promise<Reply | undefined> {
+    if (m.env.from === 'config' && m.env.type === 'notice') return this.onNotice(m);
     if (m.env.from !== 'keys' || m.env.type !== 'keys.deliver') return undefined;
     if (this._state !== 'joining' && this._state !== 'joined') return undefined;
     const now = this.p.now();
@@ -168,13 +142,7 @@ export class TerminalAgent {
     this.need('joined', 'joining');
     const v = this.vpns.get(vpnId);
     if (!v) throw new KagiError('argument', `not a member of ${vpnId}`);
-    await this.link!.publish(to === 'all' ? topics.vpnAll(vpnId) : topics.vpnMember(vpnId, to), v.tx.seal(payload));
-  }
-
-  private onMessage(topic: string, payload: Uint8Array): void {
-    const t = parseTopic(topic);
-    if (t?.area === 'vpn') return this.onFrame(t.a, payload);
-    void this.peer?.receive(payload).catch((e) => this.p.log('warn', `${this.bundle.id}: ${(e as Error).message}`));
+    await this.session.publish(to === 'all' ? topics.vpnAll(vpnId) : topics.vpnMember(vpnId, to), v.tx.seal(payload));
   }
 
   private onFrame(vpnId: string, payload: Uint8Array): void {
@@ -192,9 +160,7 @@ export class TerminalAgent {
   }
 
   async stop(): Promise<void> {
-    this.peer?.cancelAll('agent stopping');
-    await this.link?.close();
-    this.link = null;
+    await this.session.stop();
     this.to('stopped');
   }
 }

@@ -9,7 +9,7 @@ export class BrokerAclDriver implements NetworkDriver {
   async apply(state: DesiredState): Promise<void> {
     const seen = new Set<string>();
     for (const v of state.vpns) {
-      this.acl.setMembers(v.id, v.members.map((m) => m.deviceId));
+      this.acl.setMembers(v.id, v.members.map((m) => ({ deviceId: m.deviceId, principal: m.via ?? m.deviceId })));
       seen.add(v.id);
     }
     for (const id of Object.keys(this.acl.snapshot())) if (!seen.has(id)) this.acl.setMembers(id, []);

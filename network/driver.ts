@@ -7,7 +7,8 @@ export interface VpnState {
   id: string;
   protocol: 'tcp' | 'udp';
   port: number;
-  members: { deviceId: string; address: string | null }[];
+  /** via: the relay a plaintext terminal sits behind (its MQTT principal). */
+  members: { deviceId: string; address: string | null; via: string | null }[];
 }
 
 export interface DesiredState {

@@ -26,6 +26,8 @@ export const MESSAGE_TYPES = {
   'error': { code: 11, kind: 'reply' }, // a refusal, answering a request
   'service.request': { code: 12, kind: 'sealed' }, // service-to-service (config → auth, config → keys)
   'service.response': { code: 13, kind: 'reply' },
+  'notice': { code: 14, kind: 'sealed' }, // config → member: VPN deleted / member left (S405)
+  'notice.ack': { code: 15, kind: 'reply' },
 } as const satisfies Record<string, { code: number; kind: MessageKind }>;
 
 export type MessageType = keyof typeof MESSAGE_TYPES;

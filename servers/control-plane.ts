@@ -62,7 +62,8 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
         lookup: async (id) => {
           if (isService(id)) return { publicKey: keys[id].publicKey, kind: 'service' };
           const d = await store.getDevice(id);
-          return d && { publicKey: d.publicKey, kind: 'device', revoked: d.revoked };
+          // A plaintext terminal has no key: it never speaks MQTT itself.
+          return d && d.kind !== 'plaintext' ? { publicKey: d.publicKey, kind: 'device', revoked: d.revoked } : undefined;
         },
       });
       const host = o.host ?? '127.0.0.1';

@@ -14,6 +14,7 @@ import { asBody, bytes, str, type Body } from '../../protocol/body.js';
 import { isKagiError } from '../../protocol/errors.js';
 import type { Incoming, Peer, Reply } from '../../protocol/peer.js';
 import { startService, type ServiceContext } from '../service-host.js';
+import type { DeviceRow } from '../store/store.js';
 import { verifyPassword } from './password.js';
 
 type Verdict = Body & { ok: boolean };
@@ -53,23 +54,44 @@ export async function startAuth(ctx: ServiceContext) {
     return { env, device, body: asBody(opened.body), secrets: opened.secrets, replyKey };
   }
 
+  /**
+   * Who the request is for: the sender itself, or (DESIGN §7) a plaintext
+   * terminal behind the sending relay, stated as { id, port } and checked
+   * against the binding registered for that terminal.
+   */
+  async function subject(sender: DeviceRow, body: Body): Promise<{ device: DeviceRow; via: Body | null } | string> {
+    if (body.onBehalf === undefined) return { device: sender, via: null };
+    const ob = asBody(body.onBehalf);
+    const id = str(ob, 'id', 64);
+    const port = str(ob, 'port', 64);
+    if (sender.kind !== 'relay') return `${sender.id} is not a relay and cannot speak for ${id}`;
+    const plain = await ctx.store.getDevice(id);
+    if (!plain || plain.kind !== 'plaintext') return `unknown plaintext terminal ${id}`;
+    if (plain.revoked) return `device ${id} is revoked`;
+    if (plain.relayId !== sender.id || plain.relayPort !== port) return `${id} is not bound to port ${port} of ${sender.id}`;
+    return { device: plain, via: { relay: sender.id, port } };
+  }
+
   async function deviceAuth(raw: Uint8Array): Promise<Verdict> {
     const r = await openDeviceRequest(raw, 'config.request');
     if ('refusal' in r) return r.refusal!;
-    const common = { deviceId: r.env.from, reqId: r.env.reqId, replyKey: r.replyKey };
-    if (str(r.body, 'mac', 32).toLowerCase() !== r.device.mac.toLowerCase()) {
-      return refuse(`MAC ${str(r.body, 'mac', 32)} does not match device ${r.env.from}`, common);
-    }
+    const common = { replyTo: r.env.from, reqId: r.env.reqId, replyKey: r.replyKey };
+    const who = await subject(r.device, r.body);
+    if (typeof who === 'string') return refuse(who, common);
+    const mac = str(r.body, 'mac', 32);
+    if (mac.toLowerCase() !== who.device.mac.toLowerCase()) return refuse(`MAC ${mac} does not match device ${who.device.id}`, common);
     const channel = r.secrets.channelKeys();
     r.secrets.destroy();
-    return { ok: true, ...common, kind: r.device.kind, mac: r.device.mac, channelUp: channel.up, channelDown: channel.down };
+    return { ok: true, ...common, deviceId: who.device.id, via: who.via, kind: who.device.kind, mac: who.device.mac, channelUp: channel.up, channelDown: channel.down };
   }
 
   async function userJoin(raw: Uint8Array): Promise<Verdict> {
     const r = await openDeviceRequest(raw, 'join.request');
     if ('refusal' in r) return r.refusal!;
     r.secrets.destroy();
-    const common = { deviceId: r.env.from, reqId: r.env.reqId, replyKey: r.replyKey };
+    const common = { replyTo: r.env.from, reqId: r.env.reqId, replyKey: r.replyKey };
+    const who = await subject(r.device, r.body);
+    if (typeof who === 'string') return refuse(who, common);
     const userId = str(r.body, 'user', 64);
     const user = await ctx.store.getUser(userId);
     // One message for both: do not tell a prober which user ids exist.
@@ -82,7 +104,7 @@ export async function startAuth(ctx: ServiceContext) {
       if (v) vpns.push({ id: v.id, protocol: v.protocol, port: v.port });
     }
     if (vpns.length === 0) return refuse(`user ${userId} is not a member of any VPN`, common);
-    return { ok: true, ...common, user: userId, vpns };
+    return { ok: true, ...common, deviceId: who.device.id, via: who.via, user: userId, vpns };
   }
 
   async function onRequest(m: Incoming): Promise<Reply | undefined> {

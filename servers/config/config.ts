@@ -20,6 +20,8 @@ export interface ConfigOptions {
   /** The address a device connects from, where the broker tells us. */
   addressOf?(deviceId: string): string | undefined;
   pollIntervalMs?: number;
+  /** How often the tables are re-read and applied (ms). */
+  reconcileMs?: number;
 }
 
 export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
@@ -39,52 +41,91 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
     for (const v of await ctx.store.listVpns()) {
       const members = [];
       for (const m of await ctx.store.members(v.id)) {
-        members.push({ deviceId: m.deviceId, address: (await ctx.store.getNetworkInfo(m.deviceId))?.address ?? null });
+        const info = await ctx.store.getNetworkInfo(m.deviceId);
+        members.push({ deviceId: m.deviceId, address: info?.address ?? null, via: info?.relayId ?? null });
       }
       vpns.push({ id: v.id, protocol: v.protocol, port: v.port, members });
     }
     return { vpns };
   }
 
-  async function reconcile(): Promise<void> {
+  /** Members as of the last reconcile, so a removal can be told (S405). */
+  let last: DesiredState = { vpns: [] };
+
+  // One reconcile at a time, in order: a stale state applied after a newer
+  // one would reopen or close the wrong thing and report false leaves.
+  let chain: Promise<void> = Promise.resolve();
+  function reconcile(): Promise<void> {
+    const run = chain.then(reconcileOnce);
+    chain = run.catch(() => {});
+    return run;
+  }
+
+  async function reconcileOnce(): Promise<void> {
     const state = await desired();
     for (const d of o.drivers) await d.apply(state);
+    const now = new Set(state.vpns.flatMap((v) => v.members.map((m) => `${v.id}/${m.deviceId}`)));
+    for (const v of last.vpns) {
+      for (const m of v.members) if (!now.has(`${v.id}/${m.deviceId}`)) void tellLeft(v.id, m.deviceId, m.via);
+    }
+    last = state;
+  }
+
+  /** Tell the holder of a member's keys that the member is out of a VPN. */
+  async function tellLeft(vpnId: string, deviceId: string, via: string | null): Promise<void> {
+    const holder = via ?? deviceId;
+    try {
+      const d = await ctx.store.getDevice(holder);
+      if (!d || d.revoked) return;
+      const r = await peer.request({ to: holder, pkR: d.publicKey, topic: topics.inbox(holder), type: 'notice', body: { op: 'left', vpn: vpnId, member: deviceId }, timeoutMs: ctx.timeoutMs });
+      r.secrets.destroy();
+      ctx.log('info', `config: told ${holder} that ${deviceId} is out of ${vpnId}`);
+    } catch (e) {
+      ctx.log('warn', `config: could not tell ${holder} that ${deviceId} left ${vpnId}: ${(e as Error).message}`);
+    }
   }
 
   async function refuseDevice(v: Body): Promise<void> {
     if (!(v.replyKey instanceof Uint8Array)) return; // nothing to seal a refusal with
-    await peer.sendReply(str(v, 'deviceId', 64), num(v, 'reqId'), bytes(v, 'replyKey'), { type: 'error', body: { reason: v.reason } });
+    await peer.sendReply(str(v, 'replyTo', 64), num(v, 'reqId'), bytes(v, 'replyKey'), { type: 'error', body: { reason: v.reason } });
   }
 
   async function configure(v: Body): Promise<void> {
     const deviceId = str(v, 'deviceId', 64);
-    channels.set(deviceId, { up: bytes(v, 'channelUp', 32), down: bytes(v, 'channelDown', 32) });
-    const address = o.addressOf?.(deviceId) ?? null;
-    await ctx.store.putNetworkInfo({ deviceId, address, relayId: null, relayPort: null, updatedAt: Date.now() });
+    const replyTo = str(v, 'replyTo', 64);
+    const via = v.via ? asBody(v.via) : null;
+    if (!via) channels.set(deviceId, { up: bytes(v, 'channelUp', 32), down: bytes(v, 'channelDown', 32) });
+    // 1f: where the device is: its broker address, or which relay port.
+    const address = via ? null : (o.addressOf?.(deviceId) ?? null);
+    await ctx.store.putNetworkInfo({ deviceId, address, relayId: via ? str(via, 'relay', 64) : null, relayPort: via ? str(via, 'port', 64) : null, updatedAt: Date.now() });
     const stored = await ctx.store.getConfig(deviceId);
     const config = stored?.body ?? { deviceId, kind: v.kind, pollIntervalMs: o.pollIntervalMs ?? 30_000, services: publicKeys(ctx.keys) };
     if (!stored) await ctx.store.putConfig({ deviceId, body: config });
     const reply: Reply = { type: 'config.response', body: { config } };
-    await peer.sendReply(deviceId, num(v, 'reqId'), bytes(v, 'replyKey'), reply);
+    await peer.sendReply(replyTo, num(v, 'reqId'), bytes(v, 'replyKey'), reply);
     ctx.log('info', `config: sent config to ${deviceId}`);
   }
 
   async function join(v: Body): Promise<void> {
     const deviceId = str(v, 'deviceId', 64);
+    const replyTo = str(v, 'replyTo', 64);
     const userId = str(v, 'user', 64);
     const vpns = list(v, 'vpns').map((x) => asBody(x));
-    const networkId = (await ctx.store.getNetworkInfo(deviceId))?.address ?? 'broker';
+    const via = v.via ? asBody(v.via) : null;
+    const info = await ctx.store.getNetworkInfo(deviceId);
+    const networkId = via ? `${str(via, 'relay', 64)}:${str(via, 'port', 64)}` : (info?.address ?? 'broker');
     for (const x of vpns) {
       const old = (await ctx.store.membershipsOf(deviceId)).find((m) => m.vpnId === x.id);
       await ctx.store.putMember({ vpnId: str(x, 'id', 64), deviceId, userId, keyId: old?.keyId ?? 0, networkId });
     }
     await reconcile(); // program the network devices before keys go out
-    const issued = await ask('keys', { op: 'keys.issue', deviceId, vpns: vpns.map((x) => x.id) });
+    // Keys for a plaintext terminal go to its relay, for its port.
+    const issued = await ask('keys', { op: 'keys.issue', deviceId, vpns: vpns.map((x) => x.id), ...(via ? { deliverTo: via.relay, port: via.port } : {}) });
     if (!issued.ok) return refuseDevice({ ...v, reason: `key distribution failed: ${String(issued.reason)}` });
     const epochs = asBody(issued.epochs);
     for (const x of vpns) await ctx.store.putMember({ vpnId: str(x, 'id', 64), deviceId, userId, keyId: num(epochs, str(x, 'id', 64)), networkId });
     const out = vpns.map((x) => ({ id: str(x, 'id', 64), protocol: x.protocol, port: x.port, epoch: epochs[str(x, 'id', 64)] }));
-    await peer.sendReply(deviceId, num(v, 'reqId'), bytes(v, 'replyKey'), { type: 'join.response', body: { user: userId, vpns: out } });
+    await peer.sendReply(replyTo, num(v, 'reqId'), bytes(v, 'replyKey'), { type: 'join.response', body: { user: userId, vpns: out } });
     ctx.log('info', `config: ${deviceId} (${userId}) joined ${out.map((x) => x.id).join(', ')}`);
   }
 
@@ -99,5 +140,22 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
 
   const running = await startService('config', ctx, { onForeign }, (p) => (peer = p));
   await reconcile(); // heal whatever changed while we were down
-  return { ...running, reconcile, channels };
+  // Admin changes (kagi vpn delete, grants) land in the store from other
+  // processes; a short reconcile loop applies them to the network devices
+  // and tells the members within about one period.
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    reconcile().catch((e) => ctx.log('warn', `config: reconcile failed: ${(e as Error).message}`)).finally(() => (busy = false));
+  }, o.reconcileMs ?? 500);
+  return {
+    ...running,
+    reconcile,
+    channels,
+    close: async () => {
+      clearInterval(timer);
+      await running.close();
+    },
+  };
 }

@@ -25,9 +25,10 @@ export async function startKeys(ctx: ServiceContext) {
     return (await ctx.store.currentSessionKey(vpnId))!;
   }
 
-  async function issue(deviceId: string, vpnIds: string[]): Promise<Reply> {
-    const device = await ctx.store.getDevice(deviceId);
-    if (!device || device.revoked) return { type: 'service.response', body: { ok: false, reason: `no device ${deviceId}` } };
+  /** Keys for `deviceId`, sealed to `holderId` (itself, or its relay for `port`). */
+  async function issue(deviceId: string, vpnIds: string[], holderId: string, port: string | undefined): Promise<Reply> {
+    const device = await ctx.store.getDevice(holderId);
+    if (!device || device.revoked) return { type: 'service.response', body: { ok: false, reason: `no device ${holderId}` } };
     const vpns = [];
     for (const id of vpnIds) {
       const v = await ctx.store.getVpn(id);
@@ -35,10 +36,12 @@ export async function startKeys(ctx: ServiceContext) {
       const k = await currentKey(id);
       vpns.push({ id, epoch: k.epoch, key: k.key, protocol: v.protocol, port: v.port });
     }
-    const ack = await peer.request({ to: deviceId, pkR: device.publicKey, topic: topics.inbox(deviceId), type: 'keys.deliver', body: { vpns }, timeoutMs: ctx.timeoutMs });
+    const body = { vpns, ...(port !== undefined ? { port, member: deviceId } : {}) };
+    const ack = await peer.request({ to: holderId, pkR: device.publicKey, topic: topics.inbox(holderId), type: 'keys.deliver', body, timeoutMs: ctx.timeoutMs });
     ack.secrets.destroy();
-    if (ack.type !== 'keys.ack') return { type: 'service.response', body: { ok: false, reason: `${deviceId} did not acknowledge keys` } };
-    ctx.log('info', `keys: ${deviceId} holds ${vpns.map((v) => `${v.id}#${v.epoch}`).join(', ')}`);
+    if (ack.type !== 'keys.ack') return { type: 'service.response', body: { ok: false, reason: `${holderId} did not acknowledge keys` } };
+    const where = port !== undefined ? `${holderId} (port ${port}, for ${deviceId})` : deviceId;
+    ctx.log('info', `keys: ${where} holds ${vpns.map((v) => `${v.id}#${v.epoch}`).join(', ')}`);
     return { type: 'service.response', body: { ok: true, epochs: Object.fromEntries(vpns.map((v) => [v.id, v.epoch])) } };
   }
 
@@ -47,7 +50,9 @@ export async function startKeys(ctx: ServiceContext) {
     const b = asBody(m.body);
     if (str(b, 'op', 32) !== 'keys.issue') return { type: 'service.response', body: { ok: false, reason: 'unknown op' } };
     try {
-      return await issue(str(b, 'deviceId', 64), list(b, 'vpns').map(String));
+      const deviceId = str(b, 'deviceId', 64);
+      const relay = b.deliverTo === undefined ? undefined : str(b, 'deliverTo', 64);
+      return await issue(deviceId, list(b, 'vpns').map(String), relay ?? deviceId, relay ? str(b, 'port', 64) : undefined);
     } catch (e) {
       return { type: 'service.response', body: { ok: false, reason: (e as Error).message } };
     }

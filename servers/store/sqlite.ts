@@ -21,6 +21,8 @@ const MIGRATIONS: string[] = [
    CREATE TABLE config (device_id TEXT PRIMARY KEY, body TEXT NOT NULL);
    CREATE TABLE network_info (device_id TEXT PRIMARY KEY, address TEXT, relay_id TEXT, relay_port TEXT, updated_at INTEGER NOT NULL);
    CREATE TABLE numbers (key TEXT PRIMARY KEY, value INTEGER NOT NULL);`,
+  `ALTER TABLE devices ADD COLUMN relay_id TEXT;
+   ALTER TABLE devices ADD COLUMN relay_port TEXT;`,
 ];
 
 function migrate(db: Database.Database): void {
@@ -69,11 +71,11 @@ export class SqliteStore implements Store {
     }
   }
 
-  async addDevice(d: Omit<DeviceRow, 'revoked'>) {
-    this.insert('INSERT INTO devices (id, mac, public_key, kind) VALUES (?, ?, ?, ?)', `device ${d.id}`, d.id, d.mac, Buffer.from(d.publicKey), d.kind);
+  async addDevice(d: Parameters<Store['addDevice']>[0]) {
+    this.insert('INSERT INTO devices (id, mac, public_key, kind, relay_id, relay_port) VALUES (?, ?, ?, ?, ?, ?)', `device ${d.id}`, d.id, d.mac, Buffer.from(d.publicKey), d.kind, d.relayId ?? null, d.relayPort ?? null);
   }
   private device(r: any): DeviceRow {
-    return { id: r.id, mac: r.mac, publicKey: u8(r.public_key), kind: r.kind, revoked: r.revoked === 1 };
+    return { id: r.id, mac: r.mac, publicKey: u8(r.public_key), kind: r.kind, revoked: r.revoked === 1, relayId: r.relay_id, relayPort: r.relay_port };
   }
   async getDevice(id: string) {
     const r = this.db.prepare('SELECT * FROM devices WHERE id = ?').get(id);
@@ -103,6 +105,13 @@ export class SqliteStore implements Store {
   }
   async listVpns() {
     return this.db.prepare('SELECT * FROM vpns ORDER BY id').all().map((r) => this.vpn(r));
+  }
+
+  async deleteVpn(id: string) {
+    return this.db.transaction(() => {
+      for (const t of ['grants', 'members', 'session_keys']) this.db.prepare(`DELETE FROM ${t} WHERE vpn_id = ?`).run(id);
+      return this.db.prepare('DELETE FROM vpns WHERE id = ?').run(id).changes > 0;
+    })();
   }
 
   async grant(vpnId: string, userId: string) {

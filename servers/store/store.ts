@@ -15,6 +15,9 @@ export interface DeviceRow {
   publicKey: Uint8Array;
   kind: DeviceKind;
   revoked: boolean;
+  /** A plaintext terminal is bound to one relay port (DESIGN §7). */
+  relayId: string | null;
+  relayPort: string | null;
 }
 
 /** 2c: a user with an scrypt password hash. */
@@ -70,7 +73,7 @@ export interface NetworkInfoRow {
 export interface Store {
   readonly numbers: NumberStore;
 
-  addDevice(d: Omit<DeviceRow, 'revoked'>): Promise<void>;
+  addDevice(d: Omit<DeviceRow, 'revoked' | 'relayId' | 'relayPort'> & { relayId?: string; relayPort?: string }): Promise<void>;
   getDevice(id: string): Promise<DeviceRow | undefined>;
   listDevices(): Promise<DeviceRow[]>;
 
@@ -78,6 +81,8 @@ export interface Store {
   getUser(id: string): Promise<UserRow | undefined>;
 
   addVpn(v: VpnRow): Promise<void>;
+  /** Delete a VPN with its grants, memberships and keys; false if absent. */
+  deleteVpn(id: string): Promise<boolean>;
   getVpn(id: string): Promise<VpnRow | undefined>;
   listVpns(): Promise<VpnRow[]>;
 

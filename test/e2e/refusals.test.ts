@@ -41,12 +41,10 @@ t.test('refusals', async (t) => {
   t.test('wrong password, user without the VPN, replayed join', async (t) => {
     const b = await device(cp, 'term-p');
     const sent: { topic: string; bytes: Uint8Array }[] = [];
-    const a = agent(b, cp.brokerUrl);
+    let publish!: (topic: string, bytes: Uint8Array) => Promise<void>;
+    const a = agent(b, cp.brokerUrl, { spy: (topic, bytes, send) => (sent.push({ topic, bytes }), (publish = send)) });
     t.teardown(() => a.stop());
     await a.start();
-    const link = (a as unknown as { link: { publish(t: string, m: Uint8Array): Promise<void> } }).link;
-    const publish = link.publish.bind(link);
-    link.publish = (topic, bytes) => (sent.push({ topic, bytes }), publish(topic, bytes));
     await a.configure();
     await t.rejects(a.join('alice', 'not-her-password'), { name: 'RefusedError', message: /wrong user id or password for alice/ }, 'wrong password');
     await t.rejects(a.join('nobody', 'whatever-pass'), { name: 'RefusedError', message: /wrong user id or password for nobody/ }, 'unknown user: same message');

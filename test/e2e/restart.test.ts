@@ -26,23 +26,21 @@ t.test('control plane killed mid-join', async (t) => {
 
   let cp = await kagiUp(['--port', String(port), '--data', data]);
   t.teardown(() => cp.kill('SIGKILL'));
-  const a = agent(bundle, url, { timeoutMs: 2000, attempts: 15 });
+  // Kill the control plane the moment the join request leaves the terminal.
+  let killed = false;
+  const a = agent(bundle, url, {
+    timeoutMs: 2000,
+    attempts: 15,
+    spy: (topic) => {
+      if (!killed && topic === topics.service('config', 'join')) {
+        killed = true;
+        cp.kill('SIGKILL');
+      }
+    },
+  });
   t.teardown(() => a.stop());
   await a.start();
   await a.configure();
-
-  // Kill the control plane the moment the join request leaves the terminal.
-  const link = (a as unknown as { link: { publish(t: string, m: Uint8Array): Promise<void> } }).link;
-  const publish = link.publish.bind(link);
-  let killed = false;
-  link.publish = (topic, bytes) => {
-    const p = publish(topic, bytes);
-    if (!killed && topic === topics.service('config', 'join')) {
-      killed = true;
-      cp.kill('SIGKILL');
-    }
-    return p;
-  };
   const joining = a.join('alice', 'alice-password');
   await new Promise((r) => cp.once('exit', r));
   t.ok(killed, 'control plane killed with the join in flight');

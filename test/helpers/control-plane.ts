@@ -8,6 +8,7 @@ import { addDevice, addUser, addVpn, grant } from '../../servers/admin.js';
 import { parseBundle, type Bundle } from '../../device/bundle.js';
 import { TerminalAgent, type TerminalOptions } from '../../device/terminal.js';
 import { nodePlatform } from '../../runtime/node/platform.js';
+import type { Platform } from '../../device/platform.js';
 import { SqliteStore } from '../../servers/store/sqlite.js';
 import { loadServiceKeys } from '../../servers/identity.js';
 
@@ -56,8 +57,29 @@ export async function vpnWithUsers(cp: ControlPlane, vpn: string, port: number, 
   }
 }
 
-export function agent(b: Bundle, brokerUrl: string, o: TerminalOptions & { brokerAuth?: boolean } = {}): TerminalAgent {
-  return new TerminalAgent(b, nodePlatform({ brokerUrl, brokerAuth: o.brokerAuth }), { timeoutMs: 3000, attempts: 2, ...o });
+export interface AgentTestOptions extends TerminalOptions {
+  brokerAuth?: boolean;
+  /** Sees every MQTT publish of the agent; `send` publishes raw bytes. */
+  spy?(topic: string, bytes: Uint8Array, send: (topic: string, bytes: Uint8Array) => Promise<void>): void;
+}
+
+/** A Node platform whose link can be watched by a test. */
+export function testPlatform(brokerUrl: string, o: AgentTestOptions = {}): Platform {
+  const p = nodePlatform({ brokerUrl, brokerAuth: o.brokerAuth });
+  if (!o.spy) return p;
+  return {
+    ...p,
+    async connect(l) {
+      const link = await p.connect(l);
+      const send = link.publish.bind(link);
+      link.publish = (topic, bytes) => (o.spy!(topic, bytes, send), send(topic, bytes));
+      return link;
+    },
+  };
+}
+
+export function agent(b: Bundle, brokerUrl: string, o: AgentTestOptions = {}): TerminalAgent {
+  return new TerminalAgent(b, testPlatform(brokerUrl, o), { timeoutMs: 3000, attempts: 2, ...o });
 }
 
 /**

@@ -23,16 +23,33 @@ function checkId(id: string, what: string): void {
 /** Register a device; returns its bundle (holding its private key). */
 export async function addDevice(
   store: Store, keys: ServiceKeys, c: Crypto,
-  d: { id: string; mac: string; kind: Exclude<DeviceKind, 'service'>; broker: string; user?: string; password?: string },
+  d: { id: string; mac: string; kind: Exclude<DeviceKind, 'service'>; broker: string; user?: string; password?: string; relay?: string; port?: string },
 ): Promise<Record<string, unknown>> {
   checkId(d.id, 'device');
   if (isService(d.id) || d.id === 'broker') throw new AdminError(`device id '${d.id}' is reserved for a service`);
   if (!MAC_PATTERN.test(d.mac)) throw new AdminError(`MAC '${d.mac}' must look like 02:00:00:00:00:01`);
+  if (d.kind === 'plaintext') return addPlaintext(store, d);
   const kp = c.generateKeyPair();
   await store.addDevice({ id: d.id, mac: d.mac.toLowerCase(), publicKey: kp.publicKey, kind: d.kind });
   const bundle: Record<string, unknown> = { kagi: 1, id: d.id, mac: d.mac.toLowerCase(), kind: d.kind, secretKey: toHex(kp.secretKey), services: publicKeys(keys), broker: d.broker };
   if (d.user) Object.assign(bundle, { user: d.user, password: d.password });
   return bundle;
+}
+
+/**
+ * A plaintext terminal has no key: it is registered with its MAC and the
+ * relay port it is bound to (DESIGN §7). Its file holds no secret.
+ */
+async function addPlaintext(store: Store, d: { id: string; mac: string; relay?: string; port?: string }): Promise<Record<string, unknown>> {
+  if (!d.relay || !d.port) throw new AdminError('a plaintext terminal needs --relay ID and --port NAME');
+  const relay = await store.getDevice(d.relay);
+  if (!relay || relay.kind !== 'relay') throw new AdminError(`no relay '${d.relay}'`);
+  await store.addDevice({ id: d.id, mac: d.mac.toLowerCase(), publicKey: new Uint8Array(0), kind: 'plaintext', relayId: d.relay, relayPort: d.port });
+  return { kagi: 1, id: d.id, mac: d.mac.toLowerCase(), kind: 'plaintext', relay: d.relay, port: d.port };
+}
+
+export async function deleteVpn(store: Store, id: string): Promise<void> {
+  if (!(await store.deleteVpn(id))) throw new AdminError(`no VPN '${id}'`);
 }
 
 export async function addUser(store: Store, id: string, password: string): Promise<void> {

@@ -1,0 +1,240 @@
+/**
+ * Relay node (patent 6): its own config (6a) and keys (6b); for each
+ * downstream port a state machine (6c):
+ *   RESTRICTED  only the plaintext terminal's config and join frames pass;
+ *               the relay seals them toward the services on the port's
+ *               behalf ({ id, port }); data frames are dropped and counted.
+ *   FORWARDING  after the key server registered the VPN key for the port:
+ *               data of the port's VPNs is sealed out and opened in.
+ *   → RESTRICTED again when the config server says the terminal is out of
+ *               its last VPN (VPN deleted, S405).
+ * Ports are byte pipes (a TCP connection on Node, a UART on a board).
+ */
+import { KagiError, isKagiError } from '../protocol/errors.js';
+import type { Incoming, Reply } from '../protocol/peer.js';
+import { topics } from '../protocol/topics.js';
+import { asBody, bytes, list, num, str, type Body } from '../protocol/body.js';
+import { FrameReceiver, FrameSender } from '../protocol/vpn-frame.js';
+import { PortFrameDecoder, encodePortFrame, type PortFrame, type PortFrameType } from '../protocol/port-frame.js';
+import type { Bundle } from './bundle.js';
+import type { Platform } from './platform.js';
+import { DeviceSession, RefusedError } from './session.js';
+
+export type PortState = 'RESTRICTED' | 'FORWARDING';
+
+/** The relay's side of one port's byte pipe. */
+export interface PortIO {
+  write(bytes: Uint8Array): void;
+}
+
+interface PortVpn {
+  epoch: number;
+  tx: FrameSender;
+  rx: FrameReceiver;
+}
+
+export class RelayPort {
+  state: PortState = 'RESTRICTED';
+  /** The plaintext terminal that configured itself on this port. */
+  terminal: string | null = null;
+  io: PortIO | null = null;
+  decoder = new PortFrameDecoder();
+  readonly vpns = new Map<string, PortVpn>();
+  readonly dropped = new Map<string, number>();
+  constructor(readonly name: string) {}
+}
+
+export interface RelayOptions {
+  timeoutMs?: number;
+  attempts?: number;
+  graceMs?: number;
+  onPortState?(port: string, state: PortState, terminal: string | null): void;
+}
+
+export class RelayAgent {
+  readonly session: DeviceSession;
+  readonly ports = new Map<string, RelayPort>();
+  config: Body | null = null;
+
+  constructor(readonly bundle: Bundle, portNames: string[], private readonly p: Platform, private readonly o: RelayOptions = {}) {
+    this.session = new DeviceSession(bundle, p, o);
+    for (const n of portNames) this.ports.set(n, new RelayPort(n));
+  }
+
+  /** Connect and get the relay's own config (6a). */
+  async start(): Promise<void> {
+    await this.session.start({ onRequest: (m) => this.onRequest(m), onFrame: (v, target, payload) => this.onFrame(v, target, payload) });
+    const r = await this.session.ask('config.request', 'request', { mac: this.bundle.mac });
+    this.config = asBody(asBody(r.body).config);
+  }
+
+  private port(name: string): RelayPort {
+    const p = this.ports.get(name);
+    if (!p) throw new KagiError('argument', `no port ${name}`);
+    return p;
+  }
+
+  private drop(p: RelayPort, reason: string, detail: string): void {
+    p.dropped.set(reason, (p.dropped.get(reason) ?? 0) + 1);
+    this.p.log('debug', `${this.bundle.id}/${p.name}: dropped (${reason}) ${detail}`);
+  }
+
+  private reply(p: RelayPort, type: PortFrameType, body: Record<string, unknown>): void {
+    p.io?.write(encodePortFrame({ type, body }));
+  }
+
+  private setState(p: RelayPort, s: PortState): void {
+    if (p.state === s) return;
+    p.state = s;
+    this.p.log('info', `${this.bundle.id}/${p.name}: ${s}${p.terminal ? ` (${p.terminal})` : ''}`);
+    this.o.onPortState?.(p.name, s, p.terminal);
+  }
+
+  /** A plaintext terminal connected to a port (replaces an earlier link). */
+  attach(name: string, io: PortIO): void {
+    const p = this.port(name);
+    p.io = io;
+    p.decoder = new PortFrameDecoder();
+  }
+
+  detach(name: string, io: PortIO): void {
+    const p = this.port(name);
+    if (p.io === io) p.io = null;
+  }
+
+  /** Bytes from a port's pipe; bad frames are dropped, the port goes on. */
+  input(name: string, chunk: Uint8Array): void {
+    const p = this.port(name);
+    for (const f of p.decoder.push(chunk)) {
+      if (f instanceof KagiError) this.drop(p, f.code, f.message);
+      else void this.onPortFrame(p, f).catch((e) => this.drop(p, isKagiError(e) ? e.code : 'error', (e as Error).message));
+    }
+  }
+
+  private async onPortFrame(p: RelayPort, f: PortFrame): Promise<void> {
+    switch (f.type) {
+      case 'config':
+        return this.portConfig(p, f.body);
+      case 'join':
+        return this.portJoin(p, f.body);
+      case 'data':
+        return this.portData(p, f.body);
+      default:
+        return this.drop(p, 'type', `${f.type} is not for the relay`);
+    }
+  }
+
+  /** S201–S204: config request for the terminal on this port. */
+  private async portConfig(p: RelayPort, b: Body): Promise<void> {
+    const id = str(b, 'id', 64);
+    try {
+      const r = await this.session.ask('config.request', 'request', { mac: str(b, 'mac', 32), onBehalf: { id, port: p.name } });
+      p.terminal = id;
+      this.reply(p, 'configured', { config: asBody(r.body).config });
+    } catch (e) {
+      if (!(e instanceof RefusedError)) throw e;
+      this.reply(p, 'refused', { reason: e.message });
+    }
+  }
+
+  /** S205–S212: user join for the terminal; keys come to us for the port. */
+  private async portJoin(p: RelayPort, b: Body): Promise<void> {
+    if (!p.terminal) return this.reply(p, 'refused', { reason: 'configure first' });
+    const terminal = p.terminal;
+    try {
+      const r = await this.session.ask('join.request', 'join', { user: str(b, 'user', 64), password: str(b, 'password', 1024), onBehalf: { id: terminal, port: p.name } });
+      const vpns = list(asBody(r.body), 'vpns').map((x) => asBody(x));
+      for (const v of vpns) {
+        if (!p.vpns.has(str(v, 'id', 64))) throw new KagiError('field', `no keys for ${String(v.id)} reached port ${p.name}`);
+        await this.session.subscribe(topics.vpnMember(str(v, 'id', 64), terminal));
+        await this.session.subscribe(topics.vpnAll(str(v, 'id', 64)));
+      }
+      this.setState(p, 'FORWARDING');
+      this.reply(p, 'joined', { vpns });
+    } catch (e) {
+      if (!(e instanceof RefusedError)) throw e;
+      this.reply(p, 'refused', { reason: e.message });
+    }
+  }
+
+  /** 4d on the terminal's behalf: seal its data out, only when FORWARDING. */
+  private async portData(p: RelayPort, b: Body): Promise<void> {
+    const vpn = str(b, 'vpn', 64);
+    const v = p.vpns.get(vpn);
+    if (p.state !== 'FORWARDING' || !v) return this.drop(p, 'restricted', `data for ${vpn} while ${p.state}`);
+    const peer = str(b, 'peer', 64);
+    await this.session.publish(peer === 'all' ? topics.vpnAll(vpn) : topics.vpnMember(vpn, peer), v.tx.seal(bytes(b, 'bytes')));
+  }
+
+  /** VPN frames for the terminals behind our ports: open and hand down. */
+  private onFrame(vpnId: string, target: string, payload: Uint8Array): void {
+    for (const p of this.ports.values()) {
+      const v = p.vpns.get(vpnId);
+      if (!v || !p.terminal || (target !== 'all' && target !== p.terminal)) continue;
+      if (p.state !== 'FORWARDING') {
+        this.drop(p, 'restricted', `frame on ${vpnId} while RESTRICTED`);
+        continue;
+      }
+      try {
+        const f = v.rx.open(payload, this.p.now());
+        if (f.sender === p.terminal) continue; // its own frame on the 'all' topic
+        this.reply(p, 'data', { vpn: vpnId, peer: f.sender, bytes: f.payload });
+      } catch (e) {
+        if (!isKagiError(e)) throw e;
+        this.drop(p, e.code, `frame on ${vpnId}: ${e.message}`);
+      }
+    }
+  }
+
+  private onRequest(m: Incoming): Promise<Reply | undefined> {
+    if (m.env.from === 'keys' && m.env.type === 'keys.deliver') return Promise.resolve(this.onKeys(m));
+    if (m.env.from === 'config' && m.env.type === 'notice') return Promise.resolve(this.onNotice(m));
+    return Promise.resolve(undefined);
+  }
+
+  /** 6b: keys for a port's terminal. */
+  private onKeys(m: Incoming): Reply | undefined {
+    const b = asBody(m.body);
+    if (b.port === undefined) return undefined; // the relay itself joins no VPN
+    const p = this.port(str(b, 'port', 64));
+    const member = str(b, 'member', 64);
+    if (p.terminal !== member) throw new KagiError('field', `keys for ${member}, but port ${p.name} has ${p.terminal}`);
+    for (const x of list(b, 'vpns')) {
+      const v = asBody(x);
+      const id = str(v, 'id', 64);
+      const epoch = num(v, 'epoch');
+      let s = p.vpns.get(id);
+      if (!s) {
+        s = { epoch: -1, tx: new FrameSender(this.p.crypto, id, member), rx: new FrameReceiver(this.p.crypto, id, this.o.graceMs ?? 30_000) };
+        p.vpns.set(id, s);
+      }
+      if (epoch > s.epoch) {
+        s.tx.setKey(epoch, bytes(v, 'key', 32));
+        s.rx.setKey(epoch, bytes(v, 'key', 32), this.p.now());
+        s.epoch = epoch;
+      }
+    }
+    return { type: 'keys.ack', body: { port: p.name, vpns: [...p.vpns.entries()].map(([id, s]) => ({ id, epoch: s.epoch })) } };
+  }
+
+  /** S405: a terminal is out of a VPN: forget the keys, restrict the port. */
+  private onNotice(m: Incoming): Reply {
+    const b = asBody(m.body);
+    const vpn = str(b, 'vpn', 64);
+    const member = str(b, 'member', 64);
+    for (const p of this.ports.values()) {
+      if (p.terminal !== member || !p.vpns.delete(vpn)) continue;
+      if (p.vpns.size === 0) this.setState(p, 'RESTRICTED');
+      this.reply(p, 'restricted', { vpn });
+    }
+    return { type: 'notice.ack', body: {} };
+  }
+
+  status(): { port: string; state: PortState; terminal: string | null; vpns: string[]; dropped: Record<string, number> }[] {
+    return [...this.ports.values()].map((p) => ({ port: p.name, state: p.state, terminal: p.terminal, vpns: [...p.vpns.keys()], dropped: Object.fromEntries(p.dropped) }));
+  }
+
+  stop(): Promise<void> {
+    return this.session.stop();
+  }
+}

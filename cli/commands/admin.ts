@@ -4,7 +4,7 @@ import { DATA_OPTION, UsageError, int, parse, readStdinLine } from '../args.js';
 import { nodeCrypto } from '../../runtime/node/crypto.js';
 import { SqliteStore } from '../../servers/store/sqlite.js';
 import { loadServiceKeys } from '../../servers/identity.js';
-import { addDevice, addUser, addVpn, grant } from '../../servers/admin.js';
+import { addDevice, addUser, addVpn, deleteVpn, grant } from '../../servers/admin.js';
 import type { VpnProtocol } from '../../servers/store/store.js';
 
 async function withStore<T>(data: string, fn: (s: SqliteStore) => Promise<T>): Promise<T> {
@@ -29,12 +29,17 @@ options:
   --broker URL       broker URL written into the bundle (default mqtt://127.0.0.1:1883)
   --user ID          preset user for an app server that joins by itself;
                      its password is read from standard input
-  --data DIR         control plane data dir (default ./kagi-data)`;
+  --relay ID         (plaintext) the relay the terminal sits behind
+  --port NAME        (plaintext) the relay port it is bound to, e.g. p1
+  --data DIR         control plane data dir (default ./kagi-data)
+
+A plaintext terminal holds no key: its file has only its id, MAC and relay
+binding, and its keys go to the relay.`;
 
 export async function device(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (sub !== 'add') throw new UsageError(`unknown 'device ${sub ?? ''}': try 'kagi device add --help'`);
-  const { values: v, positionals } = parse(rest, { ...DATA_OPTION, mac: { type: 'string' }, kind: { type: 'string', default: 'terminal' }, out: { type: 'string' }, force: { type: 'boolean', default: false }, broker: { type: 'string', default: 'mqtt://127.0.0.1:1883' }, user: { type: 'string' } }, 1);
+  const { values: v, positionals } = parse(rest, { ...DATA_OPTION, mac: { type: 'string' }, kind: { type: 'string', default: 'terminal' }, out: { type: 'string' }, force: { type: 'boolean', default: false }, broker: { type: 'string', default: 'mqtt://127.0.0.1:1883' }, user: { type: 'string' }, relay: { type: 'string' }, port: { type: 'string' } }, 1);
   if (!v.mac) throw new UsageError('--mac is required');
   if (!v.out) throw new UsageError('--out is required');
   if (!['terminal', 'relay', 'plaintext', 'external'].includes(v.kind)) throw new UsageError(`--kind must be terminal, relay, plaintext or external`);
@@ -42,7 +47,10 @@ export async function device(args: string[]): Promise<number> {
   const password = v.user ? await readStdinLine(`password for ${v.user}`) : undefined;
   const c = nodeCrypto();
   const bundle = await withStore(v.data, (s) =>
-    addDevice(s, loadServiceKeys(v.data, c), c, { id: positionals[0]!, mac: v.mac!, kind: v.kind as 'terminal', broker: v.broker, ...(v.user ? { user: v.user, password } : {}) }),
+    addDevice(s, loadServiceKeys(v.data, c), c, {
+      id: positionals[0]!, mac: v.mac!, kind: v.kind as 'terminal', broker: v.broker,
+      ...(v.user ? { user: v.user, password } : {}), ...(v.relay ? { relay: v.relay } : {}), ...(v.port ? { port: v.port } : {}),
+    }),
   );
   writeFileSync(v.out, JSON.stringify(bundle, null, 2) + '\n', { mode: 0o600 });
   console.log(`device ${positionals[0]} added (${v.kind}, ${v.mac}); bundle written to ${v.out}`);
@@ -67,9 +75,13 @@ export async function user(args: string[]): Promise<number> {
 
 export const vpnHelp = `usage: kagi vpn add ID --protocol tcp|udp --port N [--priority P] [--max-bandwidth BPS]
        kagi vpn grant VPN USER
+       kagi vpn delete ID
 
 add     creates a VPN carrying one service (protocol/port)
 grant   lets USER join VPN; takes effect on a running control plane at once
+delete  removes the VPN, its grants, memberships and keys; a running control
+        plane tells its members within about a second and relays restrict
+        the ports that carried it (S405)
 
 options: --data DIR (default ./kagi-data)`;
 
@@ -88,6 +100,12 @@ export async function vpn(args: string[]): Promise<number> {
     const { values: v, positionals } = parse(rest, { ...DATA_OPTION }, 2);
     await withStore(v.data, (s) => grant(s, positionals[0]!, positionals[1]!));
     console.log(`user ${positionals[1]} may join ${positionals[0]}`);
+    return 0;
+  }
+  if (sub === 'delete') {
+    const { values: v, positionals } = parse(rest, { ...DATA_OPTION }, 1);
+    await withStore(v.data, (s) => deleteVpn(s, positionals[0]!));
+    console.log(`VPN ${positionals[0]} deleted`);
     return 0;
   }
   throw new UsageError(`unknown 'vpn ${sub ?? ''}': try 'kagi vpn --help'`);

@@ -1,12 +1,18 @@
 /** kagi agent FILE: run a device agent from its bundle. */
 import { readFileSync } from 'node:fs';
-import { parse, readStdinLine, UsageError } from '../args.js';
-import { parseBundle } from '../../device/bundle.js';
+import { int, parse, readStdinLine, UsageError } from '../args.js';
+import { parseBundle, type Bundle } from '../../device/bundle.js';
+import type { Platform } from '../../device/platform.js';
+import { RelayAgent } from '../../device/relay.js';
+import { PlaintextAgent, parsePlainConfig } from '../../device/plaintext.js';
+import { TcpRelayPorts, connectToPort, loadRelayProfile } from '../../runtime/node/relay-ports.js';
 import { TerminalAgent } from '../../device/terminal.js';
 import { nodePlatform } from '../../runtime/node/platform.js';
 import { Tunnels, parseListen, parseTarget } from '../../runtime/node/tunnel.js';
 
 export const agentHelp = `usage: kagi agent FILE [--user ID --password-stdin] [--listen VPN=LOCALPORT:PEER]... [--target VPN=HOST:PORT]...
+       kagi agent RELAY.json --profile NAME [--port-base N]
+       kagi agent PLAIN.json --via HOST:PORT [--user ID --password-stdin]
 
 Runs the device agent of bundle FILE: connects to the broker named in the
 bundle (or --broker URL), gets its config, joins as --user (password from
@@ -15,6 +21,13 @@ standard input) or with the bundle's preset credentials, and carries TCP:
   --target VPN=HOST:PORT       where to connect streams arriving on VPN
                                (default 127.0.0.1:<the VPN's port>)
 Sequence counters persist in FILE.state. Stops on SIGINT/SIGTERM.
+
+A relay bundle (kind relay) runs a relay: --profile names its board profile
+(board-profiles/NAME.json, e.g. node-relay-4port), whose TCP ports it
+serves; --port-base N moves port i to N+i (0: ephemeral ports). A plaintext
+terminal file (kind plaintext) runs a plaintext terminal through its relay
+port --via HOST:PORT, joins as --user, and prints what arrives from the
+VPN.
 
 options:
   --broker URL       override the bundle's broker URL
@@ -26,26 +39,39 @@ export async function agent(args: string[]): Promise<number> {
     user: { type: 'string' }, 'password-stdin': { type: 'boolean', default: false },
     listen: { type: 'string', multiple: true, default: [] }, target: { type: 'string', multiple: true, default: [] },
     broker: { type: 'string' }, 'no-broker-auth': { type: 'boolean', default: false }, verbose: { type: 'boolean', default: false },
+    profile: { type: 'string' }, 'port-base': { type: 'string' }, via: { type: 'string' },
   }, 1);
   const file = positionals[0]!;
-  let bundle;
+  let json: Record<string, unknown>;
   try {
-    bundle = parseBundle(JSON.parse(readFileSync(file, 'utf8')));
+    json = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
   } catch (e) {
     throw new UsageError(`${file}: ${(e as Error).message}`);
+  }
+  const log = (level: string, msg: string) => {
+    if (level !== 'debug' || v.verbose) console.log(`${level}: ${msg}`);
+  };
+  if (json.kind === 'plaintext') return runPlaintext(file, json, v.via, v.user, v['password-stdin']);
+  let bundle;
+  try {
+    bundle = parseBundle(json);
+  } catch (e) {
+    throw new UsageError(`${file}: ${(e as Error).message}`);
+  }
+  const platform = nodePlatform({ brokerUrl: v.broker ?? bundle.broker, stateFile: `${file}.state`, brokerAuth: !v['no-broker-auth'], log });
+  if (bundle.kind === 'relay') {
+    if (!v.profile) throw new UsageError('a relay needs --profile NAME (see board-profiles/)');
+    return runRelay(bundle, platform, v.profile, v['port-base']);
   }
   if (v.user && !v['password-stdin']) throw new UsageError('--user needs --password-stdin');
   const listens = v.listen.map(parseListen);
   const targets = v.target.map(parseTarget);
   const user = v.user ?? bundle.user;
   const password = v.user ? await readStdinLine(`password for ${v.user}`) : bundle.password;
-  const log = (level: string, msg: string) => {
-    if (level !== 'debug' || v.verbose) console.log(`${level}: ${msg}`);
-  };
   let tunnels: Tunnels | undefined;
   const a = new TerminalAgent(
     bundle,
-    nodePlatform({ brokerUrl: v.broker ?? bundle.broker, stateFile: `${file}.state`, brokerAuth: !v['no-broker-auth'], log }),
+    platform,
     { onState: (s) => console.log(`state: ${s}`), onData: (vpn, from, p) => tunnels?.onData(vpn, from, p) },
   );
   tunnels = new Tunnels(a, listens, targets);
@@ -59,11 +85,55 @@ export async function agent(args: string[]): Promise<number> {
   } else {
     console.log('configured; no user given, so not joining any VPN');
   }
-  await new Promise<void>((resolve) => {
+  await untilSignal();
+  await tunnels.stop();
+  await a.stop();
+  return 0;
+}
+
+function untilSignal(): Promise<void> {
+  return new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
-  await tunnels.stop();
-  await a.stop();
+}
+
+async function runRelay(bundle: Bundle, platform: Platform, profileName: string, portBase: string | undefined): Promise<number> {
+  const profile = loadRelayProfile(profileName);
+  const base = portBase === undefined ? undefined : int(portBase, 'port-base');
+  const specs = profile.ports.map((p, i) => ({ ...p, port: base === undefined ? p.port : base === 0 ? 0 : base + i }));
+  const relay = new RelayAgent(bundle, specs.map((p) => p.name), platform, {
+    onPortState: (port, state, terminal) => console.log(`port ${port}: ${state}${terminal ? ` (${terminal})` : ''}`),
+  });
+  const ports = new TcpRelayPorts(relay, specs);
+  await relay.start();
+  console.log(`relay ${bundle.id} configured (profile ${profile.name})`);
+  const bound = await ports.start();
+  for (const [name, port] of Object.entries(bound)) console.log(`port ${name} on 127.0.0.1:${port}: RESTRICTED`);
+  await untilSignal();
+  await ports.stop();
+  await relay.stop();
+  return 0;
+}
+
+async function runPlaintext(file: string, json: unknown, via: string | undefined, user: string | undefined, pwStdin: boolean): Promise<number> {
+  const cfg = parsePlainConfig(json);
+  const m = via ? /^(.+):(\d+)$/.exec(via) : null;
+  if (!m) throw new UsageError('a plaintext terminal needs --via HOST:PORT (its relay port)');
+  if (user && !pwStdin) throw new UsageError('--user needs --password-stdin');
+  const password = user ? await readStdinLine(`password for ${user}`) : undefined;
+  const sock = await connectToPort(m[1]!, Number(m[2]));
+  const p = new PlaintextAgent(cfg, { write: (b) => void sock.write(b) }, {
+    onData: (vpn, peer, b) => console.log(`data ${vpn} ${peer}: ${new TextDecoder().decode(b)}`),
+    onRestricted: (vpn) => console.log(`restricted: ${vpn}`),
+  });
+  sock.on('data', (d: Buffer) => p.input(new Uint8Array(d)));
+  await p.configure();
+  console.log(`${cfg.id} configured through ${cfg.relay}/${cfg.port} (${file})`);
+  if (user && password) {
+    for (const x of await p.join(user, password)) console.log(`joined ${x.id} (${x.protocol}/${x.port})`);
+  }
+  await untilSignal();
+  sock.destroy();
   return 0;
 }

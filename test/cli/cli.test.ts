@@ -3,7 +3,7 @@ import t from 'tap';
 import { createServer, type AddressInfo } from 'node:net';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { kagi, kagiSpawn, kagiUp } from '../helpers/cli.js';
+import { kagi, kagiSpawn, kagiUp, watch } from '../helpers/cli.js';
 import { tempDir } from '../helpers/control-plane.js';
 
 t.test('help on every command', async (t) => {
@@ -88,4 +88,40 @@ t.test('an app server joins by itself with the preset credentials in its bundle'
     agent.once('exit', (code) => reject(new Error(`agent exited ${code}: ${s}`)));
   });
   t.match(joined, /state: joined[\s\S]*joined plant \(tcp\/5020, epoch 1\)/, 'it joined without being given a user');
+});
+
+t.test('relay and plaintext terminal through the CLI; vpn delete; status shows the port', async (t) => {
+  const data = tempDir(t);
+  const run = (args: string[], input?: string) => kagi([...args, '--data', data], input);
+  t.equal(run(['vpn', 'add', 'plant', '--protocol', 'tcp', '--port', '5020']).code, 0, 'vpn add');
+  t.equal(run(['user', 'add', 'pam', '--password-stdin'], 'pam-password\n').code, 0, 'user add');
+  t.equal(run(['vpn', 'grant', 'plant', 'pam']).code, 0, 'grant');
+  const up = await kagiUp(['--port', '0', '--data', data]);
+  t.teardown(() => up.kill('SIGTERM'));
+  t.equal(run(['device', 'add', 'relay-1', '--mac', '02:00:00:00:00:b1', '--kind', 'relay', '--out', join(data, 'relay.json'), '--broker', up.brokerUrl]).code, 0, 'relay added');
+  const noBinding = run(['device', 'add', 'plain-x', '--mac', '02:00:00:00:00:c0', '--kind', 'plaintext', '--out', join(data, 'x.json')]);
+  t.match(noBinding.stderr, /needs --relay ID and --port NAME/, 'a plaintext terminal needs its binding');
+  t.equal(run(['device', 'add', 'plain-1', '--mac', '02:00:00:00:00:c1', '--kind', 'plaintext', '--relay', 'relay-1', '--port', 'p1', '--out', join(data, 'plain.json')]).code, 0, 'plaintext added');
+  t.notMatch(readFileSync(join(data, 'plain.json'), 'utf8'), /secretKey/, 'its file holds no key');
+
+  const relayProc = kagiSpawn(['agent', join(data, 'relay.json'), '--profile', 'node-relay-4port', '--port-base', '0']);
+  t.teardown(() => relayProc.kill('SIGTERM'));
+  const relay = watch(relayProc);
+  const relayOut = await relay.until(/port p4 on 127\.0\.0\.1:\d+/);
+  const p1 = /port p1 on 127\.0\.0\.1:(\d+)/.exec(relayOut)![1]!;
+  t.match(relayOut, /relay relay-1 configured \(profile node-relay-4port\)/, 'the relay configured itself (6a)');
+  const plainProc = kagiSpawn(['agent', join(data, 'plain.json'), '--via', `127.0.0.1:${p1}`, '--user', 'pam', '--password-stdin']);
+  t.teardown(() => plainProc.kill('SIGTERM'));
+  plainProc.stdin!.end('pam-password\n');
+  const plain = watch(plainProc);
+  t.match(await plain.until(/joined plant/), /plain-1 configured through relay-1\/p1[\s\S]*joined plant \(tcp\/5020\)/, 'the plaintext terminal joined through its relay port');
+  t.match(await relay.until(/port p1: FORWARDING/), /port p1: FORWARDING \(plain-1\)/, 'the relay port is FORWARDING');
+  const st = JSON.parse(run(['status', '--json']).stdout);
+  t.match(st.ports, [{ relay: 'relay-1', port: 'p1', terminal: 'plain-1', state: 'FORWARDING', vpns: ['plant'] }], 'status shows the port, its state and its terminal');
+
+  t.equal(run(['vpn', 'delete', 'plant']).code, 0, 'vpn delete');
+  t.match(await relay.until(/port p1: RESTRICTED/), /port p1: RESTRICTED/, 'the running relay restricts the port');
+  t.match(await plain.until(/restricted: plant/), /restricted: plant/, 'and tells the plaintext terminal');
+  t.match(JSON.parse(run(['status', '--json']).stdout).ports, [{ terminal: 'plain-1', state: 'RESTRICTED' }], 'status agrees');
+  t.equal(run(['vpn', 'delete', 'plant']).code, 1, 'deleting it again is an error');
 });

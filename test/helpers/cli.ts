@@ -30,3 +30,24 @@ export function kagiUp(a: string[]): Promise<ChildProcess & { brokerUrl: string 
     child.once('exit', (code) => reject(new Error(`kagi up ${a.join(' ')} exited ${code}: ${out}`)));
   });
 }
+
+/** Everything a child prints on stdout, and a wait for a pattern in it. */
+export function watch(child: ChildProcess): { until(re: RegExp, ms?: number): Promise<string> } {
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  return {
+    until(re, ms = 15_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          if (!re.test(out)) return;
+          clearTimeout(timer);
+          child.stdout!.off('data', check);
+          resolve(out);
+        };
+        const timer = setTimeout(() => reject(new Error(`timed out waiting for ${re} in: ${out}`)), ms);
+        child.stdout!.on('data', check);
+        check();
+      });
+    },
+  };
+}

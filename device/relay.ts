@@ -41,6 +41,8 @@ export class RelayPort {
   decoder = new PortFrameDecoder();
   readonly vpns = new Map<string, PortVpn>();
   readonly dropped = new Map<string, number>();
+  /** A raw port (legacy device, no agent) takes VPN data itself. */
+  onData: ((vpn: string, from: string, bytes: Uint8Array) => void) | null = null;
   constructor(readonly name: string) {}
 }
 
@@ -125,45 +127,57 @@ export class RelayAgent {
   }
 
   /** S201–S204: config request for the terminal on this port. */
-  private async portConfig(p: RelayPort, b: Body): Promise<void> {
-    const id = str(b, 'id', 64);
-    try {
-      const r = await this.session.ask('config.request', 'request', { mac: str(b, 'mac', 32), onBehalf: { id, port: p.name } });
-      p.terminal = id;
-      this.reply(p, 'configured', { config: asBody(r.body).config });
-    } catch (e) {
-      if (!(e instanceof RefusedError)) throw e;
-      this.reply(p, 'refused', { reason: e.message });
-    }
+  async configurePort(name: string, id: string, mac: string): Promise<Body> {
+    const p = this.port(name);
+    const r = await this.session.ask('config.request', 'request', { mac, onBehalf: { id, port: p.name } });
+    p.terminal = id;
+    return asBody(asBody(r.body).config);
   }
 
-  /** S205–S212: user join for the terminal; keys come to us for the port. */
-  private async portJoin(p: RelayPort, b: Body): Promise<void> {
-    if (!p.terminal) return this.reply(p, 'refused', { reason: 'configure first' });
+  /** S205–S212: user join for the port's terminal; keys come to us for the port. */
+  async joinPort(name: string, user: string, password: string): Promise<Body[]> {
+    const p = this.port(name);
+    if (!p.terminal) throw new RefusedError('configure first');
     const terminal = p.terminal;
+    const r = await this.session.ask('join.request', 'join', { user, password, onBehalf: { id: terminal, port: p.name } });
+    const vpns = list(asBody(r.body), 'vpns').map((x) => asBody(x));
+    for (const v of vpns) {
+      if (!p.vpns.has(str(v, 'id', 64))) throw new KagiError('field', `no keys for ${String(v.id)} reached port ${p.name}`);
+      await this.session.subscribe(topics.vpnMember(str(v, 'id', 64), terminal));
+      await this.session.subscribe(topics.vpnAll(str(v, 'id', 64)));
+    }
+    this.setState(p, 'FORWARDING');
+    return vpns;
+  }
+
+  /** Run a request for the port and answer on its pipe; refusals become 'refused'. */
+  private async answer(p: RelayPort, type: PortFrameType, run: () => Promise<Record<string, unknown>>): Promise<void> {
     try {
-      const r = await this.session.ask('join.request', 'join', { user: str(b, 'user', 64), password: str(b, 'password', 1024), onBehalf: { id: terminal, port: p.name } });
-      const vpns = list(asBody(r.body), 'vpns').map((x) => asBody(x));
-      for (const v of vpns) {
-        if (!p.vpns.has(str(v, 'id', 64))) throw new KagiError('field', `no keys for ${String(v.id)} reached port ${p.name}`);
-        await this.session.subscribe(topics.vpnMember(str(v, 'id', 64), terminal));
-        await this.session.subscribe(topics.vpnAll(str(v, 'id', 64)));
-      }
-      this.setState(p, 'FORWARDING');
-      this.reply(p, 'joined', { vpns });
+      this.reply(p, type, await run());
     } catch (e) {
       if (!(e instanceof RefusedError)) throw e;
       this.reply(p, 'refused', { reason: e.message });
     }
   }
 
-  /** 4d on the terminal's behalf: seal its data out, only when FORWARDING. */
-  private async portData(p: RelayPort, b: Body): Promise<void> {
-    const vpn = str(b, 'vpn', 64);
+  private portConfig(p: RelayPort, b: Body): Promise<void> {
+    return this.answer(p, 'configured', async () => ({ config: await this.configurePort(p.name, str(b, 'id', 64), str(b, 'mac', 32)) }));
+  }
+
+  private portJoin(p: RelayPort, b: Body): Promise<void> {
+    return this.answer(p, 'joined', async () => ({ vpns: await this.joinPort(p.name, str(b, 'user', 64), str(b, 'password', 1024)) }));
+  }
+
+  private portData(p: RelayPort, b: Body): Promise<void> {
+    return this.sendFrom(p.name, str(b, 'vpn', 64), str(b, 'peer', 64), bytes(b, 'bytes'));
+  }
+
+  /** 4d on the port's behalf: seal its data out, only when FORWARDING. */
+  async sendFrom(name: string, vpn: string, peer: string, data: Uint8Array): Promise<void> {
+    const p = this.port(name);
     const v = p.vpns.get(vpn);
     if (p.state !== 'FORWARDING' || !v) return this.drop(p, 'restricted', `data for ${vpn} while ${p.state}`);
-    const peer = str(b, 'peer', 64);
-    await this.session.publish(peer === 'all' ? topics.vpnAll(vpn) : topics.vpnMember(vpn, peer), v.tx.seal(bytes(b, 'bytes')));
+    await this.session.publish(peer === 'all' ? topics.vpnAll(vpn) : topics.vpnMember(vpn, peer), v.tx.seal(data));
   }
 
   /** VPN frames for the terminals behind our ports: open and hand down. */
@@ -178,7 +192,8 @@ export class RelayAgent {
       try {
         const f = v.rx.open(payload, this.p.now());
         if (f.sender === p.terminal) continue; // its own frame on the 'all' topic
-        this.reply(p, 'data', { vpn: vpnId, peer: f.sender, bytes: f.payload });
+        if (p.onData) p.onData(vpnId, f.sender, f.payload);
+        else this.reply(p, 'data', { vpn: vpnId, peer: f.sender, bytes: f.payload });
       } catch (e) {
         if (!isKagiError(e)) throw e;
         this.drop(p, e.code, `frame on ${vpnId}: ${e.message}`);

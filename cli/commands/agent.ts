@@ -6,12 +6,13 @@ import type { Platform } from '../../device/platform.js';
 import { RelayAgent } from '../../device/relay.js';
 import { PlaintextAgent, parsePlainConfig } from '../../device/plaintext.js';
 import { TcpRelayPorts, connectToPort, loadRelayProfile } from '../../runtime/node/relay-ports.js';
+import { RawPorts, loadRawPorts, type RawPortSpec } from '../../runtime/node/raw-ports.js';
 import { TerminalAgent } from '../../device/terminal.js';
 import { nodePlatform } from '../../runtime/node/platform.js';
 import { Tunnels, parseListen, parseTarget } from '../../runtime/node/tunnel.js';
 
 export const agentHelp = `usage: kagi agent FILE [--user ID --password-stdin] [--listen VPN=LOCALPORT:PEER]... [--target VPN=HOST:PORT]...
-       kagi agent RELAY.json --profile NAME [--port-base N]
+       kagi agent RELAY.json --profile NAME [--port-base N] [--raw FILE]
        kagi agent PLAIN.json --via HOST:PORT [--user ID --password-stdin]
 
 Runs the device agent of bundle FILE: connects to the broker named in the
@@ -24,7 +25,10 @@ Sequence counters persist in FILE.state. Stops on SIGINT/SIGTERM.
 
 A relay bundle (kind relay) runs a relay: --profile names its board profile
 (board-profiles/NAME.json, e.g. node-relay-4port), whose TCP ports it
-serves; --port-base N moves port i to N+i (0: ephemeral ports). A plaintext
+serves; --port-base N moves port i to N+i (0: ephemeral ports). --raw FILE
+lists raw ports for legacy devices that run no agent, each
+{ port, id, mac, user, password, vpn, peer }: the relay joins for the device
+and tunnels the port's TCP to peer once FORWARDING. A plaintext
 terminal file (kind plaintext) runs a plaintext terminal through its relay
 port --via HOST:PORT, joins as --user, and prints what arrives from the
 VPN.
@@ -39,7 +43,7 @@ export async function agent(args: string[]): Promise<number> {
     user: { type: 'string' }, 'password-stdin': { type: 'boolean', default: false },
     listen: { type: 'string', multiple: true, default: [] }, target: { type: 'string', multiple: true, default: [] },
     broker: { type: 'string' }, 'no-broker-auth': { type: 'boolean', default: false }, verbose: { type: 'boolean', default: false },
-    profile: { type: 'string' }, 'port-base': { type: 'string' }, via: { type: 'string' },
+    profile: { type: 'string' }, 'port-base': { type: 'string' }, via: { type: 'string' }, raw: { type: 'string' },
   }, 1);
   const file = positionals[0]!;
   let json: Record<string, unknown>;
@@ -61,7 +65,7 @@ export async function agent(args: string[]): Promise<number> {
   const platform = nodePlatform({ brokerUrl: v.broker ?? bundle.broker, stateFile: `${file}.state`, brokerAuth: !v['no-broker-auth'], log });
   if (bundle.kind === 'relay') {
     if (!v.profile) throw new UsageError('a relay needs --profile NAME (see board-profiles/)');
-    return runRelay(bundle, platform, v.profile, v['port-base']);
+    return runRelay(bundle, platform, v.profile, v['port-base'], v.raw ? loadRawPorts(v.raw) : []);
   }
   if (v.user && !v['password-stdin']) throw new UsageError('--user needs --password-stdin');
   const listens = v.listen.map(parseListen);
@@ -74,7 +78,7 @@ export async function agent(args: string[]): Promise<number> {
     platform,
     { onState: (s) => console.log(`state: ${s}`), onData: (vpn, from, p) => tunnels?.onData(vpn, from, p) },
   );
-  tunnels = new Tunnels(a, listens, targets);
+  tunnels = Tunnels.forAgent(a, listens, targets);
   await a.start();
   await a.configure();
   if (user && password) {
@@ -98,19 +102,23 @@ function untilSignal(): Promise<void> {
   });
 }
 
-async function runRelay(bundle: Bundle, platform: Platform, profileName: string, portBase: string | undefined): Promise<number> {
+async function runRelay(bundle: Bundle, platform: Platform, profileName: string, portBase: string | undefined, raws: RawPortSpec[]): Promise<number> {
   const profile = loadRelayProfile(profileName);
   const base = portBase === undefined ? undefined : int(portBase, 'port-base');
   const specs = profile.ports.map((p, i) => ({ ...p, port: base === undefined ? p.port : base === 0 ? 0 : base + i }));
   const relay = new RelayAgent(bundle, specs.map((p) => p.name), platform, {
     onPortState: (port, state, terminal) => console.log(`port ${port}: ${state}${terminal ? ` (${terminal})` : ''}`),
   });
-  const ports = new TcpRelayPorts(relay, specs);
+  const isRaw = (name: string) => raws.some((r) => r.port === name);
+  const ports = new TcpRelayPorts(relay, specs.filter((p) => !isRaw(p.name)));
+  const raw = new RawPorts(relay, raws, specs);
   await relay.start();
   console.log(`relay ${bundle.id} configured (profile ${profile.name})`);
   const bound = await ports.start();
   for (const [name, port] of Object.entries(bound)) console.log(`port ${name} on 127.0.0.1:${port}: RESTRICTED`);
+  for (const [name, port] of Object.entries(await raw.start())) console.log(`raw port ${name} on 127.0.0.1:${port}: FORWARDING`);
   await untilSignal();
+  await raw.stop();
   await ports.stop();
   await relay.stop();
   return 0;

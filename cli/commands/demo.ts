@@ -62,8 +62,8 @@ export async function demo(args: string[]): Promise<number> {
     await b.join('bob', 'bob-password');
     step(`S105–S110: alice on term-a and bob on term-b joined ${va.map((v) => `${v.id} (epoch ${v.epoch})`).join(', ')}; password sealed to the auth server, network devices programmed, keys sealed to each terminal and acknowledged`);
     step(`network devices now admit: ${JSON.stringify(cp.acl.snapshot())}`);
-    tunA = new Tunnels(a, [{ vpn: 'plant', localPort: 0, peer: 'term-b' }], []);
-    tunB = new Tunnels(b, [], []);
+    tunA = Tunnels.forAgent(a, [{ vpn: 'plant', localPort: 0, peer: 'term-b' }], []);
+    tunB = Tunnels.forAgent(b, [], []);
     stops.unshift(() => tunA!.stop(), () => tunB!.stop());
     const [port] = await tunA.start();
     await tunB.start();

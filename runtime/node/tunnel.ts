@@ -53,22 +53,36 @@ function pipe(sock: Socket, s: Stream): void {
   });
 }
 
+/** What tunnels need from whoever seals the frames: a terminal or a relay port. */
+export interface TunnelIO {
+  send(vpn: string, peer: string, payload: Uint8Array): Promise<void>;
+  /** The VPN's service port (default target of arriving streams). */
+  vpnPort(vpn: string): number | undefined;
+}
+
 export class Tunnels {
   private readonly muxes = new Map<string, StreamMux>();
   private readonly servers: Server[] = [];
   private timer: ReturnType<typeof setInterval> | null = null;
 
   constructor(
-    private readonly agent: TerminalAgent,
+    private readonly io: TunnelIO,
     private readonly listens: ListenSpec[],
     private readonly targets: TargetSpec[],
+    /** Listen address (a relay's raw port binds where its profile says). */
+    private readonly host = '127.0.0.1',
   ) {}
+
+  /** Tunnels over a terminal's own VPN memberships. */
+  static forAgent(agent: TerminalAgent, listens: ListenSpec[], targets: TargetSpec[]): Tunnels {
+    return new Tunnels({ send: (vpn, peer, p) => agent.send(vpn, peer, p), vpnPort: (vpn) => agent.vpns.get(vpn)?.port }, listens, targets);
+  }
 
   private mux(vpn: string): StreamMux {
     let m = this.muxes.get(vpn);
     if (!m) {
       m = new StreamMux({
-        send: (peer, p) => this.agent.send(vpn, peer, p),
+        send: (peer, p) => this.io.send(vpn, peer, p),
         accept: (s) => this.accept(vpn, s),
         now: () => Date.now(),
         random32: () => randomInt(0, 2 ** 32 - 1),
@@ -80,7 +94,7 @@ export class Tunnels {
 
   private accept(vpn: string, s: Stream): void {
     const t = this.targets.find((x) => x.vpn === vpn);
-    const port = t?.port ?? this.agent.vpns.get(vpn)?.port;
+    const port = t?.port ?? this.io.vpnPort(vpn);
     if (!port) return void s.reset();
     pipe(createConnection({ host: t?.host ?? '127.0.0.1', port, allowHalfOpen: true }), s);
   }
@@ -100,7 +114,7 @@ export class Tunnels {
       });
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(l.localPort, '127.0.0.1', resolve);
+        server.listen(l.localPort, this.host, resolve);
       });
       this.servers.push(server);
       ports.push((server.address() as { port: number }).port);

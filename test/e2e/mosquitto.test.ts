@@ -35,7 +35,7 @@ t.test('join and tunnel over Mosquitto; the broker sees only ciphertext', { skip
   const start = async (id: string, user: string, listen: boolean) => {
     const b = await device(cp, id);
     const a = agent(b, MOSQUITTO_URL, { brokerAuth: false, onData: (v, f, p) => tun[id]?.onData(v, f, p) });
-    tun[id] = new Tunnels(a, listen ? [{ vpn: 'plant', localPort: 0, peer: 'mq-b' }] : [], []);
+    tun[id] = Tunnels.forAgent(a, listen ? [{ vpn: 'plant', localPort: 0, peer: 'mq-b' }] : [], []);
     t.teardown(async () => {
       await tun[id]!.stop();
       await a.stop();

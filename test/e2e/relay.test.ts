@@ -3,7 +3,9 @@
  * behind them, a terminal; port states RESTRICTED → FORWARDING → RESTRICTED.
  */
 import t, { type Test } from 'tap';
-import type { Socket } from 'node:net';
+import { createConnection, createServer, type AddressInfo, type Socket } from 'node:net';
+import { RawPorts } from '../../runtime/node/raw-ports.js';
+import { Tunnels } from '../../runtime/node/tunnel.js';
 import { agent, controlPlane, crypto, device, tempDir, testPlatform, until, vpnWithUsers } from '../helpers/control-plane.js';
 import { addDevice, addUser, deleteVpn } from '../../servers/admin.js';
 import { SqliteStore } from '../../servers/store/sqlite.js';
@@ -132,4 +134,43 @@ t.test('relay ports: restricted, forwarding, restricted again', async (t) => {
   t.ok(await until(() => (relay.status()[0]!.dropped.restricted ?? 0) === dropped + 1, 1000), 'data on the port is dropped again');
   await new Promise((r) => setTimeout(r, 200));
   t.notOk(termGot.includes('plant:plain-1:after delete'), 'and never reaches the terminal');
+});
+
+t.test('a raw port: the relay joins for a legacy device and tunnels its TCP', async (t) => {
+  const echo = createServer({ allowHalfOpen: true }, (s) => s.pipe(s));
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+  t.teardown(() => echo.close());
+  const cp = await controlPlane(tempDir(t));
+  t.teardown(() => cp.close());
+  await vpnWithUsers(cp, 'scada', (echo.address() as AddressInfo).port, { bob: 'bob-password', legacy: 'legacy-password' });
+  const b = await device(cp, 'relay-r', 'relay');
+  const relay = new RelayAgent(b, ['p1', 'p2'], testPlatform(cp.brokerUrl), { timeoutMs: 3000, attempts: 2 });
+  t.teardown(() => relay.stop());
+  await relay.start();
+  const plc = await register(cp, 'plc-1', 'relay-r', 'p2');
+  const raw = new RawPorts(relay, [{ port: 'p2', id: plc.id, mac: plc.mac, user: 'legacy', password: 'legacy-password', vpn: 'scada', peer: 'term-b' }], [{ name: 'p2', kind: 'tcp', host: '127.0.0.1', port: 0 }]);
+  t.teardown(() => raw.stop());
+
+  let tun: Tunnels | undefined;
+  const term = agent(await device(cp, 'term-b'), cp.brokerUrl, { onData: (v, f, p) => tun?.onData(v, f, p) });
+  tun = Tunnels.forAgent(term, [], []);
+  t.teardown(async () => {
+    await tun!.stop();
+    await term.stop();
+  });
+  await term.start();
+  await term.configure();
+  await term.join('bob', 'bob-password');
+  await tun.start();
+
+  const { p2 } = await raw.start();
+  t.equal(relay.status()[1]!.state, 'FORWARDING', 'the relay joined for the legacy device: port FORWARDING');
+  const reply = await new Promise<string>((resolve, reject) => {
+    const s = createConnection({ host: '127.0.0.1', port: p2! }, () => s.end('modbus bytes'));
+    let got = '';
+    s.on('data', (d) => (got += d));
+    s.on('end', () => resolve(got));
+    s.on('error', reject);
+  });
+  t.equal(reply, 'modbus bytes', "the legacy device's TCP reached the echo service beside term-b and came back");
 });

@@ -22,7 +22,7 @@ t.test('tunnel carries a TCP stream both ways', async (t) => {
   async function joined(id: string, user: string, listen: boolean): Promise<[TerminalAgent, Tunnels]> {
     let tun: Tunnels | undefined;
     const a = agent(await device(cp, id), cp.brokerUrl, { onData: (v, f, p) => tun?.onData(v, f, p) });
-    tun = new Tunnels(a, listen ? [{ vpn: 'plant', localPort: 0, peer: 'term-b' }] : [], []);
+    tun = Tunnels.forAgent(a, listen ? [{ vpn: 'plant', localPort: 0, peer: 'term-b' }] : [], []);
     tunnels.push(tun);
     t.teardown(async () => {
       await tun!.stop();

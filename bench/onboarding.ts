@@ -63,16 +63,19 @@ async function kagiRun(): Promise<number> {
 
 async function floorRun(): Promise<number> {
   const aedes = await Aedes.createBroker();
-  const server = createServer(aedes.handle);
+  const server = createServer((sock) => (sock.setNoDelay(true), aedes.handle(sock)));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const noDelay = (c: mqtt.MqttClient) => (c.stream as unknown as { setNoDelay(v: boolean): void }).setNoDelay(true);
   const responder = await mqtt.connectAsync(url, { clientId: 'floor-svc' });
+  noDelay(responder);
   await responder.subscribeAsync('floor/req/+', { qos: 1 });
   responder.on('message', (topic, payload) => void responder.publish(`floor/res/${topic.split('/')[2]}`, payload, { qos: 1 }));
   const clients: mqtt.MqttClient[] = [];
   const t0 = performance.now();
   await pool(N, C, async (i) => {
     const c = await mqtt.connectAsync(url, { clientId: `floor-${i}` });
+    noDelay(c);
     clients.push(c);
     await c.subscribeAsync(`floor/res/${i}`, { qos: 1 });
     for (let k = 0; k < ROUND_TRIPS; k++) {

@@ -127,7 +127,11 @@ export class KagiBroker {
   /** Listen on host:port (port 0 = ephemeral); resolves to the bound port. */
   listen(host: string, port: number): Promise<number> {
     return new Promise((resolve, reject) => {
-      const server = createServer(this.aedes.handle);
+      // Small control messages and frames: no Nagle delay on the broker side.
+      const server = createServer((sock) => {
+        sock.setNoDelay(true);
+        this.aedes.handle(sock);
+      });
       server.once('error', (e: NodeJS.ErrnoException) => {
         if (e.code === 'EADDRINUSE') {
           reject(new PortInUseError(`port ${port} on ${host} is in use: choose another with --port N (0 picks a free one), or use the broker already there with --broker mqtt://${host}:${port}`));

@@ -67,6 +67,8 @@ export class MqttLink implements Transport {
       this.next = undefined;
     });
     client.on('connect', () => {
+      // Control messages and frames are small: Nagle would add ~40 ms a hop.
+      (client.stream as { setNoDelay?(v: boolean): void }).setNoDelay?.(true);
       if (this.o.subscriptions.length) client.subscribe(this.o.subscriptions, { qos: 1 });
     });
     client.on('message', (topic, payload) => this.o.onMessage(topic, new Uint8Array(payload.buffer, payload.byteOffset, payload.length)));

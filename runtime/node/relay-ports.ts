@@ -55,6 +55,7 @@ export class TcpRelayPorts {
     const bound: Record<string, number> = {};
     for (const spec of this.specs) {
       const server = createServer((sock) => {
+        sock.setNoDelay(true);
         this.sockets.add(sock);
         const io = { write: (b: Uint8Array) => void sock.write(b) };
         this.relay.attach(spec.name, io);
@@ -84,7 +85,7 @@ export class TcpRelayPorts {
 /** The plaintext terminal's TCP link to HOST:PORT of its relay. */
 export function connectToPort(host: string, port: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = createConnection({ host, port }, () => resolve(s));
+    const s = createConnection({ host, port, noDelay: true }, () => resolve(s));
     s.once('error', reject);
   });
 }

@@ -22,7 +22,7 @@ t.test('help on every command', async (t) => {
 t.test('demo runs the first story and exits 0', async (t) => {
   const r = kagi(['demo']);
   t.equal(r.code, 0, `exit 0 (stderr: ${r.stderr.trim()})`);
-  for (const s of ['S101–S104', 'S105–S110', 'hello through the VPN', 'embodiment 1 complete']) t.match(r.stdout, s, `prints ${s}`);
+  for (const s of ['S101–S104', 'S105–S110', 'hello through the VPN', 'S205–S212', 'hello plc', 'port p1: RESTRICTED', 'embodiments 1 and 2 complete']) t.match(r.stdout, s, `prints ${s}`);
 });
 
 t.test('admin commands on a data dir', async (t) => {

@@ -8,15 +8,9 @@
  *   npm run bench:onboarding -- --n 1000 --concurrency 50
  */
 import { parseArgs } from 'node:util';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createServer, type AddressInfo } from 'node:net';
-import { Aedes } from 'aedes';
 import mqtt from 'mqtt';
-import { nodeCrypto } from '../runtime/node/crypto.js';
-import { startControlPlane } from '../servers/control-plane.js';
-import { addDevice, addUser, addVpn, grant } from '../servers/admin.js';
+import { addDevice } from '../servers/admin.js';
+import { benchControlPlane, floorBroker, noDelay } from './common.js';
 import { parseBundle, type Bundle } from '../device/bundle.js';
 import { TerminalAgent } from '../device/terminal.js';
 import { nodePlatform } from '../runtime/node/platform.js';
@@ -34,12 +28,7 @@ async function pool(n: number, c: number, job: (i: number) => Promise<void>): Pr
 }
 
 async function kagiRun(): Promise<number> {
-  const crypto = nodeCrypto();
-  const dir = mkdtempSync(join(tmpdir(), 'kagi-bench-'));
-  const cp = await startControlPlane({ dataDir: dir, crypto, port: 0, timeoutMs: 60_000 });
-  await addVpn(cp.store, { id: 'plant', protocol: 'tcp', port: 5020 });
-  await addUser(cp.store, 'bench', 'bench-password');
-  await grant(cp.store, 'plant', 'bench');
+  const { cp, crypto, close } = await benchControlPlane();
   const bundles: Bundle[] = [];
   for (let i = 0; i < N; i++) {
     const mac = `02:00:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
@@ -56,26 +45,20 @@ async function kagiRun(): Promise<number> {
   });
   const ms = performance.now() - t0;
   for (const a of agents) await a.stop();
-  await cp.close();
-  rmSync(dir, { recursive: true, force: true });
+  await close();
   return ms;
 }
 
 async function floorRun(): Promise<number> {
-  const aedes = await Aedes.createBroker();
-  const server = createServer((sock) => (sock.setNoDelay(true), aedes.handle(sock)));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const noDelay = (c: mqtt.MqttClient) => (c.stream as unknown as { setNoDelay(v: boolean): void }).setNoDelay(true);
-  const responder = await mqtt.connectAsync(url, { clientId: 'floor-svc' });
-  noDelay(responder);
+  const broker = await floorBroker();
+  const url = broker.url;
+  const responder = noDelay(await mqtt.connectAsync(url, { clientId: 'floor-svc' }));
   await responder.subscribeAsync('floor/req/+', { qos: 1 });
   responder.on('message', (topic, payload) => void responder.publish(`floor/res/${topic.split('/')[2]}`, payload, { qos: 1 }));
   const clients: mqtt.MqttClient[] = [];
   const t0 = performance.now();
   await pool(N, C, async (i) => {
-    const c = await mqtt.connectAsync(url, { clientId: `floor-${i}` });
-    noDelay(c);
+    const c = noDelay(await mqtt.connectAsync(url, { clientId: `floor-${i}` }));
     clients.push(c);
     await c.subscribeAsync(`floor/res/${i}`, { qos: 1 });
     for (let k = 0; k < ROUND_TRIPS; k++) {
@@ -87,8 +70,7 @@ async function floorRun(): Promise<number> {
   const ms = performance.now() - t0;
   for (const c of clients) await c.endAsync();
   await responder.endAsync();
-  await new Promise<void>((r) => aedes.close(() => r()));
-  server.close();
+  await broker.close();
   return ms;
 }
 

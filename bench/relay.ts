@@ -7,15 +7,9 @@
  *   npm run bench:relay -- --n 500
  */
 import { parseArgs } from 'node:util';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createServer, type AddressInfo } from 'node:net';
-import { Aedes } from 'aedes';
 import mqtt from 'mqtt';
-import { nodeCrypto } from '../runtime/node/crypto.js';
-import { startControlPlane } from '../servers/control-plane.js';
-import { addDevice, addUser, addVpn, grant } from '../servers/admin.js';
+import { addDevice } from '../servers/admin.js';
+import { benchControlPlane, floorBroker, noDelay } from './common.js';
 import { parseBundle } from '../device/bundle.js';
 import { TerminalAgent } from '../device/terminal.js';
 import { RelayAgent } from '../device/relay.js';
@@ -54,12 +48,7 @@ async function measure(send: (b: Uint8Array) => Promise<void>, onEcho: (cb: () =
 }
 
 async function kagiRun(): Promise<Result> {
-  const crypto = nodeCrypto();
-  const dir = mkdtempSync(join(tmpdir(), 'kagi-bench-relay-'));
-  const cp = await startControlPlane({ dataDir: dir, crypto, port: 0 });
-  await addVpn(cp.store, { id: 'plant', protocol: 'tcp', port: 5020 });
-  await addUser(cp.store, 'bench', 'bench-password');
-  await grant(cp.store, 'plant', 'bench');
+  const { cp, crypto, close } = await benchControlPlane();
   const mk = async (id: string, kind: 'terminal' | 'relay', mac: string) => parseBundle(await addDevice(cp.store, cp.keys, crypto, { id, mac, kind, broker: cp.brokerUrl }));
   const relay = new RelayAgent(await mk('relay-1', 'relay', '02:00:00:00:00:01'), ['p1'], nodePlatform({ brokerUrl: cp.brokerUrl }));
   const ports = new TcpRelayPorts(relay, [{ name: 'p1', kind: 'tcp', host: '127.0.0.1', port: 0 }]);
@@ -89,19 +78,14 @@ async function kagiRun(): Promise<Result> {
   sock.destroy();
   await ports.stop();
   await relay.stop();
-  await cp.close();
-  rmSync(dir, { recursive: true, force: true });
+  await close();
   return r;
 }
 
 async function floorRun(): Promise<Result> {
-  const aedes = await Aedes.createBroker();
-  const server = createServer((sock) => (sock.setNoDelay(true), aedes.handle(sock)));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const a = await mqtt.connectAsync(url, { clientId: 'floor-a' });
-  const b = await mqtt.connectAsync(url, { clientId: 'floor-b' });
-  for (const c of [a, b]) (c.stream as unknown as { setNoDelay(v: boolean): void }).setNoDelay(true);
+  const broker = await floorBroker();
+  const a = noDelay(await mqtt.connectAsync(broker.url, { clientId: 'floor-a' }));
+  const b = noDelay(await mqtt.connectAsync(broker.url, { clientId: 'floor-b' }));
   await a.subscribeAsync('floor/a', { qos: 1 });
   await b.subscribeAsync('floor/b', { qos: 1 });
   let onB: (p: Buffer) => void = () => {};
@@ -118,8 +102,7 @@ async function floorRun(): Promise<Result> {
   );
   await a.endAsync();
   await b.endAsync();
-  await new Promise<void>((res) => aedes.close(() => res()));
-  server.close();
+  await broker.close();
   return r;
 }
 

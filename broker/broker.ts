@@ -54,7 +54,11 @@ export class KagiBroker {
   private constructor(private readonly o: BrokerOptions, aedes: Aedes) {
     this.aedes = aedes;
     this.guard = new ReplayGuard(o.numbers, 'connect:');
-    aedes.authenticate = (client, _user, password, done) => void this.authenticate(client, password).then((ok) => done(ok, ok === null));
+    aedes.authenticate = (client, _user, password, done) =>
+      void this.authenticate(client, password).then(
+        (refusal) => done(refusal, refusal === null),
+        (e: Error) => done(this.refuse(client.id, `lookup failed: ${e.message}`), false),
+      );
     aedes.authorizePublish = (client, packet, cb) => cb(this.mayPublish(client, packet) ? null : new Error('not authorized'));
     aedes.authorizeSubscribe = (client, sub, cb) => cb(null, this.maySubscribe(client, sub) ? sub : null);
     aedes.authorizeForward = (client, packet) => (this.mayReceive(client, packet.topic) ? packet : null);

@@ -44,7 +44,10 @@ export class MqttLink implements Transport {
   }
 
   private prepare(): void {
-    void this.password().then((p) => (this.next = p));
+    void this.password().then(
+      (p) => (this.next = p),
+      (e: Error) => this.o.log?.('warn', `mqtt ${this.o.clientId}: no fresh connect password: ${e.message}`),
+    );
   }
 
   /** Connect; resolves on the first CONNACK, rejects on refusal or timeout. */

@@ -36,6 +36,8 @@ export interface BrokerOptions {
   numbers: NumberStore;
   acl: BrokerAcl;
   log?: (level: 'info' | 'debug' | 'warn', msg: string) => void;
+  /** A client was admitted, from this address. */
+  onConnect?(clientId: string, address: string): void;
 }
 
 export class PortInUseError extends Error {
@@ -97,7 +99,11 @@ export class KagiBroker {
     }
     this.kinds.set(id, who.kind);
     const sock = client.conn as { remoteAddress?: string };
-    if (sock.remoteAddress) this.addresses.set(id, sock.remoteAddress);
+    if (sock.remoteAddress) {
+      const address = sock.remoteAddress.startsWith('::ffff:') ? sock.remoteAddress.slice(7) : sock.remoteAddress;
+      this.addresses.set(id, address);
+      if (who.kind === 'device') this.o.onConnect?.(id, address);
+    }
     return null;
   }
 

@@ -79,9 +79,13 @@ export class TerminalAgent {
     return this.config;
   }
 
-  /** S105–S110: user join; keys arrive (keys.deliver) before the answer. */
+  /**
+   * S105–S110: user join; keys arrive (keys.deliver) before the answer.
+   * An external terminal (S301) has no config step: it joins directly.
+   */
   async join(user: string, password: string): Promise<VpnInfo[]> {
-    this.need('configured', 'joined');
+    if (this.bundle.kind === 'external') this.need('unconfigured', 'configured', 'joined');
+    else this.need('configured', 'joined');
     const before = this._state;
     this.to('joining');
     try {
@@ -98,7 +102,7 @@ export class TerminalAgent {
       this.to('joined');
       return joined;
     } catch (e) {
-      this.to(before === 'joined' ? 'joined' : 'configured');
+      this.to(before);
       throw e;
     }
   }

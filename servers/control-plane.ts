@@ -8,6 +8,7 @@ import { BrokerAcl } from '../broker/acl.js';
 import { BrokerAclDriver } from '../network/broker-acl.js';
 import { MemoryDriver } from '../network/memory.js';
 import type { NetworkDriver } from '../network/driver.js';
+import { NftablesDriver, type NftablesOptions } from '../network/nftables.js';
 import { SqliteStore } from './store/sqlite.js';
 import type { Store } from './store/store.js';
 import { loadServiceKeys, type ServiceKeys } from './identity.js';
@@ -27,6 +28,8 @@ export interface ControlPlaneOptions {
   timeoutMs?: number;
   /** Which services this process runs (default all three). */
   services?: Service[];
+  /** Also program an nftables firewall (checked at start: no nft, no start). */
+  nftables?: NftablesOptions;
   log?: ServiceContext['log'];
 }
 
@@ -51,7 +54,13 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   let broker: KagiBroker | null = null;
   let brokerUrl = o.brokerUrl;
   const closers: (() => Promise<void>)[] = [];
+  let onAddress: (id: string, address: string) => void = () => {};
   try {
+    if (o.nftables) {
+      const nft = new NftablesDriver(o.nftables);
+      await nft.check(); // refuse to start rather than run open
+      drivers.push(nft);
+    }
     if (!brokerUrl) {
       broker = await KagiBroker.create({
         crypto: o.crypto,
@@ -59,6 +68,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
         numbers: store.numbers,
         acl,
         log,
+        onConnect: (id, address) => onAddress(id, address),
         lookup: async (id) => {
           if (isService(id)) return { publicKey: keys[id].publicKey, kind: 'service' };
           const d = await store.getDevice(id);
@@ -77,7 +87,10 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     if (run.has('auth')) closers.unshift((await startAuth(ctx)).close);
     if (run.has('keys')) closers.unshift((await startKeys(ctx)).close);
     const config = run.has('config') ? await startConfig(ctx, { drivers, addressOf: (id) => broker?.addresses.get(id) }) : null;
-    if (config) closers.unshift(config.close);
+    if (config) {
+      closers.unshift(config.close);
+      onAddress = (id, address) => void config.addressChanged(id, address).catch((e) => log('warn', `config: address of ${id}: ${(e as Error).message}`));
+    }
     return {
       store, keys, broker, brokerUrl, memory, acl,
       reconcile: config ? config.reconcile : async () => {},

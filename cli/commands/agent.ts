@@ -36,6 +36,11 @@ VPN.
 options:
   --broker URL       override the bundle's broker URL
   --no-broker-auth   send no CONNECT password (a broker that does not check it)
+  --bind ADDR        connect to the broker from this source address
+
+An external (roaming) terminal (kind external) has no config step: it joins
+directly, and the control plane opens the network devices for the address it
+connects from; started again from another address, the old one is closed.
   --verbose          debug logging`;
 
 export async function agent(args: string[]): Promise<number> {
@@ -43,7 +48,7 @@ export async function agent(args: string[]): Promise<number> {
     user: { type: 'string' }, 'password-stdin': { type: 'boolean', default: false },
     listen: { type: 'string', multiple: true, default: [] }, target: { type: 'string', multiple: true, default: [] },
     broker: { type: 'string' }, 'no-broker-auth': { type: 'boolean', default: false }, verbose: { type: 'boolean', default: false },
-    profile: { type: 'string' }, 'port-base': { type: 'string' }, via: { type: 'string' }, raw: { type: 'string' },
+    profile: { type: 'string' }, 'port-base': { type: 'string' }, via: { type: 'string' }, raw: { type: 'string' }, bind: { type: 'string' },
   }, 1);
   const file = positionals[0]!;
   let json: Record<string, unknown>;
@@ -62,7 +67,7 @@ export async function agent(args: string[]): Promise<number> {
   } catch (e) {
     throw new UsageError(`${file}: ${(e as Error).message}`);
   }
-  const platform = nodePlatform({ brokerUrl: v.broker ?? bundle.broker, stateFile: `${file}.state`, brokerAuth: !v['no-broker-auth'], log });
+  const platform = nodePlatform({ brokerUrl: v.broker ?? bundle.broker, stateFile: `${file}.state`, brokerAuth: !v['no-broker-auth'], log, ...(v.bind ? { localAddress: v.bind } : {}) });
   if (bundle.kind === 'relay') {
     if (!v.profile) throw new UsageError('a relay needs --profile NAME (see board-profiles/)');
     return runRelay(bundle, platform, v.profile, v['port-base'], v.raw ? loadRawPorts(v.raw) : []);
@@ -80,7 +85,7 @@ export async function agent(args: string[]): Promise<number> {
   );
   tunnels = Tunnels.forAgent(a, listens, targets);
   await a.start();
-  await a.configure();
+  if (bundle.kind !== 'external') await a.configure(); // S301: external terminals join directly
   if (user && password) {
     const vpns = await a.join(user, password);
     for (const x of vpns) console.log(`joined ${x.id} (${x.protocol}/${x.port}, epoch ${x.epoch})`);

@@ -6,17 +6,22 @@ import { nodeCrypto } from '../../runtime/node/crypto.js';
 import { startControlPlane } from '../../servers/control-plane.js';
 import { PortInUseError } from '../../broker/broker.js';
 
-export const upHelp = `usage: kagi up [--host H] [--port N] [--broker URL] [--services LIST] [--data DIR] [--verbose]
+export const upHelp = `usage: kagi up [--host H] [--port N] [--broker URL] [--services LIST] [--nftables [--nft-netns NS] [--nft-hook forward|input]] [--data DIR] [--verbose]
 
 Runs the embedded broker (default 127.0.0.1:1883; --port 0 picks a free
 port) and the auth, config and key services on DIR (default ./kagi-data).
 With --broker mqtt://host:port the services use that broker instead and no
 broker is started. --services auth,config,keys (the default) picks which
 services this process runs, so they can run one per process on a shared
-broker and data dir. Stops on SIGINT/SIGTERM.`;
+broker and data dir. --nftables also programs this host's nftables firewall
+(table inet kagi: per VPN, only members' addresses reach its port; hook
+forward by default, input on the service host; --nft-netns runs nft in a
+network namespace). If nft cannot run (not installed, not root) kagi up
+refuses to start rather than run open. Stops on SIGINT/SIGTERM.`;
 
 export async function up(args: string[]): Promise<number> {
-  const { values: v } = parse(args, { ...DATA_OPTION, host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string' }, broker: { type: 'string' }, verbose: { type: 'boolean', default: false }, services: { type: 'string', default: 'auth,config,keys' } }, 0);
+  const { values: v } = parse(args, { ...DATA_OPTION, host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string' }, broker: { type: 'string' }, verbose: { type: 'boolean', default: false }, services: { type: 'string', default: 'auth,config,keys' }, nftables: { type: 'boolean', default: false }, 'nft-netns': { type: 'string' }, 'nft-hook': { type: 'string', default: 'forward' } }, 0);
+  if (v['nft-hook'] !== 'forward' && v['nft-hook'] !== 'input') throw new UsageError('--nft-hook must be forward or input');
   const services = v.services.split(',').map((x) => x.trim());
   const bad = services.filter((x) => !isService(x));
   if (bad.length) throw new UsageError(`--services: unknown service ${bad.join(', ')} (choose from auth, config, keys)`);
@@ -26,12 +31,13 @@ export async function up(args: string[]): Promise<number> {
       dataDir: v.data, crypto: nodeCrypto(), host: v.host, port: int(v.port, 'port', 1883),
       ...(v.broker ? { brokerUrl: v.broker } : {}),
       services: services as Service[],
+      ...(v.nftables ? { nftables: { hook: v['nft-hook'] as 'forward' | 'input', ...(v['nft-netns'] ? { netns: v['nft-netns'] } : {}) } } : {}),
       log: (level, msg) => {
         if (level !== 'debug' || v.verbose) console.log(`${level}: ${msg}`);
       },
     });
   } catch (e) {
-    if (e instanceof PortInUseError) {
+    if (e instanceof PortInUseError || (e instanceof Error && e.message.startsWith('nftables:'))) {
       console.error(`kagi up: ${e.message}`);
       return 1;
     }

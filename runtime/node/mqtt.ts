@@ -5,6 +5,7 @@
  * MQTT.js reads options.password synchronously when it reconnects.
  */
 import mqtt, { type MqttClient } from 'mqtt';
+import { createConnection } from 'node:net';
 import type { Crypto } from '../../protocol/crypto/backend.js';
 import { connectKey, connectPassword } from '../../protocol/connect-auth.js';
 import { SendCounter } from '../../protocol/replay.js';
@@ -23,6 +24,8 @@ export interface MqttLinkOptions {
   will?: { topic: string; payload: Uint8Array; retain: boolean };
   onMessage(topic: string, payload: Uint8Array): void;
   subscriptions: string[];
+  /** Source address to connect from (a host with several addresses). */
+  localAddress?: string;
   log?(level: 'debug' | 'info' | 'warn', msg: string): void;
 }
 
@@ -52,7 +55,7 @@ export class MqttLink implements Transport {
 
   /** Connect; resolves on the first CONNACK, rejects on refusal or timeout. */
   async connect(timeoutMs = 10_000): Promise<void> {
-    const client = mqtt.connect(this.o.url, {
+    const options: mqtt.IClientOptions = {
       clientId: this.o.clientId,
       password: await this.password(),
       username: this.key ? 'kagi' : undefined,
@@ -62,7 +65,12 @@ export class MqttLink implements Transport {
       reconnectPeriod: 500 + Math.floor(Math.random() * 500),
       connectTimeout: timeoutMs,
       will: this.o.will ? { topic: this.o.will.topic, payload: Buffer.from(this.o.will.payload), retain: this.o.will.retain, qos: 1 } : undefined,
-    });
+    };
+    const url = new URL(this.o.url);
+    // MQTT.js cannot pick a source address; a stream builder can.
+    const client = this.o.localAddress
+      ? new mqtt.MqttClient(() => createConnection({ host: url.hostname, port: Number(url.port || 1883), localAddress: this.o.localAddress }), options)
+      : mqtt.connect(this.o.url, options);
     this.client = client;
     client.on('close', () => this.prepare());
     client.on('reconnect', () => {

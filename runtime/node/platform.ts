@@ -12,6 +12,8 @@ export interface NodePlatformOptions {
   stateFile?: string;
   /** Send CONNECT passwords (off for brokers that do not check them). */
   brokerAuth?: boolean;
+  /** Connect from this source address. */
+  localAddress?: string;
   log?: Platform['log'];
 }
 
@@ -34,6 +36,7 @@ export function nodePlatform(o: NodePlatformOptions): Platform {
         numbers,
         subscriptions: [...l.subscriptions],
         onMessage: l.onMessage,
+        ...(o.localAddress ? { localAddress: o.localAddress } : {}),
         log,
       });
       await link.connect();

@@ -104,7 +104,9 @@ export async function startAuth(ctx: ServiceContext) {
       if (v) vpns.push({ id: v.id, protocol: v.protocol, port: v.port });
     }
     if (vpns.length === 0) return refuse(`user ${userId} is not a member of any VPN`, common);
-    return { ok: true, ...common, deviceId: who.device.id, via: who.via, user: userId, vpns };
+    // Behind an external broker the device reports its own addresses (DESIGN §6).
+    const addresses = Array.isArray(r.body.addresses) ? r.body.addresses.filter((a) => typeof a === 'string').slice(0, 8) : [];
+    return { ok: true, ...common, deviceId: who.device.id, via: who.via, user: userId, vpns, addresses };
   }
 
   async function onRequest(m: Incoming): Promise<Reply | undefined> {

@@ -112,6 +112,13 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
     const userId = str(v, 'user', 64);
     const vpns = list(v, 'vpns').map((x) => asBody(x));
     const via = v.via ? asBody(v.via) : null;
+    if (!via) {
+      // S302–S303: the address the broker sees, or (behind an external
+      // broker, which does not tell us) the one the device reported.
+      const reported = Array.isArray(v.addresses) ? v.addresses.filter((a): a is string => typeof a === 'string' && a.length <= 64)[0] : undefined;
+      const address = o.addressOf?.(deviceId) ?? reported ?? (await ctx.store.getNetworkInfo(deviceId))?.address ?? null;
+      await ctx.store.putNetworkInfo({ deviceId, address, relayId: null, relayPort: null, updatedAt: Date.now() });
+    }
     const info = await ctx.store.getNetworkInfo(deviceId);
     const networkId = via ? `${str(via, 'relay', 64)}:${str(via, 'port', 64)}` : (info?.address ?? 'broker');
     for (const x of vpns) {
@@ -138,6 +145,20 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
     return op === 'device.auth' ? configure(verdict) : join(verdict);
   }
 
+  /**
+   * A device connected to the broker from an address (S304–S306): if it is
+   * a VPN member somewhere else, record the new address and reconcile, so
+   * the old address is closed and the new one opened.
+   */
+  async function addressChanged(deviceId: string, address: string): Promise<void> {
+    const info = await ctx.store.getNetworkInfo(deviceId);
+    if (!info || info.relayId || info.address === address) return;
+    await ctx.store.putNetworkInfo({ ...info, address, updatedAt: Date.now() });
+    if ((await ctx.store.membershipsOf(deviceId)).length === 0) return;
+    ctx.log('info', `config: ${deviceId} moved from ${info.address ?? '-'} to ${address}`);
+    await reconcile();
+  }
+
   const running = await startService('config', ctx, { onForeign }, (p) => (peer = p));
   await reconcile(); // heal whatever changed while we were down
   // Admin changes (kagi vpn delete, grants) land in the store from other
@@ -152,6 +173,7 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
   return {
     ...running,
     reconcile,
+    addressChanged,
     channels,
     close: async () => {
       clearInterval(timer);

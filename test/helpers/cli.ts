@@ -13,13 +13,15 @@ export function kagi(a: string[], input?: string) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-export function kagiSpawn(a: string[]) {
+/** Spawn `kagi ARGS`, optionally inside a network namespace of the test's own. */
+export function kagiSpawn(a: string[], o: { netns?: string } = {}) {
+  if (o.netns) return spawn('ip', ['netns', 'exec', o.netns, process.execPath, ...args(a)], { stdio: ['pipe', 'pipe', 'pipe'] });
   return spawn(process.execPath, args(a), { stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
 /** Start `kagi up ARGS`; resolves once it is up, with the broker URL it printed. */
-export function kagiUp(a: string[]): Promise<ChildProcess & { brokerUrl: string }> {
-  const child = kagiSpawn(['up', ...a]);
+export function kagiUp(a: string[], o: { netns?: string } = {}): Promise<ChildProcess & { brokerUrl: string }> {
+  const child = kagiSpawn(['up', ...a], o);
   return new Promise((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d) => {

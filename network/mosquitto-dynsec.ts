@@ -1,0 +1,118 @@
+/**
+ * Mosquitto dynamic security driver: an external Mosquitto enforces the same
+ * topic ACL as kagi's embedded broker. Per VPN one role `kagi-vpn-{id}`
+ * allowing publish to `kagi/v1/vpn/{id}/#` and subscribe to
+ * `kagi/v1/vpn/{id}/all`, and per member a role `kagi-member-{id}-{device}`
+ * allowing subscribe to `kagi/v1/vpn/{id}/{device}` (dynsec 2.0.11 does not
+ * expand %c in ACLs). A member's client holds both, nobody else does.
+ * Dynsec disconnects a client whose roles change, so new ACLs apply at once;
+ * agents reconnect by themselves. Commands go to `$CONTROL/dynamic-security/v1`
+ * as the admin user; every apply reads the clients' roles and adds or
+ * removes only the difference, so it is idempotent.
+ */
+import mqtt, { type MqttClient } from 'mqtt';
+import type { DesiredState, NetworkDriver } from './driver.js';
+
+const CONTROL = '$CONTROL/dynamic-security/v1';
+
+export interface DynsecOptions {
+  url: string;
+  username: string;
+  password: string;
+}
+
+type Command = Record<string, unknown> & { command: string };
+type Response = { command: string; error?: string; data?: Record<string, unknown> };
+
+export const vpnRole = (vpnId: string) => `kagi-vpn-${vpnId}`;
+export const memberRole = (vpnId: string, deviceId: string) => `kagi-member-${vpnId}-${deviceId}`;
+const OURS = /^kagi-(vpn|member)-/;
+
+export class MosquittoDynsecDriver implements NetworkDriver {
+  readonly name = 'mosquitto-dynsec';
+  private client: MqttClient | null = null;
+  private queue: Promise<unknown> = Promise.resolve();
+  private waiting: ((r: Response[]) => void) | null = null;
+
+  constructor(private readonly o: DynsecOptions) {}
+
+  private async connect(): Promise<MqttClient> {
+    if (this.client) return this.client;
+    const c = await mqtt.connectAsync(this.o.url, { username: this.o.username, password: this.o.password, clientId: `kagi-dynsec-${process.pid}`, reconnectPeriod: 1000 });
+    await c.subscribeAsync(`${CONTROL}/response`, { qos: 1 });
+    c.on('message', (_t, p) => {
+      const w = this.waiting;
+      this.waiting = null;
+      w?.((JSON.parse(p.toString()) as { responses: Response[] }).responses);
+    });
+    this.client = c;
+    return c;
+  }
+
+  /** Send commands, one batch at a time, and return Mosquitto's responses. */
+  send(commands: Command[]): Promise<Response[]> {
+    const run = this.queue.then(async () => {
+      const c = await this.connect();
+      const answer = new Promise<Response[]>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('mosquitto-dynsec: no response from $CONTROL (is the plugin loaded, is the admin allowed?)')), 5000);
+        this.waiting = (r) => (clearTimeout(timer), resolve(r));
+      });
+      await c.publishAsync(CONTROL, JSON.stringify({ commands }), { qos: 1 });
+      return answer;
+    });
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  private async must(commands: Command[], tolerate: RegExp = /^$/): Promise<Response[]> {
+    const rs = await this.send(commands);
+    for (const r of rs) if (r.error && !tolerate.test(r.error)) throw new Error(`mosquitto-dynsec: ${r.command}: ${r.error}`);
+    return rs;
+  }
+
+  /** Refuse to start rather than run open: the admin must be able to list. */
+  async check(): Promise<void> {
+    await this.must([{ command: 'listRoles' }]);
+  }
+
+  /** A device's login on this broker (created once; the password is re-set). */
+  async ensureClient(username: string, password: string, roles: string[] = []): Promise<void> {
+    await this.must([{ command: 'createClient', username, password, roles: roles.map((rolename) => ({ rolename })) }], /already exists/i);
+    await this.must([{ command: 'setClientPassword', username, password }]);
+  }
+
+  /** Create a role with its ACLs (both idempotent). */
+  private async role(rolename: string, acls: [string, string][]): Promise<void> {
+    await this.must([{ command: 'createRole', rolename }], /already exists/i);
+    await this.must(acls.map(([acltype, topic]) => ({ command: 'addRoleACL', rolename, acltype, topic, allow: true })), /already exists/i);
+  }
+
+  async apply(state: DesiredState): Promise<void> {
+    const want = new Map<string, Set<string>>(); // client → kagi roles it should hold
+    const give = (client: string, role: string) => want.set(client, (want.get(client) ?? new Set()).add(role));
+    for (const v of state.vpns) {
+      await this.role(vpnRole(v.id), [['publishClientSend', `kagi/v1/vpn/${v.id}/#`], ['subscribePattern', `kagi/v1/vpn/${v.id}/all`]]);
+      for (const m of v.members) {
+        const who = m.via ?? m.deviceId; // a relay carries its plaintext terminals
+        await this.role(memberRole(v.id, m.deviceId), [['subscribePattern', `kagi/v1/vpn/${v.id}/${m.deviceId}`]]);
+        give(who, vpnRole(v.id));
+        give(who, memberRole(v.id, m.deviceId));
+      }
+    }
+    const [list] = await this.must([{ command: 'listClients', verbose: true }]);
+    const clients = ((list!.data?.clients ?? []) as { username: string; roles?: { rolename: string }[] }[]);
+    const changes: Command[] = [];
+    for (const c of clients) {
+      const has = new Set((c.roles ?? []).map((r) => r.rolename).filter((r) => OURS.test(r)));
+      const should = want.get(c.username) ?? new Set<string>();
+      for (const r of should) if (!has.has(r)) changes.push({ command: 'addClientRole', username: c.username, rolename: r });
+      for (const r of has) if (!should.has(r)) changes.push({ command: 'removeClientRole', username: c.username, rolename: r });
+    }
+    if (changes.length) await this.must(changes);
+  }
+
+  async close(): Promise<void> {
+    await this.client?.endAsync();
+    this.client = null;
+  }
+}

@@ -75,10 +75,26 @@ export class MosquittoDynsecDriver implements NetworkDriver {
     await this.must([{ command: 'listRoles' }]);
   }
 
-  /** A device's login on this broker (created once; the password is re-set). */
+  /** A login on this broker (created once; the password is re-set). */
   async ensureClient(username: string, password: string, roles: string[] = []): Promise<void> {
-    await this.must([{ command: 'createClient', username, password, roles: roles.map((rolename) => ({ rolename })) }], /already exists/i);
+    await this.must([{ command: 'createClient', username, password }], /already exists/i);
     await this.must([{ command: 'setClientPassword', username, password }]);
+    if (roles.length) await this.must(roles.map((rolename) => ({ command: 'addClientRole', username, rolename })), /already/i);
+  }
+
+  /**
+   * A kagi service (the whole tree) or a device (service requests, its own
+   * inbox and state topic: what the embedded broker allows a device).
+   */
+  async ensureAccount(username: string, password: string, kind: 'service' | 'device'): Promise<void> {
+    const rolename = kind === 'service' ? 'kagi-service' : `kagi-device-${username}`;
+    await this.role(
+      rolename,
+      kind === 'service'
+        ? [['publishClientSend', 'kagi/#'], ['subscribePattern', 'kagi/#']]
+        : [['publishClientSend', 'kagi/v1/svc/#'], ['publishClientSend', `kagi/v1/dev/${username}/state`], ['subscribePattern', `kagi/v1/dev/${username}/in`]],
+    );
+    await this.ensureClient(username, password, [rolename]);
   }
 
   /** Create a role with its ACLs (both idempotent). */

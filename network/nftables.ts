@@ -49,6 +49,9 @@ export class NftablesDriver implements NetworkDriver {
       p.stderr.on('data', (d) => (err += d));
       p.on('error', (e) => reject(new Error(`nftables: cannot run ${cmd[0]}: ${e.message} (install nftables; run as root)`)));
       p.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`nftables: nft ${args.join(' ')} failed: ${err.trim() || `exit ${code}`}`))));
+      // nft (or ip netns exec) may exit before reading its input: the
+      // failure is reported by 'close'; a broken pipe must not crash us.
+      p.stdin.on('error', () => {});
       p.stdin.end(input ?? '');
     });
   }

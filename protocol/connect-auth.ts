@@ -39,3 +39,18 @@ export function verifyConnectPassword(c: Crypto, key: Uint8Array, clientId: stri
   if (!equalCT(tag(c, key, clientId, ctr), password.subarray(4))) throw new KagiError('auth', 'connect password does not verify');
   return ((ctr[0]! << 24) >>> 0) + (ctr[1]! << 16) + (ctr[2]! << 8) + ctr[3]!;
 }
+
+const STATIC_LABEL = utf8('kagi/v1 static');
+
+/**
+ * A fixed password for brokers that check plain username/password (an
+ * external Mosquitto with dynamic security): both sides derive it from the
+ * same key, so it is never stored or sent anywhere but the CONNECT. It
+ * cannot have a counter, so a captured one replays: use TLS to such brokers.
+ */
+export function staticPassword(c: Crypto, key: Uint8Array, clientId: string): string {
+  const mac = c.hmacSha256(key, concat(STATIC_LABEL, utf8(clientId)));
+  let s = '';
+  for (const b of mac.subarray(0, 24)) s += b.toString(16).padStart(2, '0');
+  return s;
+}

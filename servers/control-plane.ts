@@ -9,6 +9,8 @@ import { BrokerAclDriver } from '../network/broker-acl.js';
 import { MemoryDriver } from '../network/memory.js';
 import type { NetworkDriver } from '../network/driver.js';
 import { NftablesDriver, type NftablesOptions } from '../network/nftables.js';
+import { MosquittoDynsecDriver, type DynsecOptions } from '../network/mosquitto-dynsec.js';
+import { connectKey, staticPassword } from '../protocol/connect-auth.js';
 import { SqliteStore } from './store/sqlite.js';
 import type { Store } from './store/store.js';
 import { loadServiceKeys, type ServiceKeys } from './identity.js';
@@ -30,6 +32,8 @@ export interface ControlPlaneOptions {
   services?: Service[];
   /** Also program an nftables firewall (checked at start: no nft, no start). */
   nftables?: NftablesOptions;
+  /** The external broker is a Mosquitto with dynamic security: program it. */
+  dynsec?: DynsecOptions;
   log?: ServiceContext['log'];
 }
 
@@ -56,6 +60,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   const closers: (() => Promise<void>)[] = [];
   let onAddress: (id: string, address: string) => void = () => {};
   try {
+    if (o.dynsec) drivers.push(await dynsecDriver(o.dynsec, store, keys, o.crypto, closers));
     if (o.nftables) {
       const nft = new NftablesDriver(o.nftables);
       await nft.check(); // refuse to start rather than run open
@@ -82,7 +87,8 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       brokerUrl = `mqtt://${host}:${port}`;
       drivers.push(new BrokerAclDriver(acl));
     }
-    const ctx: ServiceContext = { crypto: o.crypto, store, keys, brokerUrl, brokerAuth: broker !== null, timeoutMs: o.timeoutMs ?? 10_000, log };
+    const brokerAuth = broker ? 'counter' : o.dynsec ? 'static' : 'none';
+    const ctx: ServiceContext = { crypto: o.crypto, store, keys, brokerUrl, brokerAuth, timeoutMs: o.timeoutMs ?? 10_000, log };
     const run = new Set(o.services ?? SERVICES);
     if (run.has('auth')) closers.unshift((await startAuth(ctx)).close);
     if (run.has('keys')) closers.unshift((await startKeys(ctx)).close);
@@ -104,4 +110,29 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     await store.close();
     throw e;
   }
+}
+
+/**
+ * The dynsec driver, plus the logins it needs: every service and every
+ * device that speaks MQTT gets an account whose password both sides derive
+ * from their key and the broker key (made once per process, then kept).
+ */
+async function dynsecDriver(o: DynsecOptions, store: Store, keys: ServiceKeys, c: Crypto, closers: (() => Promise<void>)[]): Promise<NetworkDriver> {
+  const d = new MosquittoDynsecDriver(o);
+  closers.push(() => d.close());
+  await d.check(); // refuse to start rather than run open
+  const made = new Set<string>();
+  const account = async (id: string, publicKey: Uint8Array, kind: 'service' | 'device') => {
+    if (made.has(id)) return;
+    await d.ensureAccount(id, staticPassword(c, connectKey(c, keys.broker.secretKey, publicKey), id), kind);
+    made.add(id);
+  };
+  for (const s of SERVICES) await account(s, keys[s].publicKey, 'service');
+  return {
+    name: d.name,
+    async apply(state) {
+      for (const dev of await store.listDevices()) if (dev.kind !== 'plaintext' && !dev.revoked) await account(dev.id, dev.publicKey, 'device');
+      await d.apply(state);
+    },
+  };
 }

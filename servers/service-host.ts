@@ -14,8 +14,8 @@ export interface ServiceContext {
   store: Store;
   keys: ServiceKeys;
   brokerUrl: string;
-  /** Send CONNECT passwords (kagi's embedded broker); off for external brokers. */
-  brokerAuth: boolean;
+  /** CONNECT credentials: counter (embedded broker), static (dynsec), none. */
+  brokerAuth: 'counter' | 'static' | 'none';
   timeoutMs: number;
   log(level: 'debug' | 'info' | 'warn', msg: string): void;
 }
@@ -43,7 +43,8 @@ export async function startService(
     clientId: name,
     crypto: ctx.crypto,
     secretKey: ctx.keys[name].secretKey,
-    brokerPublicKey: ctx.brokerAuth ? ctx.keys.broker.publicKey : undefined,
+    brokerPublicKey: ctx.brokerAuth === 'none' ? undefined : ctx.keys.broker.publicKey,
+    authMode: ctx.brokerAuth === 'static' ? 'static' : 'counter',
     numbers: ctx.store.numbers,
     subscriptions: [topics.serviceAll(name)],
     onMessage: (_topic, payload) => void peer?.receive(payload).catch((e) => ctx.log('warn', `${name}: ${(e as Error).message}`)),

@@ -36,6 +36,9 @@ VPN.
 options:
   --broker URL       override the bundle's broker URL
   --no-broker-auth   send no CONNECT password (a broker that does not check it)
+  --static-broker-auth  username = device id and a password derived from the
+                     device and broker keys (a Mosquitto with dynamic security
+                     programmed by kagi up --dynsec)
   --bind ADDR        connect to the broker from this source address
 
 An external (roaming) terminal (kind external) has no config step: it joins
@@ -47,7 +50,7 @@ export async function agent(args: string[]): Promise<number> {
   const { values: v, positionals } = parse(args, {
     user: { type: 'string' }, 'password-stdin': { type: 'boolean', default: false },
     listen: { type: 'string', multiple: true, default: [] }, target: { type: 'string', multiple: true, default: [] },
-    broker: { type: 'string' }, 'no-broker-auth': { type: 'boolean', default: false }, verbose: { type: 'boolean', default: false },
+    broker: { type: 'string' }, 'no-broker-auth': { type: 'boolean', default: false }, 'static-broker-auth': { type: 'boolean', default: false }, verbose: { type: 'boolean', default: false },
     profile: { type: 'string' }, 'port-base': { type: 'string' }, via: { type: 'string' }, raw: { type: 'string' }, bind: { type: 'string' },
   }, 1);
   const file = positionals[0]!;
@@ -67,7 +70,7 @@ export async function agent(args: string[]): Promise<number> {
   } catch (e) {
     throw new UsageError(`${file}: ${(e as Error).message}`);
   }
-  const platform = nodePlatform({ brokerUrl: v.broker ?? bundle.broker, stateFile: `${file}.state`, brokerAuth: !v['no-broker-auth'], log, ...(v.bind ? { localAddress: v.bind } : {}) });
+  const platform = nodePlatform({ brokerUrl: v.broker ?? bundle.broker, stateFile: `${file}.state`, brokerAuth: v['no-broker-auth'] ? 'none' : v['static-broker-auth'] ? 'static' : 'counter', log, ...(v.bind ? { localAddress: v.bind } : {}) });
   if (bundle.kind === 'relay') {
     if (!v.profile) throw new UsageError('a relay needs --profile NAME (see board-profiles/)');
     return runRelay(bundle, platform, v.profile, v['port-base'], v.raw ? loadRawPorts(v.raw) : []);

@@ -1,12 +1,12 @@
 /** kagi up: the control plane until interrupted. */
-import { DATA_OPTION, UsageError, int, parse } from '../args.js';
+import { DATA_OPTION, UsageError, int, parse, readStdinLine } from '../args.js';
 import { isService } from '../../servers/service-host.js';
 import type { Service } from '../../protocol/topics.js';
 import { nodeCrypto } from '../../runtime/node/crypto.js';
 import { startControlPlane } from '../../servers/control-plane.js';
 import { PortInUseError } from '../../broker/broker.js';
 
-export const upHelp = `usage: kagi up [--host H] [--port N] [--broker URL] [--services LIST] [--nftables [--nft-netns NS] [--nft-hook forward|input]] [--data DIR] [--verbose]
+export const upHelp = `usage: kagi up [--host H] [--port N] [--broker URL] [--services LIST] [--nftables [--nft-netns NS] [--nft-hook forward|input]] [--dynsec ADMIN --dynsec-password-stdin] [--data DIR] [--verbose]
 
 Runs the embedded broker (default 127.0.0.1:1883; --port 0 picks a free
 port) and the auth, config and key services on DIR (default ./kagi-data).
@@ -17,11 +17,17 @@ broker and data dir. --nftables also programs this host's nftables firewall
 (table inet kagi: per VPN, only members' addresses reach its port; hook
 forward by default, input on the service host; --nft-netns runs nft in a
 network namespace). If nft cannot run (not installed, not root) kagi up
-refuses to start rather than run open. Stops on SIGINT/SIGTERM.`;
+refuses to start rather than run open. With --broker pointing at a Mosquitto
+that loads the dynamic security plugin, --dynsec ADMIN (its admin user; the
+password from standard input) makes kagi program it: logins for services
+and devices (agents use --static-broker-auth) and per-VPN roles that follow
+membership. Stops on SIGINT/SIGTERM.`;
 
 export async function up(args: string[]): Promise<number> {
-  const { values: v } = parse(args, { ...DATA_OPTION, host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string' }, broker: { type: 'string' }, verbose: { type: 'boolean', default: false }, services: { type: 'string', default: 'auth,config,keys' }, nftables: { type: 'boolean', default: false }, 'nft-netns': { type: 'string' }, 'nft-hook': { type: 'string', default: 'forward' } }, 0);
+  const { values: v } = parse(args, { ...DATA_OPTION, host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string' }, broker: { type: 'string' }, verbose: { type: 'boolean', default: false }, services: { type: 'string', default: 'auth,config,keys' }, nftables: { type: 'boolean', default: false }, dynsec: { type: 'string' }, 'dynsec-password-stdin': { type: 'boolean', default: false }, 'nft-netns': { type: 'string' }, 'nft-hook': { type: 'string', default: 'forward' } }, 0);
   if (v['nft-hook'] !== 'forward' && v['nft-hook'] !== 'input') throw new UsageError('--nft-hook must be forward or input');
+  if (v.dynsec && (!v.broker || !v['dynsec-password-stdin'])) throw new UsageError('--dynsec needs --broker URL and --dynsec-password-stdin');
+  const dynsec = v.dynsec ? { url: v.broker!, username: v.dynsec, password: await readStdinLine(`password of ${v.dynsec}`) } : undefined;
   const services = v.services.split(',').map((x) => x.trim());
   const bad = services.filter((x) => !isService(x));
   if (bad.length) throw new UsageError(`--services: unknown service ${bad.join(', ')} (choose from auth, config, keys)`);
@@ -31,13 +37,14 @@ export async function up(args: string[]): Promise<number> {
       dataDir: v.data, crypto: nodeCrypto(), host: v.host, port: int(v.port, 'port', 1883),
       ...(v.broker ? { brokerUrl: v.broker } : {}),
       services: services as Service[],
+      ...(dynsec ? { dynsec } : {}),
       ...(v.nftables ? { nftables: { hook: v['nft-hook'] as 'forward' | 'input', ...(v['nft-netns'] ? { netns: v['nft-netns'] } : {}) } } : {}),
       log: (level, msg) => {
         if (level !== 'debug' || v.verbose) console.log(`${level}: ${msg}`);
       },
     });
   } catch (e) {
-    if (e instanceof PortInUseError || (e instanceof Error && e.message.startsWith('nftables:'))) {
+    if (e instanceof PortInUseError || (e instanceof Error && /^(nftables|mosquitto-dynsec):/.test(e.message))) {
       console.error(`kagi up: ${e.message}`);
       return 1;
     }

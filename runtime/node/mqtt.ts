@@ -7,7 +7,7 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import { createConnection } from 'node:net';
 import type { Crypto } from '../../protocol/crypto/backend.js';
-import { connectKey, connectPassword } from '../../protocol/connect-auth.js';
+import { connectKey, connectPassword, staticPassword } from '../../protocol/connect-auth.js';
 import { SendCounter } from '../../protocol/replay.js';
 import type { NumberStore } from '../../protocol/store.js';
 import type { Transport } from '../../protocol/peer.js';
@@ -19,6 +19,12 @@ export interface MqttLinkOptions {
   secretKey: Uint8Array;
   /** Broker public key; without it no password is sent (external brokers). */
   brokerPublicKey?: Uint8Array;
+  /**
+   * counter: kagi's embedded broker (MAC over id and a fresh counter);
+   * static: username = id, a password derived from the same key (Mosquitto
+   * dynamic security). Default counter.
+   */
+  authMode?: 'counter' | 'static';
   numbers: NumberStore;
   protocolVersion?: 4 | 5;
   will?: { topic: string; payload: Uint8Array; retain: boolean };
@@ -42,6 +48,7 @@ export class MqttLink implements Transport {
 
   private async password(): Promise<Buffer | undefined> {
     if (!this.key) return undefined;
+    if (this.o.authMode === 'static') return Buffer.from(staticPassword(this.o.crypto, this.key, this.o.clientId));
     const n = await this.counter.take('broker');
     return Buffer.from(connectPassword(this.o.crypto, this.key, this.o.clientId, n));
   }
@@ -58,7 +65,7 @@ export class MqttLink implements Transport {
     const options: mqtt.IClientOptions = {
       clientId: this.o.clientId,
       password: await this.password(),
-      username: this.key ? 'kagi' : undefined,
+      username: this.key ? (this.o.authMode === 'static' ? this.o.clientId : 'kagi') : undefined,
       protocolVersion: this.o.protocolVersion ?? 4,
       clean: true,
       keepalive: 30,

@@ -10,8 +10,8 @@ export interface NodePlatformOptions {
   brokerUrl: string;
   /** File for sequence counters; memory when absent (tests). */
   stateFile?: string;
-  /** Send CONNECT passwords (off for brokers that do not check them). */
-  brokerAuth?: boolean;
+  /** CONNECT credentials: kagi's counter MAC (default), static (dynsec), or none. */
+  brokerAuth?: 'counter' | 'static' | 'none';
   /** Connect from this source address. */
   localAddress?: string;
   log?: Platform['log'];
@@ -32,7 +32,8 @@ export function nodePlatform(o: NodePlatformOptions): Platform {
         clientId: l.clientId,
         crypto,
         secretKey: l.secretKey,
-        brokerPublicKey: o.brokerAuth === false ? undefined : l.brokerPublicKey,
+        brokerPublicKey: o.brokerAuth === 'none' ? undefined : l.brokerPublicKey,
+        authMode: o.brokerAuth === 'static' ? 'static' : 'counter',
         numbers,
         subscriptions: [...l.subscriptions],
         onMessage: l.onMessage,

@@ -34,7 +34,7 @@ t.test('join and tunnel over Mosquitto; the broker sees only ciphertext', { skip
   const tun: Record<string, Tunnels> = {};
   const start = async (id: string, user: string, listen: boolean) => {
     const b = await device(cp, id);
-    const a = agent(b, MOSQUITTO_URL, { brokerAuth: false, onData: (v, f, p) => tun[id]?.onData(v, f, p) });
+    const a = agent(b, MOSQUITTO_URL, { brokerAuth: 'none', onData: (v, f, p) => tun[id]?.onData(v, f, p) });
     tun[id] = Tunnels.forAgent(a, listen ? [{ vpn: 'plant', localPort: 0, peer: 'mq-b' }] : [], []);
     t.teardown(async () => {
       await tun[id]!.stop();
@@ -87,7 +87,7 @@ t.test('one service per process on a shared broker and data dir', { skip: up ? f
     t.teardown(() => child.kill('SIGTERM'));
     t.pass(`${svc} runs in its own process`);
   }
-  const a = agent(b, MOSQUITTO_URL, { brokerAuth: false });
+  const a = agent(b, MOSQUITTO_URL, { brokerAuth: 'none' });
   t.teardown(() => a.stop());
   await a.start();
   await a.configure();

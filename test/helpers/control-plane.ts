@@ -58,7 +58,7 @@ export async function vpnWithUsers(cp: ControlPlane, vpn: string, port: number, 
 }
 
 export interface AgentTestOptions extends TerminalOptions {
-  brokerAuth?: boolean;
+  brokerAuth?: 'counter' | 'static' | 'none';
   /** Sees every MQTT publish of the agent; `send` publishes raw bytes. */
   spy?(topic: string, bytes: Uint8Array, send: (topic: string, bytes: Uint8Array) => Promise<void>): void;
 }

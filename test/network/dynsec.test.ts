@@ -5,7 +5,7 @@
  * VPN's topic (SUBACK refused); once the tables make it a member it can;
  * once it leaves it cannot.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import mqtt from 'mqtt';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
@@ -13,7 +13,10 @@ import { createServer, createConnection, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { MosquittoDynsecDriver } from '../../network/mosquitto-dynsec.js';
 import type { DesiredState } from '../../network/driver.js';
-import { tempDir } from '../helpers/control-plane.js';
+import { agent, crypto, device, tempDir, vpnWithUsers } from '../helpers/control-plane.js';
+import { startControlPlane } from '../../servers/control-plane.js';
+import { deleteVpn } from '../../servers/admin.js';
+import { connectKey, staticPassword } from '../../protocol/connect-auth.js';
 
 const PLUGIN = '/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so';
 const why = spawnSync('sh', ['-c', 'command -v mosquitto && command -v mosquitto_ctrl']).status !== 0 || !existsSync(PLUGIN)
@@ -31,7 +34,8 @@ async function freePort(): Promise<number> {
 
 const state = (members: string[]): DesiredState => ({ vpns: [{ id: 'plant', protocol: 'tcp', port: 5020, members: members.map((deviceId) => ({ deviceId, address: null, via: null })) }] });
 
-t.test('dynsec roles follow VPN membership', { skip: why ?? false }, async (t) => {
+/** A Mosquitto of the test's own with the dynsec plugin; admin / admin-password. */
+async function dynsecMosquitto(t: Test): Promise<string> {
   const dir = tempDir(t);
   const port = await freePort();
   const ds = join(dir, 'dynsec.json');
@@ -47,7 +51,11 @@ t.test('dynsec roles follow VPN membership', { skip: why ?? false }, async (t) =
     if (up) break;
     await new Promise((r) => setTimeout(r, 100));
   }
-  const url = `mqtt://127.0.0.1:${port}`;
+  return `mqtt://127.0.0.1:${port}`;
+}
+
+t.test('dynsec roles follow VPN membership', { skip: why ?? false }, async (t) => {
+  const url = await dynsecMosquitto(t);
   const driver = new MosquittoDynsecDriver({ url, username: 'admin', password: 'admin-password' });
   t.teardown(() => driver.close());
   await driver.check();
@@ -85,4 +93,36 @@ t.test('a dynsec driver that cannot reach its broker says so', async (t) => {
   const d = new MosquittoDynsecDriver({ url: `mqtt://127.0.0.1:${await freePort()}`, username: 'admin', password: 'x' });
   await t.rejects(d.check(), Error, 'check fails');
   await d.close();
+});
+
+t.test('end to end: the control plane programs the dynsec Mosquitto as members join and leave', { skip: why ?? false }, async (t) => {
+  const url = await dynsecMosquitto(t);
+  const data = tempDir(t);
+  const cp = await startControlPlane({ dataDir: data, crypto, brokerUrl: url, timeoutMs: 5000, dynsec: { url, username: 'admin', password: 'admin-password' } });
+  t.teardown(() => cp.close());
+  await vpnWithUsers(cp, 'plant', 5020, { alice: 'alice-password' });
+  const b = await device(cp, 'dyn-1');
+  await cp.reconcile(); // what the 500 ms loop does: the device's login now exists
+  const password = staticPassword(crypto, connectKey(crypto, b.secretKey, b.services.broker), 'dyn-1');
+  // A probe with the device's login (another client id, so the agent stays).
+  const granted = async () => {
+    const c = await mqtt.connectAsync(url, { clientId: `probe-${Date.now()}`, username: 'dyn-1', password, reconnectPeriod: 0 });
+    try {
+      return await c.subscribeAsync('kagi/v1/vpn/plant/dyn-1', { qos: 1 }).then((g) => g[0]!.qos, (e: { packet?: { granted?: number[] } }) => e.packet?.granted?.[0] ?? -1);
+    } finally {
+      await c.endAsync();
+    }
+  };
+  const a = agent(b, url, { brokerAuth: 'static' });
+  t.teardown(() => a.stop());
+  await a.start();
+  t.equal(await granted(), 128, 'a device not in the VPN cannot subscribe to its topic');
+  await a.configure();
+  await a.join('alice', 'alice-password');
+  t.equal(await granted(), 1, 'after joining it can');
+  await deleteVpn(cp.store, 'plant');
+  const end = Date.now() + 3000;
+  let q = 1;
+  while (Date.now() < end && (q = await granted()) !== 128) await new Promise((r) => setTimeout(r, 100));
+  t.equal(q, 128, 'after leaving (VPN deleted) it cannot');
 });

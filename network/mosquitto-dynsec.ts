@@ -72,7 +72,12 @@ export class MosquittoDynsecDriver implements NetworkDriver {
 
   /** Refuse to start rather than run open: the admin must be able to list. */
   async check(): Promise<void> {
-    await this.must([{ command: 'listRoles' }]);
+    try {
+      await this.must([{ command: 'listRoles' }]);
+    } catch (e) {
+      const m = (e as Error).message;
+      throw new Error(m.startsWith('mosquitto-dynsec:') ? m : `mosquitto-dynsec: cannot reach ${this.o.url} as ${this.o.username}: ${m}`);
+    }
   }
 
   /** A login on this broker (created once; the password is re-set). */

@@ -91,7 +91,7 @@ t.test('dynsec roles follow VPN membership', { skip: why ?? false }, async (t) =
 
 t.test('a dynsec driver that cannot reach its broker says so', async (t) => {
   const d = new MosquittoDynsecDriver({ url: `mqtt://127.0.0.1:${await freePort()}`, username: 'admin', password: 'x' });
-  await t.rejects(d.check(), Error, 'check fails');
+  await t.rejects(d.check(), /^mosquitto-dynsec: cannot reach mqtt:\/\/127\.0\.0\.1:\d+ as admin/, 'check fails and names the broker and the admin');
   await d.close();
 });
 

@@ -10,7 +10,7 @@
 import type { Crypto } from './crypto/backend.js';
 import { KagiError, isKagiError } from './errors.js';
 import { decodeEnvelope, type Envelope } from './envelope.js';
-import { openRequest, openSymmetric, PendingReplies, RequestSecrets, sealRequest, sealSymmetric } from './sealed.js';
+import { openRequest, PendingReplies, RequestSecrets, sealRequest, sealSymmetric } from './sealed.js';
 import { ReplayGuard, SendCounter } from './replay.js';
 import type { NumberStore } from './store.js';
 import type { MessageType } from './messages.js';
@@ -159,11 +159,6 @@ export class Peer {
     const reply = await this.o.onRequest?.({ env, body, secrets, bytes });
     if (reply) await this.sendReply(env.from, env.reqId, secrets.replyKey(), reply);
     secrets.destroy();
-  }
-
-  /** Open a symmetric message with a key the caller holds (channels). */
-  openWith(env: Envelope, key: Uint8Array): unknown {
-    return openSymmetric(this.o.crypto, env, key);
   }
 
   /** Reject every waiting request (shutdown). */

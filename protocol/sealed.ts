@@ -20,7 +20,7 @@ import { LIMITS } from './limits.js';
 import { i2osp, utf8, wipe } from './bytes.js';
 import { decodeStrict, encode } from './cbor.js';
 import { setupRecipient, setupSender, type HpkeContext } from './hpke.js';
-import { decodeEnvelope, encodeEnvelope, encodeEnvelopeHeader, type Envelope } from './envelope.js';
+import { encodeEnvelope, encodeEnvelopeHeader, type Envelope } from './envelope.js';
 import { MESSAGE_TYPES, type MessageKind, type MessageType } from './messages.js';
 
 const INFO = utf8('kagi/v1 sealed');
@@ -138,4 +138,3 @@ export class PendingReplies {
   }
 }
 
-export { decodeEnvelope };

@@ -48,6 +48,11 @@ async function addPlaintext(store: Store, d: { id: string; mac: string; relay?: 
   return { kagi: 1, id: d.id, mac: d.mac.toLowerCase(), kind: 'plaintext', relay: d.relay, port: d.port };
 }
 
+/** `kagi vpn revoke`: the user leaves the VPN now; the control plane rekeys it. */
+export async function revoke(store: Store, vpnId: string, userId: string): Promise<void> {
+  if (!(await store.revoke(vpnId, userId))) throw new AdminError(`user '${userId}' has no grant or membership in '${vpnId}'`);
+}
+
 export async function deleteVpn(store: Store, id: string): Promise<void> {
   if (!(await store.deleteVpn(id))) throw new AdminError(`no VPN '${id}'`);
 }

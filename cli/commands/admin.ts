@@ -4,7 +4,7 @@ import { DATA_OPTION, UsageError, int, parse, readStdinLine } from '../args.js';
 import { nodeCrypto } from '../../runtime/node/crypto.js';
 import { SqliteStore } from '../../servers/store/sqlite.js';
 import { loadServiceKeys } from '../../servers/identity.js';
-import { addDevice, addUser, addVpn, deleteVpn, grant } from '../../servers/admin.js';
+import { addDevice, addUser, addVpn, deleteVpn, grant, revoke } from '../../servers/admin.js';
 import type { VpnProtocol } from '../../servers/store/store.js';
 
 async function withStore<T>(data: string, fn: (s: SqliteStore) => Promise<T>): Promise<T> {
@@ -76,12 +76,15 @@ export async function user(args: string[]): Promise<number> {
 export const vpnHelp = `usage: kagi vpn add ID --protocol tcp|udp --port N [--priority P] [--max-bandwidth BPS]
        kagi vpn grant VPN USER
        kagi vpn delete ID
+       kagi vpn revoke VPN USER
 
 add     creates a VPN carrying one service (protocol/port)
 grant   lets USER join VPN; takes effect on a running control plane at once
 delete  removes the VPN, its grants, memberships and keys; a running control
         plane tells its members within about a second and relays restrict
         the ports that carried it (S405)
+revoke  USER leaves VPN now: a running control plane tells its devices,
+        closes the network devices to them and rekeys the VPN for the rest
 
 options: --data DIR (default ./kagi-data)`;
 
@@ -100,6 +103,12 @@ export async function vpn(args: string[]): Promise<number> {
     const { values: v, positionals } = parse(rest, { ...DATA_OPTION }, 2);
     await withStore(v.data, (s) => grant(s, positionals[0]!, positionals[1]!));
     console.log(`user ${positionals[1]} may join ${positionals[0]}`);
+    return 0;
+  }
+  if (sub === 'revoke') {
+    const { values: v, positionals } = parse(rest, { ...DATA_OPTION }, 2);
+    await withStore(v.data, (s) => revoke(s, positionals[0]!, positionals[1]!));
+    console.log(`user ${positionals[1]} revoked from ${positionals[0]}`);
     return 0;
   }
   if (sub === 'delete') {

@@ -65,10 +65,32 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
     const state = await desired();
     for (const d of o.drivers) await d.apply(state);
     const now = new Set(state.vpns.flatMap((v) => v.members.map((m) => `${v.id}/${m.deviceId}`)));
+    const shrunk = new Set<string>();
     for (const v of last.vpns) {
-      for (const m of v.members) if (!now.has(`${v.id}/${m.deviceId}`)) void tellLeft(v.id, m.deviceId, m.via);
+      for (const m of v.members) {
+        if (now.has(`${v.id}/${m.deviceId}`)) continue;
+        void tellLeft(v.id, m.deviceId, m.via);
+        shrunk.add(v.id);
+      }
     }
     last = state;
+    for (const v of state.vpns) if (shrunk.has(v.id) && v.members.length > 0) void rekey(v.id);
+  }
+
+  /** S404 and beyond: a VPN lost a member; the key server rekeys the rest. */
+  async function rekey(vpnId: string): Promise<void> {
+    try {
+      const members = [];
+      for (const m of await ctx.store.members(vpnId)) {
+        const info = await ctx.store.getNetworkInfo(m.deviceId);
+        members.push(info?.relayId ? { deviceId: m.deviceId, holder: info.relayId, port: info.relayPort } : { deviceId: m.deviceId, holder: m.deviceId });
+      }
+      const r = await ask('keys', { op: 'keys.rekey', vpn: vpnId, members });
+      if (!r.ok) throw new Error(String(r.reason));
+      for (const m of await ctx.store.members(vpnId)) await ctx.store.putMember({ ...m, keyId: num(r, 'epoch') });
+    } catch (e) {
+      ctx.log('warn', `config: rekey of ${vpnId} failed: ${(e as Error).message}`);
+    }
   }
 
   /** Tell the holder of a member's keys that the member is out of a VPN. */

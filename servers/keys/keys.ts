@@ -45,9 +45,31 @@ export async function startKeys(ctx: ServiceContext) {
     return { type: 'service.response', body: { ok: true, epochs: Object.fromEntries(vpns.map((v) => [v.id, v.epoch])) } };
   }
 
+  /**
+   * A member left: a new epoch with a fresh random key goes to every
+   * remaining member, so the leaver cannot read what is sent after it left
+   * (forward secrecy on leave, beyond the patent).
+   */
+  async function rekey(vpnId: string, members: { deviceId: string; holder: string; port?: string }[]): Promise<Reply> {
+    const old = await ctx.store.currentSessionKey(vpnId);
+    const epoch = (old?.epoch ?? 0) + 1;
+    await ctx.store.putSessionKey({ vpnId, epoch, key: ctx.crypto.randomBytes(GROUP_KEY_LENGTH), createdAt: Date.now() });
+    const results = await Promise.allSettled(members.map((m) => issue(m.deviceId, [vpnId], m.holder, m.port)));
+    const failed = results.filter((r) => r.status === 'rejected' || !asBody((r.value as Reply).body).ok).length;
+    ctx.log('info', `keys: rekeyed ${vpnId} to epoch ${epoch} for ${members.length - failed}/${members.length} members`);
+    return { type: 'service.response', body: { ok: true, epoch, failed } };
+  }
+
   async function onRequest(m: Incoming): Promise<Reply | undefined> {
     if (m.env.from !== 'config' || m.env.type !== 'service.request') return undefined;
     const b = asBody(m.body);
+    if (str(b, 'op', 32) === 'keys.rekey') {
+      const members = list(b, 'members').map((x) => {
+        const v = asBody(x);
+        return { deviceId: str(v, 'deviceId', 64), holder: str(v, 'holder', 64), ...(v.port !== undefined ? { port: str(v, 'port', 64) } : {}) };
+      });
+      return rekey(str(b, 'vpn', 64), members);
+    }
     if (str(b, 'op', 32) !== 'keys.issue') return { type: 'service.response', body: { ok: false, reason: 'unknown op' } };
     try {
       const deviceId = str(b, 'deviceId', 64);

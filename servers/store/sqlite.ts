@@ -117,6 +117,14 @@ export class SqliteStore implements Store {
   async grant(vpnId: string, userId: string) {
     this.insert('INSERT INTO grants VALUES (?, ?)', `grant of ${vpnId} to ${userId}`, vpnId, userId);
   }
+  async revoke(vpnId: string, userId: string) {
+    return this.db.transaction(() => {
+      const m = this.db.prepare('DELETE FROM members WHERE vpn_id = ? AND user_id = ?').run(vpnId, userId).changes;
+      const g = this.db.prepare('DELETE FROM grants WHERE vpn_id = ? AND user_id = ?').run(vpnId, userId).changes;
+      return m + g > 0;
+    })();
+  }
+
   async grantsOf(userId: string) {
     return (this.db.prepare('SELECT vpn_id FROM grants WHERE user_id = ? ORDER BY vpn_id').all(userId) as { vpn_id: string }[]).map((r) => r.vpn_id);
   }

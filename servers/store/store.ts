@@ -87,6 +87,8 @@ export interface Store {
   listVpns(): Promise<VpnRow[]>;
 
   grant(vpnId: string, userId: string): Promise<void>;
+  /** Withdraw a grant and the user's memberships of the VPN; false if none. */
+  revoke(vpnId: string, userId: string): Promise<boolean>;
   grantsOf(userId: string): Promise<string[]>;
 
   /** Insert or replace the membership of (vpn, device). */

@@ -46,6 +46,7 @@ t.test('admin commands on a data dir', async (t) => {
   t.equal(kagi(['vpn', 'add', 'bad', '--protocol', 'icmp', '--port', '1', '--data', data]).code, 1, 'bad protocol refused');
   t.equal(kagi(['vpn', 'grant', 'plant', 'alice', '--data', data]).code, 0, 'grant');
   t.equal(kagi(['vpn', 'grant', 'plant', 'nobody', '--data', data]).code, 1, 'grant to an unknown user refused');
+  t.equal(kagi(['vpn', 'revoke', 'plant', 'nobody', '--data', data]).code, 1, 'revoking what was never granted is an error');
   const st = kagi(['status', '--json', '--data', data]);
   t.equal(st.code, 0, 'status --json');
   const j = JSON.parse(st.stdout);

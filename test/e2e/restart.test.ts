@@ -4,19 +4,11 @@
  * membership.
  */
 import t from 'tap';
-import { createServer, type AddressInfo } from 'node:net';
+import { freePort } from '../helpers/ports.js';
 import { kagiUp } from '../helpers/cli.js';
 import { agent, seedDataDir, tempDir } from '../helpers/control-plane.js';
 import { SqliteStore } from '../../servers/store/sqlite.js';
 import { topics } from '../../protocol/topics.js';
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 t.test('control plane killed mid-join', async (t) => {
   const data = tempDir(t);

@@ -6,10 +6,11 @@
  * once it leaves it cannot.
  */
 import t, { type Test } from 'tap';
+import { freePort } from '../helpers/ports.js';
 import mqtt from 'mqtt';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
-import { createServer, createConnection, type AddressInfo } from 'node:net';
+import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { MosquittoDynsecDriver } from '../../network/mosquitto-dynsec.js';
 import type { DesiredState } from '../../network/driver.js';
@@ -23,14 +24,6 @@ const why = spawnSync('sh', ['-c', 'command -v mosquitto && command -v mosquitto
   ? `SKIPPED: needs mosquitto, mosquitto_ctrl and ${PLUGIN} (apt-get install -y mosquitto mosquitto-clients)`
   : null;
 if (why) console.error(`\n*** ${why} ***\n`);
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const p = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return p;
-}
 
 const state = (members: string[]): DesiredState => ({ vpns: [{ id: 'plant', protocol: 'tcp', port: 5020, members: members.map((deviceId) => ({ deviceId, address: null, via: null })) }] });
 

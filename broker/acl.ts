@@ -16,6 +16,18 @@ export interface AclMember {
 
 export class BrokerAcl {
   private readonly vpns = new Map<string, Map<string, Set<string>>>();
+  /** VPNs cut by the bandwidth plan: members stay, but the broker forwards none of their frames. */
+  private readonly cut = new Set<string>();
+
+  setCut(vpnId: string, cut: boolean): void {
+    if (cut) this.cut.add(vpnId);
+    else this.cut.delete(vpnId);
+  }
+
+  /** Is the VPN cut (its frames not forwarded)? */
+  isCut(vpnId: string): boolean {
+    return this.cut.has(vpnId);
+  }
 
   /** Replace the active members of one VPN. */
   setMembers(vpnId: string, members: Iterable<AclMember>): void {

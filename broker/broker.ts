@@ -63,7 +63,9 @@ export class KagiBroker {
       );
     aedes.authorizePublish = (client, packet, cb) => cb(this.mayPublish(client, packet) ? null : new Error('not authorized'));
     aedes.authorizeSubscribe = (client, sub, cb) => cb(null, this.maySubscribe(client, sub) ? sub : null);
-    aedes.authorizeForward = (client, packet) => (this.mayReceive(client, packet.topic) ? packet : null);
+    // A VPN cut by the bandwidth plan: its frames are dropped here, quietly
+    // (a member that publishes anyway is not disconnected for it).
+    aedes.authorizeForward = (client, packet) => (this.mayReceive(client, packet.topic) && !this.isCut(packet.topic) ? packet : null);
   }
 
   static async create(o: BrokerOptions): Promise<KagiBroker> {
@@ -118,6 +120,11 @@ export class KagiBroker {
     if (t.area === 'svc') return SERVICES.includes(t.a as Service);
     if (t.area === 'dev') return t.a === client.id && t.b === 'state';
     return this.o.acl.isMember(t.a, client.id);
+  }
+
+  private isCut(topic: string): boolean {
+    const t = parseTopic(topic);
+    return t?.area === 'vpn' && this.o.acl.isCut(t.a);
   }
 
   private maySubscribe(client: Client, sub: Subscription): boolean {

@@ -30,6 +30,33 @@ export function int(v: string | undefined, name: string, fallback?: number): num
   return n;
 }
 
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** A duration like 500ms, 30s, 5m, 1h (a bare number is seconds), in ms. */
+export function duration(v: string | undefined, name: string, fallbackMs?: number): number {
+  if (v === undefined) {
+    if (fallbackMs === undefined) throw new UsageError(`--${name} is required`);
+    return fallbackMs;
+  }
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(v.trim());
+  if (!m) throw new UsageError(`--${name} must be a duration like 500ms, 30s, 5m or 1h, not '${v}'`);
+  return Math.round(Number(m[1]) * UNITS[m[2] ?? 's']!);
+}
+
+const RATE_UNITS: Record<string, number> = { '': 1, bit: 1, k: 1e3, kbit: 1e3, m: 1e6, mbit: 1e6, g: 1e9, gbit: 1e9 };
+
+/** A rate in bits/s like 500kbit, 24mbit, 1gbit (a bare number is bits/s). */
+export function bitrate(v: string | undefined, name: string, fallback?: number): number {
+  if (v === undefined) {
+    if (fallback === undefined) throw new UsageError(`--${name} is required`);
+    return fallback;
+  }
+  const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(v.trim());
+  const unit = m ? RATE_UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined) throw new UsageError(`--${name} must be a rate like 500kbit, 24mbit or 1gbit, not '${v}'`);
+  return Math.round(Number(m[1]) * unit);
+}
+
 /** Read a secret from standard input (first line), never from argv. */
 export async function readStdinLine(what: string): Promise<string> {
   if (process.stdin.isTTY) process.stderr.write(`${what}: `);

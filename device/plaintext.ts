@@ -1,7 +1,9 @@
 /**
  * Plaintext terminal (patent 7): it cannot encrypt and holds no key. It
  * speaks length-prefixed CBOR frames to its relay port: config, then join,
- * then data; its keys go to the relay. One request at a time.
+ * then data; its keys go to the relay. One request at a time. It answers
+ * the relay's pings: a terminal that stops answering is, after the config
+ * server's missed polls, evicted from its VPNs.
  */
 import { KagiError } from '../protocol/errors.js';
 import { PortFrameDecoder, encodePortFrame, type PortFrame } from '../protocol/port-frame.js';
@@ -38,15 +40,16 @@ export class PlaintextAgent {
   constructor(
     readonly cfg: PlainConfig,
     private readonly pipe: Pipe,
-    private readonly o: { timeoutMs?: number; onData?(vpn: string, peer: string, bytes: Uint8Array): void; onRestricted?(vpn: string): void } = {},
+    private readonly o: { timeoutMs?: number; onData?(vpn: string, peer: string, bytes: Uint8Array): void; onRestricted?(vpn: string, reason?: string): void } = {},
   ) {}
 
   /** Bytes from the relay port. */
   input(chunk: Uint8Array): void {
     for (const f of this.decoder.push(chunk)) {
       if (f instanceof KagiError) continue; // a bad frame from the relay: ignore it
-      if (f.type === 'data') this.o.onData?.(str(f.body, 'vpn', 64), str(f.body, 'peer', 64), bytes(f.body, 'bytes'));
-      else if (f.type === 'restricted') this.o.onRestricted?.(str(f.body, 'vpn', 64));
+      if (f.type === 'ping') this.pipe.write(encodePortFrame({ type: 'pong', body: {} })); // the relay vouches for us while we answer
+      else if (f.type === 'data') this.o.onData?.(str(f.body, 'vpn', 64), str(f.body, 'peer', 64), bytes(f.body, 'bytes'));
+      else if (f.type === 'restricted') this.o.onRestricted?.(str(f.body, 'vpn', 64), typeof f.body.reason === 'string' ? f.body.reason : undefined);
       else if (this.waiter && (this.waiter.want.includes(f.type) || f.type === 'refused')) {
         const w = this.waiter;
         this.waiter = null;

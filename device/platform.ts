@@ -8,6 +8,7 @@ import type { NumberStore } from '../protocol/store.js';
 import type { Transport } from '../protocol/peer.js';
 
 export interface Link extends Transport {
+  publish(topic: string, payload: Uint8Array, retain?: boolean): Promise<void>;
   subscribe(topic: string): Promise<void>;
   close(): Promise<void>;
 }
@@ -18,6 +19,10 @@ export interface LinkOptions {
   brokerPublicKey: Uint8Array;
   subscriptions: string[];
   onMessage(topic: string, payload: Uint8Array): void;
+  /** Published by the broker when the connection dies (retained). */
+  will?: { topic: string; payload: Uint8Array; retain: boolean };
+  /** After every (re)connect: the link resubscribes itself. */
+  onConnect?(): void;
 }
 
 export interface Platform {

@@ -7,18 +7,21 @@
  *   FORWARDING  after the key server registered the VPN key for the port:
  *               data of the port's VPNs is sealed out and opened in.
  *   → RESTRICTED again when the config server says the terminal is out of
- *               its last VPN (VPN deleted, S405).
+ *               its last VPN (VPN deleted, member revoked or evicted: S405).
+ * The relay pings each FORWARDING port and, when the config server polls
+ * it (S401), vouches only for terminals that answered recently (S402): a
+ * dead or frozen terminal behind a live relay is still evicted.
  * Ports are byte pipes (a TCP connection on Node, a UART on a board).
  */
 import { KagiError, isKagiError } from '../protocol/errors.js';
 import type { Incoming, Reply } from '../protocol/peer.js';
 import { topics } from '../protocol/topics.js';
 import { asBody, bytes, list, num, str, type Body } from '../protocol/body.js';
-import { FrameReceiver, FrameSender } from '../protocol/vpn-frame.js';
 import { PortFrameDecoder, encodePortFrame, type PortFrame, type PortFrameType } from '../protocol/port-frame.js';
 import type { Bundle } from './bundle.js';
 import type { Platform } from './platform.js';
-import { DeviceSession, RefusedError } from './session.js';
+import { DeviceSession, RefusedError, type Held } from './session.js';
+import { MemberKeys } from './vpn-keys.js';
 
 export type PortState = 'RESTRICTED' | 'FORWARDING';
 
@@ -27,19 +30,15 @@ export interface PortIO {
   write(bytes: Uint8Array): void;
 }
 
-interface PortVpn {
-  epoch: number;
-  tx: FrameSender;
-  rx: FrameReceiver;
-}
-
 export class RelayPort {
   state: PortState = 'RESTRICTED';
   /** The plaintext terminal that configured itself on this port. */
   terminal: string | null = null;
   io: PortIO | null = null;
   decoder = new PortFrameDecoder();
-  readonly vpns = new Map<string, PortVpn>();
+  readonly vpns = new Map<string, MemberKeys>();
+  /** When the port last sent anything (ms): its terminal is alive. */
+  lastHeard = 0;
   readonly dropped = new Map<string, number>();
   /** A raw port (legacy device, no agent) takes VPN data itself. */
   onData: ((vpn: string, from: string, bytes: Uint8Array) => void) | null = null;
@@ -57,6 +56,7 @@ export class RelayAgent {
   readonly session: DeviceSession;
   readonly ports = new Map<string, RelayPort>();
   config: Body | null = null;
+  private pinger: ReturnType<typeof setInterval> | null = null;
 
   constructor(readonly bundle: Bundle, portNames: string[], private readonly p: Platform, private readonly o: RelayOptions = {}) {
     this.session = new DeviceSession(bundle, p, o);
@@ -65,9 +65,39 @@ export class RelayAgent {
 
   /** Connect and get the relay's own config (6a). */
   async start(): Promise<void> {
-    await this.session.start({ onRequest: (m) => this.onRequest(m), onFrame: (v, target, payload) => this.onFrame(v, target, payload) });
+    await this.session.start({
+      onRequest: (m) => this.onRequest(m),
+      onFrame: (v, target, payload) => this.onFrame(v, target, payload),
+      onKeys: (b) => this.onKeys(b),
+      held: () => this.held(),
+    });
     const r = await this.session.ask('config.request', 'request', { mac: this.bundle.mac });
     this.config = asBody(asBody(r.body).config);
+    this.pinger = setInterval(() => this.ping(), this.pingMs());
+  }
+
+  /** Ping twice per poll interval, so a poll always sees a fresh answer. */
+  private pingMs(): number {
+    return Math.max(100, Math.floor(this.session.liveness.pollIntervalMs / 2));
+  }
+
+  private ping(): void {
+    for (const p of this.ports.values()) if (p.state === 'FORWARDING' && p.io && !p.onData) this.reply(p, 'ping', {});
+  }
+
+  /** A port's terminal is alive if it answered within a poll interval and a ping (raw ports: the relay is its agent). */
+  private alive(p: RelayPort): boolean {
+    return p.onData !== null || this.p.now() - p.lastHeard <= this.session.liveness.pollIntervalMs + this.pingMs();
+  }
+
+  /** S402 for the terminals behind us: FORWARDING ports whose terminal is alive. */
+  private held(): Held[] {
+    const out: Held[] = [];
+    for (const p of this.ports.values()) {
+      if (p.state !== 'FORWARDING' || !p.terminal || !this.alive(p)) continue;
+      out.push({ member: p.terminal, vpns: [...p.vpns.entries()].map(([id, k]) => ({ id, epoch: k.epoch })) });
+    }
+    return out;
   }
 
   private port(name: string): RelayPort {
@@ -99,14 +129,26 @@ export class RelayAgent {
     p.decoder = new PortFrameDecoder();
   }
 
+  /**
+   * The terminal's link closed (it shut down, or the cable is out): an
+   * explicit leave for it, and the port is RESTRICTED until it configures
+   * and joins again.
+   */
   detach(name: string, io: PortIO): void {
     const p = this.port(name);
-    if (p.io === io) p.io = null;
+    if (p.io !== io) return;
+    p.io = null;
+    if (p.state !== 'FORWARDING' || !p.terminal || p.onData) return;
+    const held = { member: p.terminal, vpns: [...p.vpns.entries()].map(([id, k]) => ({ id, epoch: k.epoch })) };
+    p.vpns.clear();
+    this.setState(p, 'RESTRICTED');
+    void this.session.leave([held]);
   }
 
   /** Bytes from a port's pipe; bad frames are dropped, the port goes on. */
   input(name: string, chunk: Uint8Array): void {
     const p = this.port(name);
+    p.lastHeard = this.p.now();
     for (const f of p.decoder.push(chunk)) {
       if (f instanceof KagiError) this.drop(p, f.code, f.message);
       else void this.onPortFrame(p, f).catch((e) => this.drop(p, isKagiError(e) ? e.code : 'error', (e as Error).message));
@@ -121,6 +163,8 @@ export class RelayAgent {
         return this.portJoin(p, f.body);
       case 'data':
         return this.portData(p, f.body);
+      case 'pong':
+        return; // lastHeard is already updated
       default:
         return this.drop(p, 'type', `${f.type} is not for the relay`);
     }
@@ -142,7 +186,9 @@ export class RelayAgent {
     const r = await this.session.ask('join.request', 'join', { user, password, onBehalf: { id: terminal, port: p.name } });
     const vpns = list(asBody(r.body), 'vpns').map((x) => asBody(x));
     for (const v of vpns) {
-      if (!p.vpns.has(str(v, 'id', 64))) throw new KagiError('field', `no keys for ${String(v.id)} reached port ${p.name}`);
+      const k = p.vpns.get(str(v, 'id', 64));
+      if (!k) throw new KagiError('field', `no keys for ${String(v.id)} reached port ${p.name}`);
+      k.shaper.set(typeof v.rate === 'number' ? v.rate : 0, v.cut === true, this.p.now());
       await this.session.subscribe(topics.vpnMember(str(v, 'id', 64), terminal));
       await this.session.subscribe(topics.vpnAll(str(v, 'id', 64)));
     }
@@ -177,7 +223,9 @@ export class RelayAgent {
     const p = this.port(name);
     const v = p.vpns.get(vpn);
     if (p.state !== 'FORWARDING' || !v) return this.drop(p, 'restricted', `data for ${vpn} while ${p.state}`);
-    await this.session.publish(peer === 'all' ? topics.vpnAll(vpn) : topics.vpnMember(vpn, peer), v.tx.seal(data));
+    const topic = peer === 'all' ? topics.vpnAll(vpn) : topics.vpnMember(vpn, peer);
+    const dropped = await v.send(data, () => this.p.now(), (f) => this.session.publish(topic, f));
+    if (dropped) this.drop(p, dropped, `data for ${vpn}: ${dropped === 'cut' ? 'the VPN is cut' : 'over its rate'}`);
   }
 
   /** VPN frames for the terminals behind our ports: open and hand down. */
@@ -189,47 +237,41 @@ export class RelayAgent {
         this.drop(p, 'restricted', `frame on ${vpnId} while RESTRICTED`);
         continue;
       }
-      try {
-        const f = v.rx.open(payload, this.p.now());
-        if (f.sender === p.terminal) continue; // its own frame on the 'all' topic
-        if (p.onData) p.onData(vpnId, f.sender, f.payload);
-        else this.reply(p, 'data', { vpn: vpnId, peer: f.sender, bytes: f.payload });
-      } catch (e) {
-        if (!isKagiError(e)) throw e;
-        this.drop(p, e.code, `frame on ${vpnId}: ${e.message}`);
-      }
+      const f = v.receive(payload, this.p.now(), (e) => this.drop(p, e.code, `frame on ${vpnId}: ${e.message}`));
+      if (f === 'ahead') this.session.fetch(p.terminal, vpnId);
+      else if (f) this.hand(p, vpnId, f.sender, f.payload);
     }
   }
 
+  private hand(p: RelayPort, vpnId: string, sender: string, payload: Uint8Array): void {
+    if (sender === p.terminal) return; // its own frame on the 'all' topic
+    if (p.onData) p.onData(vpnId, sender, payload);
+    else this.reply(p, 'data', { vpn: vpnId, peer: sender, bytes: payload });
+  }
+
   private onRequest(m: Incoming): Promise<Reply | undefined> {
-    if (m.env.from === 'keys' && m.env.type === 'keys.deliver') return Promise.resolve(this.onKeys(m));
     if (m.env.from === 'config' && m.env.type === 'notice') return Promise.resolve(this.onNotice(m));
     return Promise.resolve(undefined);
   }
 
-  /** 6b: keys for a port's terminal. */
-  private onKeys(m: Incoming): Reply | undefined {
-    const b = asBody(m.body);
-    if (b.port === undefined) return undefined; // the relay itself joins no VPN
+  /** 6b: keys for a port's terminal (delivered or updated); the ack body. */
+  private onKeys(b: Body): Body {
+    if (b.port === undefined) throw new KagiError('field', 'keys without a port: the relay itself joins no VPN');
     const p = this.port(str(b, 'port', 64));
     const member = str(b, 'member', 64);
     if (p.terminal !== member) throw new KagiError('field', `keys for ${member}, but port ${p.name} has ${p.terminal}`);
+    const now = this.p.now();
     for (const x of list(b, 'vpns')) {
       const v = asBody(x);
       const id = str(v, 'id', 64);
-      const epoch = num(v, 'epoch');
       let s = p.vpns.get(id);
       if (!s) {
-        s = { epoch: -1, tx: new FrameSender(this.p.crypto, id, member), rx: new FrameReceiver(this.p.crypto, id, this.o.graceMs ?? 30_000) };
+        s = new MemberKeys(this.p.crypto, id, member, this.o.graceMs ?? 30_000);
         p.vpns.set(id, s);
       }
-      if (epoch > s.epoch) {
-        s.tx.setKey(epoch, bytes(v, 'key', 32));
-        s.rx.setKey(epoch, bytes(v, 'key', 32), this.p.now());
-        s.epoch = epoch;
-      }
+      for (const f of s.install(num(v, 'epoch'), bytes(v, 'key', 32), now, (e) => this.drop(p, e.code, e.message))) this.hand(p, id, f.sender, f.payload);
     }
-    return { type: 'keys.ack', body: { port: p.name, vpns: [...p.vpns.entries()].map(([id, s]) => ({ id, epoch: s.epoch })) } };
+    return { port: p.name, member, vpns: [...p.vpns.entries()].map(([id, s]) => ({ id, epoch: s.epoch })) };
   }
 
   /** S405: a terminal is out of a VPN: forget the keys, restrict the port. */
@@ -237,10 +279,16 @@ export class RelayAgent {
     const b = asBody(m.body);
     const vpn = str(b, 'vpn', 64);
     const member = str(b, 'member', 64);
+    if (b.op === 'rate') {
+      for (const p of this.ports.values()) if (p.terminal === member) p.vpns.get(vpn)?.shaper.set(num(b, 'rate'), b.cut === true, this.p.now());
+      return { type: 'notice.ack', body: {} };
+    }
+    const reason = typeof b.reason === 'string' ? b.reason : 'revoked';
     for (const p of this.ports.values()) {
       if (p.terminal !== member || !p.vpns.delete(vpn)) continue;
+      this.p.log('info', `${this.bundle.id}/${p.name}: ${member} out of ${vpn} (${reason})`);
       if (p.vpns.size === 0) this.setState(p, 'RESTRICTED');
-      this.reply(p, 'restricted', { vpn });
+      this.reply(p, 'restricted', { vpn, reason });
     }
     return { type: 'notice.ack', body: {} };
   }
@@ -249,7 +297,10 @@ export class RelayAgent {
     return [...this.ports.values()].map((p) => ({ port: p.name, state: p.state, terminal: p.terminal, vpns: [...p.vpns.keys()], dropped: Object.fromEntries(p.dropped) }));
   }
 
-  stop(): Promise<void> {
-    return this.session.stop();
+  /** Stop; the terminals behind FORWARDING ports leave their VPNs first unless `leave: false`. */
+  async stop(o: { leave?: boolean } = {}): Promise<void> {
+    if (this.pinger) clearInterval(this.pinger);
+    this.pinger = null;
+    await this.session.stop(o);
   }
 }

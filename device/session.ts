@@ -1,13 +1,22 @@
 /**
  * A device's session with the control plane, shared by every agent kind:
- * the MQTT link, the Peer that seals and opens, and `ask`, which sends a
- * request to the auth server through the config server's front door and
- * retries on silence (control plane restarting, messages lost).
+ *  - the MQTT link (with a retained online/offline state and its will);
+ *  - the Peer that seals and opens, and its two channels: with the config
+ *    server (from our latest authentication) and with the key server (from
+ *    the first HPKE key delivery);
+ *  - `ask`: a request to the auth server through the config server's front
+ *    door, retried on silence (control plane restarting, messages lost);
+ *  - liveness (embodiment 4): answering polls (S402), sending "continue"
+ *    when not polled for a while (S403), leaving on stop;
+ *  - keys: deliveries (sealed) and updates (channel) both go to the agent's
+ *    `onKeys`, and a newer epoch seen anywhere is fetched.
  */
 import { isKagiError } from '../protocol/errors.js';
-import { Peer, type Incoming, type Reply } from '../protocol/peer.js';
+import { Peer, type ChannelMessage, type Incoming, type Reply } from '../protocol/peer.js';
 import { parseTopic, topics } from '../protocol/topics.js';
-import { asBody } from '../protocol/body.js';
+import { asBody, bytes, list, num, str, type Body } from '../protocol/body.js';
+import { asRequester, MemoryChannelBook } from '../protocol/channel.js';
+import { utf8 } from '../protocol/bytes.js';
 import type { Bundle } from './bundle.js';
 import type { Link, Platform } from './platform.js';
 
@@ -16,17 +25,45 @@ export class RefusedError extends Error {
   override readonly name = 'RefusedError';
 }
 
+/** What a key holder holds for one member (itself, or a relay port's terminal). */
+export interface Held {
+  member: string;
+  vpns: { id: string; epoch: number }[];
+}
+
 export interface SessionHandlers {
-  /** A sealed request from a service (keys.deliver, notice). */
+  /** A sealed request from a service that is not a key delivery (notices). */
   onRequest(m: Incoming): Promise<Reply | undefined>;
   /** A VPN frame on `kagi/v1/vpn/{vpn}/{target}`. */
   onFrame(vpnId: string, target: string, payload: Uint8Array): void;
+  /** Keys for a member (delivery or update): install them, return the ack body. */
+  onKeys(body: Body): Body;
+  /** Every member we hold keys for, and at which epochs. */
+  held(): Held[];
 }
+
+/** Liveness parameters; the control plane sends its own with config and join. */
+export interface Liveness {
+  pollIntervalMs: number;
+  continueAfterMs: number;
+}
+
+export const DEFAULT_LIVENESS: Liveness = { pollIntervalMs: 30_000, continueAfterMs: 75_000 };
+
+/** At most one fetch per (member, VPN) this often (ms). */
+const FETCH_EVERY_MS = 2_000;
 
 export class DeviceSession {
   private link: Link | null = null;
   private peer: Peer | null = null;
   private stopped = false;
+  private handlers: SessionHandlers | null = null;
+  private readonly channels = new MemoryChannelBook();
+  liveness: Liveness = DEFAULT_LIVENESS;
+  private lastPoll = 0;
+  private lastContinue = 0;
+  private timer: ReturnType<typeof setInterval> | null = null;
+  private readonly fetching = new Map<string, number>();
 
   constructor(
     readonly bundle: Bundle,
@@ -37,6 +74,7 @@ export class DeviceSession {
   async start(h: SessionHandlers): Promise<void> {
     const b = this.bundle;
     this.stopped = false;
+    this.handlers = h;
     this.peer = new Peer({
       crypto: this.p.crypto,
       id: b.id,
@@ -45,25 +83,34 @@ export class DeviceSession {
       transport: { publish: (t, m) => this.publish(t, m) },
       keyOf: async (id) => (id === 'auth' || id === 'config' || id === 'keys' ? b.services[id] : undefined),
       replyTopic: (id) => topics.service(id as 'keys', 'reply'),
-      onRequest: (m) => h.onRequest(m),
+      onRequest: (m) => this.onRequest(m),
+      channels: this.channels,
+      onChannel: (m) => this.onChannel(m),
       log: this.p.log,
     });
+    const state = topics.state(b.id);
     this.link = await this.p.connect({
       clientId: b.id,
       secretKey: b.secretKey,
       brokerPublicKey: b.services.broker,
       subscriptions: [topics.inbox(b.id)],
+      // A fast extra liveness signal: the broker publishes "offline" when
+      // our connection dies; polls remain the signal that decides.
+      will: { topic: state, payload: utf8('offline'), retain: true },
+      onConnect: () => void this.link?.publish(state, utf8('online'), true).catch(() => {}),
       onMessage: (topic, payload) => {
         const t = parseTopic(topic);
         if (t?.area === 'vpn') return h.onFrame(t.a, t.b, payload);
         void this.peer?.receive(payload).catch((e) => this.p.log('warn', `${b.id}: ${(e as Error).message}`));
       },
     });
+    void this.link.publish(state, utf8('online'), true).catch(() => {});
+    this.timer = setInterval(() => void this.tick(), 250);
   }
 
-  publish(topic: string, payload: Uint8Array): Promise<void> {
+  publish(topic: string, payload: Uint8Array, retain = false): Promise<void> {
     if (!this.link) return Promise.reject(new Error('not connected'));
-    return this.link.publish(topic, payload);
+    return this.link.publish(topic, payload, retain);
   }
 
   subscribe(topic: string): Promise<void> {
@@ -77,8 +124,15 @@ export class DeviceSession {
     for (let i = 1; ; i++) {
       try {
         const r = await this.peer!.request({ to: 'auth', pkR: this.bundle.services.auth, topic: topics.service('config', op), type, body, replyFrom: 'config', timeoutMs: this.o.timeoutMs ?? 10_000 });
-        r.secrets.destroy();
-        if (r.type === 'error') throw new RefusedError(String(asBody(r.body).reason));
+        try {
+          if (r.type === 'error') throw new RefusedError(String(asBody(r.body).reason));
+          // Our own authentication (not one on a port's behalf) renews the
+          // config channel, as the config server does on its side.
+          if (body.onBehalf === undefined) await this.channels.set('config', asRequester(r.secrets.channelKeys()));
+          this.learnLiveness(asBody(r.body));
+        } finally {
+          r.secrets.destroy();
+        }
         return r;
       } catch (e) {
         if (!isKagiError(e, 'unexpected') || i >= attempts || this.stopped) throw e;
@@ -87,8 +141,100 @@ export class DeviceSession {
     }
   }
 
-  async stop(): Promise<void> {
+  private learnLiveness(b: Body): void {
+    if (b.liveness === undefined) return;
+    const l = asBody(b.liveness);
+    this.liveness = { pollIntervalMs: num(l, 'pollIntervalMs'), continueAfterMs: num(l, 'continueAfterMs') };
+    this.lastPoll = this.p.now(); // the clock for "not polled for a while" starts now
+  }
+
+  private async onRequest(m: Incoming): Promise<Reply | undefined> {
+    if (m.env.from !== 'keys' || m.env.type !== 'keys.deliver') return this.handlers!.onRequest(m);
+    const b = asBody(m.body);
+    // The key server's channel for updates comes with its first delivery.
+    if (b.channel !== undefined) {
+      const c = asBody(b.channel);
+      await this.channels.set('keys', { send: bytes(c, 'up', 32), recv: bytes(c, 'down', 32) });
+    }
+    return { type: 'keys.ack', body: this.handlers!.onKeys(b) };
+  }
+
+  private async onChannel(m: ChannelMessage): Promise<Reply | undefined> {
+    const { env } = m;
+    if (env.from === 'config' && env.type === 'poll') return this.onPoll(asBody(m.body));
+    if (env.from === 'keys' && env.type === 'keys.update') return { type: 'keys.updated', body: this.handlers!.onKeys(asBody(m.body)) };
+    this.p.log('debug', `${this.bundle.id}: ignored ${env.type} from ${env.from}`);
+    return undefined;
+  }
+
+  /** S401 → S402: say what we hold; fetch any epoch newer than ours. */
+  private onPoll(b: Body): Reply {
+    this.lastPoll = this.p.now();
+    const held = this.handlers!.held();
+    for (const x of list(b, 'members')) {
+      const m = asBody(x);
+      const member = str(m, 'id', 64);
+      const mine = held.find((h) => h.member === member);
+      for (const y of list(m, 'vpns')) {
+        const v = asBody(y);
+        const have = mine?.vpns.find((w) => w.id === v.id)?.epoch ?? -1;
+        if (have >= 0 && num(v, 'epoch') > have) this.fetch(member, str(v, 'id', 64));
+      }
+    }
+    return { type: 'poll.reply', body: { members: held } };
+  }
+
+  /**
+   * We saw an epoch newer than ours (a poll, a frame): ask the key server
+   * for the current one. Rate-limited; failures are retried by the next
+   * sighting.
+   */
+  fetch(member: string, vpn: string): void {
+    const key = `${member}/${vpn}`;
+    const now = this.p.now();
+    if (!this.peer || now - (this.fetching.get(key) ?? -Infinity) < FETCH_EVERY_MS) return;
+    this.fetching.set(key, now);
+    const peer = this.peer;
+    void (async () => {
+      const r = await peer.channelRequest({ to: 'keys', type: 'keys.fetch', body: { member, vpn }, timeoutMs: this.o.timeoutMs ?? 10_000 });
+      if (r.type !== 'keys.update') return;
+      const ack = this.handlers!.onKeys(asBody(r.body));
+      await peer.sendChannel('keys', { type: 'keys.updated', body: ack });
+      this.p.log('info', `${this.bundle.id}: fetched the current epoch of ${vpn}${member === this.bundle.id ? '' : ` for ${member}`}`);
+    })().catch((e) => this.p.log('debug', `${this.bundle.id}: fetch of ${vpn} failed: ${(e as Error).message}`));
+  }
+
+  /** S403: not polled for longer than continueAfterMs while holding keys. */
+  private async tick(): Promise<void> {
+    const now = this.p.now();
+    const l = this.liveness;
+    if (now - this.lastPoll < l.continueAfterMs || now - this.lastContinue < l.pollIntervalMs) return;
+    const held = this.handlers?.held() ?? [];
+    if (held.length === 0 || !(await this.channels.get('config'))) return;
+    this.lastContinue = now;
+    try {
+      await this.peer!.sendChannel('config', { type: 'continue', body: { members: held } });
+      this.p.log('info', `${this.bundle.id}: not polled for ${now - this.lastPoll} ms, sent continue`);
+    } catch (e) {
+      this.p.log('debug', `${this.bundle.id}: continue failed: ${(e as Error).message}`);
+    }
+  }
+
+  /** Explicit leave (of `members`, default all we hold): the config server runs the leave steps at once. */
+  async leave(members?: Held[], timeoutMs = 1_000): Promise<boolean> {
+    const held = members ?? this.handlers?.held() ?? [];
+    if (!this.peer || held.length === 0 || !(await this.channels.get('config'))) return false;
+    const sent = this.peer.sendChannel('config', { type: 'leave', body: { members: held } }).then(() => true);
+    const late = new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs).unref?.());
+    return Promise.race([sent, late]).catch(() => false);
+  }
+
+  /** Stop: leave first when `leave` (a clean shutdown), then disconnect. */
+  async stop(o: { leave?: boolean } = {}): Promise<void> {
+    if (o.leave ?? true) await this.leave();
     this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
     this.peer?.cancelAll('agent stopping');
     await this.link?.close();
     this.link = null;

@@ -8,17 +8,18 @@
  *   configured → joining          join()
  *   joining → joined              join.response (keys arrived before it)
  *   joining → configured          join refused or given up
- *   any → stopped                 stop()
+ *   joined → configured           out of its last VPN (left, evicted, revoked)
+ *   any → stopped                 stop() (a joined agent leaves first)
  * Each operation checks the state it requires first.
  */
-import { KagiError, isKagiError } from '../protocol/errors.js';
+import { KagiError } from '../protocol/errors.js';
 import type { Incoming, Reply } from '../protocol/peer.js';
 import { topics } from '../protocol/topics.js';
-import { asBody, bytes, list, num, str } from '../protocol/body.js';
-import { FrameReceiver, FrameSender } from '../protocol/vpn-frame.js';
+import { asBody, bytes, list, num, str, type Body } from '../protocol/body.js';
 import type { Bundle } from './bundle.js';
 import type { Platform } from './platform.js';
-import { DeviceSession } from './session.js';
+import { DeviceSession, type Held } from './session.js';
+import { MemberKeys, type OpenedFrame } from './vpn-keys.js';
 export { RefusedError } from './session.js';
 
 export type TerminalState = 'stopped' | 'unconfigured' | 'configured' | 'joining' | 'joined';
@@ -30,6 +31,9 @@ export interface VpnInfo {
   epoch: number;
 }
 
+/** Why the control plane took us out of a VPN (notice 'left'). */
+export type LeftReason = 'evicted' | 'revoked' | 'deleted' | 'left';
+
 export interface TerminalOptions {
   timeoutMs?: number;
   /** Attempts per request before giving up (control plane down, lost messages). */
@@ -37,13 +41,21 @@ export interface TerminalOptions {
   graceMs?: number;
   onData?(vpnId: string, from: string, payload: Uint8Array): void;
   onState?(s: TerminalState): void;
+  /** Out of a VPN: its keys are gone; an evicted member must join again. */
+  onLeft?(vpnId: string, reason: LeftReason): void;
+  /** The bandwidth plan changed the VPN's rate (bits/s, 0 = unlimited) or cut it. */
+  onRate?(vpnId: string, rate: number, cut: boolean): void;
+  /** A new epoch of a VPN's key is installed. */
+  onEpoch?(vpnId: string, epoch: number): void;
 }
 
 export class TerminalAgent {
   private _state: TerminalState = 'stopped';
   private readonly session: DeviceSession;
   config: Record<string, unknown> | null = null;
-  readonly vpns = new Map<string, VpnInfo & { tx: FrameSender; rx: FrameReceiver }>();
+  readonly vpns = new Map<string, { id: string; protocol: string; port: number; keys: MemberKeys }>();
+  /** Payloads not sent by reason: 'cut' (the plan cut the VPN), 'rate' (over its rate). */
+  readonly unsent = new Map<string, number>();
   /** Frames dropped by reason (replay, auth, epoch...). */
   readonly droppedFrames = new Map<string, number>();
 
@@ -66,7 +78,12 @@ export class TerminalAgent {
 
   async start(): Promise<void> {
     this.need('stopped');
-    await this.session.start({ onRequest: (m) => this.onRequest(m), onFrame: (vpn, _target, p) => this.onFrame(vpn, p) });
+    await this.session.start({
+      onRequest: (m) => this.onRequest(m),
+      onFrame: (vpn, _target, p) => this.onFrame(vpn, p),
+      onKeys: (b) => this.onKeys(b),
+      held: () => this.held(),
+    });
     this.to('unconfigured');
   }
 
@@ -92,6 +109,7 @@ export class TerminalAgent {
       const r = await this.session.ask('join.request', 'join', { user, password });
       const joined = list(asBody(r.body), 'vpns').map((x) => {
         const v = asBody(x);
+        this.vpns.get(str(v, 'id', 64))?.keys.shaper.set(typeof v.rate === 'number' ? v.rate : 0, v.cut === true, this.p.now());
         return { id: str(v, 'id', 64), protocol: str(v, 'protocol', 8), port: num(v, 'port'), epoch: num(v, 'epoch') };
       });
       for (const v of joined) {
@@ -110,35 +128,56 @@ export class TerminalAgent {
   /** S405: the config server says we are out of a VPN: forget its keys. */
   private onNotice(m: Incoming): Reply {
     const b = asBody(m.body);
-    if (str(b, 'op', 16) === 'left' && str(b, 'member', 64) === this.bundle.id && this.vpns.delete(str(b, 'vpn', 64))) {
-      this.p.log('info', `${this.bundle.id}: out of ${str(b, 'vpn', 64)}, keys dropped`);
+    const vpn = str(b, 'vpn', 64);
+    if (str(b, 'op', 16) === 'rate' && str(b, 'member', 64) === this.bundle.id) {
+      this.vpns.get(vpn)?.keys.shaper.set(num(b, 'rate'), b.cut === true, this.p.now());
+      this.p.log('info', `${this.bundle.id}: ${vpn} ${b.cut === true ? 'cut by the bandwidth plan' : `may send ${num(b, 'rate') || 'unlimited'} bit/s`}`);
+      this.o.onRate?.(vpn, num(b, 'rate'), b.cut === true);
+    }
+    if (str(b, 'op', 16) === 'left' && str(b, 'member', 64) === this.bundle.id && this.vpns.delete(vpn)) {
+      const reason = (typeof b.reason === 'string' ? b.reason : 'revoked') as LeftReason;
+      this.p.log('info', `${this.bundle.id}: out of ${vpn} (${reason}), keys dropped`);
+      if (this.vpns.size === 0 && this._state === 'joined') this.to('configured');
+      this.o.onLeft?.(vpn, reason);
     }
     return { type: 'notice.ack', body: {} };
   }
 
-  /** 3a: keys from the key server, sealed to us; acknowledge them. */
-  private async onRequest(m: Incoming): Promise<Reply | undefined> {
-    if (m.env.from === 'config' && m.env.type === 'notice') return this.onNotice(m);
-    if (m.env.from !== 'keys' || m.env.type !== 'keys.deliver') return undefined;
-    if (this._state !== 'joining' && this._state !== 'joined') return undefined;
+  private onRequest(m: Incoming): Promise<Reply | undefined> {
+    if (m.env.from === 'config' && m.env.type === 'notice') return Promise.resolve(this.onNotice(m));
+    return Promise.resolve(undefined);
+  }
+
+  /** 3a: keys from the key server (delivered or updated); the ack body. */
+  private onKeys(b: Body): Body {
+    if (this._state !== 'joining' && this._state !== 'joined') throw new KagiError('unexpected', `keys while ${this._state}`);
     const now = this.p.now();
-    for (const x of list(asBody(m.body), 'vpns')) {
+    const released: [string, OpenedFrame][] = [];
+    for (const x of list(b, 'vpns')) {
       const v = asBody(x);
       const id = str(v, 'id', 64);
-      const epoch = num(v, 'epoch');
-      const key = bytes(v, 'key', 32);
       let s = this.vpns.get(id);
       if (!s) {
-        s = { id, protocol: str(v, 'protocol', 8), port: num(v, 'port'), epoch: -1, tx: new FrameSender(this.p.crypto, id, this.bundle.id), rx: new FrameReceiver(this.p.crypto, id, this.o.graceMs ?? 30_000) };
+        s = { id, protocol: str(v, 'protocol', 8), port: num(v, 'port'), keys: new MemberKeys(this.p.crypto, id, this.bundle.id, this.o.graceMs ?? 30_000) };
         this.vpns.set(id, s);
       }
-      if (epoch > s.epoch) {
-        s.tx.setKey(epoch, key);
-        s.rx.setKey(epoch, key, now);
-        s.epoch = epoch;
-      }
+      const epoch = num(v, 'epoch');
+      const before = s.keys.epoch;
+      for (const f of s.keys.install(epoch, bytes(v, 'key', 32), now, (e) => this.dropped(id, e))) released.push([id, f]);
+      if (epoch > before) this.o.onEpoch?.(id, epoch);
     }
-    return { type: 'keys.ack', body: { vpns: [...this.vpns.values()].map((v) => ({ id: v.id, epoch: v.epoch })) } };
+    for (const [id, f] of released) this.deliver(id, f);
+    return { member: this.bundle.id, vpns: [...this.vpns.values()].map((v) => ({ id: v.id, epoch: v.keys.epoch })) };
+  }
+
+  private held(): Held[] {
+    if (this.vpns.size === 0) return [];
+    return [{ member: this.bundle.id, vpns: [...this.vpns.values()].map((v) => ({ id: v.id, epoch: v.keys.epoch })) }];
+  }
+
+  /** VPNs and the epochs we hold. */
+  epochs(): Record<string, number> {
+    return Object.fromEntries([...this.vpns.values()].map((v) => [v.id, v.keys.epoch]));
   }
 
   /** 4d: seal one payload to a member (or 'all') of a joined VPN. */
@@ -146,25 +185,36 @@ export class TerminalAgent {
     this.need('joined', 'joining');
     const v = this.vpns.get(vpnId);
     if (!v) throw new KagiError('argument', `not a member of ${vpnId}`);
-    await this.session.publish(to === 'all' ? topics.vpnAll(vpnId) : topics.vpnMember(vpnId, to), v.tx.seal(payload));
+    const topic = to === 'all' ? topics.vpnAll(vpnId) : topics.vpnMember(vpnId, to);
+    const dropped = await v.keys.send(payload, () => this.p.now(), (f) => this.session.publish(topic, f));
+    if (dropped) this.unsent.set(dropped, (this.unsent.get(dropped) ?? 0) + 1);
   }
 
   private onFrame(vpnId: string, payload: Uint8Array): void {
     const v = this.vpns.get(vpnId);
-    try {
-      if (!v) throw new KagiError('epoch', `no keys for ${vpnId}`);
-      const f = v.rx.open(payload, this.p.now());
-      if (f.sender === this.bundle.id) return; // our own frame on the 'all' topic
-      this.o.onData?.(vpnId, f.sender, f.payload);
-    } catch (e) {
-      if (!isKagiError(e)) throw e;
-      this.droppedFrames.set(e.code, (this.droppedFrames.get(e.code) ?? 0) + 1);
-      this.p.log('debug', `${this.bundle.id}: dropped frame on ${vpnId}: ${e.message}`);
-    }
+    if (!v) return this.dropped(vpnId, new KagiError('epoch', `no keys for ${vpnId}`));
+    const r = v.keys.receive(payload, this.p.now(), (e) => this.dropped(vpnId, e));
+    if (r === 'ahead') this.session.fetch(this.bundle.id, vpnId); // a rekey we have not seen (yet)
+    else if (r) this.deliver(vpnId, r);
   }
 
-  async stop(): Promise<void> {
-    await this.session.stop();
+  private deliver(vpnId: string, f: OpenedFrame): void {
+    if (f.sender === this.bundle.id) return; // our own frame on the 'all' topic
+    this.o.onData?.(vpnId, f.sender, f.payload);
+  }
+
+  private dropped(vpnId: string, e: KagiError): void {
+    this.droppedFrames.set(e.code, (this.droppedFrames.get(e.code) ?? 0) + 1);
+    this.p.log('debug', `${this.bundle.id}: dropped frame on ${vpnId}: ${e.message}`);
+  }
+
+  /**
+   * Stop. A joined agent leaves its VPNs first (the control plane runs the
+   * leave steps at once); `leave: false` only disconnects, as a crash would.
+   */
+  async stop(o: { leave?: boolean } = {}): Promise<void> {
+    await this.session.stop({ leave: (o.leave ?? true) && this._state === 'joined' });
+    this.vpns.clear();
     this.to('stopped');
   }
 }

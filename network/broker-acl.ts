@@ -10,8 +10,9 @@ export class BrokerAclDriver implements NetworkDriver {
     const seen = new Set<string>();
     for (const v of state.vpns) {
       this.acl.setMembers(v.id, v.members.map((m) => ({ deviceId: m.deviceId, principal: m.via ?? m.deviceId })));
+      this.acl.setCut(v.id, v.cut);
       seen.add(v.id);
     }
-    for (const id of Object.keys(this.acl.snapshot())) if (!seen.has(id)) this.acl.setMembers(id, []);
+    for (const id of Object.keys(this.acl.snapshot())) if (!seen.has(id)) (this.acl.setMembers(id, []), this.acl.setCut(id, false));
   }
 }

@@ -9,6 +9,12 @@ export interface VpnState {
   port: number;
   /** via: the relay a plaintext terminal sits behind (its MQTT principal). */
   members: { deviceId: string; address: string | null; via: string | null }[];
+  /** Embodiment 5: priority (larger = more important) and the planned send rate. */
+  priority: number;
+  /** bits/s the VPN may send (servers/config/bandwidth-plan.ts); 0 with cut false = unlimited. */
+  rate: number;
+  /** Cut by the plan: its frames are not forwarded until the plan restores it. */
+  cut: boolean;
 }
 
 export interface DesiredState {

@@ -108,11 +108,28 @@ export class MosquittoDynsecDriver implements NetworkDriver {
     await this.must(acls.map(([acltype, topic]) => ({ command: 'addRoleACL', rolename, acltype, topic, allow: true })), /already exists/i);
   }
 
+  /** VPN → whether its role's publish ACL currently denies (cut by the bandwidth plan). */
+  private readonly cutNow = new Map<string, boolean>();
+
+  /**
+   * A cut VPN's role denies publishing its frames (Mosquitto drops them and
+   * keeps the client connected); restored, it allows them again.
+   */
+  private async cut(vpnId: string, cut: boolean): Promise<void> {
+    if (this.cutNow.get(vpnId) === cut || (!this.cutNow.has(vpnId) && !cut)) return void this.cutNow.set(vpnId, cut);
+    const rolename = vpnRole(vpnId);
+    const topic = `kagi/v1/vpn/${vpnId}/#`;
+    await this.must([{ command: 'removeRoleACL', rolename, acltype: 'publishClientSend', topic }], /not found/i);
+    await this.must([{ command: 'addRoleACL', rolename, acltype: 'publishClientSend', topic, allow: !cut }]);
+    this.cutNow.set(vpnId, cut);
+  }
+
   async apply(state: DesiredState): Promise<void> {
     const want = new Map<string, Set<string>>(); // client → kagi roles it should hold
     const give = (client: string, role: string) => want.set(client, (want.get(client) ?? new Set()).add(role));
     for (const v of state.vpns) {
       await this.role(vpnRole(v.id), [['publishClientSend', `kagi/v1/vpn/${v.id}/#`], ['subscribePattern', `kagi/v1/vpn/${v.id}/all`]]);
+      await this.cut(v.id, v.cut);
       for (const m of v.members) {
         const who = m.via ?? m.deviceId; // a relay carries its plaintext terminals
         await this.role(memberRole(v.id, m.deviceId), [['subscribePattern', `kagi/v1/vpn/${v.id}/${m.deviceId}`]]);

@@ -5,7 +5,7 @@
  * traffic is not touched. Every apply replaces the whole table in one
  * `nft -f` transaction, so it is idempotent and a restart converges.
  */
-import { spawn } from 'node:child_process';
+import { runTool } from './run-tool.js';
 import { createHash } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
 import type { DesiredState, NetworkDriver } from './driver.js';
@@ -40,20 +40,7 @@ export class NftablesDriver implements NetworkDriver {
   }
 
   private run(args: string[], input?: string): Promise<string> {
-    const cmd = this.o.netns ? ['ip', ['netns', 'exec', this.o.netns, 'nft', ...args]] as const : ['nft', args] as const;
-    return new Promise((resolve, reject) => {
-      const p = spawn(cmd[0], [...cmd[1]], { stdio: ['pipe', 'pipe', 'pipe'] });
-      let out = '';
-      let err = '';
-      p.stdout.on('data', (d) => (out += d));
-      p.stderr.on('data', (d) => (err += d));
-      p.on('error', (e) => reject(new Error(`nftables: cannot run ${cmd[0]}: ${e.message} (install nftables; run as root)`)));
-      p.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`nftables: nft ${args.join(' ')} failed: ${err.trim() || `exit ${code}`}`))));
-      // nft (or ip netns exec) may exit before reading its input: the
-      // failure is reported by 'close'; a broken pipe must not crash us.
-      p.stdin.on('error', () => {});
-      p.stdin.end(input ?? '');
-    });
+    return runTool('nftables', 'nft', args, { ...(this.o.netns ? { netns: this.o.netns } : {}), ...(input !== undefined ? { input } : {}), install: 'install nftables' });
   }
 
   /** Refuse to start rather than run open: nft must exist and be allowed. */

@@ -8,9 +8,10 @@
  * thrown. The transport (MQTT client or host bridge) and timers are injected.
  */
 import type { Crypto } from './crypto/backend.js';
+import type { ChannelBook } from './channel.js';
 import { KagiError, isKagiError } from './errors.js';
 import { decodeEnvelope, type Envelope } from './envelope.js';
-import { openRequest, PendingReplies, RequestSecrets, sealRequest, sealSymmetric } from './sealed.js';
+import { openRequest, openSymmetric, PendingReplies, RequestSecrets, sealRequest, sealSymmetric } from './sealed.js';
 import { ReplayGuard, SendCounter } from './replay.js';
 import type { NumberStore } from './store.js';
 import type { MessageType } from './messages.js';
@@ -26,6 +27,11 @@ export interface Incoming {
   secrets: RequestSecrets;
   /** Raw bytes as received (for forwarding). */
   bytes: Uint8Array;
+}
+
+export interface ChannelMessage {
+  env: Envelope;
+  body: unknown;
 }
 
 export interface Reply {
@@ -45,6 +51,10 @@ export interface PeerOptions {
   replyTopic(id: string): string;
   /** Handle a sealed request addressed to us; a returned Reply is sent back. */
   onRequest?(m: Incoming): Promise<Reply | undefined>;
+  /** Channel keys by peer; without it, channel messages are dropped. */
+  channels?: ChannelBook;
+  /** A channel message that answers none of our requests; a returned Reply goes back on the channel. */
+  onChannel?(m: ChannelMessage): Promise<Reply | undefined>;
   /** A sealed message addressed to someone else (the front door forwards). */
   onForeign?(env: Envelope, bytes: Uint8Array): Promise<void>;
   log?(level: 'debug' | 'info' | 'warn', msg: string): void;
@@ -56,7 +66,8 @@ export class Peer {
   readonly counters: SendCounter;
   readonly guard: ReplayGuard;
   private readonly pending = new PendingReplies();
-  private readonly waiters = new Map<number, { resolve(r: Reply): void; reject(e: Error): void; timer: unknown }>();
+  /** Requests awaiting an answer, by reqId: a reply (sealed requests) or a channel message from `peer`. */
+  private readonly waiters = new Map<number, { peer: string; channel: boolean; resolve(r: Reply): void; reject(e: Error): void; timer: unknown }>();
   /** Dropped input by reason: what an operator graphs, not what they log. */
   readonly dropped = new Map<string, number>();
 
@@ -90,27 +101,68 @@ export class Peer {
     const seq = await this.counters.take(a.to);
     const reqId = this.newReqId();
     const { bytes, secrets } = sealRequest(this.o.crypto, { type: a.type, from: this.o.id, to: a.to, seq, reqId }, this.o.secretKey, a.pkR, a.body);
-    this.pending.expect(reqId, a.replyFrom ?? a.to, secrets);
-    const set = this.o.setTimeout ?? ((fn, ms) => setTimeout(fn, ms));
-    const clear = this.o.clearTimeout ?? ((t) => clearTimeout(t as ReturnType<typeof setTimeout>));
-    const answer = new Promise<Reply>((resolve, reject) => {
-      const timer = set(() => {
-        this.waiters.delete(reqId);
-        this.pending.cancel(reqId);
-        reject(new KagiError('unexpected', `no reply from ${a.replyFrom ?? a.to} to ${a.type} within ${a.timeoutMs} ms`));
-      }, a.timeoutMs);
-      this.waiters.set(reqId, { resolve: (r) => (clear(timer), resolve(r)), reject, timer });
-    });
-    // A publish can hang while the link is down (QoS 1 waits for PUBACK);
-    // the reply timer still decides, and a late publish error is ignored.
-    const sent = this.o.transport.publish(a.topic, bytes);
-    sent.catch(() => {});
+    const from = a.replyFrom ?? a.to;
+    this.pending.expect(reqId, from, secrets);
+    const answer = this.wait(reqId, from, false, `${a.type}`, a.timeoutMs);
+    // A publish can hang or fail while the link is down; the reply timer
+    // still decides (callers retry on 'unexpected'), so a failed send waits
+    // out the timeout instead of spinning through retries at once.
+    const sent = this.o.transport.publish(a.topic, bytes).then(() => answer, () => answer);
     try {
-      return { ...(await Promise.race([sent.then(() => answer), answer])), secrets };
+      return { ...(await Promise.race([sent, answer])), secrets };
     } catch (e) {
       secrets.destroy();
       throw e;
     }
+  }
+
+  private wait(reqId: number, peer: string, channel: boolean, what: string, timeoutMs: number): Promise<Reply> {
+    const set = this.o.setTimeout ?? ((fn, ms) => setTimeout(fn, ms));
+    const clear = this.o.clearTimeout ?? ((t) => clearTimeout(t as ReturnType<typeof setTimeout>));
+    if (this.waiters.has(reqId)) throw new KagiError('argument', `reqId ${reqId} already pending`);
+    return new Promise<Reply>((resolve, reject) => {
+      const timer = set(() => {
+        this.waiters.delete(reqId);
+        this.pending.cancel(reqId);
+        reject(new KagiError('unexpected', `no reply from ${peer} to ${what} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiters.set(reqId, { peer, channel, resolve: (r) => (clear(timer), resolve(r)), reject, timer });
+    });
+  }
+
+  /**
+   * Send a channel message to `to` (one way). `reqId` answers one of theirs;
+   * by default a fresh one. Fails with KagiError('key') without a channel.
+   */
+  async sendChannel(to: string, r: Reply, reqId = this.newReqId()): Promise<number> {
+    const keys = await this.o.channels?.get(to);
+    if (!keys) throw new KagiError('key', `no channel with ${to}`);
+    const seq = await this.counters.take(to);
+    const bytes = sealSymmetric(this.o.crypto, { type: r.type, from: this.o.id, to, seq, reqId }, keys.send, r.body);
+    await this.o.transport.publish(this.o.replyTopic(to), bytes);
+    return reqId;
+  }
+
+  /** A channel message to `to` and its answer on the channel (same reqId). */
+  async channelRequest(a: { to: string; type: MessageType; body: unknown; timeoutMs: number }): Promise<Reply> {
+    const reqId = this.newReqId();
+    const answer = this.wait(reqId, a.to, true, a.type, a.timeoutMs);
+    const sent = this.sendChannel(a.to, { type: a.type, body: a.body }, reqId).then(() => answer, () => answer);
+    try {
+      return await Promise.race([sent, answer]);
+    } catch (e) {
+      this.cancel(reqId, e as Error);
+      throw e;
+    }
+  }
+
+  private cancel(reqId: number, e: Error): void {
+    const w = this.waiters.get(reqId);
+    if (!w) return;
+    (this.o.clearTimeout ?? ((t) => clearTimeout(t as ReturnType<typeof setTimeout>)))(w.timer);
+    this.waiters.delete(reqId);
+    this.pending.cancel(reqId);
+    w.reject(e);
   }
 
   /** Seal a reply (or error) to request `reqId` of `to` under its reply key. */
@@ -136,7 +188,7 @@ export class Peer {
       }
       if (env.kind === 'reply') return await this.onReply(env);
       if (env.kind === 'sealed') return await this.onSealed(env, bytes);
-      return this.drop('channel', `${env.type} from ${env.from} (no channel handler)`);
+      return await this.onChannelMessage(env);
     } catch (e) {
       if (isKagiError(e)) return this.drop(e.code, `${env.type} from ${env.from}: ${e.message}`);
       throw e;
@@ -151,6 +203,20 @@ export class Peer {
     w?.resolve({ type: env.type, body });
   }
 
+  private async onChannelMessage(env: Envelope): Promise<void> {
+    const keys = await this.o.channels?.get(env.from);
+    if (!keys) throw new KagiError('key', `no channel with ${env.from}`);
+    const body = openSymmetric(this.o.crypto, env, keys.recv);
+    await this.guard.accept(env.from, env.seq);
+    const w = this.waiters.get(env.reqId);
+    if (w && w.channel && w.peer === env.from) {
+      this.waiters.delete(env.reqId);
+      return w.resolve({ type: env.type, body });
+    }
+    const reply = await this.o.onChannel?.({ env, body });
+    if (reply) await this.sendChannel(env.from, reply, env.reqId);
+  }
+
   private async onSealed(env: Envelope, bytes: Uint8Array): Promise<void> {
     const pkS = await this.o.keyOf(env.from);
     if (!pkS) throw new KagiError('unexpected', `unknown sender ${env.from}`);
@@ -163,11 +229,6 @@ export class Peer {
 
   /** Reject every waiting request (shutdown). */
   cancelAll(reason: string): void {
-    for (const [reqId, w] of this.waiters) {
-      (this.o.clearTimeout ?? ((t) => clearTimeout(t as ReturnType<typeof setTimeout>)))(w.timer);
-      this.pending.cancel(reqId);
-      w.reject(new KagiError('unexpected', reason));
-    }
-    this.waiters.clear();
+    for (const reqId of [...this.waiters.keys()]) this.cancel(reqId, new KagiError('unexpected', reason));
   }
 }

@@ -18,9 +18,11 @@ export type PortFrameType =
   | 'configured' // relay → plain: { config }
   | 'joined' // relay → plain: { vpns }
   | 'refused' // relay → plain: { reason }
-  | 'restricted'; // relay → plain: { vpn } (VPN deleted or member left)
+  | 'restricted' // relay → plain: { vpn, reason } (VPN deleted, member left or evicted)
+  | 'ping' // relay → plain: {} (liveness: is the terminal on this port alive?)
+  | 'pong'; // plain → relay: {}
 
-const TYPES = new Set<string>(['config', 'join', 'data', 'configured', 'joined', 'refused', 'restricted']);
+const TYPES = new Set<string>(['config', 'join', 'data', 'configured', 'joined', 'refused', 'restricted', 'ping', 'pong']);
 
 export interface PortFrame {
   type: PortFrameType;

@@ -9,10 +9,26 @@ import { KagiError } from './errors.js';
 import { LIMITS } from './limits.js';
 import type { NumberStore } from './store.js';
 
+/**
+ * One promise chain per key: operations on one key run in order, those on
+ * different keys concurrently (so a store can commit many in one batch).
+ */
+class KeyedSerial {
+  private readonly tails = new Map<string, Promise<unknown>>();
+
+  run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const run = (this.tails.get(key) ?? Promise.resolve()).then(fn);
+    const tail = run.catch(() => undefined);
+    this.tails.set(key, tail);
+    void tail.then(() => this.tails.get(key) === tail && this.tails.delete(key));
+    return run;
+  }
+}
+
 export class ReplayGuard {
-  // Serialises check-and-set per guard: two copies of one message racing
+  // Serialises check-and-set per sender: two copies of one message racing
   // through an async store must not both pass.
-  private tail: Promise<unknown> = Promise.resolve();
+  private readonly serial = new KeyedSerial();
 
   constructor(private readonly store: NumberStore, private readonly prefix = 'rx:') {}
 
@@ -22,7 +38,7 @@ export class ReplayGuard {
    * forger cannot push the high-water mark up.
    */
   accept(sender: string, seq: number): Promise<void> {
-    const run = this.tail.then(async () => {
+    return this.serial.run(sender, async () => {
       const key = this.prefix + sender;
       const highest = await this.store.get(key);
       if (highest !== undefined && seq <= highest) {
@@ -30,15 +46,13 @@ export class ReplayGuard {
       }
       await this.store.set(key, seq);
     });
-    this.tail = run.catch(() => undefined);
-    return run;
   }
 }
 
 export class SendCounter {
   private next = new Map<string, number>();
   private reserved = new Map<string, number>();
-  private tail: Promise<unknown> = Promise.resolve();
+  private readonly serial = new KeyedSerial();
 
   constructor(
     private readonly store: NumberStore,
@@ -48,7 +62,7 @@ export class SendCounter {
 
   /** The next sequence for messages to `peer` (starts at 1). */
   take(peer: string): Promise<number> {
-    const run = this.tail.then(async () => {
+    return this.serial.run(peer, async () => {
       let n = this.next.get(peer);
       let top = this.reserved.get(peer);
       if (n === undefined || top === undefined) {
@@ -65,7 +79,5 @@ export class SendCounter {
       this.reserved.set(peer, top);
       return n;
     });
-    this.tail = run.catch(() => undefined);
-    return run;
   }
 }

@@ -63,11 +63,26 @@ export async function addUser(store: Store, id: string, password: string): Promi
   await store.addUser({ id, passwordHash: await hashPassword(password) });
 }
 
-export async function addVpn(store: Store, v: { id: string; protocol: VpnProtocol; port: number; priority?: number; maxBandwidth?: number }): Promise<void> {
+export async function addVpn(store: Store, v: { id: string; protocol: VpnProtocol; port: number; priority?: number; maxBandwidth?: number; rekeyPeriodMs?: number }): Promise<void> {
   checkId(v.id, 'VPN');
   if (v.protocol !== 'tcp' && v.protocol !== 'udp') throw new AdminError(`protocol must be tcp or udp, not '${v.protocol}'`);
   if (!Number.isInteger(v.port) || v.port < 1 || v.port > 65535) throw new AdminError(`port must be 1..65535`);
-  await store.addVpn({ id: v.id, protocol: v.protocol, port: v.port, priority: v.priority ?? 0, maxBandwidth: v.maxBandwidth ?? 0, flag: 0, totalRate: 0 });
+  if (v.rekeyPeriodMs !== undefined && !(Number.isInteger(v.rekeyPeriodMs) && v.rekeyPeriodMs >= 0)) throw new AdminError('rekey period must be a duration of 0 or more');
+  await store.addVpn({ id: v.id, protocol: v.protocol, port: v.port, priority: v.priority ?? 0, maxBandwidth: v.maxBandwidth ?? 0, flag: 0, totalRate: 0, rekeyPeriodMs: v.rekeyPeriodMs ?? 0 });
+}
+
+/** Change a VPN's priority, maximum bandwidth or rekey period; the running config server re-plans within a second. */
+export async function setVpn(store: Store, id: string, patch: { priority?: number; maxBandwidth?: number; rekeyPeriodMs?: number }): Promise<void> {
+  if (patch.priority !== undefined && !Number.isInteger(patch.priority)) throw new AdminError('priority must be an integer');
+  if (patch.maxBandwidth !== undefined && !(Number.isInteger(patch.maxBandwidth) && patch.maxBandwidth >= 0)) throw new AdminError('max bandwidth must be 0 (no maximum) or more bits/s');
+  if (patch.rekeyPeriodMs !== undefined && !(Number.isInteger(patch.rekeyPeriodMs) && patch.rekeyPeriodMs >= 0)) throw new AdminError('rekey period must be a duration of 0 or more');
+  if (Object.values(patch).every((x) => x === undefined)) throw new AdminError('nothing to change: give --priority, --max-bandwidth or --rekey-period');
+  if (!(await store.updateVpn(id, patch))) throw new AdminError(`no VPN '${id}'`);
+}
+
+/** Ask the running key server for a new epoch of a VPN (within about a second). */
+export async function requestRekey(store: Store, vpnId: string): Promise<void> {
+  if (!(await store.setRekeyRequest(vpnId, Date.now()))) throw new AdminError(`no VPN '${vpnId}'`);
 }
 
 export async function grant(store: Store, vpnId: string, userId: string): Promise<void> {

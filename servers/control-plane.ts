@@ -9,6 +9,7 @@ import { BrokerAclDriver } from '../network/broker-acl.js';
 import { MemoryDriver } from '../network/memory.js';
 import type { NetworkDriver } from '../network/driver.js';
 import { NftablesDriver, type NftablesOptions } from '../network/nftables.js';
+import { TcDriver } from '../network/tc.js';
 import { MosquittoDynsecDriver, type DynsecOptions } from '../network/mosquitto-dynsec.js';
 import { connectKey, staticPassword } from '../protocol/connect-auth.js';
 import { SqliteStore } from './store/sqlite.js';
@@ -16,7 +17,7 @@ import type { Store } from './store/store.js';
 import { loadServiceKeys, type ServiceKeys } from './identity.js';
 import { isService, type ServiceContext } from './service-host.js';
 import { startAuth } from './auth/auth.js';
-import { startConfig } from './config/config.js';
+import { livenessOptions, startConfig, type ConfigOptions } from './config/config.js';
 import { startKeys } from './keys/keys.js';
 import { SERVICES, type Service } from '../protocol/topics.js';
 
@@ -34,6 +35,15 @@ export interface ControlPlaneOptions {
   nftables?: NftablesOptions;
   /** The external broker is a Mosquitto with dynamic security: program it. */
   dynsec?: DynsecOptions;
+  /** Embodiment 5: the link the VPNs share (bits/s; 0 = unknown, nothing cut). */
+  linkCapacity?: number;
+  /** Also enforce the bandwidth plan with tc HTB on this interface (needs linkCapacity). */
+  tc?: { dev: string; netns?: string };
+  /** Monitoring (embodiment 4): poll interval, polls missed before eviction, continue-after. */
+  liveness?: Pick<ConfigOptions, 'pollIntervalMs' | 'evictAfter' | 'continueAfterMs'>;
+  /** Periodic rekey: default period for VPNs without their own (ms, default 1 h, 0 = off) and how often it is checked. */
+  rekeyPeriodMs?: number;
+  keysTickMs?: number;
   log?: ServiceContext['log'];
 }
 
@@ -50,6 +60,7 @@ export interface ControlPlane {
 
 export async function startControlPlane(o: ControlPlaneOptions): Promise<ControlPlane> {
   const log = o.log ?? (() => {});
+  livenessOptions(o.liveness ?? {}); // bad intervals fail here, before anything starts
   const store = new SqliteStore(o.dataDir);
   const keys = loadServiceKeys(o.dataDir, o.crypto);
   const acl = new BrokerAcl();
@@ -61,6 +72,11 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   let onAddress: (id: string, address: string) => void = () => {};
   try {
     if (o.dynsec) drivers.push(await dynsecDriver(o.dynsec, store, keys, o.crypto, closers));
+    if (o.tc) {
+      const tc = new TcDriver({ dev: o.tc.dev, capacity: o.linkCapacity ?? 0, ...(o.tc.netns ? { netns: o.tc.netns } : {}) });
+      await tc.check(); // refuse to start rather than run unshaped
+      drivers.push(tc);
+    }
     if (o.nftables) {
       const nft = new NftablesDriver(o.nftables);
       await nft.check(); // refuse to start rather than run open
@@ -91,8 +107,8 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     const ctx: ServiceContext = { crypto: o.crypto, store, keys, brokerUrl, brokerAuth, timeoutMs: o.timeoutMs ?? 10_000, log };
     const run = new Set(o.services ?? SERVICES);
     if (run.has('auth')) closers.unshift((await startAuth(ctx)).close);
-    if (run.has('keys')) closers.unshift((await startKeys(ctx)).close);
-    const config = run.has('config') ? await startConfig(ctx, { drivers, addressOf: (id) => broker?.addresses.get(id) }) : null;
+    if (run.has('keys')) closers.unshift((await startKeys(ctx, { rekeyPeriodMs: o.rekeyPeriodMs ?? 3_600_000, ...(o.keysTickMs ? { tickMs: o.keysTickMs } : {}) })).close);
+    const config = run.has('config') ? await startConfig(ctx, { drivers, addressOf: (id) => broker?.addresses.get(id), linkCapacity: o.linkCapacity ?? 0, ...o.liveness }) : null;
     if (config) {
       closers.unshift(config.close);
       onAddress = (id, address) => void config.addressChanged(id, address).catch((e) => log('warn', `config: address of ${id}: ${(e as Error).message}`));

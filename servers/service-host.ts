@@ -34,8 +34,10 @@ export interface RunningService {
 export async function startService(
   name: Service,
   ctx: ServiceContext,
-  handlers: Pick<PeerOptions, 'onRequest' | 'onForeign'>,
+  handlers: Pick<PeerOptions, 'onRequest' | 'onForeign' | 'onChannel'>,
   bind?: (peer: Peer) => void,
+  /** More topics than the service's own, with their handler (the config server's device state). */
+  extra?: { topics: string[]; onMessage(topic: string, payload: Uint8Array): void },
 ): Promise<RunningService> {
   let peer: Peer | undefined;
   const link = new MqttLink({
@@ -46,8 +48,11 @@ export async function startService(
     brokerPublicKey: ctx.brokerAuth === 'none' ? undefined : ctx.keys.broker.publicKey,
     authMode: ctx.brokerAuth === 'static' ? 'static' : 'counter',
     numbers: ctx.store.numbers,
-    subscriptions: [topics.serviceAll(name)],
-    onMessage: (_topic, payload) => void peer?.receive(payload).catch((e) => ctx.log('warn', `${name}: ${(e as Error).message}`)),
+    subscriptions: [topics.serviceAll(name), ...(extra?.topics ?? [])],
+    onMessage: (topic, payload) => {
+      if (extra && !topic.startsWith(topics.serviceAll(name).slice(0, -1))) return extra.onMessage(topic, payload);
+      void peer?.receive(payload).catch((e) => ctx.log('warn', `${name}: ${(e as Error).message}`));
+    },
     log: ctx.log,
   });
   peer = new Peer({
@@ -59,6 +64,9 @@ export async function startService(
     keyOf: async (id) => (isService(id) ? ctx.keys[id].publicKey : await deviceKey(ctx.store, id)),
     replyTopic: (id) => (isService(id) ? topics.service(id, 'reply') : topics.inbox(id)),
     log: ctx.log,
+    // Config and keys keep channels with devices, in the store so that a
+    // restart (or another instance) carries on with them.
+    ...(name === 'auth' ? {} : { channels: ctx.store.channels(name) }),
     ...handlers,
   });
   bind?.(peer);

@@ -1,10 +1,10 @@
 /** Admin commands on a local data dir: device, user, vpn. */
 import { existsSync, writeFileSync } from 'node:fs';
-import { DATA_OPTION, UsageError, int, parse, readStdinLine } from '../args.js';
+import { DATA_OPTION, UsageError, bitrate, duration, int, parse, readStdinLine } from '../args.js';
 import { nodeCrypto } from '../../runtime/node/crypto.js';
 import { SqliteStore } from '../../servers/store/sqlite.js';
 import { loadServiceKeys } from '../../servers/identity.js';
-import { addDevice, addUser, addVpn, deleteVpn, grant, revoke } from '../../servers/admin.js';
+import { addDevice, addUser, addVpn, deleteVpn, grant, requestRekey, revoke, setVpn } from '../../servers/admin.js';
 import type { VpnProtocol } from '../../servers/store/store.js';
 
 async function withStore<T>(data: string, fn: (s: SqliteStore) => Promise<T>): Promise<T> {
@@ -73,28 +73,46 @@ export async function user(args: string[]): Promise<number> {
   return 0;
 }
 
-export const vpnHelp = `usage: kagi vpn add ID --protocol tcp|udp --port N [--priority P] [--max-bandwidth BPS]
+export const vpnHelp = `usage: kagi vpn add ID --protocol tcp|udp --port N [--priority P] [--max-bandwidth RATE] [--rekey-period DURATION]
+       kagi vpn set ID [--priority P] [--max-bandwidth RATE] [--rekey-period DURATION]
        kagi vpn grant VPN USER
        kagi vpn delete ID
        kagi vpn revoke VPN USER
+       kagi vpn rekey ID
 
 add     creates a VPN carrying one service (protocol/port)
+set     changes a VPN's priority, maximum bandwidth or rekey period; a
+        running control plane re-plans the link within a second
 grant   lets USER join VPN; takes effect on a running control plane at once
 delete  removes the VPN, its grants, memberships and keys; a running control
         plane tells its members within about a second and relays restrict
         the ports that carried it (S405)
 revoke  USER leaves VPN now: a running control plane tells its devices,
         closes the network devices to them and rekeys the VPN for the rest
+rekey   a new epoch of the VPN's key for its communicating members, within
+        about a second on a running control plane
+
+--priority P (default 0; larger is more important) and --max-bandwidth RATE
+(e.g. 500kbit, 24mbit; default 0 = no maximum) feed the bandwidth plan:
+when the link (kagi up --link-capacity) is smaller than the VPNs want,
+higher priorities get their maximum first, equal priorities share what is
+left, and lower priorities are cut (their members are told, their frames
+are not forwarded) until the plan restores them.
+
+--rekey-period (e.g. 30m, 1h; default: the control plane's, kagi up
+--rekey-period) is how often the VPN is rekeyed; members that do not answer
+polls are left out and catch up when they answer again.
 
 options: --data DIR (default ./kagi-data)`;
 
 export async function vpn(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (sub === 'add') {
-    const { values: v, positionals } = parse(rest, { ...DATA_OPTION, protocol: { type: 'string' }, port: { type: 'string' }, priority: { type: 'string' }, 'max-bandwidth': { type: 'string' } }, 1);
+    const { values: v, positionals } = parse(rest, { ...DATA_OPTION, protocol: { type: 'string' }, port: { type: 'string' }, priority: { type: 'string' }, 'max-bandwidth': { type: 'string' }, 'rekey-period': { type: 'string' } }, 1);
     if (!v.protocol) throw new UsageError('--protocol is required (tcp or udp)');
+    const rekeyPeriodMs = duration(v['rekey-period'], 'rekey-period', 0);
     await withStore(v.data, (s) =>
-      addVpn(s, { id: positionals[0]!, protocol: v.protocol as VpnProtocol, port: int(v.port, 'port'), priority: int(v.priority, 'priority', 0), maxBandwidth: int(v['max-bandwidth'], 'max-bandwidth', 0) }),
+      addVpn(s, { id: positionals[0]!, protocol: v.protocol as VpnProtocol, port: int(v.port, 'port'), priority: int(v.priority, 'priority', 0), maxBandwidth: bitrate(v['max-bandwidth'], 'max-bandwidth', 0), rekeyPeriodMs }),
     );
     console.log(`VPN ${positionals[0]} added (${v.protocol}/${v.port})`);
     return 0;
@@ -109,6 +127,24 @@ export async function vpn(args: string[]): Promise<number> {
     const { values: v, positionals } = parse(rest, { ...DATA_OPTION }, 2);
     await withStore(v.data, (s) => revoke(s, positionals[0]!, positionals[1]!));
     console.log(`user ${positionals[1]} revoked from ${positionals[0]}`);
+    return 0;
+  }
+  if (sub === 'set') {
+    const { values: v, positionals } = parse(rest, { ...DATA_OPTION, priority: { type: 'string' }, 'max-bandwidth': { type: 'string' }, 'rekey-period': { type: 'string' } }, 1);
+    const patch = {
+      ...(v.priority !== undefined ? { priority: int(v.priority, 'priority') } : {}),
+      ...(v['max-bandwidth'] !== undefined ? { maxBandwidth: bitrate(v['max-bandwidth'], 'max-bandwidth') } : {}),
+      ...(v['rekey-period'] !== undefined ? { rekeyPeriodMs: duration(v['rekey-period'], 'rekey-period') } : {}),
+    };
+    if (Object.keys(patch).length === 0) throw new UsageError('vpn set: nothing to change (give --priority, --max-bandwidth or --rekey-period)');
+    await withStore(v.data, (s) => setVpn(s, positionals[0]!, patch));
+    console.log(`VPN ${positionals[0]} updated`);
+    return 0;
+  }
+  if (sub === 'rekey') {
+    const { values: v, positionals } = parse(rest, { ...DATA_OPTION }, 1);
+    await withStore(v.data, (s) => requestRekey(s, positionals[0]!));
+    console.log(`rekey of ${positionals[0]} requested`);
     return 0;
   }
   if (sub === 'delete') {

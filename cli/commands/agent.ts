@@ -7,7 +7,8 @@ import { RelayAgent } from '../../device/relay.js';
 import { PlaintextAgent, parsePlainConfig } from '../../device/plaintext.js';
 import { TcpRelayPorts, connectToPort, loadRelayProfile } from '../../runtime/node/relay-ports.js';
 import { RawPorts, loadRawPorts, type RawPortSpec } from '../../runtime/node/raw-ports.js';
-import { TerminalAgent } from '../../device/terminal.js';
+import { RefusedError, TerminalAgent } from '../../device/terminal.js';
+import { backoffDelay } from '../../protocol/backoff.js';
 import { nodePlatform } from '../../runtime/node/platform.js';
 import { Tunnels, parseListen, parseTarget } from '../../runtime/node/tunnel.js';
 
@@ -21,7 +22,11 @@ standard input) or with the bundle's preset credentials, and carries TCP:
   --listen VPN=LOCALPORT:PEER  accept on 127.0.0.1:LOCALPORT, tunnel to device PEER
   --target VPN=HOST:PORT       where to connect streams arriving on VPN
                                (default 127.0.0.1:<the VPN's port>)
-Sequence counters persist in FILE.state. Stops on SIGINT/SIGTERM.
+Sequence counters persist in FILE.state. On SIGINT/SIGTERM a joined agent
+leaves its VPNs (the control plane closes them to it and rekeys at once)
+and stops. It answers the control plane's polls; evicted (it stopped
+answering, e.g. frozen or cut off), it joins again by itself with backoff.
+It prints "keys: VPN epoch N" on every new epoch and "left VPN (reason)".
 
 A relay bundle (kind relay) runs a relay: --profile names its board profile
 (board-profiles/NAME.json, e.g. node-relay-4port), whose TCP ports it
@@ -81,11 +86,18 @@ export async function agent(args: string[]): Promise<number> {
   const user = v.user ?? bundle.user;
   const password = v.user ? await readStdinLine(`password for ${v.user}`) : bundle.password;
   let tunnels: Tunnels | undefined;
-  const a = new TerminalAgent(
-    bundle,
-    platform,
-    { onState: (s) => console.log(`state: ${s}`), onData: (vpn, from, p) => tunnels?.onData(vpn, from, p) },
-  );
+  const rejoin = rejoiner(`${bundle.id}`, () => a.join(user!, password!));
+  const a: TerminalAgent = new TerminalAgent(bundle, platform, {
+    onState: (s) => console.log(`state: ${s}`),
+    onData: (vpn, from, p) => tunnels?.onData(vpn, from, p),
+    onEpoch: (vpn, epoch) => console.log(`keys: ${vpn} epoch ${epoch}`),
+    onLeft: (vpn, reason) => {
+      console.log(`left ${vpn} (${reason})`);
+      // Evicted (stopped answering polls, e.g. frozen or cut off): a member
+      // that comes back must join again, so the agent does.
+      if (reason === 'evicted' && user && password && a.state === 'configured') rejoin();
+    },
+  });
   tunnels = Tunnels.forAgent(a, listens, targets);
   await a.start();
   if (bundle.kind !== 'external') await a.configure(); // S301: external terminals join directly
@@ -101,6 +113,30 @@ export async function agent(args: string[]): Promise<number> {
   await tunnels.stop();
   await a.stop();
   return 0;
+}
+
+/**
+ * Join again after an eviction, with backoff and jitter; stops at a refusal
+ * (the grant is gone) or when a join succeeds.
+ */
+function rejoiner(id: string, join: () => Promise<{ id: string; epoch: number }[]>): () => void {
+  let running = false;
+  return () => {
+    if (running) return;
+    running = true;
+    void (async () => {
+      for (let attempt = 0; attempt < 8; attempt++) {
+        await new Promise((r) => setTimeout(r, backoffDelay(attempt, Math.random())));
+        try {
+          for (const x of await join()) console.log(`rejoined ${x.id} (epoch ${x.epoch})`);
+          return;
+        } catch (e) {
+          console.log(`${id}: rejoin failed: ${(e as Error).message}`);
+          if (e instanceof RefusedError) return;
+        }
+      }
+    })().finally(() => (running = false));
+  };
 }
 
 function untilSignal(): Promise<void> {
@@ -141,7 +177,7 @@ async function runPlaintext(file: string, json: unknown, via: string | undefined
   const sock = await connectToPort(m[1]!, Number(m[2]));
   const p = new PlaintextAgent(cfg, { write: (b) => void sock.write(b) }, {
     onData: (vpn, peer, b) => console.log(`data ${vpn} ${peer}: ${new TextDecoder().decode(b)}`),
-    onRestricted: (vpn) => console.log(`restricted: ${vpn}`),
+    onRestricted: (vpn, reason) => console.log(`restricted: ${vpn}${reason ? ` (${reason})` : ''}`),
   });
   sock.on('data', (d: Buffer) => p.input(new Uint8Array(d)));
   await p.configure();

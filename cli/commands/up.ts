@@ -1,12 +1,15 @@
 /** kagi up: the control plane until interrupted. */
-import { DATA_OPTION, UsageError, int, parse, readStdinLine } from '../args.js';
+import { DATA_OPTION, UsageError, bitrate, duration, int, parse, readStdinLine } from '../args.js';
 import { isService } from '../../servers/service-host.js';
 import type { Service } from '../../protocol/topics.js';
 import { nodeCrypto } from '../../runtime/node/crypto.js';
 import { startControlPlane } from '../../servers/control-plane.js';
+import { livenessOptions } from '../../servers/config/config.js';
 import { PortInUseError } from '../../broker/broker.js';
 
-export const upHelp = `usage: kagi up [--host H] [--port N] [--broker URL] [--services LIST] [--nftables [--nft-netns NS] [--nft-hook forward|input]] [--dynsec ADMIN --dynsec-password-stdin] [--data DIR] [--verbose]
+export const upHelp = `usage: kagi up [--host H] [--port N] [--broker URL] [--services LIST] [--nftables [--nft-netns NS] [--nft-hook forward|input]] [--dynsec ADMIN --dynsec-password-stdin]
+               [--poll-interval D] [--evict-after N] [--continue-after D] [--rekey-period D] [--timeout D]
+               [--link-capacity RATE [--tc-dev IFACE [--tc-netns NS]]] [--data DIR] [--verbose]
 
 Runs the embedded broker (default 127.0.0.1:1883; --port 0 picks a free
 port) and the auth, config and key services on DIR (default ./kagi-data).
@@ -21,10 +24,46 @@ refuses to start rather than run open. With --broker pointing at a Mosquitto
 that loads the dynamic security plugin, --dynsec ADMIN (its admin user; the
 password from standard input) makes kagi program it: logins for services
 and devices (agents use --static-broker-auth) and per-VPN roles that follow
-membership. Stops on SIGINT/SIGTERM.`;
+membership.
+
+Monitoring and keys (durations like 500ms, 30s, 5m, 1h):
+  --poll-interval D   poll every key holder this often (default 30s)
+  --evict-after N     polls missed in a row before a member is evicted and
+                      the VPN rekeyed without it (default 3)
+  --continue-after D  a holder not polled for this long sends "continue"
+                      (default 2.5 poll intervals; must be below
+                      evict-after × poll-interval)
+  --rekey-period D    rekey each VPN this often, for members that answer
+                      polls (default 1h; 0 = only on leave and kagi vpn
+                      rekey; kagi vpn add --rekey-period sets one VPN's)
+  --timeout D         how long a service waits for an answer (default 10s)
+
+Bandwidth (embodiment 5; rates like 500kbit, 24mbit, 1gbit):
+  --link-capacity RATE  the link the VPNs share; the config server plans
+                      per-VPN rates from the VPN table (priority, maximum):
+                      higher priorities first, lower ones cut when short.
+                      Agents shape their VPN traffic to the plan; cut VPNs'
+                      frames are not forwarded by the broker.
+  --tc-dev IFACE      also enforce the plan with tc HTB on IFACE's egress
+                      (a class per VPN, filters on its protocol/port;
+                      --tc-netns runs tc in a namespace). Refuses to start
+                      if tc cannot run.
+Stops on SIGINT/SIGTERM.`;
 
 export async function up(args: string[]): Promise<number> {
-  const { values: v } = parse(args, { ...DATA_OPTION, host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string' }, broker: { type: 'string' }, verbose: { type: 'boolean', default: false }, services: { type: 'string', default: 'auth,config,keys' }, nftables: { type: 'boolean', default: false }, dynsec: { type: 'string' }, 'dynsec-password-stdin': { type: 'boolean', default: false }, 'nft-netns': { type: 'string' }, 'nft-hook': { type: 'string', default: 'forward' } }, 0);
+  const { values: v } = parse(args, { ...DATA_OPTION, host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string' }, broker: { type: 'string' }, verbose: { type: 'boolean', default: false }, services: { type: 'string', default: 'auth,config,keys' }, nftables: { type: 'boolean', default: false }, dynsec: { type: 'string' }, 'dynsec-password-stdin': { type: 'boolean', default: false }, 'nft-netns': { type: 'string' }, 'nft-hook': { type: 'string', default: 'forward' }, 'poll-interval': { type: 'string' }, 'evict-after': { type: 'string' }, 'continue-after': { type: 'string' }, 'rekey-period': { type: 'string' }, timeout: { type: 'string' }, 'link-capacity': { type: 'string' }, 'tc-dev': { type: 'string' }, 'tc-netns': { type: 'string' } }, 0);
+  const linkCapacity = bitrate(v['link-capacity'], 'link-capacity', 0);
+  if (v['tc-dev'] && !linkCapacity) throw new UsageError('--tc-dev needs --link-capacity RATE (the link it shapes)');
+  const liveness = {
+    pollIntervalMs: duration(v['poll-interval'], 'poll-interval', 30_000),
+    evictAfter: int(v['evict-after'], 'evict-after', 3),
+    ...(v['continue-after'] ? { continueAfterMs: duration(v['continue-after'], 'continue-after') } : {}),
+  };
+  try {
+    livenessOptions(liveness);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
   if (v['nft-hook'] !== 'forward' && v['nft-hook'] !== 'input') throw new UsageError('--nft-hook must be forward or input');
   if (v.dynsec && (!v.broker || !v['dynsec-password-stdin'])) throw new UsageError('--dynsec needs --broker URL and --dynsec-password-stdin');
   const dynsec = v.dynsec ? { url: v.broker!, username: v.dynsec, password: await readStdinLine(`password of ${v.dynsec}`) } : undefined;
@@ -37,6 +76,11 @@ export async function up(args: string[]): Promise<number> {
       dataDir: v.data, crypto: nodeCrypto(), host: v.host, port: int(v.port, 'port', 1883),
       ...(v.broker ? { brokerUrl: v.broker } : {}),
       services: services as Service[],
+      liveness,
+      rekeyPeriodMs: duration(v['rekey-period'], 'rekey-period', 3_600_000),
+      timeoutMs: duration(v.timeout, 'timeout', 10_000),
+      linkCapacity,
+      ...(v['tc-dev'] ? { tc: { dev: v['tc-dev'], ...(v['tc-netns'] ? { netns: v['tc-netns'] } : {}) } } : {}),
       ...(dynsec ? { dynsec } : {}),
       ...(v.nftables ? { nftables: { hook: v['nft-hook'] as 'forward' | 'input', ...(v['nft-netns'] ? { netns: v['nft-netns'] } : {}) } } : {}),
       log: (level, msg) => {
@@ -44,7 +88,7 @@ export async function up(args: string[]): Promise<number> {
       },
     });
   } catch (e) {
-    if (e instanceof PortInUseError || (e instanceof Error && /^(nftables|mosquitto-dynsec):/.test(e.message))) {
+    if (e instanceof PortInUseError || (e instanceof Error && /^(nftables|mosquitto-dynsec|tc):/.test(e.message))) {
       console.error(`kagi up: ${e.message}`);
       return 1;
     }

@@ -3,6 +3,8 @@
  * every connection attempt, so reconnects are never refused as replays.
  * The next password is prepared as soon as a connection closes, because
  * MQTT.js reads options.password synchronously when it reconnects.
+ * Reconnects are ours, not MQTT.js's fixed period: exponential backoff with
+ * full jitter (protocol/backoff.ts), reset by a successful CONNACK.
  */
 import mqtt, { type MqttClient } from 'mqtt';
 import { createConnection } from 'node:net';
@@ -11,6 +13,7 @@ import { connectKey, connectPassword, staticPassword } from '../../protocol/conn
 import { SendCounter } from '../../protocol/replay.js';
 import type { NumberStore } from '../../protocol/store.js';
 import type { Transport } from '../../protocol/peer.js';
+import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from '../../protocol/backoff.js';
 
 export interface MqttLinkOptions {
   url: string;
@@ -29,7 +32,10 @@ export interface MqttLinkOptions {
   protocolVersion?: 4 | 5;
   will?: { topic: string; payload: Uint8Array; retain: boolean };
   onMessage(topic: string, payload: Uint8Array): void;
+  /** After every CONNACK (first connect and each reconnect). */
+  onConnect?(): void;
   subscriptions: string[];
+  backoff?: BackoffOptions;
   /** Source address to connect from (a host with several addresses). */
   localAddress?: string;
   log?(level: 'debug' | 'info' | 'warn', msg: string): void;
@@ -40,6 +46,10 @@ export class MqttLink implements Transport {
   private next: Buffer | undefined;
   private readonly counter: SendCounter;
   private readonly key: Uint8Array | undefined;
+  private attempt = 0;
+  private retry: ReturnType<typeof setTimeout> | null = null;
+  private closing = false;
+  private readonly inFlight = new Set<() => void>();
 
   constructor(private readonly o: MqttLinkOptions) {
     this.counter = new SendCounter(o.numbers, 16, `connect:${o.clientId}:`);
@@ -69,7 +79,7 @@ export class MqttLink implements Transport {
       protocolVersion: this.o.protocolVersion ?? 4,
       clean: true,
       keepalive: 30,
-      reconnectPeriod: 500 + Math.floor(Math.random() * 500),
+      reconnectPeriod: 0, // we schedule reconnects (backoff with jitter)
       connectTimeout: timeoutMs,
       will: this.o.will ? { topic: this.o.will.topic, payload: Buffer.from(this.o.will.payload), retain: this.o.will.retain, qos: 1 } : undefined,
     };
@@ -79,12 +89,25 @@ export class MqttLink implements Transport {
       ? new mqtt.MqttClient(() => createConnection({ host: url.hostname, port: Number(url.port || 1883), localAddress: this.o.localAddress }), options)
       : mqtt.connect(this.o.url, options);
     this.client = client;
-    client.on('close', () => this.prepare());
+    client.on('close', () => {
+      for (const lost of this.inFlight) lost();
+      this.inFlight.clear();
+      if (this.closing || this.retry) return;
+      this.prepare();
+      const delay = backoffDelay(this.attempt++, Math.random(), this.o.backoff ?? DEFAULT_BACKOFF);
+      this.o.log?.('debug', `mqtt ${this.o.clientId}: connection closed, reconnecting in ${delay} ms`);
+      this.retry = setTimeout(() => {
+        this.retry = null;
+        if (!this.closing) client.reconnect();
+      }, delay);
+    });
     client.on('reconnect', () => {
       if (this.next) client.options.password = this.next;
       this.next = undefined;
     });
     client.on('connect', () => {
+      this.attempt = 0;
+      this.o.onConnect?.();
       // Control messages and frames are small: Nagle would add ~40 ms a hop.
       (client.stream as { setNoDelay?(v: boolean): void }).setNoDelay?.(true);
       if (this.o.subscriptions.length) client.subscribe(this.o.subscriptions, { qos: 1 });
@@ -101,6 +124,8 @@ export class MqttLink implements Transport {
       };
       const fail = (e: Error) => {
         done();
+        this.closing = true;
+        if (this.retry) clearTimeout(this.retry);
         client.end(true);
         reject(e);
       };
@@ -116,10 +141,24 @@ export class MqttLink implements Transport {
     return this.client?.connected ?? false;
   }
 
+  /**
+   * QoS 1 publish. While the connection is down it fails at once, and a
+   * publish in flight when the connection dies fails then: our sessions
+   * are clean, so MQTT.js would otherwise hold it (and its caller) forever.
+   * Control requests are retried by their callers; VPN frames are lost,
+   * as on any link that goes down.
+   */
   publish(topic: string, payload: Uint8Array, retain = false): Promise<void> {
     const c = this.client;
-    if (!c) return Promise.reject(new Error('not connected'));
-    return c.publishAsync(topic, Buffer.from(payload), { qos: 1, retain }).then(() => undefined);
+    if (!c || !c.connected) return Promise.reject(new Error(`${this.o.clientId}: not connected to the broker`));
+    return new Promise<void>((resolve, reject) => {
+      const lost = () => reject(new Error(`${this.o.clientId}: connection lost before the broker acknowledged`));
+      this.inFlight.add(lost);
+      c.publishAsync(topic, Buffer.from(payload), { qos: 1, retain }).then(
+        () => (this.inFlight.delete(lost), resolve()),
+        (e: Error) => (this.inFlight.delete(lost), reject(e)),
+      );
+    });
   }
 
   async subscribe(topic: string): Promise<void> {
@@ -128,6 +167,13 @@ export class MqttLink implements Transport {
   }
 
   async close(): Promise<void> {
-    await this.client?.endAsync();
+    this.closing = true;
+    if (this.retry) clearTimeout(this.retry);
+    this.retry = null;
+    // Graceful (DISCONNECT, no will) when connected with nothing in flight.
+    // Otherwise forced: a graceful end waits for every outstanding PUBACK,
+    // and one lost with an earlier connection never comes.
+    const c = this.client;
+    if (c) await c.endAsync(!c.connected || Object.keys(c.outgoing).length > 0);
   }
 }

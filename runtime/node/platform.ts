@@ -37,6 +37,8 @@ export function nodePlatform(o: NodePlatformOptions): Platform {
         numbers,
         subscriptions: [...l.subscriptions],
         onMessage: l.onMessage,
+        ...(l.will ? { will: l.will } : {}),
+        ...(l.onConnect ? { onConnect: l.onConnect } : {}),
         ...(o.localAddress ? { localAddress: o.localAddress } : {}),
         log,
       });

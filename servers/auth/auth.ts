@@ -88,6 +88,9 @@ export async function startAuth(ctx: ServiceContext) {
   async function userJoin(raw: Uint8Array): Promise<Verdict> {
     const r = await openDeviceRequest(raw, 'join.request');
     if ('refusal' in r) return r.refusal!;
+    // Every authentication of a device renews its config channel (an
+    // external terminal has no config request to take it from).
+    const channel = r.secrets.channelKeys();
     r.secrets.destroy();
     const common = { replyTo: r.env.from, reqId: r.env.reqId, replyKey: r.replyKey };
     const who = await subject(r.device, r.body);
@@ -106,7 +109,7 @@ export async function startAuth(ctx: ServiceContext) {
     if (vpns.length === 0) return refuse(`user ${userId} is not a member of any VPN`, common);
     // Behind an external broker the device reports its own addresses (DESIGN §6).
     const addresses = Array.isArray(r.body.addresses) ? r.body.addresses.filter((a) => typeof a === 'string').slice(0, 8) : [];
-    return { ok: true, ...common, deviceId: who.device.id, via: who.via, user: userId, vpns, addresses };
+    return { ok: true, ...common, deviceId: who.device.id, via: who.via, user: userId, vpns, addresses, channelUp: channel.up, channelDown: channel.down };
   }
 
   async function onRequest(m: Incoming): Promise<Reply | undefined> {

@@ -1,17 +1,47 @@
 /**
- * Key server (patent 3): per-VPN session keys (3b) and their distribution to
- * members (3a), sealed to each member's static key; the member acknowledges.
- * Periodic and on-leave rekeying arrive with the key lifecycle (issue 7).
+ * Key server (patent 3): per-VPN session keys (3b) and their distribution
+ * to members (3a).
+ *
+ *  issue     at join: HPKE-sealed keys.deliver to the member (or its relay,
+ *            for a port), which also carries the holder's keys channel.
+ *  rekey     a new epoch with a fresh random key, wrapped for each
+ *            communicating member under its keys channel (one AEAD per
+ *            member, not one HPKE seal): periodically (per VPN period), when
+ *            an operator asks (`kagi vpn rekey`), and at once when a member
+ *            leaves (S404: the leaver cannot read what is sent after it).
+ *  converge  a communicating member whose key id lags the current epoch
+ *            (missed a rekey, or the control plane died mid-rekey) gets the
+ *            current epoch; a member that sees a newer epoch fetches it.
+ * A member's key id in the VPN table moves only when it acknowledges.
  */
-import { asBody, list, str } from '../../protocol/body.js';
-import type { Incoming, Peer, Reply } from '../../protocol/peer.js';
+import { asBody, list, num, str, type Body } from '../../protocol/body.js';
+import type { ChannelKeys } from '../../protocol/channel.js';
+import type { ChannelMessage, Peer, Incoming, Reply } from '../../protocol/peer.js';
 import { topics } from '../../protocol/topics.js';
 import { GROUP_KEY_LENGTH } from '../../protocol/vpn-frame.js';
 import { startService, type ServiceContext } from '../service-host.js';
 import { ConflictError, type SessionKeyRow } from '../store/store.js';
 
-export async function startKeys(ctx: ServiceContext) {
+export interface KeysOptions {
+  /** Default periodic rekey period (ms) for VPNs without their own; 0 = none. */
+  rekeyPeriodMs?: number;
+  /** How often periodic rekeys, operator requests and convergence are checked (ms). */
+  tickMs?: number;
+}
+
+/** Where a member's keys go: itself, or its relay for a port. */
+interface Holder {
+  member: string;
+  holder: string;
+  port?: string;
+}
+
+/** A lagging member is pushed the current epoch at most this often (ms). */
+const PUSH_EVERY_MS = 5_000;
+
+export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
   let peer!: Peer;
+  const book = ctx.store.channels('keys');
 
   /** The VPN's current key, made (epoch 1) on first use. */
   async function currentKey(vpnId: string): Promise<SessionKeyRow> {
@@ -25,60 +55,192 @@ export async function startKeys(ctx: ServiceContext) {
     return (await ctx.store.currentSessionKey(vpnId))!;
   }
 
-  /** Keys for `deviceId`, sealed to `holderId` (itself, or its relay for `port`). */
-  async function issue(deviceId: string, vpnIds: string[], holderId: string, port: string | undefined): Promise<Reply> {
-    const device = await ctx.store.getDevice(holderId);
-    if (!device || device.revoked) return { type: 'service.response', body: { ok: false, reason: `no device ${holderId}` } };
-    const vpns = [];
+  /** The holder's keys channel, made once and kept (see protocol/channel.ts). */
+  async function channelOf(holder: string): Promise<ChannelKeys> {
+    const have = await book.get(holder);
+    if (have) return have;
+    const made = { send: ctx.crypto.randomBytes(32), recv: ctx.crypto.randomBytes(32) };
+    await book.set(holder, made);
+    return made;
+  }
+
+  async function holderOf(member: string): Promise<Holder> {
+    const info = await ctx.store.getNetworkInfo(member);
+    return info?.relayId && info.relayPort ? { member, holder: info.relayId, port: info.relayPort } : { member, holder: member };
+  }
+
+  async function vpnKeys(vpnIds: string[]): Promise<Body[]> {
+    const out = [];
     for (const id of vpnIds) {
       const v = await ctx.store.getVpn(id);
       if (!v) continue;
       const k = await currentKey(id);
-      vpns.push({ id, epoch: k.epoch, key: k.key, protocol: v.protocol, port: v.port });
+      out.push({ id, epoch: k.epoch, key: k.key, protocol: v.protocol, port: v.port });
     }
-    const body = { vpns, ...(port !== undefined ? { port, member: deviceId } : {}) };
-    const ack = await peer.request({ to: holderId, pkR: device.publicKey, topic: topics.inbox(holderId), type: 'keys.deliver', body, timeoutMs: ctx.timeoutMs });
+    return out;
+  }
+
+  /** A holder acknowledged keys: move the member's key id in the VPN table. */
+  async function record(holder: string, ack: Body): Promise<number> {
+    const member = typeof ack.member === 'string' ? ack.member : holder;
+    if ((await holderOf(member)).holder !== holder) return 0;
+    let moved = 0;
+    for (const x of list(ack, 'vpns')) {
+      const v = asBody(x);
+      const m = (await ctx.store.membershipsOf(member)).find((r) => r.vpnId === v.id);
+      if (m && num(v, 'epoch') > m.keyId) {
+        await ctx.store.putMember({ ...m, keyId: num(v, 'epoch') });
+        moved++;
+      }
+    }
+    return moved;
+  }
+
+  /** Keys for `deviceId`, HPKE-sealed to its holder (itself, or its relay for `port`). */
+  async function issue(h: Holder, vpnIds: string[]): Promise<Reply> {
+    const device = await ctx.store.getDevice(h.holder);
+    if (!device || device.revoked) return { type: 'service.response', body: { ok: false, reason: `no device ${h.holder}` } };
+    const vpns = await vpnKeys(vpnIds);
+    const c = await channelOf(h.holder);
+    const body = { vpns, channel: { up: c.recv, down: c.send }, ...(h.port !== undefined ? { port: h.port, member: h.member } : {}) };
+    const ack = await peer.request({ to: h.holder, pkR: device.publicKey, topic: topics.inbox(h.holder), type: 'keys.deliver', body, timeoutMs: ctx.timeoutMs });
     ack.secrets.destroy();
-    if (ack.type !== 'keys.ack') return { type: 'service.response', body: { ok: false, reason: `${holderId} did not acknowledge keys` } };
-    const where = port !== undefined ? `${holderId} (port ${port}, for ${deviceId})` : deviceId;
-    ctx.log('info', `keys: ${where} holds ${vpns.map((v) => `${v.id}#${v.epoch}`).join(', ')}`);
+    if (ack.type !== 'keys.ack') return { type: 'service.response', body: { ok: false, reason: `${h.holder} did not acknowledge keys` } };
+    await record(h.holder, asBody(ack.body));
+    const where = h.port !== undefined ? `${h.holder} (port ${h.port}, for ${h.member})` : h.member;
+    ctx.log('info', `keys: ${where} holds ${vpns.map((v) => `${String(v.id)}#${String(v.epoch)}`).join(', ')}`);
     return { type: 'service.response', body: { ok: true, epochs: Object.fromEntries(vpns.map((v) => [v.id, v.epoch])) } };
   }
 
+  /** The current epoch of `vpnId` (or `keys`, read once per rekey) to one member, under its holder's keys channel. */
+  async function update(h: Holder, vpnId: string, keys?: Body[]): Promise<boolean> {
+    const vpns = keys ?? (await vpnKeys([vpnId]));
+    const body = { vpns, ...(h.port !== undefined ? { port: h.port, member: h.member } : {}) };
+    const ack = await peer.channelRequest({ to: h.holder, type: 'keys.update', body, timeoutMs: ctx.timeoutMs });
+    if (ack.type !== 'keys.updated') return false;
+    await record(h.holder, asBody(ack.body));
+    return true;
+  }
+
+  /** Members that answer polls (the config server marks the others). */
+  async function communicating(vpnId: string) {
+    const silent = await ctx.store.notCommunicating();
+    return (await ctx.store.members(vpnId)).filter((m) => !silent.has(m.deviceId));
+  }
+
+  // Rekeys of one VPN run one at a time, in order.
+  const chains = new Map<string, Promise<unknown>>();
+  function serial<T>(vpnId: string, fn: () => Promise<T>): Promise<T> {
+    const run = (chains.get(vpnId) ?? Promise.resolve()).then(fn);
+    const tail = run.catch(() => {});
+    chains.set(vpnId, tail);
+    void tail.then(() => chains.get(vpnId) === tail && chains.delete(vpnId));
+    return run;
+  }
+
+  /** A new epoch for every communicating member (the others converge when back). */
+  function rekey(vpnId: string, why: string): Promise<{ epoch: number; sent: number; failed: number }> {
+    return serial(vpnId, async () => {
+      if (!(await ctx.store.getVpn(vpnId))) return { epoch: 0, sent: 0, failed: 0 };
+      const old = await ctx.store.currentSessionKey(vpnId);
+      const epoch = (old?.epoch ?? 0) + 1;
+      await ctx.store.putSessionKey({ vpnId, epoch, key: ctx.crypto.randomBytes(GROUP_KEY_LENGTH), createdAt: Date.now() });
+      await ctx.store.setRekeyRequest(vpnId, 0);
+      const members = await communicating(vpnId);
+      ctx.log('info', `keys: rekeying ${vpnId} to epoch ${epoch} (${why}) for ${members.length} communicating members`);
+      const keys = await vpnKeys([vpnId]); // the same wrapped key for everyone: read it once
+      const results = await Promise.allSettled(members.map(async (m) => update(await holderOf(m.deviceId), vpnId, keys)));
+      const failed = results.filter((r) => r.status === 'rejected' || !r.value).length;
+      ctx.log('info', `keys: rekeyed ${vpnId} to epoch ${epoch}: ${members.length - failed}/${members.length} members acknowledged`);
+      return { epoch, sent: members.length, failed };
+    });
+  }
+
+  /** Periodic rekeys, operator requests and lagging members, from the tables. */
+  const pushed = new Map<string, number>();
+  async function tick(): Promise<void> {
+    const now = Date.now();
+    for (const v of await ctx.store.listVpns()) {
+      const current = await ctx.store.currentSessionKey(v.id);
+      if (!current) continue; // no member ever joined: nothing to rekey
+      const period = v.rekeyPeriodMs || o.rekeyPeriodMs || 0;
+      if (v.rekeyRequestedAt > 0) await rekey(v.id, 'requested');
+      else if (period > 0 && now - current.createdAt >= period) await rekey(v.id, 'periodic');
+      else await converge(v.id, current.epoch, now);
+    }
+  }
+
   /**
-   * A member left: a new epoch with a fresh random key goes to every
-   * remaining member, so the leaver cannot read what is sent after it left
-   * (forward secrecy on leave, beyond the patent).
+   * Push the current epoch to communicating members behind it. Not on the
+   * rekey chain: a member slow to answer must not hold up the next rekey,
+   * and an update that lands after a newer epoch is ignored by the member
+   * (it only moves forward) and by record().
    */
-  async function rekey(vpnId: string, members: { deviceId: string; holder: string; port?: string }[]): Promise<Reply> {
-    const old = await ctx.store.currentSessionKey(vpnId);
-    const epoch = (old?.epoch ?? 0) + 1;
-    await ctx.store.putSessionKey({ vpnId, epoch, key: ctx.crypto.randomBytes(GROUP_KEY_LENGTH), createdAt: Date.now() });
-    const results = await Promise.allSettled(members.map((m) => issue(m.deviceId, [vpnId], m.holder, m.port)));
-    const failed = results.filter((r) => r.status === 'rejected' || !asBody((r.value as Reply).body).ok).length;
-    ctx.log('info', `keys: rekeyed ${vpnId} to epoch ${epoch} for ${members.length - failed}/${members.length} members`);
-    return { type: 'service.response', body: { ok: true, epoch, failed } };
+  async function converge(vpnId: string, epoch: number, now: number): Promise<void> {
+    for (const m of await communicating(vpnId)) {
+      const key = `${vpnId}/${m.deviceId}`;
+      // keyId 0: mid-join, before its keys went out; the join delivers them.
+      if (m.keyId === 0 || m.keyId >= epoch || now - (pushed.get(key) ?? -Infinity) < PUSH_EVERY_MS) continue;
+      pushed.set(key, now);
+      const h = await holderOf(m.deviceId);
+      void update(h, vpnId)
+        .then((ok) => ok && ctx.log('info', `keys: ${m.deviceId} caught up with ${vpnId}#${epoch}`))
+        .catch((e) => ctx.log('debug', `keys: ${m.deviceId} did not take ${vpnId}#${epoch}: ${(e as Error).message}`));
+    }
   }
 
   async function onRequest(m: Incoming): Promise<Reply | undefined> {
     if (m.env.from !== 'config' || m.env.type !== 'service.request') return undefined;
     const b = asBody(m.body);
-    if (str(b, 'op', 32) === 'keys.rekey') {
-      const members = list(b, 'members').map((x) => {
-        const v = asBody(x);
-        return { deviceId: str(v, 'deviceId', 64), holder: str(v, 'holder', 64), ...(v.port !== undefined ? { port: str(v, 'port', 64) } : {}) };
-      });
-      return rekey(str(b, 'vpn', 64), members);
-    }
-    if (str(b, 'op', 32) !== 'keys.issue') return { type: 'service.response', body: { ok: false, reason: 'unknown op' } };
     try {
+      const op = str(b, 'op', 32);
+      if (op === 'keys.rekey') {
+        const r = await rekey(str(b, 'vpn', 64), typeof b.why === 'string' ? b.why : 'asked');
+        return { type: 'service.response', body: { ok: true, ...r } };
+      }
+      if (op !== 'keys.issue') return { type: 'service.response', body: { ok: false, reason: 'unknown op' } };
       const deviceId = str(b, 'deviceId', 64);
       const relay = b.deliverTo === undefined ? undefined : str(b, 'deliverTo', 64);
-      return await issue(deviceId, list(b, 'vpns').map(String), relay ?? deviceId, relay ? str(b, 'port', 64) : undefined);
+      const h: Holder = relay ? { member: deviceId, holder: relay, port: str(b, 'port', 64) } : { member: deviceId, holder: deviceId };
+      return await issue(h, list(b, 'vpns').map(String));
     } catch (e) {
       return { type: 'service.response', body: { ok: false, reason: (e as Error).message } };
     }
   }
 
-  return startService('keys', ctx, { onRequest }, (p) => (peer = p));
+  /** From holders: fetch the current epoch; acknowledgements of updates. */
+  async function onChannel(m: ChannelMessage): Promise<Reply | undefined> {
+    const holder = m.env.from;
+    const b = asBody(m.body);
+    if (m.env.type === 'keys.updated') {
+      await record(holder, b);
+      return undefined;
+    }
+    if (m.env.type !== 'keys.fetch') return undefined;
+    const member = str(b, 'member', 64);
+    const vpnId = str(b, 'vpn', 64);
+    const h = await holderOf(member);
+    const isMember = (await ctx.store.membershipsOf(member)).some((r) => r.vpnId === vpnId);
+    if (h.holder !== holder || !isMember) {
+      ctx.log('warn', `keys: refused a fetch of ${vpnId} by ${holder} for ${member} (not a member it holds)`);
+      return undefined;
+    }
+    return { type: 'keys.update', body: { vpns: await vpnKeys([vpnId]), ...(h.port !== undefined ? { port: h.port, member } : {}) } };
+  }
+
+  const running = await startService('keys', ctx, { onRequest, onChannel }, (p) => (peer = p));
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    tick().catch((e) => ctx.log('warn', `keys: ${(e as Error).message}`)).finally(() => (busy = false));
+  }, o.tickMs ?? 1_000);
+  return {
+    ...running,
+    rekey,
+    close: async () => {
+      clearInterval(timer);
+      await running.close();
+    },
+  };
 }

@@ -6,6 +6,8 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NumberStore } from '../../protocol/store.js';
+import type { ChannelBook } from '../../protocol/channel.js';
+import { WriteBatch } from './write-batch.js';
 import { ConflictError, type ConfigRow, type DeviceRow, type MemberRow, type NetworkInfoRow, type SessionKeyRow, type Store, type UserRow, type VpnRow } from './store.js';
 
 /** Append only: a released migration is never edited. */
@@ -23,6 +25,11 @@ const MIGRATIONS: string[] = [
    CREATE TABLE numbers (key TEXT PRIMARY KEY, value INTEGER NOT NULL);`,
   `ALTER TABLE devices ADD COLUMN relay_id TEXT;
    ALTER TABLE devices ADD COLUMN relay_port TEXT;`,
+  `CREATE TABLE channels (owner TEXT NOT NULL, peer TEXT NOT NULL, send BLOB NOT NULL, recv BLOB NOT NULL, PRIMARY KEY (owner, peer));
+   CREATE TABLE liveness (device_id TEXT PRIMARY KEY, communicating INTEGER NOT NULL, changed_at INTEGER NOT NULL);
+   ALTER TABLE vpns ADD COLUMN rekey_period_ms INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE vpns ADD COLUMN rekey_requested_at INTEGER NOT NULL DEFAULT 0;
+   CREATE INDEX members_by_device ON members (device_id);`,
 ];
 
 function migrate(db: Database.Database): void {
@@ -45,6 +52,7 @@ function isConflict(e: unknown): boolean {
 
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
+  private readonly batch: WriteBatch;
   readonly numbers: NumberStore;
 
   constructor(dataDir: string) {
@@ -54,17 +62,27 @@ export class SqliteStore implements Store {
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
     migrate(this.db);
-    const get = this.db.prepare('SELECT value FROM numbers WHERE key = ?');
-    const set = this.db.prepare('INSERT INTO numbers VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value');
+    this.batch = new WriteBatch(this.db);
+    const get = this.stmt('SELECT value FROM numbers WHERE key = ?');
+    const set = this.stmt('INSERT INTO numbers VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value');
     this.numbers = {
       get: async (k) => (get.get(k) as { value: number } | undefined)?.value,
-      set: async (k, v) => void set.run(k, v),
+      set: (k, v) => this.batch.run(() => void set.run(k, v)),
     };
+  }
+
+  private readonly statements = new Map<string, Database.Statement>();
+
+  /** Prepared once per SQL text: preparing is most of a small query's cost. */
+  private stmt(sql: string): Database.Statement {
+    let st = this.statements.get(sql);
+    if (!st) this.statements.set(sql, (st = this.db.prepare(sql)));
+    return st;
   }
 
   private insert(sql: string, what: string, ...args: unknown[]): void {
     try {
-      this.db.prepare(sql).run(...args);
+      this.stmt(sql).run(...args);
     } catch (e) {
       if (isConflict(e)) throw new ConflictError(`${what} already exists or refers to something missing`);
       throw e;
@@ -78,39 +96,51 @@ export class SqliteStore implements Store {
     return { id: r.id, mac: r.mac, publicKey: u8(r.public_key), kind: r.kind, revoked: r.revoked === 1, relayId: r.relay_id, relayPort: r.relay_port };
   }
   async getDevice(id: string) {
-    const r = this.db.prepare('SELECT * FROM devices WHERE id = ?').get(id);
+    const r = this.stmt('SELECT * FROM devices WHERE id = ?').get(id);
     return r ? this.device(r) : undefined;
   }
   async listDevices() {
-    return this.db.prepare('SELECT * FROM devices ORDER BY id').all().map((r) => this.device(r));
+    return this.stmt('SELECT * FROM devices ORDER BY id').all().map((r) => this.device(r));
   }
 
   async addUser(u: UserRow) {
     this.insert('INSERT INTO users VALUES (?, ?)', `user ${u.id}`, u.id, u.passwordHash);
   }
   async getUser(id: string) {
-    const r = this.db.prepare('SELECT * FROM users WHERE id = ?').get(id) as any;
+    const r = this.stmt('SELECT * FROM users WHERE id = ?').get(id) as any;
     return r ? { id: r.id, passwordHash: r.password_hash } : undefined;
   }
 
-  async addVpn(v: VpnRow) {
-    this.insert('INSERT INTO vpns VALUES (?, ?, ?, ?, ?, ?, ?)', `VPN ${v.id}`, v.id, v.protocol, v.port, v.priority, v.maxBandwidth, v.flag, v.totalRate);
+  async addVpn(v: Parameters<Store['addVpn']>[0]) {
+    this.insert(
+      'INSERT INTO vpns (id, protocol, port, priority, max_bandwidth, flag, total_rate, rekey_period_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      `VPN ${v.id}`, v.id, v.protocol, v.port, v.priority, v.maxBandwidth, v.flag, v.totalRate, v.rekeyPeriodMs ?? 0,
+    );
   }
   private vpn(r: any): VpnRow {
-    return { id: r.id, protocol: r.protocol, port: r.port, priority: r.priority, maxBandwidth: r.max_bandwidth, flag: r.flag, totalRate: r.total_rate };
+    return { id: r.id, protocol: r.protocol, port: r.port, priority: r.priority, maxBandwidth: r.max_bandwidth, flag: r.flag, totalRate: r.total_rate, rekeyPeriodMs: r.rekey_period_ms, rekeyRequestedAt: r.rekey_requested_at };
+  }
+  async updateVpn(id: string, patch: Parameters<Store['updateVpn']>[1]) {
+    const cols = { priority: 'priority', maxBandwidth: 'max_bandwidth', rekeyPeriodMs: 'rekey_period_ms', flag: 'flag', totalRate: 'total_rate' } as const;
+    const set = (Object.keys(patch) as (keyof typeof cols)[]).filter((k) => patch[k] !== undefined);
+    if (set.length === 0) return !!(await this.getVpn(id));
+    return this.stmt(`UPDATE vpns SET ${set.map((k) => `${cols[k]} = ?`).join(', ')} WHERE id = ?`).run(...set.map((k) => patch[k]), id).changes > 0;
+  }
+  async setRekeyRequest(vpnId: string, at: number) {
+    return this.stmt('UPDATE vpns SET rekey_requested_at = ? WHERE id = ?').run(at, vpnId).changes > 0;
   }
   async getVpn(id: string) {
-    const r = this.db.prepare('SELECT * FROM vpns WHERE id = ?').get(id);
+    const r = this.stmt('SELECT * FROM vpns WHERE id = ?').get(id);
     return r ? this.vpn(r) : undefined;
   }
   async listVpns() {
-    return this.db.prepare('SELECT * FROM vpns ORDER BY id').all().map((r) => this.vpn(r));
+    return this.stmt('SELECT * FROM vpns ORDER BY id').all().map((r) => this.vpn(r));
   }
 
   async deleteVpn(id: string) {
     return this.db.transaction(() => {
-      for (const t of ['grants', 'members', 'session_keys']) this.db.prepare(`DELETE FROM ${t} WHERE vpn_id = ?`).run(id);
-      return this.db.prepare('DELETE FROM vpns WHERE id = ?').run(id).changes > 0;
+      for (const t of ['grants', 'members', 'session_keys']) this.stmt(`DELETE FROM ${t} WHERE vpn_id = ?`).run(id);
+      return this.stmt('DELETE FROM vpns WHERE id = ?').run(id).changes > 0;
     })();
   }
 
@@ -119,45 +149,69 @@ export class SqliteStore implements Store {
   }
   async revoke(vpnId: string, userId: string) {
     return this.db.transaction(() => {
-      const m = this.db.prepare('DELETE FROM members WHERE vpn_id = ? AND user_id = ?').run(vpnId, userId).changes;
-      const g = this.db.prepare('DELETE FROM grants WHERE vpn_id = ? AND user_id = ?').run(vpnId, userId).changes;
+      const m = this.stmt('DELETE FROM members WHERE vpn_id = ? AND user_id = ?').run(vpnId, userId).changes;
+      const g = this.stmt('DELETE FROM grants WHERE vpn_id = ? AND user_id = ?').run(vpnId, userId).changes;
       return m + g > 0;
     })();
   }
 
   async grantsOf(userId: string) {
-    return (this.db.prepare('SELECT vpn_id FROM grants WHERE user_id = ? ORDER BY vpn_id').all(userId) as { vpn_id: string }[]).map((r) => r.vpn_id);
+    return (this.stmt('SELECT vpn_id FROM grants WHERE user_id = ? ORDER BY vpn_id').all(userId) as { vpn_id: string }[]).map((r) => r.vpn_id);
   }
 
-  async putMember(m: MemberRow) {
-    this.db
+  putMember(m: MemberRow) {
+    return this.batch.run(() => this.db
       .prepare('INSERT INTO members VALUES (?, ?, ?, ?, ?) ON CONFLICT(vpn_id, device_id) DO UPDATE SET user_id = excluded.user_id, key_id = excluded.key_id, network_id = excluded.network_id')
-      .run(m.vpnId, m.deviceId, m.userId, m.keyId, m.networkId);
+      .run(m.vpnId, m.deviceId, m.userId, m.keyId, m.networkId));
+  }
+  async removeMember(vpnId: string, deviceId: string) {
+    return this.stmt('DELETE FROM members WHERE vpn_id = ? AND device_id = ?').run(vpnId, deviceId).changes > 0;
   }
   private member(r: any): MemberRow {
     return { vpnId: r.vpn_id, deviceId: r.device_id, userId: r.user_id, keyId: r.key_id, networkId: r.network_id };
   }
   async members(vpnId: string) {
-    return this.db.prepare('SELECT * FROM members WHERE vpn_id = ? ORDER BY device_id').all(vpnId).map((r) => this.member(r));
+    return this.stmt('SELECT * FROM members WHERE vpn_id = ? ORDER BY device_id').all(vpnId).map((r) => this.member(r));
   }
   async membershipsOf(deviceId: string) {
-    return this.db.prepare('SELECT * FROM members WHERE device_id = ? ORDER BY vpn_id').all(deviceId).map((r) => this.member(r));
+    return this.stmt('SELECT * FROM members WHERE device_id = ? ORDER BY vpn_id').all(deviceId).map((r) => this.member(r));
   }
 
   async putSessionKey(k: SessionKeyRow) {
     this.insert('INSERT INTO session_keys VALUES (?, ?, ?, ?)', `key ${k.vpnId}#${k.epoch}`, k.vpnId, k.epoch, Buffer.from(k.key), k.createdAt);
   }
   async currentSessionKey(vpnId: string) {
-    const r = this.db.prepare('SELECT * FROM session_keys WHERE vpn_id = ? ORDER BY epoch DESC LIMIT 1').get(vpnId) as any;
+    const r = this.stmt('SELECT * FROM session_keys WHERE vpn_id = ? ORDER BY epoch DESC LIMIT 1').get(vpnId) as any;
     return r ? { vpnId: r.vpn_id, epoch: r.epoch, key: u8(r.key), createdAt: r.created_at } : undefined;
   }
 
   async putConfig(c: ConfigRow) {
-    this.db.prepare('INSERT INTO config VALUES (?, ?) ON CONFLICT(device_id) DO UPDATE SET body = excluded.body').run(c.deviceId, JSON.stringify(c.body));
+    this.stmt('INSERT INTO config VALUES (?, ?) ON CONFLICT(device_id) DO UPDATE SET body = excluded.body').run(c.deviceId, JSON.stringify(c.body));
   }
   async getConfig(deviceId: string) {
-    const r = this.db.prepare('SELECT * FROM config WHERE device_id = ?').get(deviceId) as any;
+    const r = this.stmt('SELECT * FROM config WHERE device_id = ?').get(deviceId) as any;
     return r ? { deviceId: r.device_id, body: JSON.parse(r.body) } : undefined;
+  }
+
+  channels(owner: 'config' | 'keys'): ChannelBook {
+    const db = { prepare: (sql: string) => this.stmt(sql) };
+    return {
+      get: async (peer) => {
+        const r = db.prepare('SELECT send, recv FROM channels WHERE owner = ? AND peer = ?').get(owner, peer) as { send: Buffer; recv: Buffer } | undefined;
+        return r ? { send: u8(r.send), recv: u8(r.recv) } : undefined;
+      },
+      set: async (peer, k) => {
+        db.prepare('INSERT INTO channels VALUES (?, ?, ?, ?) ON CONFLICT(owner, peer) DO UPDATE SET send = excluded.send, recv = excluded.recv').run(owner, peer, Buffer.from(k.send), Buffer.from(k.recv));
+      },
+      delete: async (peer) => void db.prepare('DELETE FROM channels WHERE owner = ? AND peer = ?').run(owner, peer),
+    };
+  }
+
+  async setCommunicating(deviceId: string, communicating: boolean, at: number) {
+    this.stmt('INSERT INTO liveness VALUES (?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET communicating = excluded.communicating, changed_at = excluded.changed_at').run(deviceId, communicating ? 1 : 0, at);
+  }
+  async notCommunicating() {
+    return new Set((this.stmt('SELECT device_id FROM liveness WHERE communicating = 0').all() as { device_id: string }[]).map((r) => r.device_id));
   }
 
   async putNetworkInfo(n: NetworkInfoRow) {
@@ -166,11 +220,12 @@ export class SqliteStore implements Store {
       .run(n.deviceId, n.address, n.relayId, n.relayPort, n.updatedAt);
   }
   async getNetworkInfo(deviceId: string) {
-    const r = this.db.prepare('SELECT * FROM network_info WHERE device_id = ?').get(deviceId) as any;
+    const r = this.stmt('SELECT * FROM network_info WHERE device_id = ?').get(deviceId) as any;
     return r ? { deviceId: r.device_id, address: r.address, relayId: r.relay_id, relayPort: r.relay_port, updatedAt: r.updated_at } : undefined;
   }
 
   async close() {
+    this.batch.flush();
     this.db.close();
   }
 }

@@ -4,6 +4,7 @@
  * method is async even where SQLite is synchronous.
  */
 import type { NumberStore } from '../../protocol/store.js';
+import type { ChannelBook } from '../../protocol/channel.js';
 
 export type DeviceKind = 'terminal' | 'relay' | 'plaintext' | 'external' | 'service';
 export type VpnProtocol = 'tcp' | 'udp';
@@ -34,8 +35,14 @@ export interface VpnRow {
   port: number;
   priority: number;
   maxBandwidth: number; // bits/s, 0 = unlimited
+  /** 1 while the bandwidth plan cuts the VPN, else 0. */
   flag: number;
+  /** bits/s the bandwidth plan gives the VPN (the patent's firewall bandwidth total). */
   totalRate: number;
+  /** Periodic rekey period (ms); 0 = the control plane's default. */
+  rekeyPeriodMs: number;
+  /** When an operator asked for a rekey (`kagi vpn rekey`), 0 = not asked. */
+  rekeyRequestedAt: number;
 }
 
 /** 1e per user and VPN: the active membership of one device. */
@@ -80,7 +87,11 @@ export interface Store {
   addUser(u: UserRow): Promise<void>;
   getUser(id: string): Promise<UserRow | undefined>;
 
-  addVpn(v: VpnRow): Promise<void>;
+  addVpn(v: Omit<VpnRow, 'rekeyPeriodMs' | 'rekeyRequestedAt'> & Partial<Pick<VpnRow, 'rekeyPeriodMs'>>): Promise<void>;
+  /** Change a VPN's table row (kagi vpn set, the bandwidth plan); false if no such VPN. */
+  updateVpn(id: string, patch: Partial<Pick<VpnRow, 'priority' | 'maxBandwidth' | 'rekeyPeriodMs' | 'flag' | 'totalRate'>>): Promise<boolean>;
+  /** Ask for a rekey of a VPN (at = now), or clear the request (at = 0); false if no such VPN. */
+  setRekeyRequest(vpnId: string, at: number): Promise<boolean>;
   /** Delete a VPN with its grants, memberships and keys; false if absent. */
   deleteVpn(id: string): Promise<boolean>;
   getVpn(id: string): Promise<VpnRow | undefined>;
@@ -94,6 +105,8 @@ export interface Store {
   /** Insert or replace the membership of (vpn, device). */
   putMember(m: MemberRow): Promise<void>;
   members(vpnId: string): Promise<MemberRow[]>;
+  /** Remove one membership (leave, eviction); false if it was not there. */
+  removeMember(vpnId: string, deviceId: string): Promise<boolean>;
   membershipsOf(deviceId: string): Promise<MemberRow[]>;
 
   putSessionKey(k: SessionKeyRow): Promise<void>;
@@ -101,6 +114,17 @@ export interface Store {
 
   putConfig(c: ConfigRow): Promise<void>;
   getConfig(deviceId: string): Promise<ConfigRow | undefined>;
+
+  /**
+   * A service's channel keys per device (config: from the device's
+   * authentication; keys: chosen per key holder). Secret, like session keys.
+   */
+  channels(owner: 'config' | 'keys'): ChannelBook;
+
+  /** Embodiment 4: whether a member answers polls (the key server rekeys only those). */
+  setCommunicating(deviceId: string, communicating: boolean, at: number): Promise<void>;
+  /** Devices marked not communicating (every other member is). */
+  notCommunicating(): Promise<Set<string>>;
 
   putNetworkInfo(n: NetworkInfoRow): Promise<void>;
   getNetworkInfo(deviceId: string): Promise<NetworkInfoRow | undefined>;

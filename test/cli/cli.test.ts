@@ -3,7 +3,7 @@ import t from 'tap';
 import { createServer, type AddressInfo } from 'node:net';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { kagi, kagiSpawn, kagiUp, watch } from '../helpers/cli.js';
+import { kagi, kagiSpawn, kagiUp, stopChild, watch } from '../helpers/cli.js';
 import { tempDir } from '../helpers/control-plane.js';
 
 t.test('help on every command', async (t) => {
@@ -44,6 +44,14 @@ t.test('admin commands on a data dir', async (t) => {
   t.equal(kagi(['user', 'add', 'bob', '--data', data]).code, 2, 'user add without --password-stdin is a usage error');
   t.equal(kagi(['vpn', 'add', 'plant', '--protocol', 'tcp', '--port', '5020', '--data', data]).code, 0, 'vpn add');
   t.equal(kagi(['vpn', 'add', 'bad', '--protocol', 'icmp', '--port', '1', '--data', data]).code, 1, 'bad protocol refused');
+  t.equal(kagi(['vpn', 'add', 'fast', '--protocol', 'udp', '--port', '5021', '--rekey-period', '10m', '--data', data]).code, 0, 'vpn add with its own rekey period');
+  const badPeriod = kagi(['vpn', 'add', 'slow', '--protocol', 'udp', '--port', '5022', '--rekey-period', 'weekly', '--data', data]);
+  t.equal(badPeriod.code, 2, 'a rekey period that is not a duration is a usage error');
+  t.match(badPeriod.stderr, /--rekey-period must be a duration like 500ms, 30s, 5m or 1h, not 'weekly'/, 'and says what a duration looks like');
+  const rekey = kagi(['vpn', 'rekey', 'plant', '--data', data]);
+  t.equal(rekey.code, 0, 'vpn rekey');
+  t.match(rekey.stdout, /rekey of plant requested/, 'says the rekey is requested');
+  t.equal(kagi(['vpn', 'rekey', 'nosuch', '--data', data]).code, 1, 'rekey of an unknown VPN refused');
   t.equal(kagi(['vpn', 'grant', 'plant', 'alice', '--data', data]).code, 0, 'grant');
   t.equal(kagi(['vpn', 'grant', 'plant', 'nobody', '--data', data]).code, 1, 'grant to an unknown user refused');
   t.equal(kagi(['vpn', 'revoke', 'plant', 'nobody', '--data', data]).code, 1, 'revoking what was never granted is an error');
@@ -51,7 +59,51 @@ t.test('admin commands on a data dir', async (t) => {
   t.equal(st.code, 0, 'status --json');
   const j = JSON.parse(st.stdout);
   t.same(j.devices.map((d: { id: string }) => d.id), ['term-1'], 'status lists the device');
-  t.match(j.vpns, [{ id: 'plant', protocol: 'tcp', port: 5020, members: [] }], 'and the VPN');
+  t.match(j.vpns.find((x: { id: string }) => x.id === 'plant'), { id: 'plant', protocol: 'tcp', port: 5020, members: [] }, 'and the VPN');
+});
+
+t.test('the VPN management table through the CLI: priority, maximum bandwidth, status', async (t) => {
+  const data = tempDir(t);
+  t.equal(kagi(['vpn', 'add', 'alarms', '--protocol', 'udp', '--port', '5030', '--priority', '10', '--max-bandwidth', '2mbit', '--data', data]).code, 0, 'vpn add with priority and maximum');
+  t.equal(kagi(['vpn', 'add', 'plant', '--protocol', 'tcp', '--port', '5020', '--data', data]).code, 0, 'vpn add with the defaults');
+  const set = kagi(['vpn', 'set', 'plant', '--priority', '5', '--max-bandwidth', '1.5mbit', '--data', data]);
+  t.equal(set.code, 0, 'vpn set');
+  t.match(set.stdout, /VPN plant updated/, 'says so');
+  const badRate = kagi(['vpn', 'set', 'plant', '--max-bandwidth', 'fast', '--data', data]);
+  t.equal(badRate.code, 2, 'a rate that is not a rate is a usage error');
+  t.match(badRate.stderr, /--max-bandwidth must be a rate like 500kbit, 24mbit or 1gbit, not 'fast'/, 'and says what a rate looks like');
+  const nothing = kagi(['vpn', 'set', 'plant', '--data', data]);
+  t.equal(nothing.code, 2, 'vpn set with nothing to change is a usage error');
+  t.match(nothing.stderr, /nothing to change/, 'and says so');
+  const unknown = kagi(['vpn', 'set', 'nosuch', '--priority', '1', '--data', data]);
+  t.equal(unknown.code, 1, 'vpn set on an unknown VPN is refused');
+  t.match(unknown.stderr, /nosuch/, 'naming it');
+  const j = JSON.parse(kagi(['status', '--json', '--data', data]).stdout);
+  const row = (id: string) => j.vpns.find((x: { id: string }) => x.id === id);
+  t.match(row('alarms'), { priority: 10, maxBandwidth: 2_000_000, users: 0, cut: false }, 'status: alarms as added');
+  t.match(row('plant'), { priority: 5, maxBandwidth: 1_500_000, users: 0, cut: false }, 'status: plant as set');
+  const table = kagi(['status', '--data', data]).stdout;
+  t.match(table, /alarms\s+udp\/5030\s+priority 10\s+max 2 mbit\/s\s+idle/, 'the table shows priority, maximum and plan (no members: idle)');
+  t.match(table, /plant\s+tcp\/5020\s+priority 5\s+max 1\.5 mbit\/s/, 'fractional rates shown as given');
+});
+
+t.test('kagi up: bandwidth flags are checked before anything starts', async (t) => {
+  const noCap = kagi(['up', '--port', '0', '--data', tempDir(t), '--tc-dev', 'eth0']);
+  t.equal(noCap.code, 2, '--tc-dev without --link-capacity is a usage error');
+  t.match(noCap.stderr, /--tc-dev needs --link-capacity RATE/, 'and says what is missing');
+  const badCap = kagi(['up', '--port', '0', '--data', tempDir(t), '--link-capacity', '10 apples']);
+  t.equal(badCap.code, 2, 'a bad capacity is a usage error');
+  t.match(badCap.stderr, /--link-capacity must be a rate/, 'naming the flag');
+  const noDev = kagi(['up', '--port', '0', '--data', tempDir(t), '--link-capacity', '10mbit', '--tc-dev', 'kagi-nosuch0']);
+  t.not(noDev.code, 0, 'a tc interface that does not exist: refuses to start rather than run unshaped');
+  t.match(noDev.stderr, /tc/, 'and names tc');
+});
+
+t.test('kagi up refuses liveness settings that would evict members that send continue', async (t) => {
+  const r = kagi(['up', '--port', '0', '--data', tempDir(t), '--poll-interval', '10s', '--evict-after', '3', '--continue-after', '2m']);
+  t.equal(r.code, 2, 'usage error, nothing started');
+  t.match(r.stderr, /continue-after \(120000 ms\) must be below evict-after × poll interval \(30000 ms\)/, 'names the rule and the numbers');
+  t.match(kagi(['up', '--help']).stdout, /--poll-interval D[\s\S]*--evict-after N[\s\S]*--continue-after D[\s\S]*--rekey-period D/, 'kagi up --help lists the monitoring flags');
 });
 
 t.test('kagi up on a port in use: one line, exit non-zero', async (t) => {
@@ -72,14 +124,14 @@ t.test('an app server joins by itself with the preset credentials in its bundle'
   t.equal(kagi(['user', 'add', 'app', '--password-stdin', '--data', data], 'app-password\n').code, 0, 'user add');
   t.equal(kagi(['vpn', 'grant', 'plant', 'app', '--data', data]).code, 0, 'grant');
   const up = await kagiUp(['--port', '0', '--data', data]);
-  t.teardown(() => up.kill('SIGTERM'));
+  t.teardown(() => stopChild(up));
   const brokerUrl = up.brokerUrl;
   const out = join(data, 'app.json');
   const add = kagi(['device', 'add', 'app-1', '--mac', '02:00:00:00:00:aa', '--out', out, '--broker', brokerUrl, '--user', 'app', '--data', data], 'app-password\n');
   t.equal(add.code, 0, 'device add --user stores preset credentials');
   t.match(JSON.parse(readFileSync(out, 'utf8')), { user: 'app', password: 'app-password' }, 'in the bundle');
   const agent = kagiSpawn(['agent', out]);
-  t.teardown(() => agent.kill('SIGTERM'));
+  t.teardown(() => stopChild(agent));
   const joined = await new Promise<string>((resolve, reject) => {
     let s = '';
     agent.stdout!.on('data', (d) => {
@@ -98,7 +150,7 @@ t.test('relay and plaintext terminal through the CLI; vpn delete; status shows t
   t.equal(run(['user', 'add', 'pam', '--password-stdin'], 'pam-password\n').code, 0, 'user add');
   t.equal(run(['vpn', 'grant', 'plant', 'pam']).code, 0, 'grant');
   const up = await kagiUp(['--port', '0', '--data', data]);
-  t.teardown(() => up.kill('SIGTERM'));
+  t.teardown(() => stopChild(up));
   t.equal(run(['device', 'add', 'relay-1', '--mac', '02:00:00:00:00:b1', '--kind', 'relay', '--out', join(data, 'relay.json'), '--broker', up.brokerUrl]).code, 0, 'relay added');
   const noBinding = run(['device', 'add', 'plain-x', '--mac', '02:00:00:00:00:c0', '--kind', 'plaintext', '--out', join(data, 'x.json')]);
   t.match(noBinding.stderr, /needs --relay ID and --port NAME/, 'a plaintext terminal needs its binding');
@@ -106,13 +158,13 @@ t.test('relay and plaintext terminal through the CLI; vpn delete; status shows t
   t.notMatch(readFileSync(join(data, 'plain.json'), 'utf8'), /secretKey/, 'its file holds no key');
 
   const relayProc = kagiSpawn(['agent', join(data, 'relay.json'), '--profile', 'node-relay-4port', '--port-base', '0']);
-  t.teardown(() => relayProc.kill('SIGTERM'));
+  t.teardown(() => stopChild(relayProc));
   const relay = watch(relayProc);
   const relayOut = await relay.until(/port p4 on 127\.0\.0\.1:\d+/);
   const p1 = /port p1 on 127\.0\.0\.1:(\d+)/.exec(relayOut)![1]!;
   t.match(relayOut, /relay relay-1 configured \(profile node-relay-4port\)/, 'the relay configured itself (6a)');
   const plainProc = kagiSpawn(['agent', join(data, 'plain.json'), '--via', `127.0.0.1:${p1}`, '--user', 'pam', '--password-stdin']);
-  t.teardown(() => plainProc.kill('SIGTERM'));
+  t.teardown(() => stopChild(plainProc));
   plainProc.stdin!.end('pam-password\n');
   const plain = watch(plainProc);
   t.match(await plain.until(/joined plant/), /plain-1 configured through relay-1\/p1[\s\S]*joined plant \(tcp\/5020\)/, 'the plaintext terminal joined through its relay port');

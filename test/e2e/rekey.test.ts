@@ -4,7 +4,7 @@
  * leave cannot be opened with any key the leaver held.
  */
 import t from 'tap';
-import { agent, controlPlane, crypto, device, tempDir, until, vpnWithUsers } from '../helpers/control-plane.js';
+import { controlPlane, crypto, joinedAgent, tempDir, until, vpnWithUsers } from '../helpers/control-plane.js';
 import { revoke } from '../../servers/admin.js';
 import { SqliteStore } from '../../servers/store/sqlite.js';
 import { FrameReceiver } from '../../protocol/vpn-frame.js';
@@ -18,14 +18,7 @@ t.test('revoke: the leaver is out and the VPN is rekeyed', async (t) => {
   t.teardown(() => cp.close());
   await vpnWithUsers(cp, 'plant', 5020, { alice: 'alice-password', bob: 'bob-password', carol: 'carol-password' });
   const got: string[] = [];
-  const mk = async (id: string, user: string) => {
-    const a = agent(await device(cp, id), cp.brokerUrl, { onData: (_v, f, p) => got.push(`${id}<-${f}:${new TextDecoder().decode(p)}`) });
-    t.teardown(() => a.stop());
-    await a.start();
-    await a.configure();
-    await a.join(user, `${user}-password`);
-    return a;
-  };
+  const mk = (id: string, user: string) => joinedAgent(t, cp, id, user, { onData: (_v, f, p) => got.push(`${id}<-${f}:${new TextDecoder().decode(p)}`) });
   const a = await mk('term-a', 'alice');
   const b = await mk('term-b', 'bob');
   const c = await mk('term-c', 'carol');
@@ -36,7 +29,7 @@ t.test('revoke: the leaver is out and the VPN is rekeyed', async (t) => {
   await revoke(admin, 'plant', 'carol');
   await admin.close();
   t.ok(await until(() => !c.vpns.has('plant')), 'the leaver is told and drops its keys');
-  t.ok(await until(() => a.vpns.get('plant')?.epoch === 2 && b.vpns.get('plant')?.epoch === 2), 'the remaining members switch to epoch 2 at once');
+  t.ok(await until(() => a.epochs().plant === 2 && b.epochs().plant === 2), 'the remaining members switch to epoch 2 at once');
   let rows: string = '';
   const table = async () => (rows = JSON.stringify((await cp.store.members('plant')).map((m) => [m.deviceId, m.keyId])));
   for (let i = 0; i < 100 && (await table()) !== '[["term-a",2],["term-b",2]]'; i++) await new Promise((r) => setTimeout(r, 20));
@@ -48,7 +41,7 @@ t.test('revoke: the leaver is out and the VPN is rekeyed', async (t) => {
 
   // Everything the leaver held: the epoch-1 group key. A frame sealed now
   // does not open with it.
-  const frame = a.vpns.get('plant')!.tx.seal(enc.encode('secret after leave'));
+  const frame = a.vpns.get('plant')!.keys.seal(enc.encode('secret after leave'));
   const leaverView = new FrameReceiver(crypto, 'plant', 60_000);
   leaverView.setKey(1, held.key, Date.now());
   t.throws(() => leaverView.open(frame, Date.now()), KagiError, 'a frame sealed after the leave cannot be opened with the old key');

@@ -53,3 +53,13 @@ export function watch(child: ChildProcess): { until(re: RegExp, ms?: number): Pr
     },
   };
 }
+
+/** Stop a child the way an operator does (SIGTERM) and wait until it is gone (SIGKILL after 5 s). */
+export async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const gone = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await gone;
+  clearTimeout(timer);
+}

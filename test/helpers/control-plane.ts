@@ -3,7 +3,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nodeCrypto } from '../../runtime/node/crypto.js';
-import { startControlPlane, type ControlPlane } from '../../servers/control-plane.js';
+import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from '../../servers/control-plane.js';
+import { decodeEnvelope } from '../../protocol/envelope.js';
+import type { MessageType } from '../../protocol/messages.js';
 import { addDevice, addUser, addVpn, grant } from '../../servers/admin.js';
 import { parseBundle, type Bundle } from '../../device/bundle.js';
 import { TerminalAgent, type TerminalOptions } from '../../device/terminal.js';
@@ -16,13 +18,17 @@ export const crypto = nodeCrypto();
 
 export function tempDir(t: { teardown(fn: () => void): void }, prefix = 'kagi-'): string {
   const d = mkdtempSync(join(tmpdir(), prefix));
-  t.teardown(() => rmSync(d, { recursive: true, force: true }));
+  // Retries: a child process told to stop may still be writing its state.
+  t.teardown(() => rmSync(d, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 }));
   return d;
 }
 
 export interface CpOptions {
   brokerUrl?: string;
   timeoutMs?: number;
+  liveness?: ControlPlaneOptions['liveness'];
+  rekeyPeriodMs?: number;
+  linkCapacity?: number;
   /** Collects every log line as "level: message". */
   lines?: string[];
 }
@@ -31,14 +37,17 @@ export async function controlPlane(dataDir: string, o: CpOptions = {}): Promise<
   return startControlPlane({
     dataDir, crypto, port: 0, timeoutMs: o.timeoutMs ?? 5000,
     ...(o.brokerUrl ? { brokerUrl: o.brokerUrl } : {}),
+    ...(o.liveness ? { liveness: o.liveness } : {}),
+    ...(o.linkCapacity ? { linkCapacity: o.linkCapacity } : {}),
+    ...(o.rekeyPeriodMs !== undefined ? { rekeyPeriodMs: o.rekeyPeriodMs, keysTickMs: 100 } : {}),
     log: (level, msg) => o.lines?.push(`${level}: ${msg}`),
   });
 }
 
 /** Wait until `cond` holds or `ms` pass; returns whether it held. */
-export async function until(cond: () => boolean, ms = 3000): Promise<boolean> {
+export async function until(cond: () => boolean | Promise<boolean>, ms = 3000): Promise<boolean> {
   const end = Date.now() + ms;
-  while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+  while (!(await cond()) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
   return cond();
 }
 
@@ -61,18 +70,36 @@ export interface AgentTestOptions extends TerminalOptions {
   brokerAuth?: 'counter' | 'static' | 'none';
   /** Sees every MQTT publish of the agent; `send` publishes raw bytes. */
   spy?(topic: string, bytes: Uint8Array, send: (topic: string, bytes: Uint8Array) => Promise<void>): void;
+  /**
+   * A faulty network between the agent and the broker: messages for which
+   * `lose` says true are lost (in: arriving at the agent, out: leaving it).
+   */
+  lose?(dir: 'in' | 'out', topic: string, bytes: Uint8Array): boolean;
+}
+
+/** The control-message type of an MQTT payload, if it is one. */
+export function typeOf(bytes: Uint8Array): MessageType | undefined {
+  try {
+    return decodeEnvelope(bytes).type;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A Node platform whose link can be watched by a test. */
 export function testPlatform(brokerUrl: string, o: AgentTestOptions = {}): Platform {
   const p = nodePlatform({ brokerUrl, brokerAuth: o.brokerAuth });
-  if (!o.spy) return p;
+  if (!o.spy && !o.lose) return p;
   return {
     ...p,
     async connect(l) {
-      const link = await p.connect(l);
+      const lose = o.lose ?? (() => false);
+      const link = await p.connect({ ...l, onMessage: (topic, bytes) => (lose('in', topic, bytes) ? undefined : l.onMessage(topic, bytes)) });
       const send = link.publish.bind(link);
-      link.publish = (topic, bytes) => (o.spy!(topic, bytes, send), send(topic, bytes));
+      link.publish = async (topic, bytes, retain) => {
+        o.spy?.(topic, bytes, send);
+        if (!lose('out', topic, bytes)) await send(topic, bytes, retain);
+      };
       return link;
     },
   };
@@ -97,4 +124,28 @@ export async function seedDataDir(data: string, o: { deviceId: string; mac: stri
   } finally {
     await store.close();
   }
+}
+
+/**
+ * A registered terminal, started, configured and joined as `user` (whose
+ * password is `${user}-password`); stopped (without leaving) at teardown.
+ */
+export async function joinedAgent(
+  t: { teardown(fn: () => unknown): void },
+  cp: ControlPlane,
+  id: string,
+  user: string,
+  o: AgentTestOptions = {},
+): Promise<TerminalAgent> {
+  const a = agent(await device(cp, id), cp.brokerUrl, o);
+  t.teardown(() => a.stop({ leave: false }));
+  await a.start();
+  await a.configure();
+  await a.join(user, `${user}-password`);
+  return a;
+}
+
+/** Log lines (from CpOptions.lines) matching `re`. */
+export function logged(lines: string[], re: RegExp): string[] {
+  return lines.filter((l) => re.test(l));
 }

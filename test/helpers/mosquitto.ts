@@ -1,5 +1,7 @@
 /** The Mosquitto already running on 127.0.0.1:1883, or a loud skip. */
 import { createConnection } from 'node:net';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 
 export const MOSQUITTO_URL = 'mqtt://127.0.0.1:1883';
 
@@ -12,3 +14,27 @@ export function mosquittoUp(): Promise<boolean> {
 }
 
 export const MOSQUITTO_SKIP = 'SKIPPED: needs Mosquitto on 127.0.0.1:1883 (start it with: mosquitto -d -c /etc/mosquitto/mosquitto.conf)';
+
+/**
+ * A private Mosquitto on 127.0.0.1:`port` (local-only mode, anonymous), for
+ * tests that restart the broker; undefined when the binary is missing.
+ */
+export const haveMosquittoBinary = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto'].some((p) => existsSync(p));
+
+export async function startMosquitto(port: number): Promise<ChildProcess | undefined> {
+  if (!haveMosquittoBinary) return undefined;
+  const child = spawn('mosquitto', ['-p', String(port)], { stdio: 'ignore' });
+  for (let i = 0; i < 100; i++) {
+    const up = await new Promise<boolean>((resolve) => {
+      const s = createConnection({ host: '127.0.0.1', port });
+      s.once('connect', () => (s.destroy(), resolve(true)));
+      s.once('error', () => resolve(false));
+    });
+    if (up) return child;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  child.kill('SIGKILL');
+  throw new Error(`mosquitto did not listen on ${port}`);
+}
+
+export const MOSQUITTO_BINARY_SKIP = 'SKIPPED: needs the mosquitto binary (apt-get install -y mosquitto) to restart a private broker';

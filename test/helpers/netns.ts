@@ -9,6 +9,9 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 export interface Netns {
   fw: string;
   cli: string;
+  /** The veth ends: in fw, and in cli. */
+  fwDev: string;
+  cliDev: string;
   fwAddr: string;
   a: string;
   b: string;
@@ -22,8 +25,8 @@ export interface Netns {
 /** Why these tests cannot run here, or null. */
 export function netnsUnavailable(): string | null {
   if (process.getuid?.() !== 0) return 'SKIPPED: network namespace tests need root';
-  for (const bin of ['ip', 'nft']) {
-    if (spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0) return `SKIPPED: needs '${bin}' (apt-get install -y ${bin === 'ip' ? 'iproute2' : 'nftables'})`;
+  for (const bin of ['ip', 'nft', 'tc']) {
+    if (spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0) return `SKIPPED: needs '${bin}' (apt-get install -y ${bin === 'nft' ? 'nftables' : 'iproute2'})`;
   }
   return null;
 }
@@ -36,7 +39,7 @@ export function makeNetns(): Netns {
   const fw = `kagi-fw-${id}`, cli = `kagi-cl-${id}`;
   const vf = `kf${id}`, vc = `kc${id}`;
   const n: Netns = {
-    fw, cli, fwAddr: `${net}.1`, a: `${net}.2`, b: `${net}.3`,
+    fw, cli, fwDev: vf, cliDev: vc, fwAddr: `${net}.1`, a: `${net}.2`, b: `${net}.3`,
     serve(port) {
       return spawn('ip', ['netns', 'exec', fw, process.execPath, '-e', `require('net').createServer((s) => s.end('ok')).listen(${port}, '0.0.0.0')`], { stdio: 'ignore' });
     },

@@ -25,7 +25,7 @@ const why = spawnSync('sh', ['-c', 'command -v mosquitto && command -v mosquitto
   : null;
 if (why) console.error(`\n*** ${why} ***\n`);
 
-const state = (members: string[]): DesiredState => ({ vpns: [{ id: 'plant', protocol: 'tcp', port: 5020, members: members.map((deviceId) => ({ deviceId, address: null, via: null })) }] });
+const state = (members: string[], cut = false): DesiredState => ({ vpns: [{ id: 'plant', protocol: 'tcp', port: 5020, priority: 0, rate: 0, cut, members: members.map((deviceId) => ({ deviceId, address: null, via: null })) }] });
 
 /** A Mosquitto of the test's own with the dynsec plugin; admin / admin-password. */
 async function dynsecMosquitto(t: Test): Promise<string> {
@@ -75,6 +75,27 @@ t.test('dynsec roles follow VPN membership', { skip: why ?? false }, async (t) =
   t.equal(await granted('kagi/v1/vpn/plant/dev-2'), 128, "but never another member's topic");
   await driver.apply(state(['dev-1']));
   t.equal(await granted('kagi/v1/vpn/plant/dev-1'), 1, 'applying the same state again changes nothing');
+  // Cut by the bandwidth plan: dev-1's frames are dropped, it stays connected.
+  const delivered = async () => {
+    const watcher = await mqtt.connectAsync(url, { clientId: 'watch', username: 'admin', password: 'admin-password', reconnectPeriod: 0 });
+    const dev = await mqtt.connectAsync(url, { clientId: 'dev-1', username: 'dev-1', password: 'dev-1-password', reconnectPeriod: 0 });
+    try {
+      let n = 0;
+      watcher.on('message', () => n++);
+      await watcher.subscribeAsync('kagi/v1/vpn/plant/#', { qos: 1 });
+      await dev.publishAsync('kagi/v1/vpn/plant/all', 'frame', { qos: 1 });
+      await new Promise((r) => setTimeout(r, 300));
+      return { n, connected: dev.connected };
+    } finally {
+      await dev.endAsync();
+      await watcher.endAsync();
+    }
+  };
+  t.same(await delivered(), { n: 1, connected: true }, 'a member’s frame is delivered');
+  await driver.apply(state(['dev-1'], true));
+  t.same(await delivered(), { n: 0, connected: true }, 'cut: its frame is dropped, the member stays connected');
+  await driver.apply(state(['dev-1'], false));
+  t.same(await delivered(), { n: 1, connected: true }, 'restored: delivered again');
   await driver.apply(state(['dev-2']));
   t.equal(await granted('kagi/v1/vpn/plant/dev-1'), 128, 'after leaving: refused again');
   const [listed] = await driver.send([{ command: 'getClient', username: 'dev-2' }]);

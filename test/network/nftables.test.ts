@@ -14,7 +14,7 @@ if (why) console.error(`\n*** ${why} ***\n`);
 
 const PORT = 5020;
 const state = (addrs: string[]): DesiredState => ({
-  vpns: [{ id: 'plant', protocol: 'tcp', port: PORT, members: addrs.map((a, i) => ({ deviceId: `ext-${i}`, address: a, via: null })) }],
+  vpns: [{ id: 'plant', protocol: 'tcp', port: PORT, priority: 0, rate: 0, cut: false, members: addrs.map((a, i) => ({ deviceId: `ext-${i}`, address: a, via: null })) }],
 });
 
 t.test('nftables firewall follows the member address', { skip: why ?? false }, async (t) => {

@@ -19,7 +19,14 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     await s.addUser({ id: 'u1', passwordHash: 'scrypt$1$2$3$aa$bb' });
     t.same(await s.getUser('u1'), { id: 'u1', passwordHash: 'scrypt$1$2$3$aa$bb' }, 'user round trip');
     await s.addVpn({ id: 'v1', protocol: 'udp', port: 9, priority: 3, maxBandwidth: 1000, flag: 1, totalRate: 5 });
-    t.same(await s.getVpn('v1'), { id: 'v1', protocol: 'udp', port: 9, priority: 3, maxBandwidth: 1000, flag: 1, totalRate: 5 }, 'VPN row round trip (1e)');
+    t.same(await s.getVpn('v1'), { id: 'v1', protocol: 'udp', port: 9, priority: 3, maxBandwidth: 1000, flag: 1, totalRate: 5, rekeyPeriodMs: 0, rekeyRequestedAt: 0 }, 'VPN row round trip (1e)');
+    t.equal(await s.setRekeyRequest('v1', 77), true, 'rekey request recorded');
+    t.equal((await s.getVpn('v1'))!.rekeyRequestedAt, 77, 'rekey request read back');
+    t.equal(await s.setRekeyRequest('ghost', 1), false, 'rekey request for a missing VPN is false');
+    t.equal(await s.updateVpn('v1', { priority: 7, totalRate: 9 }), true, 'updateVpn');
+    t.match(await s.getVpn('v1'), { priority: 7, totalRate: 9, maxBandwidth: 1000, flag: 1 }, 'only the given columns change');
+    t.equal(await s.updateVpn('ghost', { priority: 1 }), false, 'updateVpn of a missing VPN is false');
+    await s.updateVpn('v1', { priority: 3, totalRate: 5 });
     await s.grant('v1', 'u1');
     t.same(await s.grantsOf('u1'), ['v1'], 'grant');
     await t.rejects(s.grant('v1', 'ghost'), { name: 'ConflictError' }, 'grant to a missing user refused');
@@ -28,6 +35,27 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     await s.putMember({ vpnId: 'v1', deviceId: 'd1', userId: 'u1', keyId: 2, networkId: 'n' });
     t.same(await s.members('v1'), [{ vpnId: 'v1', deviceId: 'd1', userId: 'u1', keyId: 2, networkId: 'n' }], 'membership is an upsert: one row');
     t.equal((await s.membershipsOf('d1')).length, 1, 'memberships of a device');
+    await s.putMember({ vpnId: 'v1', deviceId: 'd2x', userId: 'u1', keyId: 0, networkId: 'n' }).then(() => t.fail('membership of a missing device accepted'), () => t.pass('membership needs the device'));
+    await s.addDevice({ id: 'd3', mac: '02:00:00:00:00:03', publicKey: pk, kind: 'terminal' });
+    await s.putMember({ vpnId: 'v1', deviceId: 'd3', userId: 'u1', keyId: 0, networkId: 'n' });
+    t.equal(await s.removeMember('v1', 'd3'), true, 'removeMember removes');
+    t.equal(await s.removeMember('v1', 'd3'), false, 'removeMember of an absent row is false');
+    t.same((await s.members('v1')).map((m) => m.deviceId), ['d1'], 'the other membership stays');
+
+    const book = s.channels('config');
+    t.equal(await book.get('d1'), undefined, 'no channel yet');
+    await book.set('d1', { send: new Uint8Array(32).fill(1), recv: new Uint8Array(32).fill(2) });
+    await book.set('d1', { send: new Uint8Array(32).fill(3), recv: new Uint8Array(32).fill(4) });
+    t.same([...(await book.get('d1'))!.send].slice(0, 2), [3, 3], 'channel keys: the latest set wins');
+    t.equal(await s.channels('keys').get('d1'), undefined, 'channels are per service');
+    await book.delete('d1');
+    t.equal(await book.get('d1'), undefined, 'channel deleted');
+
+    t.same([...(await s.notCommunicating())], [], 'every member communicates until marked');
+    await s.setCommunicating('d1', false, 5);
+    t.same([...(await s.notCommunicating())], ['d1'], 'marked not communicating');
+    await s.setCommunicating('d1', true, 6);
+    t.same([...(await s.notCommunicating())], [], 'communicating again');
 
     await s.putSessionKey({ vpnId: 'v1', epoch: 1, key: new Uint8Array(32).fill(1), createdAt: 1 });
     await s.putSessionKey({ vpnId: 'v1', epoch: 2, key: new Uint8Array(32).fill(2), createdAt: 2 });

@@ -1,0 +1,60 @@
+/**
+ * Channels (DESIGN §4, message kind `channel`): a long-lived pair of
+ * per-direction symmetric keys between a device and one service, so polls,
+ * liveness notices and key updates cost one AEAD each instead of an HPKE
+ * seal (two or three X25519 on a board).
+ *
+ *  config channel: exported from the device's authentication request
+ *    (`Export("kagi/v1 channel", 64)`), handed by the auth server to the
+ *    config server; renewed by every config request.
+ *  keys channel: chosen at random by the key server per key holder and
+ *    carried inside the first HPKE-sealed key delivery; kept for as long as
+ *    the holder exists, so concurrent deliveries (a relay's ports) never
+ *    disagree about it.
+ *
+ * Nonces are I2OSP(seq, 12) with seq from the per-pair SendCounter, which
+ * persists, and each key serves one direction of one pair: no (key, nonce)
+ * repeats.
+ */
+import { wipe } from './bytes.js';
+
+export interface ChannelKeys {
+  /** Seals what we send. */
+  send: Uint8Array;
+  /** Opens what the peer sends. */
+  recv: Uint8Array;
+}
+
+/** Where a party keeps its channel keys, by peer id. */
+export interface ChannelBook {
+  get(peer: string): Promise<ChannelKeys | undefined>;
+  set(peer: string, keys: ChannelKeys): Promise<void>;
+  delete(peer: string): Promise<void>;
+}
+
+export class MemoryChannelBook implements ChannelBook {
+  private readonly m = new Map<string, ChannelKeys>();
+  async get(peer: string): Promise<ChannelKeys | undefined> {
+    return this.m.get(peer);
+  }
+  async set(peer: string, keys: ChannelKeys): Promise<void> {
+    const old = this.m.get(peer);
+    this.m.set(peer, { send: keys.send.slice(), recv: keys.recv.slice() });
+    if (old) (wipe(old.send), wipe(old.recv));
+  }
+  async delete(peer: string): Promise<void> {
+    const old = this.m.get(peer);
+    this.m.delete(peer);
+    if (old) (wipe(old.send), wipe(old.recv));
+  }
+}
+
+/** The requester's view of a request's channel keys (it sends `up`). */
+export function asRequester(k: { up: Uint8Array; down: Uint8Array }): ChannelKeys {
+  return { send: k.up, recv: k.down };
+}
+
+/** The receiver's view of a request's channel keys (it sends `down`). */
+export function asReceiver(k: { up: Uint8Array; down: Uint8Array }): ChannelKeys {
+  return { send: k.down, recv: k.up };
+}

@@ -1,0 +1,92 @@
+/**
+ * Liveness of VPN members (patent embodiment 4), one state machine per
+ * member, driven by the config server:
+ *
+ *   ACTIVE ──poll unanswered──▶ MISSING(n) ──n reaches evictAfter──▶ EVICTED
+ *     ▲                            │
+ *     └──── answered (S402) or continue (S403) ──┘
+ *
+ * "Answered" means the member's holder (itself, or its relay) vouched for
+ * it after the previous poll. A poll counts as missed when it is sent and
+ * nothing vouched since the poll before it. A MISSING member is "not
+ * communicating": the key server leaves it out of rekeys until it answers.
+ * EVICTED is terminal: the config server runs the leave steps and forgets
+ * the member; coming back means joining again.
+ */
+export type LivenessState = 'ACTIVE' | 'MISSING' | 'EVICTED';
+
+interface MemberLiveness {
+  state: LivenessState;
+  missed: number;
+  /** When the last poll to its holder went out (ms), null = none yet. */
+  polledAt: number | null;
+  /** When its holder last vouched for it (ms), -Infinity = never. */
+  vouchedAt: number;
+}
+
+export interface Transition {
+  member: string;
+  from: LivenessState;
+  to: LivenessState;
+  missed: number;
+}
+
+export class LivenessTable {
+  private readonly m = new Map<string, MemberLiveness>();
+
+  constructor(private readonly evictAfter: number) {
+    if (!Number.isInteger(evictAfter) || evictAfter < 1) throw new RangeError('evictAfter must be a positive integer');
+  }
+
+  private get(member: string): MemberLiveness {
+    let s = this.m.get(member);
+    if (!s) {
+      // A member we have not polled yet starts ACTIVE (just joined, or we restarted).
+      s = { state: 'ACTIVE', missed: 0, polledAt: null, vouchedAt: -Infinity };
+      this.m.set(member, s);
+    }
+    return s;
+  }
+
+  /** A poll is going out to the member's holder. */
+  polled(member: string, now: number): Transition | null {
+    const s = this.get(member);
+    if (s.state === 'EVICTED') return null;
+    const from = s.state;
+    if (s.polledAt !== null && s.vouchedAt < s.polledAt) {
+      s.missed++;
+      s.state = s.missed >= this.evictAfter ? 'EVICTED' : 'MISSING';
+    }
+    s.polledAt = now;
+    return s.state === from ? null : { member, from, to: s.state, missed: s.missed };
+  }
+
+  /** The member's holder answered a poll or sent continue for it. */
+  vouched(member: string, now: number): Transition | null {
+    const s = this.get(member);
+    s.vouchedAt = now;
+    if (s.state !== 'MISSING') return null;
+    const t = { member, from: s.state, to: 'ACTIVE' as const, missed: s.missed };
+    s.state = 'ACTIVE';
+    s.missed = 0;
+    return t;
+  }
+
+  state(member: string): LivenessState | undefined {
+    return this.m.get(member)?.state;
+  }
+
+  missed(member: string): number {
+    return this.m.get(member)?.missed ?? 0;
+  }
+
+  /** The member is out of every VPN (left, evicted, revoked): start afresh next time. */
+  forget(member: string): void {
+    this.m.delete(member);
+  }
+
+  /** Members no longer in any VPN are dropped from the table. */
+  retain(members: Set<string>): void {
+    for (const k of this.m.keys()) if (!members.has(k)) this.m.delete(k);
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * Channel messages between two Peers (a device and a service) joined by an
+ * in-memory transport: request/answer, one-way, and every way a channel
+ * message can be wrong (no channel, tampered, replayed, wrong direction,
+ * answer from the wrong peer).
+ */
+import t from 'tap';
+import { Peer, type PeerOptions } from '../../protocol/peer.js';
+import { MemoryNumberStore } from '../../protocol/store.js';
+import { MemoryChannelBook, asReceiver, asRequester } from '../../protocol/channel.js';
+import { KagiError } from '../../protocol/errors.js';
+import { nodeCrypto } from '../../runtime/node/crypto.js';
+
+const c = nodeCrypto();
+
+function pair(o: { dev?: Partial<PeerOptions>; svc?: Partial<PeerOptions> } = {}) {
+  const wire: Uint8Array[] = [];
+  const peers = new Map<string, Peer>();
+  const mk = (id: string, extra: Partial<PeerOptions> = {}) => {
+    const p = new Peer({
+      crypto: c, id, secretKey: c.randomBytes(32), numbers: new MemoryNumberStore(),
+      transport: { publish: async (topic, bytes) => (wire.push(bytes), void peers.get(topic)!.receive(bytes)) },
+      keyOf: async () => undefined,
+      replyTopic: (to) => to,
+      channels: new MemoryChannelBook(),
+      ...extra,
+    });
+    peers.set(id, p);
+    return p;
+  };
+  const devBook = new MemoryChannelBook();
+  const svcBook = new MemoryChannelBook();
+  const dev = mk('dev-1', { channels: devBook, ...o.dev });
+  const svc = mk('config', { channels: svcBook, ...o.svc });
+  return { dev, svc, devBook, svcBook, wire, peers };
+}
+
+async function channel(devBook: MemoryChannelBook, svcBook: MemoryChannelBook) {
+  const k = { up: c.randomBytes(32), down: c.randomBytes(32) };
+  await devBook.set('config', asRequester(k));
+  await svcBook.set('dev-1', asReceiver(k));
+}
+
+const tick = () => new Promise((r) => setTimeout(r, 5));
+
+t.test('a channel request is answered on the channel; one-way messages arrive', async (t) => {
+  const seen: unknown[] = [];
+  const p = pair({ svc: { onChannel: async (m) => (seen.push([m.env.type, m.body]), m.env.type === 'continue' ? undefined : { type: 'poll', body: { members: [] } }) } });
+  await channel(p.devBook, p.svcBook);
+  const r = await p.dev.channelRequest({ to: 'config', type: 'poll.reply', body: { members: ['x'] }, timeoutMs: 1000 });
+  t.same(r, { type: 'poll', body: { members: [] } }, 'the answer comes back to the waiting request');
+  await p.dev.sendChannel('config', { type: 'continue', body: { members: [] } });
+  await tick();
+  t.same(seen, [['poll.reply', { members: ['x'] }], ['continue', { members: [] }]], 'the service saw both, in order');
+});
+
+t.test('what a channel refuses, and why', async (t) => {
+  const seen: string[] = [];
+  const p = pair({ svc: { onChannel: async (m) => (seen.push(m.env.type), undefined) } });
+  await t.rejects(p.dev.sendChannel('config', { type: 'continue', body: {} }), { name: 'KagiError', code: 'key' }, 'no channel: the sender refuses');
+  await p.devBook.set('config', { send: c.randomBytes(32), recv: c.randomBytes(32) });
+  await p.dev.sendChannel('config', { type: 'continue', body: {} });
+  await tick();
+  t.equal(p.svc.dropped.get('key'), 1, 'no channel on the receiver: dropped as key');
+
+  await channel(p.devBook, p.svcBook);
+  await p.dev.sendChannel('config', { type: 'continue', body: { n: 1 } });
+  await tick();
+  t.same(seen, ['continue'], 'a good message passes');
+  const good = p.wire[p.wire.length - 1]!;
+  await p.svc.receive(good);
+  t.equal(p.svc.dropped.get('replay'), 1, 'the same message again: replay');
+  const bad = good.slice();
+  bad[bad.length - 1]! ^= 1;
+  await p.svc.receive(bad);
+  t.equal(p.svc.dropped.get('auth'), 1, 'one flipped bit: auth');
+
+  // The device seals with its receive key (the wrong direction).
+  const keys = (await p.devBook.get('config'))!;
+  await p.devBook.set('config', { send: keys.recv, recv: keys.send });
+  await p.dev.sendChannel('config', { type: 'continue', body: {} });
+  await tick();
+  t.equal(p.svc.dropped.get('auth'), 2, 'the other direction’s key does not open: auth');
+  t.same(seen, ['continue'], 'nothing wrong reached the handler');
+});
+
+t.test('an answer must come from the peer asked, in time', async (t) => {
+  const p = pair();
+  await channel(p.devBook, p.svcBook);
+  await t.rejects(p.dev.channelRequest({ to: 'config', type: 'keys.fetch', body: {}, timeoutMs: 50 }), { name: 'KagiError', code: 'unexpected' }, 'no answer: unexpected after the timeout');
+  t.type(new KagiError('key', 'x'), KagiError);
+});

@@ -1,0 +1,47 @@
+/** The liveness state machine (embodiment 4), transition by transition. */
+import t from 'tap';
+import { LivenessTable } from '../../servers/config/liveness.js';
+import { livenessOptions } from '../../servers/config/config.js';
+
+t.test('unanswered polls: ACTIVE → MISSING(n) → EVICTED after evictAfter', async (t) => {
+  const l = new LivenessTable(3);
+  t.equal(l.polled('m', 0), null, 'the first poll of a new member counts nothing');
+  t.equal(l.state('m'), 'ACTIVE', 'a new member is ACTIVE');
+  t.same(l.polled('m', 10), { member: 'm', from: 'ACTIVE', to: 'MISSING', missed: 1 }, 'second poll, nothing vouched since the first: missed 1');
+  t.equal(l.polled('m', 20), null, 'still MISSING (no transition), missed 2');
+  t.equal(l.missed('m'), 2, 'missed counts');
+  t.same(l.polled('m', 30), { member: 'm', from: 'MISSING', to: 'EVICTED', missed: 3 }, 'third miss evicts');
+  t.equal(l.polled('m', 40), null, 'EVICTED is terminal: further polls change nothing');
+  t.equal(l.vouched('m', 41), null, 'and a late answer does not bring it back');
+  t.equal(l.state('m'), 'EVICTED', 'it must join again');
+});
+
+t.test('an answer (or continue) between polls keeps a member ACTIVE; after a miss it comes back', async (t) => {
+  const l = new LivenessTable(2);
+  l.polled('m', 0);
+  l.vouched('m', 5);
+  t.equal(l.polled('m', 10), null, 'answered: no miss');
+  t.same(l.polled('m', 20), { member: 'm', from: 'ACTIVE', to: 'MISSING', missed: 1 }, 'unanswered: MISSING');
+  t.same(l.vouched('m', 25), { member: 'm', from: 'MISSING', to: 'ACTIVE', missed: 1 }, 'answered again: ACTIVE');
+  t.equal(l.missed('m'), 0, 'and the count starts over');
+  t.equal(l.polled('m', 30), null, 'no miss after the answer');
+  t.same(l.polled('m', 40), { member: 'm', from: 'ACTIVE', to: 'MISSING', missed: 1 }, 'a single miss after that is 1, not 2');
+});
+
+t.test('forget and retain', async (t) => {
+  const l = new LivenessTable(1);
+  l.polled('a', 0);
+  l.polled('b', 0);
+  l.forget('a');
+  t.equal(l.state('a'), undefined, 'forgotten');
+  l.retain(new Set(['x']));
+  t.equal(l.state('b'), undefined, 'members not in any VPN are dropped');
+  t.throws(() => new LivenessTable(0), RangeError, 'evictAfter must be positive');
+});
+
+t.test('liveness options: defaults and the continue-before-eviction rule', async (t) => {
+  t.same(livenessOptions({}), { pollIntervalMs: 30_000, evictAfter: 3, continueAfterMs: 75_000 }, 'defaults: 30 s, 3 polls, continue after 2.5 intervals');
+  t.throws(() => livenessOptions({ pollIntervalMs: 1000, evictAfter: 2, continueAfterMs: 2000 }), /must be below evict-after/, 'continue must come before eviction');
+  t.throws(() => livenessOptions({ pollIntervalMs: 10 }), /at least 50 ms/, 'a poll interval too short to be real');
+  t.throws(() => livenessOptions({ evictAfter: 1.5 }), /positive whole number/, 'evict-after is whole polls');
+});

@@ -105,7 +105,17 @@ export class DeviceSession {
       },
     });
     void this.link.publish(state, utf8('online'), true).catch(() => {});
-    this.timer = setInterval(() => void this.tick(), 250);
+    this.armTick();
+  }
+
+  /**
+   * The liveness clock ticks at least four times per poll interval, so a
+   * continue (sent every half interval) lands in every poll window even
+   * when timers run late.
+   */
+  private armTick(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = setInterval(() => void this.tick(), Math.max(20, Math.min(250, Math.floor(this.liveness.pollIntervalMs / 4))));
   }
 
   publish(topic: string, payload: Uint8Array, retain = false): Promise<void> {
@@ -146,6 +156,7 @@ export class DeviceSession {
     const l = asBody(b.liveness);
     this.liveness = { pollIntervalMs: num(l, 'pollIntervalMs'), continueAfterMs: num(l, 'continueAfterMs') };
     this.lastPoll = this.p.now(); // the clock for "not polled for a while" starts now
+    if (this.timer) this.armTick();
   }
 
   private async onRequest(m: Incoming): Promise<Reply | undefined> {
@@ -208,7 +219,8 @@ export class DeviceSession {
   private async tick(): Promise<void> {
     const now = this.p.now();
     const l = this.liveness;
-    if (now - this.lastPoll < l.continueAfterMs || now - this.lastContinue < l.pollIntervalMs) return;
+    // Every half interval: one continue per poll window, whatever the phase.
+    if (now - this.lastPoll < l.continueAfterMs || now - this.lastContinue < l.pollIntervalMs / 2) return;
     const held = this.handlers?.held() ?? [];
     if (held.length === 0 || !(await this.channels.get('config'))) return;
     this.lastContinue = now;

@@ -291,8 +291,21 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
     }
   }
 
+  // While our own link is down no poll goes out, so none may count as missed.
+  let wasDown = false;
   async function pollRound(): Promise<void> {
-    for (const [holder, members] of await holders()) await pollHolder(holder, members);
+    if (!running.link.connected) return void (wasDown = true);
+    if (wasDown) {
+      wasDown = false;
+      liveness.restart();
+      ctx.log('info', 'config: back on the broker: missed polls count again from the next round');
+    }
+    try {
+      for (const [holder, members] of await holders()) await pollHolder(holder, members);
+    } catch (e) {
+      if (!running.link.connected) wasDown = true; // lost the link mid-round
+      throw e;
+    }
   }
 
   /** Leave steps for a member that stopped answering. */

@@ -80,6 +80,15 @@ export class LivenessTable {
     return this.m.get(member)?.missed ?? 0;
   }
 
+  /**
+   * Our own link was down: polls that could not go out prove nothing, and
+   * members need a moment to reconnect too. The next poll to each member
+   * counts nothing; counting resumes from there.
+   */
+  restart(): void {
+    for (const s of this.m.values()) s.polledAt = null;
+  }
+
   /** The member is out of every VPN (left, evicted, revoked): start afresh next time. */
   forget(member: string): void {
     this.m.delete(member);

@@ -2,56 +2,19 @@
  * Embodiment 2 on real sockets: relays with TCP ports, plaintext terminals
  * behind them, a terminal; port states RESTRICTED → FORWARDING → RESTRICTED.
  */
-import t, { type Test } from 'tap';
-import { createConnection, createServer, type AddressInfo, type Socket } from 'node:net';
+import t from 'tap';
+import { createConnection, createServer, type AddressInfo } from 'node:net';
 import { RawPorts } from '../../runtime/node/raw-ports.js';
 import { Tunnels } from '../../runtime/node/tunnel.js';
-import { agent, controlPlane, crypto, device, tempDir, testPlatform, until, vpnWithUsers } from '../helpers/control-plane.js';
-import { addDevice, addUser, deleteVpn } from '../../servers/admin.js';
+import { agent, controlPlane, device, tempDir, testPlatform, until, vpnWithUsers } from '../helpers/control-plane.js';
+import { addUser, deleteVpn } from '../../servers/admin.js';
 import { SqliteStore } from '../../servers/store/sqlite.js';
 import { RelayAgent } from '../../device/relay.js';
-import { PlaintextAgent, parsePlainConfig } from '../../device/plaintext.js';
-import { TcpRelayPorts, connectToPort } from '../../runtime/node/relay-ports.js';
 import { encodePortFrame } from '../../protocol/port-frame.js';
-import type { ControlPlane } from '../../servers/control-plane.js';
+import { connect, plain, register, startRelay } from '../helpers/relay.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-
-async function startRelay(t: Test, cp: ControlPlane, id: string) {
-  const b = await device(cp, id, 'relay');
-  const relay = new RelayAgent(b, ['p1', 'p2'], testPlatform(cp.brokerUrl), { timeoutMs: 3000, attempts: 2 });
-  const ports = new TcpRelayPorts(relay, ['p1', 'p2'].map((name) => ({ name, kind: 'tcp' as const, host: '127.0.0.1', port: 0 })));
-  t.teardown(async () => {
-    await ports.stop();
-    await relay.stop();
-  });
-  await relay.start();
-  return { relay, bound: await ports.start() };
-}
-
-let mac = 0x40;
-async function register(cp: ControlPlane, id: string, relay: string, port: string) {
-  return parsePlainConfig(await addDevice(cp.store, cp.keys, crypto, { id, mac: `02:00:00:00:01:${(mac++).toString(16)}`, kind: 'plaintext', broker: cp.brokerUrl, relay, port }));
-}
-
-async function plain(t: Test, cp: ControlPlane, id: string, relay: string, port: string, bound: number) {
-  return connect(t, await register(cp, id, relay, port), bound);
-}
-
-async function connect(t: Test, cfg: ReturnType<typeof parsePlainConfig>, bound: number) {
-  const sock: Socket = await connectToPort('127.0.0.1', bound);
-  t.teardown(() => sock.destroy());
-  const got: string[] = [];
-  const restricted: string[] = [];
-  const p = new PlaintextAgent(cfg, { write: (b) => void sock.write(b) }, {
-    timeoutMs: 8000,
-    onData: (vpn, peer, b) => got.push(`${vpn}:${peer}:${dec.decode(b)}`),
-    onRestricted: (vpn) => restricted.push(vpn),
-  });
-  sock.on('data', (d: Buffer) => p.input(new Uint8Array(d)));
-  return { p, sock, got, restricted };
-}
 
 t.test('relay ports: restricted, forwarding, restricted again', async (t) => {
   const data = tempDir(t);

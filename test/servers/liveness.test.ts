@@ -28,6 +28,20 @@ t.test('an answer (or continue) between polls keeps a member ACTIVE; after a mis
   t.same(l.polled('m', 40), { member: 'm', from: 'ACTIVE', to: 'MISSING', missed: 1 }, 'a single miss after that is 1, not 2');
 });
 
+t.test('restart (our own link was down): the next poll counts nothing, counting resumes after it', async (t) => {
+  const l = new LivenessTable(3);
+  l.polled('m', 0);
+  l.polled('m', 10); // missed 1
+  l.restart();
+  t.equal(l.polled('m', 20), null, 'the first poll after our outage counts nothing');
+  t.equal(l.missed('m'), 1, 'the count from before is kept, not raised');
+  t.same(l.polled('m', 30), null, 'the poll after that counts again (missed 2, still MISSING)');
+  t.equal(l.missed('m'), 2, 'missed 2');
+  l.restart();
+  l.vouched('m', 35);
+  t.equal(l.state('m'), 'ACTIVE', 'an answer after the outage brings it back as usual');
+});
+
 t.test('forget and retain', async (t) => {
   const l = new LivenessTable(1);
   l.polled('a', 0);

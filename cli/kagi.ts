@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { UsageError } from './args.js';
 import { agent, agentHelp } from './commands/agent.js';
+import { bundle, bundleHelp } from './commands/bundle.js';
 import { device, deviceHelp, user, userHelp, vpn, vpnHelp } from './commands/admin.js';
 import { demo, demoHelp } from './commands/demo.js';
 import { status, statusHelp } from './commands/status.js';
@@ -21,6 +22,7 @@ commands:
   user add    add a user (password from standard input)
   vpn         add a VPN, grant a user
   agent       run a device agent from its bundle
+  bundle      build the agent for a board profile as one file
   status      devices and VPNs (--json)
   demo        the whole first story in one process on ephemeral ports
   version     print the version
@@ -33,6 +35,7 @@ const commands: Record<string, { help: string; run(args: string[]): Promise<numb
   user: { help: userHelp, run: user },
   vpn: { help: vpnHelp, run: vpn },
   agent: { help: agentHelp, run: agent },
+  bundle: { help: bundleHelp, run: bundle },
   status: { help: statusHelp, run: status },
   demo: { help: demoHelp, run: demo },
   version: {

@@ -38,9 +38,31 @@ export function i2osp(n: number, len: number): Uint8Array {
   return out;
 }
 
-const te = new TextEncoder();
+// Board runtimes (QuickJS, XS) may have no TextEncoder: encode by hand there.
+const te = typeof TextEncoder === 'function' ? new TextEncoder() : null;
 export function utf8(s: string): Uint8Array {
-  return te.encode(s);
+  return te ? te.encode(s) : utf8Portable(s);
+}
+
+/** UTF-8 of a JS string without TextEncoder; lone surrogates become U+FFFD, as TextEncoder does. */
+export function utf8Portable(s: string): Uint8Array {
+  const out: number[] = [];
+  for (let i = 0; i < s.length; i++) {
+    let c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+        i++;
+      }
+    }
+    if (c >= 0xd800 && c <= 0xdfff) c = 0xfffd;
+    if (c < 0x80) out.push(c);
+    else if (c < 0x800) out.push(0xc0 | (c >> 6), 0x80 | (c & 63));
+    else if (c < 0x10000) out.push(0xe0 | (c >> 12), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
+    else out.push(0xf0 | (c >> 18), 0x80 | ((c >> 12) & 63), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
+  }
+  return Uint8Array.from(out);
 }
 
 export function toHex(b: Uint8Array): string {

@@ -11,6 +11,8 @@ import type { Crypto } from './crypto/backend.js';
 import { KagiError } from './errors.js';
 import { concat, equalCT, i2osp, utf8, wipe } from './bytes.js';
 import { LIMITS } from './limits.js';
+import { SendCounter } from './replay.js';
+import type { NumberStore } from './store.js';
 
 const LABEL = utf8('kagi/v1 connect');
 export const CONNECT_PASSWORD_LENGTH = 20;
@@ -54,3 +56,41 @@ export function staticPassword(c: Crypto, key: Uint8Array, clientId: string): st
   for (const b of mac.subarray(0, 24)) s += b.toString(16).padStart(2, '0');
   return s;
 }
+
+/**
+ * The CONNECT username and password a client sends, the same for every
+ * link implementation (MQTT.js on Node, a board's host MQTT):
+ *  - counter: username "kagi", a password with a fresh counter per attempt
+ *    (kagi's embedded broker refuses a counter it has seen);
+ *  - static: username = client id, a fixed password derived from the same
+ *    key (Mosquitto dynamic security);
+ *  - no broker key: neither (an external broker without kagi auth).
+ */
+export class ConnectCredentials {
+  private readonly key: Uint8Array | undefined;
+  private readonly counter: SendCounter;
+
+  constructor(
+    private readonly c: Crypto,
+    private readonly clientId: string,
+    secretKey: Uint8Array,
+    brokerPublicKey: Uint8Array | undefined,
+    private readonly mode: 'counter' | 'static',
+    numbers: NumberStore,
+  ) {
+    this.key = brokerPublicKey ? connectKey(c, secretKey, brokerPublicKey) : undefined;
+    this.counter = new SendCounter(numbers, 16, `connect:${clientId}:`);
+  }
+
+  get username(): string | undefined {
+    return this.key ? (this.mode === 'static' ? this.clientId : 'kagi') : undefined;
+  }
+
+  /** The password for the next connection attempt (takes a counter in counter mode). */
+  async password(): Promise<Uint8Array | undefined> {
+    if (!this.key) return undefined;
+    if (this.mode === 'static') return utf8(staticPassword(this.c, this.key, this.clientId));
+    return connectPassword(this.c, this.key, this.clientId, await this.counter.take('broker'));
+  }
+}
+

@@ -19,6 +19,7 @@ export type KagiErrorCode =
   | 'epoch' // VPN frame of an epoch we do not (or no longer) hold
   | 'key' // bad key material: length, or an all-zero X25519 result
   | 'exhausted' // a nonce counter reached its limit: rekey
+  | 'profile' // a board profile that does not fit its schema
   | 'argument'; // local misuse of an API
 
 export class KagiError extends Error {

@@ -5,7 +5,8 @@ import { parseBundle, type Bundle } from '../../device/bundle.js';
 import type { Platform } from '../../device/platform.js';
 import { RelayAgent } from '../../device/relay.js';
 import { PlaintextAgent, parsePlainConfig } from '../../device/plaintext.js';
-import { TcpRelayPorts, connectToPort, loadRelayProfile } from '../../runtime/node/relay-ports.js';
+import { TcpRelayPorts, connectToPort, loadRelayProfile, relayProfileOf, type RelayProfile } from '../../runtime/node/relay-ports.js';
+import type { BoardProfile } from '../../device/board-profile.js';
 import { RawPorts, loadRawPorts, type RawPortSpec } from '../../runtime/node/raw-ports.js';
 import { RefusedError, TerminalAgent } from '../../device/terminal.js';
 import { backoffDelay } from '../../protocol/backoff.js';
@@ -51,7 +52,11 @@ directly, and the control plane opens the network devices for the address it
 connects from; started again from another address, the old one is closed.
   --verbose          debug logging`;
 
-export async function agent(args: string[]): Promise<number> {
+/**
+ * `kagi agent`, and the Node board bundle's main (runtime/node/board-agent.ts),
+ * which passes its baked profile: there is no board-profiles/ beside a bundle.
+ */
+export async function agent(args: string[], baked?: BoardProfile): Promise<number> {
   const { values: v, positionals } = parse(args, {
     user: { type: 'string' }, 'password-stdin': { type: 'boolean', default: false },
     listen: { type: 'string', multiple: true, default: [] }, target: { type: 'string', multiple: true, default: [] },
@@ -77,8 +82,9 @@ export async function agent(args: string[]): Promise<number> {
   }
   const platform = nodePlatform({ brokerUrl: v.broker ?? bundle.broker, stateFile: `${file}.state`, brokerAuth: v['no-broker-auth'] ? 'none' : v['static-broker-auth'] ? 'static' : 'counter', log, ...(v.bind ? { localAddress: v.bind } : {}) });
   if (bundle.kind === 'relay') {
-    if (!v.profile) throw new UsageError('a relay needs --profile NAME (see board-profiles/)');
-    return runRelay(bundle, platform, v.profile, v['port-base'], v.raw ? loadRawPorts(v.raw) : []);
+    if (!v.profile && !baked) throw new UsageError('a relay needs --profile NAME (see board-profiles/)');
+    const profile = v.profile ? loadRelayProfile(v.profile) : relayProfileOf(baked!);
+    return runRelay(bundle, platform, profile, v['port-base'], v.raw ? loadRawPorts(v.raw) : []);
   }
   if (v.user && !v['password-stdin']) throw new UsageError('--user needs --password-stdin');
   const listens = v.listen.map(parseListen);
@@ -146,8 +152,7 @@ function untilSignal(): Promise<void> {
   });
 }
 
-async function runRelay(bundle: Bundle, platform: Platform, profileName: string, portBase: string | undefined, raws: RawPortSpec[]): Promise<number> {
-  const profile = loadRelayProfile(profileName);
+async function runRelay(bundle: Bundle, platform: Platform, profile: RelayProfile, portBase: string | undefined, raws: RawPortSpec[]): Promise<number> {
   const base = portBase === undefined ? undefined : int(portBase, 'port-base');
   const specs = profile.ports.map((p, i) => ({ ...p, port: base === undefined ? p.port : base === 0 ? 0 : base + i }));
   const relay = new RelayAgent(bundle, specs.map((p) => p.name), platform, {

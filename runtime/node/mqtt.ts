@@ -9,8 +9,7 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import { createConnection } from 'node:net';
 import type { Crypto } from '../../protocol/crypto/backend.js';
-import { connectKey, connectPassword, staticPassword } from '../../protocol/connect-auth.js';
-import { SendCounter } from '../../protocol/replay.js';
+import { ConnectCredentials } from '../../protocol/connect-auth.js';
 import type { NumberStore } from '../../protocol/store.js';
 import type { Transport } from '../../protocol/peer.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from '../../protocol/backoff.js';
@@ -44,23 +43,19 @@ export interface MqttLinkOptions {
 export class MqttLink implements Transport {
   private client: MqttClient | null = null;
   private next: Buffer | undefined;
-  private readonly counter: SendCounter;
-  private readonly key: Uint8Array | undefined;
+  private readonly credentials: ConnectCredentials;
   private attempt = 0;
   private retry: ReturnType<typeof setTimeout> | null = null;
   private closing = false;
   private readonly inFlight = new Set<() => void>();
 
   constructor(private readonly o: MqttLinkOptions) {
-    this.counter = new SendCounter(o.numbers, 16, `connect:${o.clientId}:`);
-    this.key = o.brokerPublicKey ? connectKey(o.crypto, o.secretKey, o.brokerPublicKey) : undefined;
+    this.credentials = new ConnectCredentials(o.crypto, o.clientId, o.secretKey, o.brokerPublicKey, o.authMode ?? 'counter', o.numbers);
   }
 
   private async password(): Promise<Buffer | undefined> {
-    if (!this.key) return undefined;
-    if (this.o.authMode === 'static') return Buffer.from(staticPassword(this.o.crypto, this.key, this.o.clientId));
-    const n = await this.counter.take('broker');
-    return Buffer.from(connectPassword(this.o.crypto, this.key, this.o.clientId, n));
+    const p = await this.credentials.password();
+    return p && Buffer.from(p);
   }
 
   private prepare(): void {
@@ -75,7 +70,7 @@ export class MqttLink implements Transport {
     const options: mqtt.IClientOptions = {
       clientId: this.o.clientId,
       password: await this.password(),
-      username: this.key ? (this.o.authMode === 'static' ? this.o.clientId : 'kagi') : undefined,
+      username: this.credentials.username,
       protocolVersion: this.o.protocolVersion ?? 4,
       clean: true,
       keepalive: 30,

@@ -4,10 +4,10 @@
  * old one. Also the plaintext terminal's side: a TCP connection to its port.
  */
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
-import { existsSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { dirname, join } from 'node:path';
 import type { RelayAgent } from '../../device/relay.js';
+import { KagiError } from '../../protocol/errors.js';
+import { loadProfile } from './board-profiles.js';
+import type { BoardProfile } from '../../device/board-profile.js';
 
 export interface TcpPortSpec {
   name: string;
@@ -21,27 +21,21 @@ export interface RelayProfile {
   ports: TcpPortSpec[];
 }
 
-/** board-profiles/ of this checkout: the nearest one above this file (source or dist/). */
-function profilesDir(): string {
-  let d = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++, d = dirname(d)) {
-    if (existsSync(join(d, 'board-profiles'))) return join(d, 'board-profiles');
-  }
-  throw new Error('board-profiles/ not found');
-}
-
 /** Load board-profiles/NAME.json and check what a Node relay needs of it. */
 export function loadRelayProfile(name: string): RelayProfile {
-  if (!/^[a-z0-9-]+$/.test(name)) throw new Error(`profile name '${name}' must be lower-case letters, digits and dashes`);
-  const file = join(profilesDir(), `${name}.json`);
-  if (!existsSync(file)) throw new Error(`no board profile '${name}' (${file})`);
-  const p = JSON.parse(readFileSync(file, 'utf8')) as RelayProfile;
-  if (!Array.isArray(p.ports) || p.ports.length === 0) throw new Error(`profile ${name}: ports must be a non-empty list`);
+  return relayProfileOf(loadProfile(name));
+}
+
+/** The TCP ports of a Node relay profile. */
+export function relayProfileOf(p: BoardProfile): RelayProfile {
+  const name = p.name;
+  if (p.role !== 'relay' || p.runtime !== 'node') throw new KagiError('profile', `profile ${name} is a ${p.runtime} ${p.role}; kagi agent runs node relays`);
+  const ports: TcpPortSpec[] = [];
   for (const x of p.ports) {
-    if (x.kind !== 'tcp') throw new Error(`profile ${name}: port ${x.name} is ${x.kind}; this Node relay serves tcp ports`);
-    if (typeof x.name !== 'string' || !Number.isInteger(x.port)) throw new Error(`profile ${name}: every port needs a name and an integer port`);
+    if (x.kind !== 'tcp') throw new KagiError('profile', `profile ${name}: port ${x.name} is ${x.kind}; this Node relay serves tcp ports`);
+    ports.push(x);
   }
-  return p;
+  return { name: p.name, ports };
 }
 
 export class TcpRelayPorts {

@@ -1,0 +1,124 @@
+/**
+ * Board bundles: one self-contained, minified file per board profile
+ * (dist/boards/NAME/agent.js), built with rollup from the compiled agent.
+ *
+ *  - node profiles: the Node agent (runtime/node/board-agent.js) with
+ *    MQTT.js inside; only Node's own modules stay outside.
+ *  - quickjs / xs profiles: the bridge agent (device/board/main.js); the
+ *    board's native side provides the host bridge (docs/boards.md).
+ *
+ * No eval or new Function (XS forbids them): cbor-x's optional record
+ * reader is built with new Function, so its source is rewritten to the
+ * same BlockedFunction its own no-eval build uses, and the finished bundle
+ * is checked. A bundle over its profile's flash budget fails the build.
+ */
+import { rollup, type Plugin, type RollupOptions, type OutputOptions } from 'rollup';
+import { nodeResolve } from '@rollup/plugin-node-resolve';
+import commonjsPlugin from '@rollup/plugin-commonjs';
+import jsonPlugin from '@rollup/plugin-json';
+import terserPlugin from '@rollup/plugin-terser';
+import { builtinModules } from 'node:module';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
+import { basename, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { BoardProfile } from '../../device/board-profile.js';
+import { KagiError } from '../../protocol/errors.js';
+
+// These plugins' ESM builds export the function as default; their CommonJS
+// typings make TypeScript (NodeNext) see a namespace instead.
+const commonjs = commonjsPlugin as unknown as typeof commonjsPlugin.default;
+const json = jsonPlugin as unknown as typeof jsonPlugin.default;
+const terser = terserPlugin as unknown as typeof terserPlugin.default;
+
+/**
+ * The compiled tree bundles are made from: dist/ (this file is
+ * dist/cli/bundle/build.js; run from source, as tests do, the build's dist/).
+ */
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const DIST = basename(ROOT) === 'dist' ? ROOT : join(ROOT, 'dist');
+
+export interface BundleResult {
+  profile: string;
+  file: string;
+  bytes: number;
+  gzipBytes: number;
+  budget: number;
+}
+
+/** cbor-x builds an optional object reader with new Function; rewrite it as its no-eval build does. */
+function noEval(): Plugin {
+  return {
+    name: 'kagi-no-eval',
+    transform(code, id) {
+      if (!/[\\/]cbor-x[\\/]/.test(id)) return null;
+      return { code: code.replace(/\bnew Function\(/g, 'new BlockedFunction('), map: null };
+    },
+  };
+}
+
+/** What is still eval-like in a finished bundle (should be nothing). */
+export function evalUses(code: string): string[] {
+  const found = [] as string[];
+  for (const re of [/\beval\s*\(/g, /\bnew\s+Function\s*\(/g, /[^.\w]Function\s*\(\s*["'`]/g]) {
+    for (const m of code.matchAll(re)) found.push(code.slice(Math.max(0, m.index! - 30), m.index! + 40));
+  }
+  return found;
+}
+
+export function rollupOptions(profile: BoardProfile, device: unknown, outDir: string): RollupOptions & { output: OutputOptions } {
+  const node = profile.runtime === 'node';
+  const input = join(DIST, node ? 'runtime/node/board-agent.js' : 'device/board/main.js');
+  const baked = `const __KAGI_BOARD__ = ${JSON.stringify({ profile, device: device ?? null })};`;
+  return {
+    input,
+    external: node ? [...builtinModules, ...builtinModules.map((m) => `node:${m}`)] : [],
+    onwarn: (w, warn) => {
+      // MQTT.js's CommonJS has circular requires and `this` at top level: harmless here.
+      if (w.code === 'CIRCULAR_DEPENDENCY' || w.code === 'THIS_IS_UNDEFINED') return;
+      warn(w);
+    },
+    plugins: [
+      noEval(),
+      nodeResolve(node ? { preferBuiltins: true, exportConditions: ['node'] } : { browser: true, preferBuiltins: false }),
+      commonjs(),
+      json(),
+      terser({ format: { comments: false } }),
+    ],
+    output: {
+      file: join(outDir, 'agent.js'),
+      format: node ? 'es' : 'iife',
+      intro: baked,
+      inlineDynamicImports: true,
+    },
+  };
+}
+
+/** Build one profile's bundle; throws when it is over budget or eval-like code slipped in. */
+export async function buildBundle(profile: BoardProfile, o: { device?: unknown; outRoot?: string } = {}): Promise<BundleResult> {
+  const outDir = join(o.outRoot ?? join(DIST, 'boards'), profile.name);
+  const opts = rollupOptions(profile, o.device, outDir);
+  const build = await rollup(opts);
+  let code: string;
+  try {
+    const { output } = await build.generate(opts.output);
+    code = output[0].code;
+  } finally {
+    await build.close();
+  }
+  const evals = evalUses(code);
+  if (evals.length) throw new KagiError('profile', `${profile.name}: the bundle contains eval-like code (${evals.length}): ${evals[0]}`);
+  const bytes = Buffer.byteLength(code);
+  const gzipBytes = gzipSync(code, { level: 9 }).length;
+  const result = { profile: profile.name, file: join(outDir, 'agent.js'), bytes, gzipBytes, budget: profile.budget.flashBytes };
+  if (bytes > profile.budget.flashBytes) {
+    throw new KagiError('profile', `${profile.name}: bundle is ${bytes} bytes, over its flash budget of ${profile.budget.flashBytes} (budget.flashBytes)`);
+  }
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(result.file, code, o.device ? { mode: 0o600 } : {});
+  return result;
+}
+
+export function formatSize(n: number): string {
+  return n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(2)} MiB` : `${(n / 1024).toFixed(1)} KiB`;
+}

@@ -1,0 +1,128 @@
+/**
+ * The agent's MQTT link over a board's host bridge: the same contract as
+ * MqttLink on Node (device/platform.ts Link), with the host doing the
+ * sockets and this class doing what must be the same everywhere: kagi's
+ * CONNECT credentials (a fresh counter per attempt), reconnects with
+ * backoff and jitter, resubscribing, and failing publishes while down.
+ *
+ *   CONNECTING ──onConnect──▶ UP ──onClose──▶ WAITING ──timer──▶ CONNECTING
+ *        │                                                         ▲
+ *        └──────────────onClose (not the first attempt)────────────┘
+ *   any ──close()──▶ CLOSED
+ */
+import type { Link, LinkOptions } from '../platform.js';
+import type { Crypto } from '../../protocol/crypto/backend.js';
+import type { NumberStore } from '../../protocol/store.js';
+import { ConnectCredentials } from '../../protocol/connect-auth.js';
+import { backoffDelay, DEFAULT_BACKOFF } from '../../protocol/backoff.js';
+import type { HostBridge } from './host.js';
+
+type LinkState = 'CONNECTING' | 'UP' | 'WAITING' | 'CLOSED';
+
+export interface BridgeLinkOptions extends LinkOptions {
+  host: HostBridge;
+  crypto: Crypto;
+  numbers: NumberStore;
+  /** CONNECT credentials: kagi's counter MAC, static (dynsec), or none. */
+  brokerAuth: 'counter' | 'static' | 'none';
+  random(): number;
+}
+
+export class BridgeLink implements Link {
+  private state: LinkState = 'CONNECTING';
+  private attempt = 0;
+  private retry: number | null = null;
+  private readonly credentials: ConnectCredentials;
+  private readonly subscriptions: string[];
+  /** Publishes waiting for their PUBACK: failed when the link dies. */
+  private readonly inFlight = new Set<(reason: string) => void>();
+
+  constructor(private readonly o: BridgeLinkOptions) {
+    this.credentials = new ConnectCredentials(o.crypto, o.clientId, o.secretKey, o.brokerAuth === 'none' ? undefined : o.brokerPublicKey, o.brokerAuth === 'static' ? 'static' : 'counter', o.numbers);
+    this.subscriptions = [...o.subscriptions];
+  }
+
+  get connected(): boolean {
+    return this.state === 'UP';
+  }
+
+  /** The first connection: resolves on CONNACK, rejects if it fails. */
+  connect(): Promise<void> {
+    return new Promise((resolve, reject) => void this.open(resolve, reject).catch(reject));
+  }
+
+  private async open(first?: () => void, refused?: (e: Error) => void): Promise<void> {
+    this.state = 'CONNECTING';
+    const password = await this.credentials.password();
+    const username = this.credentials.username;
+    this.o.host.mqttConnect(
+      {
+        clientId: this.o.clientId,
+        keepalive: 30,
+        ...(username !== undefined ? { username } : {}),
+        ...(password ? { password } : {}),
+        ...(this.o.will ? { will: this.o.will } : {}),
+      },
+      {
+        onConnect: () => {
+          if (this.state === 'CLOSED') return;
+          this.state = 'UP';
+          this.attempt = 0;
+          this.o.host.mqttSubscribe(this.subscriptions, (e) => e && this.o.host.log('warn', `mqtt ${this.o.clientId}: subscribe failed: ${e}`));
+          this.o.onConnect?.();
+          first?.();
+          first = undefined;
+        },
+        onClose: (reason) => {
+          for (const lost of this.inFlight) lost(reason);
+          this.inFlight.clear();
+          if (this.state === 'CLOSED' || this.state === 'WAITING') return;
+          if (first) {
+            // Only the first attempt can fail connect(); after that we retry.
+            this.state = 'CLOSED';
+            refused?.(new Error(`broker refused ${this.o.clientId}: ${reason}`));
+            return;
+          }
+          this.state = 'WAITING';
+          const delay = backoffDelay(this.attempt++, this.o.random(), DEFAULT_BACKOFF);
+          this.o.host.log('debug', `mqtt ${this.o.clientId}: ${reason}; reconnecting in ${delay} ms`);
+          this.retry = this.o.host.setTimer(delay, () => {
+            this.retry = null;
+            if (this.state === 'WAITING') void this.open().catch((e: Error) => this.o.host.log('warn', `mqtt ${this.o.clientId}: ${e.message}`));
+          });
+        },
+        onMessage: (topic, payload) => {
+          if (this.state === 'UP') this.o.onMessage(topic, payload);
+        },
+      },
+    );
+  }
+
+  publish(topic: string, payload: Uint8Array, retain = false): Promise<void> {
+    if (this.state !== 'UP') return Promise.reject(new Error(`${this.o.clientId}: not connected to the broker`));
+    return new Promise((resolve, reject) => {
+      const lost = (reason: string) => reject(new Error(`${this.o.clientId}: connection lost before the broker acknowledged (${reason})`));
+      this.inFlight.add(lost);
+      this.o.host.mqttPublish(topic, payload, retain, (e) => {
+        if (!this.inFlight.delete(lost)) return; // already failed by onClose
+        if (e) reject(new Error(`${this.o.clientId}: publish failed: ${e}`));
+        else resolve();
+      });
+    });
+  }
+
+  subscribe(topic: string): Promise<void> {
+    this.subscriptions.push(topic);
+    if (this.state !== 'UP') return Promise.resolve(); // subscribed on the next CONNACK
+    return new Promise((resolve, reject) => this.o.host.mqttSubscribe([topic], (e) => (e ? reject(new Error(e)) : resolve())));
+  }
+
+  close(): Promise<void> {
+    const was = this.state;
+    this.state = 'CLOSED';
+    if (this.retry !== null) this.o.host.clearTimer(this.retry);
+    this.retry = null;
+    if (was === 'WAITING') return Promise.resolve();
+    return new Promise((resolve) => this.o.host.mqttEnd(was !== 'UP' || this.inFlight.size > 0, resolve));
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * The device Platform over a host bridge: portable crypto fed by the
+ * board's RNG, the board's clock, counters in its key-value storage, and
+ * MQTT through the host (bridge-link.ts).
+ */
+import type { Platform } from '../platform.js';
+import type { NumberStore } from '../../protocol/store.js';
+import { MemoryNumberStore } from '../../protocol/store.js';
+import { portableCrypto } from '../../protocol/crypto/portable.js';
+import { BridgeLink } from './bridge-link.js';
+import type { HostBridge } from './host.js';
+
+/** Counters in the host's key-value storage, one entry per key ("n:" prefix). */
+export class HostNumberStore implements NumberStore {
+  constructor(private readonly host: HostBridge) {}
+
+  async get(key: string): Promise<number | undefined> {
+    const v = this.host.storageGet(`n:${key}`);
+    return v === undefined ? undefined : Number(v);
+  }
+
+  async set(key: string, value: number): Promise<void> {
+    this.host.storagePut(`n:${key}`, String(value));
+  }
+}
+
+export interface BridgePlatformOptions {
+  /** key-value: counters survive reboots (required for real use); none: memory (tests, demos). */
+  storage: 'key-value' | 'none';
+  brokerAuth?: 'counter' | 'static' | 'none';
+}
+
+export function bridgePlatform(host: HostBridge, o: BridgePlatformOptions): Platform {
+  const crypto = portableCrypto((buf) => buf.set(host.random(buf.length)));
+  const numbers: NumberStore = o.storage === 'key-value' ? new HostNumberStore(host) : new MemoryNumberStore();
+  // Jitter needs no secrecy, but boards' Math.random can be poor: use the RNG.
+  const random = () => {
+    const b = host.random(4);
+    return (((b[0]! << 24) >>> 0) + (b[1]! << 16) + (b[2]! << 8) + b[3]!) / 2 ** 32;
+  };
+  return {
+    crypto,
+    now: () => host.now(),
+    numbers,
+    log: (level, msg) => host.log(level, msg),
+    async connect(l) {
+      const link = new BridgeLink({ ...l, host, crypto, numbers, brokerAuth: o.brokerAuth ?? 'counter', random });
+      await link.connect();
+      return link;
+    },
+  };
+}

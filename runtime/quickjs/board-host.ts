@@ -1,9 +1,9 @@
 /**
  * A board on Node: a QuickJS VM (quickjs-emscripten) running a board
- * bundle, with the host bridge (device/board/host.ts) implemented here the
- * way a board's native side would: MQTT.js for MQTT, node:crypto for the
- * RNG, Node timers, a Map for flash storage. Tests and bench/boards drive
- * bundles through it; the agent code inside is exactly what ships.
+ * bundle, in front of the Node host bridge (runtime/node/host-bridge.ts:
+ * MQTT.js, node:crypto, Node timers, a Map for flash), as a board's native
+ * side would be. Tests and bench/boards drive bundles through it; the
+ * agent code inside is exactly what ships.
  *
  * Bytes cross the VM boundary as ArrayBuffers (the one binary type both
  * sides share); a prelude inside the VM turns them into the Uint8Arrays
@@ -12,14 +12,14 @@
  * sampled there, so peakHeap is the most the VM held at any point.
  */
 import { getQuickJS, type QuickJSContext, type QuickJSHandle, type QuickJSRuntime } from 'quickjs-emscripten';
-import mqtt, { type MqttClient } from 'mqtt';
-import { randomBytes } from 'node:crypto';
+import { NodeHostBridge } from '../node/host-bridge.js';
+import type { LogLevel } from '../../device/board/host.js';
 
 export interface BoardHostOptions {
   brokerUrl: string;
   /** The VM's memory limit (bytes): the profile's RAM budget, to fail loudly if it is exceeded. */
   memoryLimit?: number;
-  log?(level: string, msg: string): void;
+  log?(level: LogLevel, msg: string): void;
 }
 
 const PRELUDE = `
@@ -48,23 +48,29 @@ const PRELUDE = `
 `;
 
 export class QuickJsBoard {
-  /** Host timers, with the VM callback each holds (freed when it runs or is cleared). */
-  private readonly timers = new Map<number, { t: ReturnType<typeof setTimeout>; cb: QuickJSHandle }>();
-  private nextTimer = 1;
-  private client: MqttClient | null = null;
-  readonly storage = new Map<string, string>();
-  readonly lines: string[] = [];
+  /** VM callbacks of host timers not yet run (freed when they run or are cleared). */
+  private readonly timerCallbacks = new Map<number, QuickJSHandle>();
   private peak = 0;
   private disposed = false;
 
-  private constructor(private readonly rt: QuickJSRuntime, readonly vm: QuickJSContext, private readonly o: BoardHostOptions) {}
+  private constructor(private readonly rt: QuickJSRuntime, readonly vm: QuickJSContext, readonly host: NodeHostBridge) {}
+
+  /** The board's flash. */
+  get storage(): Map<string, string> {
+    return this.host.storage;
+  }
+
+  /** What the agent logged, and errors the VM raised in callbacks. */
+  get lines(): string[] {
+    return this.host.lines;
+  }
 
   /** A VM with the host bridge installed and `bundle` evaluated. */
   static async load(bundle: string, o: BoardHostOptions): Promise<QuickJsBoard> {
     const qjs = await getQuickJS();
     const rt = qjs.newRuntime();
     if (o.memoryLimit) rt.setMemoryLimit(o.memoryLimit);
-    const board = new QuickJsBoard(rt, rt.newContext(), o);
+    const board = new QuickJsBoard(rt, rt.newContext(), new NodeHostBridge(o.brokerUrl, o.log));
     board.installRaw();
     board.evalSync(PRELUDE, 'prelude.js');
     board.evalSync(bundle, 'agent.js');
@@ -151,99 +157,81 @@ export class QuickJsBoard {
     this.pump();
   }
 
+  /** VM-side wrappers over the Node host bridge: handles in, handles out. */
   private installRaw(): void {
     const vm = this.vm;
+    const host = this.host;
     const raw = vm.newObject();
     const fn = (name: string, f: (...a: QuickJSHandle[]) => QuickJSHandle | void) => vm.newFunction(name, f).consume((h) => vm.setProp(raw, name, h));
-    const bytesOf = (h: QuickJSHandle) => vm.getArrayBuffer(h).consume((l) => Buffer.from(l.value));
+    const bytesOf = (h: QuickJSHandle) => vm.getArrayBuffer(h).consume((l) => new Uint8Array(l.value));
     const str = (h: QuickJSHandle | undefined) => (h && vm.typeof(h) === 'string' ? vm.getString(h) : undefined);
+    const ab = (u: Uint8Array) => vm.newArrayBuffer(u.slice().buffer);
+    /** A VM callback kept for the host to call once, then freed. */
+    const once = (h: QuickJSHandle) => {
+      const cb = h.dup();
+      return (...args: (() => QuickJSHandle)[]) => {
+        this.callLater(cb, () => args.map((a) => a()));
+        cb.dispose();
+      };
+    };
 
-    fn('random', (n) => vm.newArrayBuffer(new Uint8Array(randomBytes(vm.getNumber(n))).buffer));
-    fn('now', () => vm.newNumber(Date.now()));
+    fn('random', (n) => ab(host.random(vm.getNumber(n!))));
+    fn('now', () => vm.newNumber(host.now()));
     fn('setTimer', (ms, f) => {
-      const id = this.nextTimer++;
       const cb = f!.dup();
-      const t = setTimeout(() => {
-        this.timers.delete(id);
+      const id = host.setTimer(vm.getNumber(ms!), () => {
+        this.timerCallbacks.delete(id);
         this.callLater(cb, () => []);
         cb.dispose();
-      }, vm.getNumber(ms!));
-      this.timers.set(id, { t, cb });
+      });
+      this.timerCallbacks.set(id, cb);
       return vm.newNumber(id);
     });
     fn('clearTimer', (id) => {
-      const timer = this.timers.get(vm.getNumber(id!));
-      if (!timer) return;
-      clearTimeout(timer.t);
-      timer.cb.dispose();
-      this.timers.delete(vm.getNumber(id!));
+      const n = vm.getNumber(id!);
+      host.clearTimer(n);
+      this.timerCallbacks.get(n)?.dispose();
+      this.timerCallbacks.delete(n);
     });
     fn('storageGet', (k) => {
-      const v = this.storage.get(vm.getString(k!));
+      const v = host.storageGet(vm.getString(k!));
       return v === undefined ? vm.undefined : vm.newString(v);
     });
-    fn('storagePut', (k, v) => void this.storage.set(vm.getString(k!), vm.getString(v!)));
-    fn('log', (level, msg) => {
-      const line = `${vm.getString(level!)}: ${vm.getString(msg!)}`;
-      this.lines.push(line);
-      this.o.log?.(vm.getString(level!), vm.getString(msg!));
-    });
+    fn('storagePut', (k, v) => host.storagePut(vm.getString(k!), vm.getString(v!)));
+    fn('log', (level, msg) => host.log(vm.getString(level!) as LogLevel, vm.getString(msg!)));
     fn('mqttConnect', (clientId, username, password, keepalive, willTopic, willPayload, willRetain, onConnect, onClose, onMessage) => {
       const evs = [onConnect!.dup(), onClose!.dup(), onMessage!.dup()] as const;
       const wt = str(willTopic);
-      const client = mqtt.connect(this.o.brokerUrl, {
-        clientId: vm.getString(clientId!),
-        ...(str(username) !== undefined ? { username: str(username)! } : {}),
-        ...(password && vm.typeof(password) === 'object' ? { password: bytesOf(password) } : {}),
-        keepalive: vm.getNumber(keepalive!),
-        clean: true,
-        reconnectPeriod: 0, // the agent reconnects (bridge contract)
-        protocolVersion: 4,
-        ...(wt ? { will: { topic: wt, payload: bytesOf(willPayload!), retain: vm.dump(willRetain!) === true, qos: 1 as const } } : {}),
-      });
-      this.client = client;
-      let closed = false;
-      client.on('connect', () => this.callLater(evs[0], () => []));
-      client.on('message', (topic, payload) => this.callLater(evs[2], () => [vm.newString(topic), vm.newArrayBuffer(new Uint8Array(payload).buffer)]));
-      const close = (reason: string) => {
-        if (closed) return;
-        closed = true;
-        this.callLater(evs[1], () => [vm.newString(reason)]);
-        for (const h of evs) h.dispose();
-      };
-      client.on('error', (e) => close(e.message));
-      client.on('close', () => close('connection closed'));
+      const user = str(username);
+      host.mqttConnect(
+        {
+          clientId: vm.getString(clientId!),
+          keepalive: vm.getNumber(keepalive!),
+          ...(user !== undefined ? { username: user } : {}),
+          ...(password && vm.typeof(password) === 'object' ? { password: bytesOf(password) } : {}),
+          ...(wt ? { will: { topic: wt, payload: bytesOf(willPayload!), retain: vm.dump(willRetain!) === true } } : {}),
+        },
+        {
+          onConnect: () => this.callLater(evs[0], () => []),
+          onMessage: (topic, payload) => this.callLater(evs[2], () => [vm.newString(topic), ab(payload)]),
+          onClose: (reason) => {
+            this.callLater(evs[1], () => [vm.newString(reason)]);
+            for (const h of evs) h.dispose();
+          },
+        },
+      );
     });
     fn('mqttPublish', (topic, payload, retain, done) => {
-      const cb = done!.dup();
-      const c = this.client;
-      const finish = (e?: Error) => {
-        this.callLater(cb, () => (e ? [vm.newString(e.message)] : []));
-        cb.dispose();
-      };
-      if (!c) return finish(new Error('not connected'));
-      c.publishAsync(vm.getString(topic!), bytesOf(payload!), { qos: 1, retain: vm.dump(retain!) === true }).then(() => finish(), finish);
+      const finish = once(done!);
+      host.mqttPublish(vm.getString(topic!), bytesOf(payload!), vm.dump(retain!) === true, (e) => (e ? finish(() => vm.newString(e)) : finish()));
     });
     fn('mqttSubscribe', (topics, done) => {
-      const cb = done!.dup();
-      const list = vm.getString(topics!).split('\n').filter(Boolean);
-      const finish = (e?: Error) => {
-        this.callLater(cb, () => (e ? [vm.newString(e.message)] : []));
-        cb.dispose();
-      };
-      if (!this.client || list.length === 0) return finish();
-      this.client.subscribeAsync(list, { qos: 1 }).then(() => finish(), finish);
+      const finish = once(done!);
+      host.mqttSubscribe(vm.getString(topics!).split('\n').filter(Boolean), (e) => (e ? finish(() => vm.newString(e)) : finish()));
     });
     fn('mqttEnd', (force, done) => {
-      const cb = done!.dup();
-      const c = this.client;
-      this.client = null;
-      const finish = () => {
-        this.callLater(cb, () => []);
-        cb.dispose();
-      };
-      if (!c) return finish();
-      c.end(vm.dump(force!) === true, {}, finish);
+      const finish = once(done!);
+      host.mqttEnd(vm.dump(force!) === true, () => finish());
     });
     vm.setProp(vm.global, '__raw', raw);
     raw.dispose();
@@ -252,20 +240,16 @@ export class QuickJsBoard {
   /** Stop timers and the MQTT connection, and free the VM. */
   dispose(): void {
     if (this.disposed) return;
-    for (const timer of this.timers.values()) {
-      clearTimeout(timer.t);
-      timer.cb.dispose();
-    }
-    this.timers.clear();
-    this.client?.end(true);
-    this.client = null;
     this.disposed = true;
+    this.host.dispose();
+    for (const cb of this.timerCallbacks.values()) cb.dispose();
+    this.timerCallbacks.clear();
     try {
       this.vm.dispose();
       this.rt.dispose();
     } catch (e) {
       // Handles still held by callbacks in flight: the VM is gone with the process.
-      this.lines.push(`warn: dispose: ${(e as Error).message}`);
+      this.host.log('warn', `dispose: ${(e as Error).message}`);
     }
   }
 }

@@ -50,6 +50,9 @@ t.test('a QuickJS board joins through the host bridge and talks to a Node termin
   t.equal(await board.run('agent.state()'), 'joined', 'state joined');
   const peak = board.peakHeap;
   t.ok(peak < profile.budget.ramBytes, `heap peak through the join within the RAM budget (${peak} of ${profile.budget.ramBytes} bytes)`);
+  // XS keeps code in flash (preloaded); what must fit its 64 KB is what the join allocates.
+  const xs = loadProfile('xs-terminal');
+  t.ok(peak - before < xs.budget.ramBytes, `the join's working set above idle (${peak - before} B) fits the XS-class RAM budget (${xs.budget.ramBytes} B)`);
   t.comment(`QuickJS: heap ${before} B before configure, peak ${peak} B through the join; configure + join ${joinMs} ms`);
 
   await board.run(`agent.send('plant', 'term-n', __bytes('hello from quickjs'))`);

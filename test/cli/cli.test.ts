@@ -9,7 +9,7 @@ import { tempDir } from '../helpers/control-plane.js';
 t.test('help on every command', async (t) => {
   const top = kagi(['--help']);
   t.equal(top.code, 0, 'kagi --help exits 0');
-  for (const cmd of ['up', 'device', 'user', 'vpn', 'agent', 'status', 'demo', 'version']) {
+  for (const cmd of ['up', 'device', 'user', 'vpn', 'agent', 'status', 'demo', 'version', 'bundle']) {
     t.match(top.stdout, cmd, `top-level help lists ${cmd}`);
     const r = kagi([cmd, '--help']);
     t.ok(r.code === 0 && r.stdout.startsWith('usage: kagi'), `kagi ${cmd} --help prints usage`);

@@ -5,7 +5,8 @@ export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
-export const DATA_OPTION = { data: { type: 'string', default: './kagi-data' } } as const;
+/** Every command on the tables: --data DIR (SQLite and keys.json), --store postgres://… (the tables in PostgreSQL). */
+export const DATA_OPTION = { data: { type: 'string', default: './kagi-data' }, store: { type: 'string' } } as const;
 
 export function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T, positionals: number) {
   let r;

@@ -27,7 +27,8 @@ commands:
   demo        the whole first story in one process on ephemeral ports
   version     print the version
 
-Every command takes --help; admin commands take --data DIR (default ./kagi-data).`;
+Every command takes --help; admin commands take --data DIR (default ./kagi-data)
+and --store postgres://user@host/db[?schema=NAME] to keep the tables in PostgreSQL.`;
 
 const commands: Record<string, { help: string; run(args: string[]): Promise<number> }> = {
   up: { help: upHelp, run: up },

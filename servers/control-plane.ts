@@ -12,7 +12,7 @@ import { NftablesDriver, type NftablesOptions } from '../network/nftables.js';
 import { TcDriver } from '../network/tc.js';
 import { MosquittoDynsecDriver, type DynsecOptions } from '../network/mosquitto-dynsec.js';
 import { connectKey, staticPassword } from '../protocol/connect-auth.js';
-import { SqliteStore } from './store/sqlite.js';
+import { openStore } from './store/open.js';
 import type { Store } from './store/store.js';
 import { loadServiceKeys, type ServiceKeys } from './identity.js';
 import { isService, type ServiceContext } from './service-host.js';
@@ -22,7 +22,10 @@ import { startKeys } from './keys/keys.js';
 import { SERVICES, type Service } from '../protocol/topics.js';
 
 export interface ControlPlaneOptions {
+  /** keys.json, and the SQLite tables unless `store` is given. */
   dataDir: string;
+  /** The tables in PostgreSQL: postgres://user@host:port/db[?schema=name]. */
+  store?: string;
   crypto: Crypto;
   host?: string;
   port?: number;
@@ -61,7 +64,7 @@ export interface ControlPlane {
 export async function startControlPlane(o: ControlPlaneOptions): Promise<ControlPlane> {
   const log = o.log ?? (() => {});
   livenessOptions(o.liveness ?? {}); // bad intervals fail here, before anything starts
-  const store = new SqliteStore(o.dataDir);
+  const store = await openStore(o.dataDir, o.store);
   const keys = loadServiceKeys(o.dataDir, o.crypto);
   const acl = new BrokerAcl();
   const memory = new MemoryDriver();

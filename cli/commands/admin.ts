@@ -2,13 +2,13 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { DATA_OPTION, UsageError, bitrate, duration, int, parse, readStdinLine } from '../args.js';
 import { nodeCrypto } from '../../runtime/node/crypto.js';
-import { SqliteStore } from '../../servers/store/sqlite.js';
+import { openStore } from '../../servers/store/open.js';
 import { loadServiceKeys } from '../../servers/identity.js';
 import { addDevice, addUser, addVpn, deleteVpn, grant, requestRekey, revoke, setVpn } from '../../servers/admin.js';
-import type { VpnProtocol } from '../../servers/store/store.js';
+import type { Store, VpnProtocol } from '../../servers/store/store.js';
 
-async function withStore<T>(data: string, fn: (s: SqliteStore) => Promise<T>): Promise<T> {
-  const s = new SqliteStore(data);
+async function withStore<T>(v: { data: string; store?: string | undefined }, fn: (s: Store) => Promise<T>): Promise<T> {
+  const s = await openStore(v.data, v.store);
   try {
     return await fn(s);
   } finally {
@@ -46,7 +46,7 @@ export async function device(args: string[]): Promise<number> {
   if (existsSync(v.out) && !v.force) throw new UsageError(`${v.out} exists (it may hold another device's key); use --force to overwrite`);
   const password = v.user ? await readStdinLine(`password for ${v.user}`) : undefined;
   const c = nodeCrypto();
-  const bundle = await withStore(v.data, (s) =>
+  const bundle = await withStore(v, (s) =>
     addDevice(s, loadServiceKeys(v.data, c), c, {
       id: positionals[0]!, mac: v.mac!, kind: v.kind as 'terminal', broker: v.broker,
       ...(v.user ? { user: v.user, password } : {}), ...(v.relay ? { relay: v.relay } : {}), ...(v.port ? { port: v.port } : {}),
@@ -68,7 +68,7 @@ export async function user(args: string[]): Promise<number> {
   const { values: v, positionals } = parse(rest, { ...DATA_OPTION, 'password-stdin': { type: 'boolean', default: false } }, 1);
   if (!v['password-stdin']) throw new UsageError('--password-stdin is required (passwords never go on the command line)');
   const password = await readStdinLine(`password for ${positionals[0]}`);
-  await withStore(v.data, (s) => addUser(s, positionals[0]!, password));
+  await withStore(v, (s) => addUser(s, positionals[0]!, password));
   console.log(`user ${positionals[0]} added`);
   return 0;
 }
@@ -111,7 +111,7 @@ export async function vpn(args: string[]): Promise<number> {
     const { values: v, positionals } = parse(rest, { ...DATA_OPTION, protocol: { type: 'string' }, port: { type: 'string' }, priority: { type: 'string' }, 'max-bandwidth': { type: 'string' }, 'rekey-period': { type: 'string' } }, 1);
     if (!v.protocol) throw new UsageError('--protocol is required (tcp or udp)');
     const rekeyPeriodMs = duration(v['rekey-period'], 'rekey-period', 0);
-    await withStore(v.data, (s) =>
+    await withStore(v, (s) =>
       addVpn(s, { id: positionals[0]!, protocol: v.protocol as VpnProtocol, port: int(v.port, 'port'), priority: int(v.priority, 'priority', 0), maxBandwidth: bitrate(v['max-bandwidth'], 'max-bandwidth', 0), rekeyPeriodMs }),
     );
     console.log(`VPN ${positionals[0]} added (${v.protocol}/${v.port})`);
@@ -119,13 +119,13 @@ export async function vpn(args: string[]): Promise<number> {
   }
   if (sub === 'grant') {
     const { values: v, positionals } = parse(rest, { ...DATA_OPTION }, 2);
-    await withStore(v.data, (s) => grant(s, positionals[0]!, positionals[1]!));
+    await withStore(v, (s) => grant(s, positionals[0]!, positionals[1]!));
     console.log(`user ${positionals[1]} may join ${positionals[0]}`);
     return 0;
   }
   if (sub === 'revoke') {
     const { values: v, positionals } = parse(rest, { ...DATA_OPTION }, 2);
-    await withStore(v.data, (s) => revoke(s, positionals[0]!, positionals[1]!));
+    await withStore(v, (s) => revoke(s, positionals[0]!, positionals[1]!));
     console.log(`user ${positionals[1]} revoked from ${positionals[0]}`);
     return 0;
   }
@@ -137,19 +137,19 @@ export async function vpn(args: string[]): Promise<number> {
       ...(v['rekey-period'] !== undefined ? { rekeyPeriodMs: duration(v['rekey-period'], 'rekey-period') } : {}),
     };
     if (Object.keys(patch).length === 0) throw new UsageError('vpn set: nothing to change (give --priority, --max-bandwidth or --rekey-period)');
-    await withStore(v.data, (s) => setVpn(s, positionals[0]!, patch));
+    await withStore(v, (s) => setVpn(s, positionals[0]!, patch));
     console.log(`VPN ${positionals[0]} updated`);
     return 0;
   }
   if (sub === 'rekey') {
     const { values: v, positionals } = parse(rest, { ...DATA_OPTION }, 1);
-    await withStore(v.data, (s) => requestRekey(s, positionals[0]!));
+    await withStore(v, (s) => requestRekey(s, positionals[0]!));
     console.log(`rekey of ${positionals[0]} requested`);
     return 0;
   }
   if (sub === 'delete') {
     const { values: v, positionals } = parse(rest, { ...DATA_OPTION }, 1);
-    await withStore(v.data, (s) => deleteVpn(s, positionals[0]!));
+    await withStore(v, (s) => deleteVpn(s, positionals[0]!));
     console.log(`VPN ${positionals[0]} deleted`);
     return 0;
   }

@@ -1,8 +1,8 @@
 /** kagi status: devices, VPNs with their members and epochs. */
 import { DATA_OPTION, parse } from '../args.js';
-import { SqliteStore } from '../../servers/store/sqlite.js';
+import { openStore } from '../../servers/store/open.js';
 
-export const statusHelp = `usage: kagi status [--json] [--data DIR]
+export const statusHelp = `usage: kagi status [--json] [--data DIR] [--store postgres://…]
 
 Shows devices (kind, MAC, last address), relay ports (state and the
 plaintext terminal bound to each) and the VPN management table (patent
@@ -12,7 +12,7 @@ per member its user, key id and network id.`;
 
 export async function status(args: string[]): Promise<number> {
   const { values: v } = parse(args, { ...DATA_OPTION, json: { type: 'boolean', default: false } }, 0);
-  const s = new SqliteStore(v.data);
+  const s = await openStore(v.data, v.store);
   try {
     const devices = [];
     for (const d of await s.listDevices()) {

@@ -1,4 +1,5 @@
 /** kagi up: the control plane until interrupted. */
+import { parsePostgresUrl } from '../../servers/store/postgres.js';
 import { DATA_OPTION, UsageError, bitrate, duration, int, parse, readStdinLine } from '../args.js';
 import { isService } from '../../servers/service-host.js';
 import type { Service } from '../../protocol/topics.js';
@@ -9,7 +10,7 @@ import { PortInUseError } from '../../broker/broker.js';
 
 export const upHelp = `usage: kagi up [--host H] [--port N] [--broker URL] [--services LIST] [--nftables [--nft-netns NS] [--nft-hook forward|input]] [--dynsec ADMIN --dynsec-password-stdin]
                [--poll-interval D] [--evict-after N] [--continue-after D] [--rekey-period D] [--timeout D]
-               [--link-capacity RATE [--tc-dev IFACE [--tc-netns NS]]] [--data DIR] [--verbose]
+               [--link-capacity RATE [--tc-dev IFACE [--tc-netns NS]]] [--data DIR] [--store postgres://…] [--verbose]
 
 Runs the embedded broker (default 127.0.0.1:1883; --port 0 picks a free
 port) and the auth, config and key services on DIR (default ./kagi-data).
@@ -24,7 +25,9 @@ refuses to start rather than run open. With --broker pointing at a Mosquitto
 that loads the dynamic security plugin, --dynsec ADMIN (its admin user; the
 password from standard input) makes kagi program it: logins for services
 and devices (agents use --static-broker-auth) and per-VPN roles that follow
-membership.
+membership. --store postgres://user@host:5432/db[?schema=NAME] keeps the
+tables in PostgreSQL (schema kagi by default, created and migrated on
+start); keys.json stays in DIR.
 
 Monitoring and keys (durations like 500ms, 30s, 5m, 1h):
   --poll-interval D   poll every key holder this often (default 30s)
@@ -73,7 +76,7 @@ export async function up(args: string[]): Promise<number> {
   let cp;
   try {
     cp = await startControlPlane({
-      dataDir: v.data, crypto: nodeCrypto(), host: v.host, port: int(v.port, 'port', 1883),
+      dataDir: v.data, ...(v.store ? { store: v.store } : {}), crypto: nodeCrypto(), host: v.host, port: int(v.port, 'port', 1883),
       ...(v.broker ? { brokerUrl: v.broker } : {}),
       services: services as Service[],
       liveness,
@@ -94,7 +97,7 @@ export async function up(args: string[]): Promise<number> {
     }
     throw e;
   }
-  console.log(`kagi up: broker ${cp.brokerUrl}, services ${services.join(', ')}, data ${v.data}`);
+  console.log(`kagi up: broker ${cp.brokerUrl}, services ${services.join(', ')}, data ${v.data}${v.store ? `, tables in PostgreSQL schema ${parsePostgresUrl(v.store).schema}` : ''}`);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);

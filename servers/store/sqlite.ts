@@ -8,29 +8,11 @@ import { join } from 'node:path';
 import type { NumberStore } from '../../protocol/store.js';
 import type { ChannelBook } from '../../protocol/channel.js';
 import { WriteBatch } from './write-batch.js';
-import { ConflictError, type ConfigRow, type DeviceRow, type MemberRow, type NetworkInfoRow, type SessionKeyRow, type Store, type UserRow, type VpnRow } from './store.js';
+import { migrations } from './migrations.js';
+import { ConflictError, type ConfigRow, type MemberRow, type NetworkInfoRow, type SessionKeyRow, type Store, type UserRow } from './store.js';
+import { deviceRow, memberRow, networkInfoRow, sessionKeyRow, u8, vpnRow, VPN_COLUMNS } from './rows.js';
 
-/** Append only: a released migration is never edited. */
-const MIGRATIONS: string[] = [
-  `CREATE TABLE devices (id TEXT PRIMARY KEY, mac TEXT NOT NULL, public_key BLOB NOT NULL, kind TEXT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);
-   CREATE TABLE users (id TEXT PRIMARY KEY, password_hash TEXT NOT NULL);
-   CREATE TABLE vpns (id TEXT PRIMARY KEY, protocol TEXT NOT NULL, port INTEGER NOT NULL, priority INTEGER NOT NULL,
-     max_bandwidth INTEGER NOT NULL, flag INTEGER NOT NULL DEFAULT 0, total_rate INTEGER NOT NULL DEFAULT 0);
-   CREATE TABLE grants (vpn_id TEXT NOT NULL REFERENCES vpns(id), user_id TEXT NOT NULL REFERENCES users(id), PRIMARY KEY (vpn_id, user_id));
-   CREATE TABLE members (vpn_id TEXT NOT NULL REFERENCES vpns(id), device_id TEXT NOT NULL REFERENCES devices(id), user_id TEXT NOT NULL,
-     key_id INTEGER NOT NULL, network_id TEXT NOT NULL, PRIMARY KEY (vpn_id, device_id));
-   CREATE TABLE session_keys (vpn_id TEXT NOT NULL REFERENCES vpns(id), epoch INTEGER NOT NULL, key BLOB NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (vpn_id, epoch));
-   CREATE TABLE config (device_id TEXT PRIMARY KEY, body TEXT NOT NULL);
-   CREATE TABLE network_info (device_id TEXT PRIMARY KEY, address TEXT, relay_id TEXT, relay_port TEXT, updated_at INTEGER NOT NULL);
-   CREATE TABLE numbers (key TEXT PRIMARY KEY, value INTEGER NOT NULL);`,
-  `ALTER TABLE devices ADD COLUMN relay_id TEXT;
-   ALTER TABLE devices ADD COLUMN relay_port TEXT;`,
-  `CREATE TABLE channels (owner TEXT NOT NULL, peer TEXT NOT NULL, send BLOB NOT NULL, recv BLOB NOT NULL, PRIMARY KEY (owner, peer));
-   CREATE TABLE liveness (device_id TEXT PRIMARY KEY, communicating INTEGER NOT NULL, changed_at INTEGER NOT NULL);
-   ALTER TABLE vpns ADD COLUMN rekey_period_ms INTEGER NOT NULL DEFAULT 0;
-   ALTER TABLE vpns ADD COLUMN rekey_requested_at INTEGER NOT NULL DEFAULT 0;
-   CREATE INDEX members_by_device ON members (device_id);`,
-];
+const MIGRATIONS = migrations('sqlite');
 
 function migrate(db: Database.Database): void {
   db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
@@ -43,8 +25,6 @@ function migrate(db: Database.Database): void {
     })();
   });
 }
-
-const u8 = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.length);
 
 function isConflict(e: unknown): boolean {
   return (e as { code?: string })?.code?.startsWith('SQLITE_CONSTRAINT') ?? false;
@@ -92,15 +72,12 @@ export class SqliteStore implements Store {
   async addDevice(d: Parameters<Store['addDevice']>[0]) {
     this.insert('INSERT INTO devices (id, mac, public_key, kind, relay_id, relay_port) VALUES (?, ?, ?, ?, ?, ?)', `device ${d.id}`, d.id, d.mac, Buffer.from(d.publicKey), d.kind, d.relayId ?? null, d.relayPort ?? null);
   }
-  private device(r: any): DeviceRow {
-    return { id: r.id, mac: r.mac, publicKey: u8(r.public_key), kind: r.kind, revoked: r.revoked === 1, relayId: r.relay_id, relayPort: r.relay_port };
-  }
   async getDevice(id: string) {
     const r = this.stmt('SELECT * FROM devices WHERE id = ?').get(id);
-    return r ? this.device(r) : undefined;
+    return r ? deviceRow(r) : undefined;
   }
   async listDevices() {
-    return this.stmt('SELECT * FROM devices ORDER BY id').all().map((r) => this.device(r));
+    return this.stmt('SELECT * FROM devices ORDER BY id').all().map(deviceRow);
   }
 
   async addUser(u: UserRow) {
@@ -117,24 +94,20 @@ export class SqliteStore implements Store {
       `VPN ${v.id}`, v.id, v.protocol, v.port, v.priority, v.maxBandwidth, v.flag, v.totalRate, v.rekeyPeriodMs ?? 0,
     );
   }
-  private vpn(r: any): VpnRow {
-    return { id: r.id, protocol: r.protocol, port: r.port, priority: r.priority, maxBandwidth: r.max_bandwidth, flag: r.flag, totalRate: r.total_rate, rekeyPeriodMs: r.rekey_period_ms, rekeyRequestedAt: r.rekey_requested_at };
-  }
   async updateVpn(id: string, patch: Parameters<Store['updateVpn']>[1]) {
-    const cols = { priority: 'priority', maxBandwidth: 'max_bandwidth', rekeyPeriodMs: 'rekey_period_ms', flag: 'flag', totalRate: 'total_rate' } as const;
-    const set = (Object.keys(patch) as (keyof typeof cols)[]).filter((k) => patch[k] !== undefined);
+    const set = (Object.keys(patch) as (keyof typeof VPN_COLUMNS)[]).filter((k) => patch[k] !== undefined);
     if (set.length === 0) return !!(await this.getVpn(id));
-    return this.stmt(`UPDATE vpns SET ${set.map((k) => `${cols[k]} = ?`).join(', ')} WHERE id = ?`).run(...set.map((k) => patch[k]), id).changes > 0;
+    return this.stmt(`UPDATE vpns SET ${set.map((k) => `${VPN_COLUMNS[k]} = ?`).join(', ')} WHERE id = ?`).run(...set.map((k) => patch[k]), id).changes > 0;
   }
   async setRekeyRequest(vpnId: string, at: number) {
     return this.stmt('UPDATE vpns SET rekey_requested_at = ? WHERE id = ?').run(at, vpnId).changes > 0;
   }
   async getVpn(id: string) {
     const r = this.stmt('SELECT * FROM vpns WHERE id = ?').get(id);
-    return r ? this.vpn(r) : undefined;
+    return r ? vpnRow(r) : undefined;
   }
   async listVpns() {
-    return this.stmt('SELECT * FROM vpns ORDER BY id').all().map((r) => this.vpn(r));
+    return this.stmt('SELECT * FROM vpns ORDER BY id').all().map(vpnRow);
   }
 
   async deleteVpn(id: string) {
@@ -167,14 +140,11 @@ export class SqliteStore implements Store {
   async removeMember(vpnId: string, deviceId: string) {
     return this.stmt('DELETE FROM members WHERE vpn_id = ? AND device_id = ?').run(vpnId, deviceId).changes > 0;
   }
-  private member(r: any): MemberRow {
-    return { vpnId: r.vpn_id, deviceId: r.device_id, userId: r.user_id, keyId: r.key_id, networkId: r.network_id };
-  }
   async members(vpnId: string) {
-    return this.stmt('SELECT * FROM members WHERE vpn_id = ? ORDER BY device_id').all(vpnId).map((r) => this.member(r));
+    return this.stmt('SELECT * FROM members WHERE vpn_id = ? ORDER BY device_id').all(vpnId).map(memberRow);
   }
   async membershipsOf(deviceId: string) {
-    return this.stmt('SELECT * FROM members WHERE device_id = ? ORDER BY vpn_id').all(deviceId).map((r) => this.member(r));
+    return this.stmt('SELECT * FROM members WHERE device_id = ? ORDER BY vpn_id').all(deviceId).map(memberRow);
   }
 
   async putSessionKey(k: SessionKeyRow) {
@@ -182,7 +152,7 @@ export class SqliteStore implements Store {
   }
   async currentSessionKey(vpnId: string) {
     const r = this.stmt('SELECT * FROM session_keys WHERE vpn_id = ? ORDER BY epoch DESC LIMIT 1').get(vpnId) as any;
-    return r ? { vpnId: r.vpn_id, epoch: r.epoch, key: u8(r.key), createdAt: r.created_at } : undefined;
+    return r ? sessionKeyRow(r) : undefined;
   }
 
   async putConfig(c: ConfigRow) {
@@ -221,7 +191,7 @@ export class SqliteStore implements Store {
   }
   async getNetworkInfo(deviceId: string) {
     const r = this.stmt('SELECT * FROM network_info WHERE device_id = ?').get(deviceId) as any;
-    return r ? { deviceId: r.device_id, address: r.address, relayId: r.relay_id, relayPort: r.relay_port, updatedAt: r.updated_at } : undefined;
+    return r ? networkInfoRow(r) : undefined;
   }
 
   async close() {

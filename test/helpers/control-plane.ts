@@ -29,6 +29,8 @@ export interface CpOptions {
   liveness?: ControlPlaneOptions['liveness'];
   rekeyPeriodMs?: number;
   linkCapacity?: number;
+  /** postgres://… to keep the tables in PostgreSQL. */
+  store?: string;
   /** Collects every log line as "level: message". */
   lines?: string[];
 }
@@ -39,6 +41,7 @@ export async function controlPlane(dataDir: string, o: CpOptions = {}): Promise<
     ...(o.brokerUrl ? { brokerUrl: o.brokerUrl } : {}),
     ...(o.liveness ? { liveness: o.liveness } : {}),
     ...(o.linkCapacity ? { linkCapacity: o.linkCapacity } : {}),
+    ...(o.store ? { store: o.store } : {}),
     ...(o.rekeyPeriodMs !== undefined ? { rekeyPeriodMs: o.rekeyPeriodMs, keysTickMs: 100 } : {}),
     log: (level, msg) => o.lines?.push(`${level}: ${msg}`),
   });

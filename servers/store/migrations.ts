@@ -1,0 +1,37 @@
+/**
+ * The schema's numbered migrations, one list for SQLite and PostgreSQL.
+ * Append only: a released migration is never edited (its number is what
+ * schema_migrations records). Types are written as {bytes} and {int64}
+ * and spelled per engine; everything else is SQL both engines take.
+ */
+const MIGRATIONS: string[] = [
+  `CREATE TABLE devices (id TEXT PRIMARY KEY, mac TEXT NOT NULL, public_key {bytes} NOT NULL, kind TEXT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);
+   CREATE TABLE users (id TEXT PRIMARY KEY, password_hash TEXT NOT NULL);
+   CREATE TABLE vpns (id TEXT PRIMARY KEY, protocol TEXT NOT NULL, port INTEGER NOT NULL, priority INTEGER NOT NULL,
+     max_bandwidth {int64} NOT NULL, flag INTEGER NOT NULL DEFAULT 0, total_rate {int64} NOT NULL DEFAULT 0);
+   CREATE TABLE grants (vpn_id TEXT NOT NULL REFERENCES vpns(id), user_id TEXT NOT NULL REFERENCES users(id), PRIMARY KEY (vpn_id, user_id));
+   CREATE TABLE members (vpn_id TEXT NOT NULL REFERENCES vpns(id), device_id TEXT NOT NULL REFERENCES devices(id), user_id TEXT NOT NULL,
+     key_id {int64} NOT NULL, network_id TEXT NOT NULL, PRIMARY KEY (vpn_id, device_id));
+   CREATE TABLE session_keys (vpn_id TEXT NOT NULL REFERENCES vpns(id), epoch {int64} NOT NULL, key {bytes} NOT NULL, created_at {int64} NOT NULL, PRIMARY KEY (vpn_id, epoch));
+   CREATE TABLE config (device_id TEXT PRIMARY KEY, body TEXT NOT NULL);
+   CREATE TABLE network_info (device_id TEXT PRIMARY KEY, address TEXT, relay_id TEXT, relay_port TEXT, updated_at {int64} NOT NULL);
+   CREATE TABLE numbers (key TEXT PRIMARY KEY, value {int64} NOT NULL);`,
+  `ALTER TABLE devices ADD COLUMN relay_id TEXT;
+   ALTER TABLE devices ADD COLUMN relay_port TEXT;`,
+  `CREATE TABLE channels (owner TEXT NOT NULL, peer TEXT NOT NULL, send {bytes} NOT NULL, recv {bytes} NOT NULL, PRIMARY KEY (owner, peer));
+   CREATE TABLE liveness (device_id TEXT PRIMARY KEY, communicating INTEGER NOT NULL, changed_at {int64} NOT NULL);
+   ALTER TABLE vpns ADD COLUMN rekey_period_ms {int64} NOT NULL DEFAULT 0;
+   ALTER TABLE vpns ADD COLUMN rekey_requested_at {int64} NOT NULL DEFAULT 0;
+   CREATE INDEX members_by_device ON members (device_id);`,
+];
+
+const TYPES = {
+  sqlite: { bytes: 'BLOB', int64: 'INTEGER' },
+  postgres: { bytes: 'BYTEA', int64: 'BIGINT' },
+} as const;
+
+/** The migrations in one engine's spelling, in order (version = index + 1). */
+export function migrations(engine: keyof typeof TYPES): string[] {
+  const t = TYPES[engine];
+  return MIGRATIONS.map((sql) => sql.replaceAll('{bytes}', t.bytes).replaceAll('{int64}', t.int64));
+}

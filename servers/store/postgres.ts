@@ -1,0 +1,251 @@
+/**
+ * PostgreSQL store (pg) for deployments with more than one node: the same
+ * tables as SQLite, in one schema (default `kagi`) of the database the URL
+ * names, with the same numbered migrations in schema_migrations. Instances
+ * starting together migrate one at a time (an advisory lock). Flows that
+ * change several rows (delete a VPN, revoke) are transactions.
+ *
+ *   kagi up --store postgres://user@host:5432/db[?schema=name]
+ */
+import pg from 'pg';
+import type { NumberStore } from '../../protocol/store.js';
+import type { ChannelBook } from '../../protocol/channel.js';
+import { ConflictError, type ConfigRow, type MemberRow, type NetworkInfoRow, type SessionKeyRow, type Store, type UserRow } from './store.js';
+import { deviceRow, memberRow, networkInfoRow, sessionKeyRow, u8, vpnRow, VPN_COLUMNS } from './rows.js';
+import { migrations } from './migrations.js';
+
+const MIGRATIONS = migrations('postgres');
+
+/** Any 64-bit number: the lock every instance takes to migrate. */
+const MIGRATION_LOCK = 0x6b616769; // "kagi"
+
+const SCHEMA = /^[a-z_][a-z0-9_]{0,62}$/;
+
+function isConflict(e: unknown): boolean {
+  // 23505 unique_violation, 23503 foreign_key_violation
+  const code = (e as { code?: string })?.code;
+  return code === '23505' || code === '23503';
+}
+
+/** The connection URL and the schema it asks for (?schema=, default kagi). */
+export function parsePostgresUrl(url: string): { connectionString: string; schema: string } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new Error(`--store: not a URL: ${url}`);
+  }
+  if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') throw new Error(`--store: expected postgres://…, not ${u.protocol}`);
+  const schema = u.searchParams.get('schema') ?? 'kagi';
+  if (!SCHEMA.test(schema)) throw new Error(`--store: schema must be lower-case letters, digits and _, not '${schema}'`);
+  u.searchParams.delete('schema');
+  return { connectionString: u.toString(), schema };
+}
+
+export class PgStore implements Store {
+  readonly numbers: NumberStore;
+
+  private constructor(private readonly pool: pg.Pool, readonly schema: string) {
+    this.numbers = {
+      get: async (k) => {
+        const r = await this.q('SELECT value FROM numbers WHERE key = $1', [k]);
+        return r.rows[0] ? Number(r.rows[0].value) : undefined;
+      },
+      // Counters only move forward, whichever instance writes last.
+      set: async (k, v) => void (await this.q('INSERT INTO numbers VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = GREATEST(numbers.value, excluded.value)', [k, v])),
+    };
+  }
+
+  /** Connect, create the schema if needed and migrate it. */
+  static async open(url: string): Promise<PgStore> {
+    const { connectionString, schema } = parsePostgresUrl(url);
+    const pool = new pg.Pool({ connectionString, max: 8, options: `-c search_path=${schema}` });
+    // An idle client that loses its server must not crash the process.
+    pool.on('error', () => {});
+    try {
+      await migrate(pool, schema);
+    } catch (e) {
+      await pool.end();
+      throw new Error(`PostgreSQL store ${connectionString.replace(/:[^:@/]*@/, ':***@')}: ${(e as Error).message}`);
+    }
+    return new PgStore(pool, schema);
+  }
+
+  private q(sql: string, args: unknown[] = []): Promise<pg.QueryResult> {
+    return this.pool.query(sql, args);
+  }
+
+  private async insert(sql: string, what: string, args: unknown[]): Promise<void> {
+    try {
+      await this.q(sql, args);
+    } catch (e) {
+      if (isConflict(e)) throw new ConflictError(`${what} already exists or refers to something missing`);
+      throw e;
+    }
+  }
+
+  /** Run `fn` in one transaction on one connection. */
+  private tx<T>(fn: (q: (sql: string, args?: unknown[]) => Promise<pg.QueryResult>) => Promise<T>): Promise<T> {
+    return transaction(this.pool, (c) => fn((sql, args = []) => c.query(sql, args)));
+  }
+
+  async addDevice(d: Parameters<Store['addDevice']>[0]) {
+    await this.insert('INSERT INTO devices (id, mac, public_key, kind, relay_id, relay_port) VALUES ($1, $2, $3, $4, $5, $6)', `device ${d.id}`, [d.id, d.mac, Buffer.from(d.publicKey), d.kind, d.relayId ?? null, d.relayPort ?? null]);
+  }
+  async getDevice(id: string) {
+    const r = (await this.q('SELECT * FROM devices WHERE id = $1', [id])).rows[0];
+    return r ? deviceRow(r) : undefined;
+  }
+  async listDevices() {
+    return (await this.q('SELECT * FROM devices ORDER BY id')).rows.map(deviceRow);
+  }
+
+  async addUser(u: UserRow) {
+    await this.insert('INSERT INTO users VALUES ($1, $2)', `user ${u.id}`, [u.id, u.passwordHash]);
+  }
+  async getUser(id: string) {
+    const r = (await this.q('SELECT * FROM users WHERE id = $1', [id])).rows[0];
+    return r ? { id: r.id as string, passwordHash: r.password_hash as string } : undefined;
+  }
+
+  async addVpn(v: Parameters<Store['addVpn']>[0]) {
+    await this.insert(
+      'INSERT INTO vpns (id, protocol, port, priority, max_bandwidth, flag, total_rate, rekey_period_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)',
+      `VPN ${v.id}`, [v.id, v.protocol, v.port, v.priority, v.maxBandwidth, v.flag, v.totalRate, v.rekeyPeriodMs ?? 0],
+    );
+  }
+  async updateVpn(id: string, patch: Parameters<Store['updateVpn']>[1]) {
+    const set = (Object.keys(patch) as (keyof typeof VPN_COLUMNS)[]).filter((k) => patch[k] !== undefined);
+    if (set.length === 0) return !!(await this.getVpn(id));
+    const r = await this.q(`UPDATE vpns SET ${set.map((k, i) => `${VPN_COLUMNS[k]} = $${i + 1}`).join(', ')} WHERE id = $${set.length + 1}`, [...set.map((k) => patch[k]), id]);
+    return (r.rowCount ?? 0) > 0;
+  }
+  async setRekeyRequest(vpnId: string, at: number) {
+    return ((await this.q('UPDATE vpns SET rekey_requested_at = $1 WHERE id = $2', [at, vpnId])).rowCount ?? 0) > 0;
+  }
+  async getVpn(id: string) {
+    const r = (await this.q('SELECT * FROM vpns WHERE id = $1', [id])).rows[0];
+    return r ? vpnRow(r) : undefined;
+  }
+  async listVpns() {
+    return (await this.q('SELECT * FROM vpns ORDER BY id')).rows.map(vpnRow);
+  }
+  async deleteVpn(id: string) {
+    return this.tx(async (q) => {
+      for (const t of ['grants', 'members', 'session_keys']) await q(`DELETE FROM ${t} WHERE vpn_id = $1`, [id]);
+      return ((await q('DELETE FROM vpns WHERE id = $1', [id])).rowCount ?? 0) > 0;
+    });
+  }
+
+  async grant(vpnId: string, userId: string) {
+    await this.insert('INSERT INTO grants VALUES ($1, $2)', `grant of ${vpnId} to ${userId}`, [vpnId, userId]);
+  }
+  async revoke(vpnId: string, userId: string) {
+    return this.tx(async (q) => {
+      const m = (await q('DELETE FROM members WHERE vpn_id = $1 AND user_id = $2', [vpnId, userId])).rowCount ?? 0;
+      const g = (await q('DELETE FROM grants WHERE vpn_id = $1 AND user_id = $2', [vpnId, userId])).rowCount ?? 0;
+      return m + g > 0;
+    });
+  }
+  async grantsOf(userId: string) {
+    return (await this.q('SELECT vpn_id FROM grants WHERE user_id = $1 ORDER BY vpn_id', [userId])).rows.map((r) => r.vpn_id as string);
+  }
+
+  async putMember(m: MemberRow) {
+    await this.q(
+      'INSERT INTO members VALUES ($1, $2, $3, $4, $5) ON CONFLICT (vpn_id, device_id) DO UPDATE SET user_id = excluded.user_id, key_id = excluded.key_id, network_id = excluded.network_id',
+      [m.vpnId, m.deviceId, m.userId, m.keyId, m.networkId],
+    );
+  }
+  async removeMember(vpnId: string, deviceId: string) {
+    return ((await this.q('DELETE FROM members WHERE vpn_id = $1 AND device_id = $2', [vpnId, deviceId])).rowCount ?? 0) > 0;
+  }
+  async members(vpnId: string) {
+    return (await this.q('SELECT * FROM members WHERE vpn_id = $1 ORDER BY device_id', [vpnId])).rows.map(memberRow);
+  }
+  async membershipsOf(deviceId: string) {
+    return (await this.q('SELECT * FROM members WHERE device_id = $1 ORDER BY vpn_id', [deviceId])).rows.map(memberRow);
+  }
+
+  async putSessionKey(k: SessionKeyRow) {
+    await this.insert('INSERT INTO session_keys VALUES ($1, $2, $3, $4)', `key ${k.vpnId}#${k.epoch}`, [k.vpnId, k.epoch, Buffer.from(k.key), k.createdAt]);
+  }
+  async currentSessionKey(vpnId: string) {
+    const r = (await this.q('SELECT * FROM session_keys WHERE vpn_id = $1 ORDER BY epoch DESC LIMIT 1', [vpnId])).rows[0];
+    return r ? sessionKeyRow(r) : undefined;
+  }
+
+  async putConfig(c: ConfigRow) {
+    await this.q('INSERT INTO config VALUES ($1, $2) ON CONFLICT (device_id) DO UPDATE SET body = excluded.body', [c.deviceId, JSON.stringify(c.body)]);
+  }
+  async getConfig(deviceId: string) {
+    const r = (await this.q('SELECT * FROM config WHERE device_id = $1', [deviceId])).rows[0];
+    return r ? { deviceId: r.device_id as string, body: JSON.parse(r.body as string) as Record<string, unknown> } : undefined;
+  }
+
+  channels(owner: 'config' | 'keys'): ChannelBook {
+    return {
+      get: async (peer) => {
+        const r = (await this.q('SELECT send, recv FROM channels WHERE owner = $1 AND peer = $2', [owner, peer])).rows[0];
+        return r ? { send: u8(r.send as Buffer), recv: u8(r.recv as Buffer) } : undefined;
+      },
+      set: async (peer, k) => {
+        await this.q('INSERT INTO channels VALUES ($1, $2, $3, $4) ON CONFLICT (owner, peer) DO UPDATE SET send = excluded.send, recv = excluded.recv', [owner, peer, Buffer.from(k.send), Buffer.from(k.recv)]);
+      },
+      delete: async (peer) => void (await this.q('DELETE FROM channels WHERE owner = $1 AND peer = $2', [owner, peer])),
+    };
+  }
+
+  async setCommunicating(deviceId: string, communicating: boolean, at: number) {
+    await this.q('INSERT INTO liveness VALUES ($1, $2, $3) ON CONFLICT (device_id) DO UPDATE SET communicating = excluded.communicating, changed_at = excluded.changed_at', [deviceId, communicating ? 1 : 0, at]);
+  }
+  async notCommunicating() {
+    return new Set((await this.q('SELECT device_id FROM liveness WHERE communicating = 0')).rows.map((r) => r.device_id as string));
+  }
+
+  async putNetworkInfo(n: NetworkInfoRow) {
+    await this.q(
+      'INSERT INTO network_info VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id) DO UPDATE SET address = excluded.address, relay_id = excluded.relay_id, relay_port = excluded.relay_port, updated_at = excluded.updated_at',
+      [n.deviceId, n.address, n.relayId, n.relayPort, n.updatedAt],
+    );
+  }
+  async getNetworkInfo(deviceId: string) {
+    const r = (await this.q('SELECT * FROM network_info WHERE device_id = $1', [deviceId])).rows[0];
+    return r ? networkInfoRow(r) : undefined;
+  }
+
+  async close() {
+    await this.pool.end();
+  }
+}
+
+/** BEGIN … COMMIT on one pooled connection; ROLLBACK if `fn` throws. */
+async function transaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  const c = await pool.connect();
+  try {
+    await c.query('BEGIN');
+    const out = await fn(c);
+    await c.query('COMMIT');
+    return out;
+  } catch (e) {
+    await c.query('ROLLBACK').catch(() => {});
+    throw e;
+  } finally {
+    c.release();
+  }
+}
+
+function migrate(pool: pg.Pool, schema: string): Promise<void> {
+  return transaction(pool, async (c) => {
+    // Instances starting together: one migrates, the others wait and find it done.
+    await c.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+    await c.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+    await c.query('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)');
+    const done = new Set((await c.query('SELECT version FROM schema_migrations')).rows.map((r) => Number(r.version)));
+    for (const [i, sql] of MIGRATIONS.entries()) {
+      if (done.has(i + 1)) continue;
+      await c.query(sql);
+      await c.query('INSERT INTO schema_migrations VALUES ($1, $2)', [i + 1, Date.now()]);
+    }
+  });
+}

@@ -1,0 +1,35 @@
+/**
+ * Table rows → Store rows, the same for every engine. Integers go through
+ * Number(): PostgreSQL returns BIGINT as a string (ms timestamps, rates),
+ * SQLite returns numbers; binary columns arrive as Buffers from both.
+ */
+import type { DeviceRow, MemberRow, NetworkInfoRow, SessionKeyRow, VpnRow } from './store.js';
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- rows are untyped driver output */
+export const u8 = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.length);
+
+export function deviceRow(r: any): DeviceRow {
+  return { id: r.id, mac: r.mac, publicKey: u8(r.public_key), kind: r.kind, revoked: Number(r.revoked) === 1, relayId: r.relay_id, relayPort: r.relay_port };
+}
+
+export function vpnRow(r: any): VpnRow {
+  return {
+    id: r.id, protocol: r.protocol, port: Number(r.port), priority: Number(r.priority), maxBandwidth: Number(r.max_bandwidth), flag: Number(r.flag),
+    totalRate: Number(r.total_rate), rekeyPeriodMs: Number(r.rekey_period_ms), rekeyRequestedAt: Number(r.rekey_requested_at),
+  };
+}
+
+export function memberRow(r: any): MemberRow {
+  return { vpnId: r.vpn_id, deviceId: r.device_id, userId: r.user_id, keyId: Number(r.key_id), networkId: r.network_id };
+}
+
+export function sessionKeyRow(r: any): SessionKeyRow {
+  return { vpnId: r.vpn_id, epoch: Number(r.epoch), key: u8(r.key), createdAt: Number(r.created_at) };
+}
+
+export function networkInfoRow(r: any): NetworkInfoRow {
+  return { deviceId: r.device_id, address: r.address, relayId: r.relay_id, relayPort: r.relay_port, updatedAt: Number(r.updated_at) };
+}
+
+/** Store field → column, for the columns `updateVpn` may change. */
+export const VPN_COLUMNS = { priority: 'priority', maxBandwidth: 'max_bandwidth', rekeyPeriodMs: 'rekey_period_ms', flag: 'flag', totalRate: 'total_rate' } as const;

@@ -12,6 +12,7 @@
  *
  *   npm run bench:rekey -- --n 10000 --connections 20
  */
+import { Metrics } from '../servers/metrics.js';
 import { parseArgs } from 'node:util';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -91,7 +92,7 @@ async function kagiRun(url: string): Promise<{ membersMs: number; acksMs: number
   }
   console.log(' done');
   link = await memberConnections(url, (m, b) => ((bytes ||= b.length), void peers.get(m)?.receive(b)));
-  const svc = await startKeys({ crypto, store, keys, brokerUrl: url, brokerAuth: 'none', timeoutMs: 120_000, log: () => {} }, { rekeyPeriodMs: 0, tickMs: 3_600_000 });
+  const svc = await startKeys({ crypto, store, keys, brokerUrl: url, brokerAuth: 'none', timeoutMs: 120_000, metrics: new Metrics(), log: () => {} }, { rekeyPeriodMs: 0, tickMs: 3_600_000 });
 
   const t0 = performance.now();
   const done = svc.rekey('plant', 'bench');

@@ -21,6 +21,7 @@ import type { NumberStore } from '../protocol/store.js';
 import { parseTopic, SERVICES, type Service } from '../protocol/topics.js';
 import { isKagiError } from '../protocol/errors.js';
 import type { BrokerAcl } from './acl.js';
+import type { Metrics } from '../servers/metrics.js';
 
 export interface BrokerPrincipal {
   publicKey: Uint8Array;
@@ -36,6 +37,8 @@ export interface BrokerOptions {
   numbers: NumberStore;
   acl: BrokerAcl;
   log?: (level: 'info' | 'debug' | 'warn', msg: string) => void;
+  /** Frames forwarded and dropped, connected clients. */
+  metrics?: Metrics;
   /** A client was admitted, from this address. */
   onConnect?(clientId: string, address: string): void;
 }
@@ -63,9 +66,8 @@ export class KagiBroker {
       );
     aedes.authorizePublish = (client, packet, cb) => cb(this.mayPublish(client, packet) ? null : new Error('not authorized'));
     aedes.authorizeSubscribe = (client, sub, cb) => cb(null, this.maySubscribe(client, sub) ? sub : null);
-    // A VPN cut by the bandwidth plan: its frames are dropped here, quietly
-    // (a member that publishes anyway is not disconnected for it).
-    aedes.authorizeForward = (client, packet) => (this.mayReceive(client, packet.topic) && !this.isCut(packet.topic) ? packet : null);
+    aedes.authorizeForward = (client, packet) => this.forward(client, packet);
+    o.metrics?.gauge('kagi_connected_clients', () => aedes.connectedClients);
   }
 
   static async create(o: BrokerOptions): Promise<KagiBroker> {
@@ -122,9 +124,19 @@ export class KagiBroker {
     return this.o.acl.isMember(t.a, client.id);
   }
 
-  private isCut(topic: string): boolean {
-    const t = parseTopic(topic);
-    return t?.area === 'vpn' && this.o.acl.isCut(t.a);
+  /**
+   * Each delivery of a publish to a subscriber. A VPN cut by the bandwidth
+   * plan: its frames are dropped here, quietly (a member that publishes
+   * anyway is not disconnected for it). VPN frames are counted.
+   */
+  private forward<P extends { topic: string }>(client: Client, packet: P): P | null {
+    const may = this.mayReceive(client, packet.topic);
+    const t = parseTopic(packet.topic);
+    if (t?.area !== 'vpn') return may ? packet : null;
+    const dropped = !may ? 'acl' : this.o.acl.isCut(t.a) ? 'cut' : null;
+    if (dropped) this.o.metrics?.count('kagi_frames_dropped_total', { reason: dropped });
+    else this.o.metrics?.count('kagi_frames_forwarded_total');
+    return dropped ? null : packet;
   }
 
   private maySubscribe(client: Client, sub: Subscription): boolean {
@@ -159,6 +171,16 @@ export class KagiBroker {
         resolve((server.address() as AddressInfo).port);
       });
     });
+  }
+
+  /** Close a client's connection now (a revoked device); false if it is not connected. */
+  disconnect(clientId: string): boolean {
+    // aedes keeps connected clients by id; its typings do not show the map.
+    const c = (this.aedes as unknown as { clients: Record<string, Client | undefined> }).clients[clientId];
+    if (!c) return false;
+    this.o.log?.('info', `broker: disconnecting ${clientId} (revoked)`);
+    c.close();
+    return true;
   }
 
   async close(): Promise<void> {

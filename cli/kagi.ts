@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { UsageError } from './args.js';
 import { agent, agentHelp } from './commands/agent.js';
 import { bundle, bundleHelp } from './commands/bundle.js';
+import { provision, provisionHelp } from './commands/provision.js';
 import { device, deviceHelp, user, userHelp, vpn, vpnHelp } from './commands/admin.js';
 import { demo, demoHelp } from './commands/demo.js';
 import { status, statusHelp } from './commands/status.js';
@@ -18,7 +19,8 @@ usage: kagi <command> [options]
 
 commands:
   up          run the control plane (embedded broker + auth, config, key services)
-  device add  register a device and write its bundle
+  device      add a device and write its bundle; revoke one
+  provision   make and register many devices from a CSV
   user add    add a user (password from standard input)
   vpn         add a VPN, grant a user
   agent       run a device agent from its bundle
@@ -37,6 +39,7 @@ const commands: Record<string, { help: string; run(args: string[]): Promise<numb
   vpn: { help: vpnHelp, run: vpn },
   agent: { help: agentHelp, run: agent },
   bundle: { help: bundleHelp, run: bundle },
+  provision: { help: provisionHelp, run: provision },
   status: { help: statusHelp, run: status },
   demo: { help: demoHelp, run: demo },
   version: {

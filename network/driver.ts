@@ -19,6 +19,8 @@ export interface VpnState {
 
 export interface DesiredState {
   vpns: VpnState[];
+  /** Devices revoked for good (kagi device revoke): drivers that hold connections drop theirs. */
+  revoked?: string[];
 }
 
 export interface NetworkDriver {

@@ -53,6 +53,11 @@ export async function revoke(store: Store, vpnId: string, userId: string): Promi
   if (!(await store.revoke(vpnId, userId))) throw new AdminError(`user '${userId}' has no grant or membership in '${vpnId}'`);
 }
 
+/** kagi device revoke: never authenticates again; a running control plane disconnects it and rekeys its VPNs. */
+export async function revokeDevice(store: Store, id: string): Promise<void> {
+  if (!(await store.revokeDevice(id))) throw new AdminError(`no device '${id}'`);
+}
+
 export async function deleteVpn(store: Store, id: string): Promise<void> {
   if (!(await store.deleteVpn(id))) throw new AdminError(`no VPN '${id}'`);
 }

@@ -13,6 +13,7 @@ import { TcDriver } from '../network/tc.js';
 import { MosquittoDynsecDriver, type DynsecOptions } from '../network/mosquitto-dynsec.js';
 import { connectKey, staticPassword } from '../protocol/connect-auth.js';
 import { openStore } from './store/open.js';
+import { Metrics, serveMetrics } from './metrics.js';
 import type { Store } from './store/store.js';
 import { loadServiceKeys, type ServiceKeys } from './identity.js';
 import { isService, type ServiceContext } from './service-host.js';
@@ -48,6 +49,8 @@ export interface ControlPlaneOptions {
   rekeyPeriodMs?: number;
   keysTickMs?: number;
   log?: ServiceContext['log'];
+  /** Serve Prometheus metrics on this port (0 = any free one) at /metrics. */
+  metricsPort?: number;
 }
 
 export interface ControlPlane {
@@ -57,6 +60,9 @@ export interface ControlPlane {
   brokerUrl: string;
   memory: MemoryDriver;
   acl: BrokerAcl;
+  metrics: Metrics;
+  /** Where /metrics is served, when asked for. */
+  metricsUrl: string | null;
   reconcile(): Promise<void>;
   close(): Promise<void>;
 }
@@ -68,6 +74,8 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   const keys = loadServiceKeys(o.dataDir, o.crypto);
   const acl = new BrokerAcl();
   const memory = new MemoryDriver();
+  const metrics = new Metrics();
+  let metricsUrl: string | null = null;
   const drivers: NetworkDriver[] = [memory];
   let broker: KagiBroker | null = null;
   let brokerUrl = o.brokerUrl;
@@ -92,6 +100,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
         numbers: store.numbers,
         acl,
         log,
+        metrics,
         onConnect: (id, address) => onAddress(id, address),
         lookup: async (id) => {
           if (isService(id)) return { publicKey: keys[id].publicKey, kind: 'service' };
@@ -104,10 +113,11 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       const port = await broker.listen(host, o.port ?? 1883);
       closers.push(() => broker!.close());
       brokerUrl = `mqtt://${host}:${port}`;
-      drivers.push(new BrokerAclDriver(acl));
+      const b = broker;
+      drivers.push(new BrokerAclDriver(acl, (id) => b.disconnect(id)));
     }
     const brokerAuth = broker ? 'counter' : o.dynsec ? 'static' : 'none';
-    const ctx: ServiceContext = { crypto: o.crypto, store, keys, brokerUrl, brokerAuth, timeoutMs: o.timeoutMs ?? 10_000, log };
+    const ctx: ServiceContext = { crypto: o.crypto, store, keys, brokerUrl, brokerAuth, timeoutMs: o.timeoutMs ?? 10_000, metrics, log };
     const run = new Set(o.services ?? SERVICES);
     if (run.has('auth')) closers.unshift((await startAuth(ctx)).close);
     if (run.has('keys')) closers.unshift((await startKeys(ctx, { rekeyPeriodMs: o.rekeyPeriodMs ?? 3_600_000, ...(o.keysTickMs ? { tickMs: o.keysTickMs } : {}) })).close);
@@ -116,8 +126,14 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       closers.unshift(config.close);
       onAddress = (id, address) => void config.addressChanged(id, address).catch((e) => log('warn', `config: address of ${id}: ${(e as Error).message}`));
     }
+    if (o.metricsPort !== undefined) {
+      const host = o.host ?? '127.0.0.1';
+      const m = await serveMetrics(metrics, host, o.metricsPort);
+      closers.push(m.close);
+      metricsUrl = `http://${host}:${m.port}/metrics`;
+    }
     return {
-      store, keys, broker, brokerUrl, memory, acl,
+      store, keys, broker, brokerUrl, memory, acl, metrics, metricsUrl,
       reconcile: config ? config.reconcile : async () => {},
       close: async () => {
         for (const c of closers) await c();

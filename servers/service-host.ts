@@ -8,6 +8,7 @@ import { SERVICES, topics, type Service } from '../protocol/topics.js';
 import { MqttLink } from '../runtime/node/mqtt.js';
 import type { Store } from './store/store.js';
 import type { ServiceKeys } from './identity.js';
+import type { Metrics } from './metrics.js';
 
 export interface ServiceContext {
   crypto: Crypto;
@@ -17,6 +18,8 @@ export interface ServiceContext {
   /** CONNECT credentials: counter (embedded broker), static (dynsec), none. */
   brokerAuth: 'counter' | 'static' | 'none';
   timeoutMs: number;
+  /** Counters for /metrics (servers/metrics.ts). */
+  metrics: Metrics;
   log(level: 'debug' | 'info' | 'warn', msg: string): void;
 }
 

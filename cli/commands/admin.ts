@@ -4,7 +4,7 @@ import { DATA_OPTION, UsageError, bitrate, duration, int, parse, readStdinLine }
 import { nodeCrypto } from '../../runtime/node/crypto.js';
 import { openStore } from '../../servers/store/open.js';
 import { loadServiceKeys } from '../../servers/identity.js';
-import { addDevice, addUser, addVpn, deleteVpn, grant, requestRekey, revoke, setVpn } from '../../servers/admin.js';
+import { addDevice, addUser, addVpn, deleteVpn, grant, requestRekey, revoke, revokeDevice, setVpn } from '../../servers/admin.js';
 import type { Store, VpnProtocol } from '../../servers/store/store.js';
 
 async function withStore<T>(v: { data: string; store?: string | undefined }, fn: (s: Store) => Promise<T>): Promise<T> {
@@ -17,9 +17,13 @@ async function withStore<T>(v: { data: string; store?: string | undefined }, fn:
 }
 
 export const deviceHelp = `usage: kagi device add ID --mac MAC --out FILE [options]
+       kagi device revoke ID
 
-Registers a device and writes its bundle (identity, private key, service
-keys) to FILE with mode 0600.
+add     registers a device and writes its bundle (identity, private key,
+        service keys) to FILE with mode 0600.
+revoke  revokes a device for good: it leaves every VPN, can never
+        authenticate again, and a running control plane disconnects it
+        from the broker and rekeys its VPNs within about a second.
 
 options:
   --mac MAC          the device's MAC, e.g. 02:00:00:00:00:01 (required)
@@ -32,13 +36,20 @@ options:
   --relay ID         (plaintext) the relay the terminal sits behind
   --port NAME        (plaintext) the relay port it is bound to, e.g. p1
   --data DIR         control plane data dir (default ./kagi-data)
+  --store URL        the tables in PostgreSQL (postgres://…)
 
 A plaintext terminal holds no key: its file has only its id, MAC and relay
 binding, and its keys go to the relay.`;
 
 export async function device(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
-  if (sub !== 'add') throw new UsageError(`unknown 'device ${sub ?? ''}': try 'kagi device add --help'`);
+  if (sub === 'revoke') {
+    const { values: v, positionals } = parse(rest, { ...DATA_OPTION }, 1);
+    await withStore(v, (s) => revokeDevice(s, positionals[0]!));
+    console.log(`device ${positionals[0]} revoked: it can never authenticate again; a running control plane disconnects it and rekeys its VPNs`);
+    return 0;
+  }
+  if (sub !== 'add') throw new UsageError(`unknown 'device ${sub ?? ''}': try 'kagi device --help'`);
   const { values: v, positionals } = parse(rest, { ...DATA_OPTION, mac: { type: 'string' }, kind: { type: 'string', default: 'terminal' }, out: { type: 'string' }, force: { type: 'boolean', default: false }, broker: { type: 'string', default: 'mqtt://127.0.0.1:1883' }, user: { type: 'string' }, relay: { type: 'string' }, port: { type: 'string' } }, 1);
   if (!v.mac) throw new UsageError('--mac is required');
   if (!v.out) throw new UsageError('--out is required');

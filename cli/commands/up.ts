@@ -1,4 +1,5 @@
 /** kagi up: the control plane until interrupted. */
+import { logFormat, logger } from '../log.js';
 import { parsePostgresUrl } from '../../servers/store/postgres.js';
 import { DATA_OPTION, UsageError, bitrate, duration, int, parse, readStdinLine } from '../args.js';
 import { isService } from '../../servers/service-host.js';
@@ -10,7 +11,8 @@ import { PortInUseError } from '../../broker/broker.js';
 
 export const upHelp = `usage: kagi up [--host H] [--port N] [--broker URL] [--services LIST] [--nftables [--nft-netns NS] [--nft-hook forward|input]] [--dynsec ADMIN --dynsec-password-stdin]
                [--poll-interval D] [--evict-after N] [--continue-after D] [--rekey-period D] [--timeout D]
-               [--link-capacity RATE [--tc-dev IFACE [--tc-netns NS]]] [--data DIR] [--store postgres://…] [--verbose]
+               [--link-capacity RATE [--tc-dev IFACE [--tc-netns NS]]] [--data DIR] [--store postgres://…]
+               [--metrics-port N] [--log-format json|text] [--verbose]
 
 Runs the embedded broker (default 127.0.0.1:1883; --port 0 picks a free
 port) and the auth, config and key services on DIR (default ./kagi-data).
@@ -51,10 +53,17 @@ Bandwidth (embodiment 5; rates like 500kbit, 24mbit, 1gbit):
                       (a class per VPN, filters on its protocol/port;
                       --tc-netns runs tc in a namespace). Refuses to start
                       if tc cannot run.
+Operations:
+  --metrics-port N    serve Prometheus metrics at http://HOST:N/metrics
+                      (connected clients, joins, refusals by reason,
+                      rekeys, evictions, frames forwarded and dropped)
+  --log-format F      json (one {time, level, msg} object per line; the
+                      default when stdout is not a terminal) or text
 Stops on SIGINT/SIGTERM.`;
 
 export async function up(args: string[]): Promise<number> {
-  const { values: v } = parse(args, { ...DATA_OPTION, host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string' }, broker: { type: 'string' }, verbose: { type: 'boolean', default: false }, services: { type: 'string', default: 'auth,config,keys' }, nftables: { type: 'boolean', default: false }, dynsec: { type: 'string' }, 'dynsec-password-stdin': { type: 'boolean', default: false }, 'nft-netns': { type: 'string' }, 'nft-hook': { type: 'string', default: 'forward' }, 'poll-interval': { type: 'string' }, 'evict-after': { type: 'string' }, 'continue-after': { type: 'string' }, 'rekey-period': { type: 'string' }, timeout: { type: 'string' }, 'link-capacity': { type: 'string' }, 'tc-dev': { type: 'string' }, 'tc-netns': { type: 'string' } }, 0);
+  const { values: v } = parse(args, { ...DATA_OPTION, host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string' }, broker: { type: 'string' }, verbose: { type: 'boolean', default: false }, services: { type: 'string', default: 'auth,config,keys' }, nftables: { type: 'boolean', default: false }, dynsec: { type: 'string' }, 'dynsec-password-stdin': { type: 'boolean', default: false }, 'nft-netns': { type: 'string' }, 'nft-hook': { type: 'string', default: 'forward' }, 'poll-interval': { type: 'string' }, 'evict-after': { type: 'string' }, 'continue-after': { type: 'string' }, 'rekey-period': { type: 'string' }, timeout: { type: 'string' }, 'link-capacity': { type: 'string' }, 'tc-dev': { type: 'string' }, 'tc-netns': { type: 'string' }, 'metrics-port': { type: 'string' }, 'log-format': { type: 'string' } }, 0);
+  const log = logger(logFormat(v['log-format'], process.stdout.isTTY === true), v.verbose);
   const linkCapacity = bitrate(v['link-capacity'], 'link-capacity', 0);
   if (v['tc-dev'] && !linkCapacity) throw new UsageError('--tc-dev needs --link-capacity RATE (the link it shapes)');
   const liveness = {
@@ -86,18 +95,17 @@ export async function up(args: string[]): Promise<number> {
       ...(v['tc-dev'] ? { tc: { dev: v['tc-dev'], ...(v['tc-netns'] ? { netns: v['tc-netns'] } : {}) } } : {}),
       ...(dynsec ? { dynsec } : {}),
       ...(v.nftables ? { nftables: { hook: v['nft-hook'] as 'forward' | 'input', ...(v['nft-netns'] ? { netns: v['nft-netns'] } : {}) } } : {}),
-      log: (level, msg) => {
-        if (level !== 'debug' || v.verbose) console.log(`${level}: ${msg}`);
-      },
+      ...(v['metrics-port'] !== undefined ? { metricsPort: int(v['metrics-port'], 'metrics-port') } : {}),
+      log,
     });
   } catch (e) {
-    if (e instanceof PortInUseError || (e instanceof Error && /^(nftables|mosquitto-dynsec|tc):/.test(e.message))) {
+    if (e instanceof PortInUseError || (e instanceof Error && /^(nftables|mosquitto-dynsec|tc):|^metrics port/.test(e.message))) {
       console.error(`kagi up: ${e.message}`);
       return 1;
     }
     throw e;
   }
-  console.log(`kagi up: broker ${cp.brokerUrl}, services ${services.join(', ')}, data ${v.data}${v.store ? `, tables in PostgreSQL schema ${parsePostgresUrl(v.store).schema}` : ''}`);
+  log('info', `kagi up: broker ${cp.brokerUrl}, services ${services.join(', ')}, data ${v.data}${v.store ? `, tables in PostgreSQL schema ${parsePostgresUrl(v.store).schema}` : ''}${cp.metricsUrl ? `, metrics ${cp.metricsUrl}` : ''}`);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);

@@ -19,8 +19,11 @@ import { verifyPassword } from './password.js';
 
 type Verdict = Body & { ok: boolean };
 
-function refuse(reason: string, extra: Body = {}): Verdict {
-  return { ok: false, reason, ...extra };
+/** Why a request was refused, as a code (metrics label) and as words (logs, the device). */
+type RefusalCode = 'malformed' | 'unknown-device' | 'revoked' | 'credential' | 'replay' | 'relay-binding' | 'mac' | 'password' | 'no-vpn' | 'unknown-op';
+
+function refuse(code: RefusalCode, reason: string, extra: Body = {}): Verdict {
+  return { ok: false, code, reason, ...extra };
 }
 
 export async function startAuth(ctx: ServiceContext) {
@@ -32,23 +35,23 @@ export async function startAuth(ctx: ServiceContext) {
     try {
       env = decodeEnvelope(raw);
     } catch {
-      return { refusal: refuse('malformed request') };
+      return { refusal: refuse('malformed', 'malformed request') };
     }
-    if (env.type !== type || env.to !== 'auth') return { refusal: refuse(`not a ${type} to auth`) };
+    if (env.type !== type || env.to !== 'auth') return { refusal: refuse('malformed', `not a ${type} to auth`) };
     const device = await ctx.store.getDevice(env.from);
-    if (!device) return { refusal: refuse(`unknown device ${env.from}`) };
-    if (device.revoked) return { refusal: refuse(`device ${env.from} is revoked`) };
+    if (!device) return { refusal: refuse('unknown-device', `unknown device ${env.from}`) };
+    if (device.revoked) return { refusal: refuse('revoked', `device ${env.from} is revoked`) };
     let opened;
     try {
       opened = openRequest(ctx.crypto, env, ctx.keys.auth.secretKey, device.publicKey);
     } catch {
-      return { refusal: refuse(`device credential of ${env.from} does not verify`) };
+      return { refusal: refuse('credential', `device credential of ${env.from} does not verify`) };
     }
     const replyKey = opened.secrets.replyKey();
     try {
       await peer.guard.accept(env.from, env.seq);
     } catch (e) {
-      if (isKagiError(e, 'replay')) return { refusal: refuse(`replayed ${type} from ${env.from}`) };
+      if (isKagiError(e, 'replay')) return { refusal: refuse('replay', `replayed ${type} from ${env.from}`) };
       throw e;
     }
     return { env, device, body: asBody(opened.body), secrets: opened.secrets, replyKey };
@@ -59,16 +62,16 @@ export async function startAuth(ctx: ServiceContext) {
    * terminal behind the sending relay, stated as { id, port } and checked
    * against the binding registered for that terminal.
    */
-  async function subject(sender: DeviceRow, body: Body): Promise<{ device: DeviceRow; via: Body | null } | string> {
+  async function subject(sender: DeviceRow, body: Body): Promise<{ device: DeviceRow; via: Body | null } | [RefusalCode, string]> {
     if (body.onBehalf === undefined) return { device: sender, via: null };
     const ob = asBody(body.onBehalf);
     const id = str(ob, 'id', 64);
     const port = str(ob, 'port', 64);
-    if (sender.kind !== 'relay') return `${sender.id} is not a relay and cannot speak for ${id}`;
+    if (sender.kind !== 'relay') return ['relay-binding', `${sender.id} is not a relay and cannot speak for ${id}`];
     const plain = await ctx.store.getDevice(id);
-    if (!plain || plain.kind !== 'plaintext') return `unknown plaintext terminal ${id}`;
-    if (plain.revoked) return `device ${id} is revoked`;
-    if (plain.relayId !== sender.id || plain.relayPort !== port) return `${id} is not bound to port ${port} of ${sender.id}`;
+    if (!plain || plain.kind !== 'plaintext') return ['unknown-device', `unknown plaintext terminal ${id}`];
+    if (plain.revoked) return ['revoked', `device ${id} is revoked`];
+    if (plain.relayId !== sender.id || plain.relayPort !== port) return ['relay-binding', `${id} is not bound to port ${port} of ${sender.id}`];
     return { device: plain, via: { relay: sender.id, port } };
   }
 
@@ -77,9 +80,9 @@ export async function startAuth(ctx: ServiceContext) {
     if ('refusal' in r) return r.refusal!;
     const common = { replyTo: r.env.from, reqId: r.env.reqId, replyKey: r.replyKey };
     const who = await subject(r.device, r.body);
-    if (typeof who === 'string') return refuse(who, common);
+    if (Array.isArray(who)) return refuse(who[0], who[1], common);
     const mac = str(r.body, 'mac', 32);
-    if (mac.toLowerCase() !== who.device.mac.toLowerCase()) return refuse(`MAC ${mac} does not match device ${who.device.id}`, common);
+    if (mac.toLowerCase() !== who.device.mac.toLowerCase()) return refuse('mac', `MAC ${mac} does not match device ${who.device.id}`, common);
     const channel = r.secrets.channelKeys();
     r.secrets.destroy();
     return { ok: true, ...common, deviceId: who.device.id, via: who.via, kind: who.device.kind, mac: who.device.mac, channelUp: channel.up, channelDown: channel.down };
@@ -94,19 +97,19 @@ export async function startAuth(ctx: ServiceContext) {
     r.secrets.destroy();
     const common = { replyTo: r.env.from, reqId: r.env.reqId, replyKey: r.replyKey };
     const who = await subject(r.device, r.body);
-    if (typeof who === 'string') return refuse(who, common);
+    if (Array.isArray(who)) return refuse(who[0], who[1], common);
     const userId = str(r.body, 'user', 64);
     const user = await ctx.store.getUser(userId);
     // One message for both: do not tell a prober which user ids exist.
     if (!user || !(await verifyPassword(str(r.body, 'password', 1024), user.passwordHash))) {
-      return refuse(`wrong user id or password for ${userId}`, common);
+      return refuse('password', `wrong user id or password for ${userId}`, common);
     }
     const vpns = [];
     for (const id of await ctx.store.grantsOf(userId)) {
       const v = await ctx.store.getVpn(id);
       if (v) vpns.push({ id: v.id, protocol: v.protocol, port: v.port });
     }
-    if (vpns.length === 0) return refuse(`user ${userId} is not a member of any VPN`, common);
+    if (vpns.length === 0) return refuse('no-vpn', `user ${userId} is not a member of any VPN`, common);
     // Behind an external broker the device reports its own addresses (DESIGN §6).
     const addresses = Array.isArray(r.body.addresses) ? r.body.addresses.filter((a) => typeof a === 'string').slice(0, 8) : [];
     return { ok: true, ...common, deviceId: who.device.id, via: who.via, user: userId, vpns, addresses, channelUp: channel.up, channelDown: channel.down };
@@ -117,8 +120,11 @@ export async function startAuth(ctx: ServiceContext) {
     const b = asBody(m.body);
     const op = str(b, 'op', 32);
     const raw = bytes(b, 'envelope');
-    const verdict = op === 'device.auth' ? await deviceAuth(raw) : op === 'user.join' ? await userJoin(raw) : refuse(`unknown op ${op}`);
-    if (!verdict.ok) ctx.log('warn', `auth: refused ${op}: ${String(verdict.reason)}`);
+    const verdict = op === 'device.auth' ? await deviceAuth(raw) : op === 'user.join' ? await userJoin(raw) : refuse('unknown-op', `unknown op ${op}`);
+    if (!verdict.ok) {
+      ctx.log('warn', `auth: refused ${op}: ${String(verdict.reason)}`);
+      ctx.metrics.count('kagi_refusals_total', { reason: String(verdict.code) });
+    }
     return { type: 'service.response', body: verdict };
   }
 

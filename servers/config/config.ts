@@ -94,7 +94,8 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
       const flag = vpns[i]!.cut ? 1 : 0;
       if (v.totalRate !== rate || v.flag !== flag) await ctx.store.updateVpn(v.id, { totalRate: rate, flag });
     }
-    return { vpns };
+    const revoked = (await ctx.store.listDevices()).filter((d) => d.revoked).map((d) => d.id);
+    return { vpns, revoked };
   }
 
   /** Members as of the last reconcile, so a removal can be told (S405). */
@@ -210,7 +211,10 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
     await reconcile(); // program the network devices before keys go out
     // Keys for a plaintext terminal go to its relay, for its port.
     const issued = await ask('keys', { op: 'keys.issue', deviceId, vpns: vpns.map((x) => x.id), ...(via ? { deliverTo: via.relay, port: via.port } : {}) });
-    if (!issued.ok) return refuseDevice({ ...v, reason: `key distribution failed: ${String(issued.reason)}` });
+    if (!issued.ok) {
+      ctx.metrics.count('kagi_refusals_total', { reason: 'keys' });
+      return refuseDevice({ ...v, reason: `key distribution failed: ${String(issued.reason)}` });
+    }
     const epochs = asBody(issued.epochs);
     for (const x of vpns) await ctx.store.putMember({ vpnId: str(x, 'id', 64), deviceId, userId, keyId: num(epochs, str(x, 'id', 64)), networkId });
     const planned = (id: string) => last.vpns.find((p) => p.id === id) ?? { rate: 0, cut: false };
@@ -220,6 +224,7 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
     if (!via) await renewChannel(deviceId, v);
     await peer.sendReply(replyTo, num(v, 'reqId'), bytes(v, 'replyKey'), { type: 'join.response', body: { user: userId, vpns: out, liveness: wire } });
     ctx.log('info', `config: ${deviceId} (${userId}) joined ${out.map((x) => x.id).join(', ')}`);
+    ctx.metrics.count('kagi_joins_total');
   }
 
   /** Front door: the device's request is sealed to auth; forward it unopened. */
@@ -310,6 +315,7 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
 
   /** Leave steps for a member that stopped answering. */
   async function evict(member: string, why: string): Promise<void> {
+    ctx.metrics.count('kagi_evictions_total');
     return removeMember(member, null, 'evicted', why);
   }
 

@@ -38,6 +38,8 @@ interface Holder {
 
 /** A lagging member is pushed the current epoch at most this often (ms). */
 const PUSH_EVERY_MS = 5_000;
+/** Rekey reasons as metric labels (a bounded set). */
+const REKEY_WHY = new Set(['periodic', 'requested', 'a member left', 'asked']);
 
 export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
   let peer!: Peer;
@@ -148,6 +150,7 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
       await ctx.store.setRekeyRequest(vpnId, 0);
       const members = await communicating(vpnId);
       ctx.log('info', `keys: rekeying ${vpnId} to epoch ${epoch} (${why}) for ${members.length} communicating members`);
+      ctx.metrics.count('kagi_rekeys_total', { why: REKEY_WHY.has(why) ? why : 'other' });
       const keys = await vpnKeys([vpnId]); // the same wrapped key for everyone: read it once
       const results = await Promise.allSettled(members.map(async (m) => update(await holderOf(m.deviceId), vpnId, keys)));
       const failed = results.filter((r) => r.status === 'rejected' || !r.value).length;

@@ -100,6 +100,15 @@ export class PgStore implements Store {
     return (await this.q('SELECT * FROM devices ORDER BY id')).rows.map(deviceRow);
   }
 
+  async revokeDevice(id: string) {
+    return this.tx(async (q) => {
+      if (((await q('UPDATE devices SET revoked = 1 WHERE id = $1', [id])).rowCount ?? 0) === 0) return false;
+      await q('DELETE FROM members WHERE device_id = $1', [id]);
+      await q('DELETE FROM channels WHERE peer = $1', [id]);
+      return true;
+    });
+  }
+
   async addUser(u: UserRow) {
     await this.insert('INSERT INTO users VALUES ($1, $2)', `user ${u.id}`, [u.id, u.passwordHash]);
   }

@@ -80,6 +80,15 @@ export class SqliteStore implements Store {
     return this.stmt('SELECT * FROM devices ORDER BY id').all().map(deviceRow);
   }
 
+  async revokeDevice(id: string) {
+    return this.db.transaction(() => {
+      if (this.stmt('UPDATE devices SET revoked = 1 WHERE id = ?').run(id).changes === 0) return false;
+      this.stmt('DELETE FROM members WHERE device_id = ?').run(id);
+      this.stmt('DELETE FROM channels WHERE peer = ?').run(id);
+      return true;
+    })();
+  }
+
   async addUser(u: UserRow) {
     this.insert('INSERT INTO users VALUES (?, ?)', `user ${u.id}`, u.id, u.passwordHash);
   }

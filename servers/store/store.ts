@@ -83,6 +83,8 @@ export interface Store {
   addDevice(d: Omit<DeviceRow, 'revoked' | 'relayId' | 'relayPort'> & { relayId?: string; relayPort?: string }): Promise<void>;
   getDevice(id: string): Promise<DeviceRow | undefined>;
   listDevices(): Promise<DeviceRow[]>;
+  /** Revoke a device for good: marked revoked, out of every VPN, its channels gone; false if no such device. */
+  revokeDevice(id: string): Promise<boolean>;
 
   addUser(u: UserRow): Promise<void>;
   getUser(id: string): Promise<UserRow | undefined>;

@@ -99,6 +99,34 @@ t.test('kagi up: bandwidth flags are checked before anything starts', async (t) 
   t.match(noDev.stderr, /tc/, 'and names tc');
 });
 
+t.test('kagi device revoke on a data dir', async (t) => {
+  const data = tempDir(t);
+  t.equal(kagi(['device', 'add', 'term-r', '--mac', '02:00:00:00:00:71', '--out', join(data, 'r.json'), '--data', data]).code, 0, 'a device');
+  const r = kagi(['device', 'revoke', 'term-r', '--data', data]);
+  t.equal(r.code, 0, 'revoke');
+  t.match(r.stdout, /device term-r revoked: it can never authenticate again/, 'says what it means');
+  t.match(JSON.parse(kagi(['status', '--json', '--data', data]).stdout).devices, [{ id: 'term-r', revoked: true }], 'status shows it revoked');
+  const unknown = kagi(['device', 'revoke', 'nobody', '--data', data]);
+  t.equal(unknown.code, 1, 'an unknown device is an error');
+  t.match(unknown.stderr, /no device 'nobody'/, 'naming it');
+  t.equal(kagi(['device', 'frob', '--data', data]).code, 2, 'an unknown device subcommand is a usage error');
+});
+
+t.test('kagi up: JSON log lines when not on a terminal, and /metrics', async (t) => {
+  const up = kagiSpawn(['up', '--port', '0', '--metrics-port', '0', '--data', tempDir(t)]);
+  t.teardown(() => stopChild(up));
+  const out = watch(up);
+  const line = await out.until(/metrics http:\/\/127\.0\.0\.1:\d+\/metrics/);
+  const first = line.trim().split('\n').map((l) => JSON.parse(l) as { time: string; level: string; msg: string });
+  t.ok(first.every((l) => typeof l.time === 'string' && ['debug', 'info', 'warn'].includes(l.level) && typeof l.msg === 'string'), 'every line is a JSON object with time, level and msg');
+  const url = /metrics (http:\/\/[^\s"]+)/.exec(line)![1]!;
+  const text = await (await fetch(url)).text();
+  t.match(text, /# TYPE kagi_joins_total counter\nkagi_joins_total 0/, '/metrics answers in the Prometheus text format');
+  const bad = kagi(['up', '--port', '0', '--data', tempDir(t), '--log-format', 'xml']);
+  t.equal(bad.code, 2, 'a bad --log-format is a usage error');
+  t.match(bad.stderr, /--log-format must be json or text/, 'naming the choices');
+});
+
 t.test('kagi up refuses liveness settings that would evict members that send continue', async (t) => {
   const r = kagi(['up', '--port', '0', '--data', tempDir(t), '--poll-interval', '10s', '--evict-after', '3', '--continue-after', '2m']);
   t.equal(r.code, 2, 'usage error, nothing started');

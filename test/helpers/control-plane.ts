@@ -31,6 +31,8 @@ export interface CpOptions {
   linkCapacity?: number;
   /** postgres://… to keep the tables in PostgreSQL. */
   store?: string;
+  /** Serve /metrics (0 = a free port). */
+  metricsPort?: number;
   /** Collects every log line as "level: message". */
   lines?: string[];
 }
@@ -42,6 +44,7 @@ export async function controlPlane(dataDir: string, o: CpOptions = {}): Promise<
     ...(o.liveness ? { liveness: o.liveness } : {}),
     ...(o.linkCapacity ? { linkCapacity: o.linkCapacity } : {}),
     ...(o.store ? { store: o.store } : {}),
+    ...(o.metricsPort !== undefined ? { metricsPort: o.metricsPort } : {}),
     ...(o.rekeyPeriodMs !== undefined ? { rekeyPeriodMs: o.rekeyPeriodMs, keysTickMs: 100 } : {}),
     log: (level, msg) => o.lines?.push(`${level}: ${msg}`),
   });

@@ -71,5 +71,15 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     await s.numbers.set('k', 5);
     t.equal(await s.numbers.get('k'), 5, 'numbers');
     t.equal(await s.numbers.get('missing'), undefined, 'missing number');
+
+    // kagi device revoke: marked, out of every VPN, channels gone.
+    await s.addDevice({ id: 'gone', mac: '02:00:00:00:00:99', publicKey: pk, kind: 'terminal' });
+    await s.putMember({ vpnId: 'v1', deviceId: 'gone', userId: 'u1', keyId: 1, networkId: 'x' });
+    await s.channels('config').set('gone', { send: new Uint8Array(32).fill(1), recv: new Uint8Array(32).fill(2) });
+    t.equal(await s.revokeDevice('gone'), true, 'revokeDevice');
+    t.equal((await s.getDevice('gone'))!.revoked, true, 'the device is marked revoked');
+    t.same(await s.membershipsOf('gone'), [], 'and is in no VPN');
+    t.equal(await s.channels('config').get('gone'), undefined, 'and has no channel left');
+    t.equal(await s.revokeDevice('ghost'), false, 'revoking a missing device is false');
   });
 }

@@ -1,0 +1,79 @@
+/** `kagi provision`: many devices from a CSV, with progress, resumable. */
+import { mkdirSync, readFileSync } from 'node:fs';
+import { DATA_OPTION, parse, UsageError } from '../args.js';
+import { nodeCrypto } from '../../runtime/node/crypto.js';
+import { loadServiceKeys } from '../../servers/identity.js';
+import { openStore } from '../../servers/store/open.js';
+import { parseDeviceCsv, provisionRow, type RowError, type RowResult } from '../../servers/provision.js';
+import { listProfiles } from '../../runtime/node/board-profiles.js';
+
+export const provisionHelp = `usage: kagi provision --csv FILE --out DIR [--profile NAME] [--broker URL] [--data DIR] [--store URL]
+
+Makes and registers every device of a CSV file: one device file per row,
+DIR/ID.json (mode 0600), as kagi device add writes. The first line names
+the columns: id and mac, optionally kind (terminal, relay, external;
+default terminal) and profile (a board profile, checked; --profile gives
+a default). Blank lines and lines starting with # are skipped.
+
+A bad row is reported with its line number and stops nothing else. Run it
+again after fixing the file: rows already done are skipped, and a run cut
+off halfway resumes (each file is written before its device is
+registered). Exit 0 when every row is done, 1 when some row is not.
+
+  --broker URL   broker URL written into the device files (default mqtt://127.0.0.1:1883)`;
+
+/** A progress bar on a terminal, a line per tenth elsewhere (logs, CI). */
+function progress(total: number, tty: boolean) {
+  let lastTenth = -1;
+  return (done: number) => {
+    if (tty) {
+      const width = 30;
+      const fill = total ? Math.round((done / total) * width) : width;
+      process.stderr.write(`\r[${'#'.repeat(fill)}${' '.repeat(width - fill)}] ${done}/${total}`);
+      if (done === total) process.stderr.write('\n');
+      return;
+    }
+    const tenth = total ? Math.floor((done * 10) / total) : 10;
+    if (tenth !== lastTenth) process.stderr.write(`provision: ${done}/${total}\n`);
+    lastTenth = tenth;
+  };
+}
+
+export async function provision(args: string[]): Promise<number> {
+  const { values: v } = parse(args, { ...DATA_OPTION, csv: { type: 'string' }, out: { type: 'string' }, profile: { type: 'string' }, broker: { type: 'string', default: 'mqtt://127.0.0.1:1883' } }, 0);
+  if (!v.csv) throw new UsageError('--csv FILE is required');
+  if (!v.out) throw new UsageError('--out DIR is required');
+  let text: string;
+  try {
+    text = readFileSync(v.csv, 'utf8');
+  } catch (e) {
+    throw new UsageError(`${v.csv}: ${(e as Error).message}`);
+  }
+  const profiles = new Set(listProfiles());
+  if (v.profile && !profiles.has(v.profile)) throw new UsageError(`no board profile '${v.profile}' (known: ${[...profiles].join(', ')})`);
+  const { rows, errors } = parseDeviceCsv(text, { profiles, ...(v.profile ? { defaultProfile: v.profile } : {}) });
+  mkdirSync(v.out, { recursive: true, mode: 0o700 });
+  const c = nodeCrypto();
+  const keys = loadServiceKeys(v.data, c);
+  const store = await openStore(v.data, v.store);
+  const counts: Record<RowResult, number> = { made: 0, resumed: 0, done: 0 };
+  const failed: RowError[] = [...errors];
+  const tick = progress(rows.length, process.stderr.isTTY === true);
+  try {
+    tick(0);
+    for (const [i, row] of rows.entries()) {
+      try {
+        counts[await provisionRow(store, keys, c, row, v.out, v.broker)]++;
+      } catch (e) {
+        failed.push({ line: row.line, message: (e as Error).message });
+      }
+      tick(i + 1);
+    }
+  } finally {
+    await store.close();
+  }
+  failed.sort((a, b) => a.line - b.line);
+  for (const f of failed) console.log(`${v.csv}:${f.line}: ${f.message}`);
+  console.log(`${counts.made + counts.resumed} provisioned${counts.resumed ? ` (${counts.resumed} resumed from an interrupted run)` : ''}, ${counts.done} already done, ${failed.length} row(s) not done`);
+  return failed.length ? 1 : 0;
+}

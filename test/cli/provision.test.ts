@@ -1,0 +1,82 @@
+/**
+ * kagi provision --csv: a 500-row CSV with 3 bad rows provisions 497 and
+ * reports the 3 by line; a second run changes nothing; a run cut off after
+ * writing a file resumes from it; conflicts are reported, not overwritten.
+ */
+import t from 'tap';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { kagi } from '../helpers/cli.js';
+import { crypto, tempDir } from '../helpers/control-plane.js';
+import { SqliteStore } from '../../servers/store/sqlite.js';
+import { loadServiceKeys } from '../../servers/identity.js';
+import { csvFields, parseDeviceCsv, provisionRow } from '../../servers/provision.js';
+
+const mac = (i: number) => `02:00:00:01:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
+
+t.test('500 rows, 3 bad: 497 provisioned, the 3 reported by line; a second run changes nothing', async (t) => {
+  const data = tempDir(t);
+  const out = join(data, 'devices');
+  const lines = ['id,mac,kind,profile'];
+  for (let i = 0; i < 500; i++) lines.push(`dev-${i},${mac(i)},${i % 50 === 0 ? 'relay' : 'terminal'},${i % 2 ? 'quickjs-terminal' : ''}`);
+  lines[101] = 'dev-100,not-a-mac,terminal,'; // line 102
+  lines[251] = 'dev-250,02:00:00:01:00:fa,toaster,'; // line 252
+  lines[401] = 'dev-400,02:00:00:01:01:90,terminal,no-such-board'; // line 402
+  const csv = join(data, 'devices.csv');
+  writeFileSync(csv, `${lines.join('\n')}\n`);
+
+  const first = kagi(['provision', '--csv', csv, '--out', out, '--data', data]);
+  t.equal(first.code, 1, 'exit 1: some rows are not done');
+  t.match(first.stdout, /497 provisioned, 0 already done, 3 row\(s\) not done/, 'the summary');
+  t.match(first.stdout, new RegExp(`${csv.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:102: MAC 'not-a-mac' must look like`), 'line 102 reported: bad MAC');
+  t.match(first.stdout, /:252: kind 'toaster' must be terminal, relay or external/, 'line 252 reported: bad kind');
+  t.match(first.stdout, /:402: no board profile 'no-such-board'/, 'line 402 reported: unknown profile');
+  t.match(first.stderr, /provision: 497\/497/, 'progress reported');
+  const files = readdirSync(out).filter((f) => f.endsWith('.json'));
+  t.equal(files.length, 497, '497 device files');
+  t.equal(statSync(join(out, 'dev-1.json')).mode & 0o777, 0o600, 'written 0600');
+  t.match(JSON.parse(readFileSync(join(out, 'dev-1.json'), 'utf8')), { id: 'dev-1', mac: mac(1), kind: 'terminal', profile: 'quickjs-terminal' }, 'a device file as kagi device add writes it, with its profile');
+  const s = new SqliteStore(data);
+  t.equal((await s.listDevices()).length, 497, '497 devices registered');
+  t.equal((await s.getDevice('dev-50'))!.kind, 'relay', 'kinds kept');
+  await s.close();
+
+  const mtime = statSync(join(out, 'dev-7.json')).mtimeMs;
+  const again = kagi(['provision', '--csv', csv, '--out', out, '--data', data]);
+  t.match(again.stdout, /0 provisioned, 497 already done, 3 row\(s\) not done/, 'the second run: nothing new, the same 3 rows');
+  t.equal(statSync(join(out, 'dev-7.json')).mtimeMs, mtime, 'files untouched');
+  const s2 = new SqliteStore(data);
+  t.equal((await s2.listDevices()).length, 497, 'the store unchanged');
+  await s2.close();
+
+  const st = kagi(['provision', '--out', out, '--data', data]);
+  t.equal(st.code, 2, 'no --csv: usage error');
+  t.equal(kagi(['provision', '--csv', join(data, 'missing.csv'), '--out', out, '--data', data]).code, 2, 'a missing CSV: usage error');
+});
+
+t.test('resume and conflicts', async (t) => {
+  const data = tempDir(t);
+  const out = tempDir(t);
+  const keys = loadServiceKeys(data, crypto);
+  const row = { line: 2, id: 'r1', mac: '02:00:00:02:00:01', kind: 'terminal' as const };
+  // A run cut off after writing the file: the file exists, the store has nothing.
+  const elsewhere = new SqliteStore(tempDir(t));
+  t.equal(await provisionRow(elsewhere, keys, crypto, row, out, 'mqtt://x:1883'), 'made', 'made (in a store we then lose)');
+  await elsewhere.close();
+  const s = new SqliteStore(data);
+  t.teardown(() => s.close());
+  t.equal(await provisionRow(s, keys, crypto, row, out, 'mqtt://x:1883'), 'resumed', 'resumed from the file');
+  const saved = JSON.parse(readFileSync(join(out, 'r1.json'), 'utf8')) as { secretKey: string };
+  t.same([...(await s.getDevice('r1'))!.publicKey], [...crypto.publicKey(Buffer.from(saved.secretKey, 'hex'))], 'with the key the file holds');
+  t.equal(await provisionRow(s, keys, crypto, row, out, 'mqtt://x:1883'), 'done', 'then done');
+  await t.rejects(provisionRow(s, keys, crypto, { ...row, mac: '02:00:00:02:00:99' }, out, 'mqtt://x:1883'), /exists for another device/, 'a file for another MAC is not overwritten');
+  await t.rejects(provisionRow(s, keys, crypto, { ...row, id: 'r2', line: 3 }, tempDir(t), 'mqtt://x:1883').then(() => provisionRow(s, keys, crypto, { ...row, id: 'r2', mac: '02:00:00:02:00:98' }, tempDir(t), 'mqtt://x:1883')), /already registered with MAC 02:00:00:02:00:01/, 'a registered id with another MAC is not touched');
+});
+
+t.test('CSV parsing', async (t) => {
+  t.same(csvFields('a, "b,c" ,"d""e",'), ['a', 'b,c', 'd"e', ''], 'quotes, commas and escaped quotes');
+  const r = parseDeviceCsv('# fleet\nMAC,ID\n02:00:00:00:00:01,x1\n\n02:00:00:00:00:02,x1\n02:00:00:00:00:03,auth\n1,2,3\n');
+  t.same(r.rows, [{ line: 3, id: 'x1', mac: '02:00:00:00:00:01', kind: 'terminal' }], 'columns in any order, default kind');
+  t.same(r.errors.map((e) => [e.line, e.message]), [[5, "id 'x1' repeats line 3"], [6, "id 'auth' is reserved for a service"], [7, '3 fields, the header has 2']], 'repeats, reserved ids and extra fields by line');
+  t.match(parseDeviceCsv('name,address\n').errors, [{ line: 1, message: /the header must name id and mac/ }], 'a header without id and mac');
+});

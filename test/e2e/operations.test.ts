@@ -1,0 +1,77 @@
+/**
+ * Operations on the real control plane: /metrics scraped over HTTP and
+ * parsed with a Prometheus text-format parser (joins, refusals by reason,
+ * frames, rekeys, evictions, connected clients), and kagi device revoke
+ * (disconnected, out of its VPN, the VPN rekeyed, never admitted again).
+ */
+import t from 'tap';
+// @ts-expect-error -- the parser ships no types; its output is checked below
+import parsePrometheusTextFormat from 'parse-prometheus-text-format';
+import { agent, controlPlane, device, joinedAgent, logged, tempDir, until, vpnWithUsers } from '../helpers/control-plane.js';
+import { revokeDevice } from '../../servers/admin.js';
+import { METRICS } from '../../servers/metrics.js';
+
+const enc = new TextEncoder();
+
+interface Family { name: string; type: string; metrics: { value: string; labels?: Record<string, string> }[] }
+
+async function scrape(url: string): Promise<Map<string, Family>> {
+  const res = await fetch(url);
+  if (res.status !== 200) throw new Error(`GET ${url}: ${res.status}`);
+  const text = await res.text();
+  return new Map((parsePrometheusTextFormat(text) as Family[]).map((f) => [f.name, f]));
+}
+
+const value = (m: Map<string, Family>, name: string, labels: Record<string, string> = {}) =>
+  Number(m.get(name)?.metrics.find((x) => Object.entries(labels).every(([k, v]) => x.labels?.[k] === v))?.value ?? NaN);
+
+t.test('/metrics: every family, and the numbers follow what happens', async (t) => {
+  const lines: string[] = [];
+  const cp = await controlPlane(tempDir(t), { lines, liveness: { pollIntervalMs: 200, evictAfter: 3, continueAfterMs: 450 }, metricsPort: 0 });
+  t.teardown(() => cp.close());
+  t.match(cp.metricsUrl, /^http:\/\/127\.0\.0\.1:\d+\/metrics$/, 'served on a free port');
+  await vpnWithUsers(cp, 'plant', 5020, { alice: 'alice-password', bob: 'bob-password', carol: 'carol-password' });
+
+  const first = await scrape(cp.metricsUrl!);
+  for (const [name, m] of Object.entries(METRICS)) t.equal(first.get(name)?.type, m.type.toUpperCase(), `${name} is exported as a ${m.type}`);
+  t.equal(value(first, 'kagi_joins_total'), 0, 'no joins yet');
+
+  const a = await joinedAgent(t, cp, 'term-a', 'alice');
+  await joinedAgent(t, cp, 'term-b', 'bob');
+  const x = agent(await device(cp, 'term-x'), cp.brokerUrl);
+  t.teardown(() => x.stop({ leave: false }));
+  await x.start();
+  await x.configure();
+  await t.rejects(x.join('bob', 'not-bobs-password'), /wrong user id or password/, 'a wrong password is refused');
+  let muted = false;
+  await joinedAgent(t, cp, 'term-c', 'carol', { lose: (dir, topic) => muted && dir === 'out' && topic.includes('/svc/') });
+  muted = true;
+  for (let i = 0; i < 5; i++) await a.send('plant', 'term-b', enc.encode(`frame ${i}`));
+  t.ok(await until(() => logged(lines, /term-c evicted from plant/).length > 0, 4000), 'c is evicted');
+
+  const m = await scrape(cp.metricsUrl!);
+  t.equal(value(m, 'kagi_joins_total'), 3, 'three joins');
+  t.equal(value(m, 'kagi_refusals_total', { reason: 'password' }), 1, 'one refusal, reason password');
+  t.ok(value(m, 'kagi_frames_forwarded_total') >= 5, 'frames forwarded counted');
+  t.equal(value(m, 'kagi_evictions_total'), 1, 'one eviction');
+  t.ok(await until(async () => value(await scrape(cp.metricsUrl!), 'kagi_rekeys_total', { why: 'a member left' }) >= 1), 'the rekey after the eviction is counted');
+  t.ok(value(m, 'kagi_connected_clients') >= 6, `connected clients: 3 services and the agents (${value(m, 'kagi_connected_clients')})`);
+  const notFound = await fetch(cp.metricsUrl!.replace('/metrics', '/other'));
+  t.equal(notFound.status, 404, 'only /metrics is served');
+});
+
+t.test('kagi device revoke: disconnected, out of its VPN, rekeyed, never admitted again', async (t) => {
+  const lines: string[] = [];
+  const cp = await controlPlane(tempDir(t), { lines });
+  t.teardown(() => cp.close());
+  await vpnWithUsers(cp, 'plant', 5020, { alice: 'alice-password', bob: 'bob-password' });
+  const a = await joinedAgent(t, cp, 'term-a', 'alice');
+  await joinedAgent(t, cp, 'term-b', 'bob');
+  await revokeDevice(cp.store, 'term-b');
+  t.ok(await until(() => logged(lines, /broker: disconnecting term-b \(revoked\)/).length > 0), 'the broker drops its connection');
+  t.ok(await until(() => a.epochs().plant === 2), 'the VPN is rekeyed for the rest (forward secrecy)');
+  t.same((await cp.store.members('plant')).map((m) => m.deviceId), ['term-a'], 'VPN table without it');
+  t.same(cp.acl.snapshot(), { plant: ['term-a'] }, 'broker ACL without it');
+  t.ok(await until(() => cp.broker!.refusals.some((r) => r.clientId === 'term-b' && /revoked/.test(r.reason)), 8000), 'its reconnect is refused: revoked');
+  await t.rejects(revokeDevice(cp.store, 'nobody'), /no device 'nobody'/, 'revoking an unknown device is an error');
+});

@@ -101,6 +101,32 @@ export function checkBundle(profile: BoardProfile, code: string): { bytes: numbe
   return { bytes, gzipBytes: gzipSync(code, { level: 9 }).length };
 }
 
+/**
+ * Per-device bundles for a batch (kagi provision --profile): build once with
+ * a placeholder where the device file goes, then bake each device in by
+ * replacing it; the same bytes as building with that device, at a copy's cost.
+ */
+export const DEVICE_PLACEHOLDER = '__KAGI_DEVICE_FILE__';
+
+export async function deviceTemplate(profile: BoardProfile): Promise<(device: Record<string, unknown>) => string> {
+  const opts = rollupOptions(profile, DEVICE_PLACEHOLDER, join(DIST, 'boards', profile.name));
+  const build = await rollup(opts);
+  let code: string;
+  try {
+    code = (await build.generate(opts.output)).output[0].code;
+  } finally {
+    await build.close();
+  }
+  const quoted = JSON.stringify(DEVICE_PLACEHOLDER);
+  const at = code.indexOf(quoted);
+  if (at < 0 || code.indexOf(quoted, at + 1) >= 0) throw new KagiError('profile', `${profile.name}: the device placeholder did not survive the build exactly once`);
+  return (device) => {
+    const out = code.slice(0, at) + JSON.stringify(device) + code.slice(at + quoted.length);
+    checkBundle(profile, out);
+    return out;
+  };
+}
+
 /** Build one profile's bundle; throws when it is over budget or eval-like code slipped in. */
 export async function buildBundle(profile: BoardProfile, o: { device?: unknown; outRoot?: string } = {}): Promise<BundleResult> {
   const outDir = join(o.outRoot ?? join(DIST, 'boards'), profile.name);

@@ -1,5 +1,6 @@
 /** Admin commands on a local data dir: device, user, vpn. */
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { deviceCard, qrPng, qrTerminal } from '../device-card.js';
 import { DATA_OPTION, UsageError, bitrate, duration, int, parse, readStdinLine } from '../args.js';
 import { nodeCrypto } from '../../runtime/node/crypto.js';
 import { openStore } from '../../servers/store/open.js';
@@ -18,9 +19,13 @@ async function withStore<T>(v: { data: string; store?: string | undefined }, fn:
 
 export const deviceHelp = `usage: kagi device add ID --mac MAC --out FILE [options]
        kagi device revoke ID
+       kagi device card FILE [--png OUT]
 
 add     registers a device and writes its bundle (identity, private key,
         service keys) to FILE with mode 0600.
+card    shows the device id and its public-key fingerprint, as text and as
+        a QR code (--png OUT also writes it as an image), for an installer
+        to check on site against kagi provision's output
 revoke  revokes a device for good: it leaves every VPN, can never
         authenticate again, and a running control plane disconnects it
         from the broker and rekeys its VPNs within about a second.
@@ -43,6 +48,22 @@ binding, and its keys go to the relay.`;
 
 export async function device(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
+  if (sub === 'card') {
+    const { values: v, positionals } = parse(rest, { png: { type: 'string' } }, 1);
+    let file: Record<string, unknown>;
+    try {
+      file = JSON.parse(readFileSync(positionals[0]!, 'utf8')) as Record<string, unknown>;
+    } catch (e) {
+      throw new UsageError(`${positionals[0]}: ${(e as Error).message}`);
+    }
+    const card = deviceCard(nodeCrypto(), file);
+    console.log(`device ${card.id}\nfingerprint ${card.fingerprint}\n${await qrTerminal(card.text)}`);
+    if (v.png) {
+      await qrPng(card.text, v.png);
+      console.log(`QR code written to ${v.png}`);
+    }
+    return 0;
+  }
   if (sub === 'revoke') {
     const { values: v, positionals } = parse(rest, { ...DATA_OPTION }, 1);
     await withStore(v, (s) => revokeDevice(s, positionals[0]!));

@@ -1,11 +1,16 @@
 /** `kagi provision`: many devices from a CSV, with progress, resumable. */
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { DATA_OPTION, parse, UsageError } from '../args.js';
 import { nodeCrypto } from '../../runtime/node/crypto.js';
 import { loadServiceKeys } from '../../servers/identity.js';
 import { openStore } from '../../servers/store/open.js';
 import { parseDeviceCsv, provisionRow, type RowError, type RowResult } from '../../servers/provision.js';
-import { listProfiles } from '../../runtime/node/board-profiles.js';
+import { listProfiles, loadProfile } from '../../runtime/node/board-profiles.js';
+import { deviceTemplate } from '../bundle/build.js';
+import { deviceCard, qrPng } from '../device-card.js';
+import type { Crypto } from '../../protocol/crypto/backend.js';
+import type { ProvisionRow } from '../../servers/provision.js';
 
 export const provisionHelp = `usage: kagi provision --csv FILE --out DIR [--profile NAME] [--broker URL] [--data DIR] [--store URL]
 
@@ -14,6 +19,12 @@ DIR/ID.json (mode 0600), as kagi device add writes. The first line names
 the columns: id and mac, optionally kind (terminal, relay, external;
 default terminal) and profile (a board profile, checked; --profile gives
 a default). Blank lines and lines starting with # are skipped.
+
+A row with a board profile also gets what the installer needs on site:
+DIR/ID.png, a QR code of the device id and its public-key fingerprint
+(kagi device card FILE shows the same on a terminal), and for QuickJS and
+XS boards DIR/ID.agent.js, the flashable bundle with the device baked in
+(0600: it holds the device key).
 
 A bad row is reported with its line number and stops nothing else. Run it
 again after fixing the file: rows already done are skipped, and a run cut
@@ -37,6 +48,22 @@ function progress(total: number, tty: boolean) {
     if (tenth !== lastTenth) process.stderr.write(`provision: ${done}/${total}\n`);
     lastTenth = tenth;
   };
+}
+
+/** Bundle templates, one build per profile for the whole batch. */
+const templates = new Map<string, Promise<(device: Record<string, unknown>) => string>>();
+
+/** The QR code and, for QuickJS/XS boards, the flashable bundle of a row with a profile; kept if already there. */
+async function boardFiles(c: Crypto, row: ProvisionRow, out: string): Promise<void> {
+  if (!row.profile) return;
+  const file = JSON.parse(readFileSync(join(out, `${row.id}.json`), 'utf8')) as Record<string, unknown>;
+  const png = join(out, `${row.id}.png`);
+  if (!existsSync(png)) await qrPng(deviceCard(c, file).text, png);
+  const profile = loadProfile(row.profile);
+  const js = join(out, `${row.id}.agent.js`);
+  if (profile.runtime === 'node' || existsSync(js)) return;
+  if (!templates.has(profile.name)) templates.set(profile.name, deviceTemplate(profile));
+  writeFileSync(js, (await templates.get(profile.name)!)(file), { mode: 0o600 });
 }
 
 export async function provision(args: string[]): Promise<number> {
@@ -64,6 +91,7 @@ export async function provision(args: string[]): Promise<number> {
     for (const [i, row] of rows.entries()) {
       try {
         counts[await provisionRow(store, keys, c, row, v.out, v.broker)]++;
+        await boardFiles(c, row, v.out);
       } catch (e) {
         failed.push({ line: row.line, message: (e as Error).message });
       }

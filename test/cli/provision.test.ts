@@ -11,6 +11,11 @@ import { crypto, tempDir } from '../helpers/control-plane.js';
 import { SqliteStore } from '../../servers/store/sqlite.js';
 import { loadServiceKeys } from '../../servers/identity.js';
 import { csvFields, parseDeviceCsv, provisionRow } from '../../servers/provision.js';
+import { PNG } from 'pngjs';
+import jsQRModule from 'jsqr';
+
+// jsqr is CommonJS: Node's default import is the function its typings call .default.
+const jsQR = jsQRModule as unknown as typeof jsQRModule.default;
 
 const mac = (i: number) => `02:00:00:01:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
 
@@ -79,4 +84,35 @@ t.test('CSV parsing', async (t) => {
   t.same(r.rows, [{ line: 3, id: 'x1', mac: '02:00:00:00:00:01', kind: 'terminal' }], 'columns in any order, default kind');
   t.same(r.errors.map((e) => [e.line, e.message]), [[5, "id 'x1' repeats line 3"], [6, "id 'auth' is reserved for a service"], [7, '3 fields, the header has 2']], 'repeats, reserved ids and extra fields by line');
   t.match(parseDeviceCsv('name,address\n').errors, [{ line: 1, message: /the header must name id and mac/ }], 'a header without id and mac');
+});
+
+t.test('with a board profile: a flashable bundle per device and a QR code of id and fingerprint', async (t) => {
+  const data = tempDir(t);
+  const out = join(data, 'devices');
+  const csv = join(data, 'boards.csv');
+  writeFileSync(csv, 'id,mac,profile\nqb-1,02:00:00:03:00:01,quickjs-terminal\nqb-2,02:00:00:03:00:02,xs-terminal\nnb-1,02:00:00:03:00:03,node-terminal\nplain,02:00:00:03:00:04,\n');
+  const r = kagi(['provision', '--csv', csv, '--out', out, '--data', data]);
+  t.equal(r.code, 0, `all rows done (${r.stdout.trim()})`);
+  for (const id of ['qb-1', 'qb-2']) {
+    const js = readFileSync(join(out, `${id}.agent.js`), 'utf8');
+    t.ok(js.includes(`id:"${id}"`) || js.includes(`"id":"${id}"`), `${id}: its bundle has the device baked in`);
+    t.notOk(js.includes('__KAGI_DEVICE_FILE__'), `${id}: no placeholder left`);
+    t.equal(statSync(join(out, `${id}.agent.js`)).mode & 0o777, 0o600, `${id}: bundle written 0600 (it holds the key)`);
+  }
+  t.notOk(readdirSync(out).includes('nb-1.agent.js'), 'a Node board takes its device file on the command line: no bundle');
+  t.notOk(readdirSync(out).includes('plain.png'), 'a row without a profile gets no board files');
+
+  const file = JSON.parse(readFileSync(join(out, 'qb-1.json'), 'utf8')) as { secretKey: string };
+  const fp = Buffer.from(crypto.sha256(crypto.publicKey(Buffer.from(file.secretKey, 'hex')))).subarray(0, 16).toString('hex');
+  const png = PNG.sync.read(readFileSync(join(out, 'qb-1.png')));
+  const qr = jsQR(new Uint8ClampedArray(png.data), png.width, png.height);
+  t.equal(qr?.data, `kagi:qb-1:${fp}`, 'the PNG QR code decodes to the device id and its key fingerprint');
+
+  const card = kagi(['device', 'card', join(out, 'qb-1.json'), '--png', join(data, 'card.png')]);
+  t.equal(card.code, 0, 'kagi device card');
+  t.match(card.stdout, new RegExp(`fingerprint ${fp.replace(/(.{4})(?!$)/g, '$1 ')}`), 'prints the fingerprint in groups of four');
+  t.match(card.stdout, /[▀▄█]/, 'and a QR code for the terminal');
+  const again = PNG.sync.read(readFileSync(join(data, 'card.png')));
+  t.equal(jsQR(new Uint8ClampedArray(again.data), again.width, again.height)?.data, `kagi:qb-1:${fp}`, '--png writes the same QR code');
+  t.equal(kagi(['device', 'card', join(data, 'nope.json')]).code, 2, 'a missing file is a usage error');
 });

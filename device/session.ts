@@ -248,6 +248,8 @@ export class DeviceSession {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     this.peer?.cancelAll('agent stopping');
+    // Graceful: no will is sent, so say offline ourselves (retained, best effort).
+    await this.link?.publish(topics.state(this.bundle.id), utf8('offline'), true).catch(() => {});
     await this.link?.close();
     this.link = null;
   }

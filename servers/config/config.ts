@@ -377,7 +377,12 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
   /** The broker's will says a holder's connection died: poll it now (counts like any poll). */
   async function onState(topic: string, payload: Uint8Array): Promise<void> {
     const t = parseTopic(topic);
-    if (t?.area !== 'dev' || t.b !== 'state' || new TextDecoder().decode(payload) !== 'offline') return;
+    if (t?.area !== 'dev' || t.b !== 'state') return;
+    const state = new TextDecoder().decode(payload);
+    if (state !== 'online' && state !== 'offline') return;
+    if (!(await ctx.store.getDevice(t.a))) return; // not ours (retained leftovers on a shared broker)
+    await ctx.store.setPresence(t.a, state === 'online', Date.now());
+    if (state !== 'offline') return;
     const members = (await holders()).get(t.a);
     if (!members) return;
     ctx.log('info', `config: ${t.a} went offline (will); polling it now`);

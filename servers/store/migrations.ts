@@ -23,6 +23,7 @@ const MIGRATIONS: string[] = [
    ALTER TABLE vpns ADD COLUMN rekey_period_ms {int64} NOT NULL DEFAULT 0;
    ALTER TABLE vpns ADD COLUMN rekey_requested_at {int64} NOT NULL DEFAULT 0;
    CREATE INDEX members_by_device ON members (device_id);`,
+  `CREATE TABLE presence (device_id TEXT PRIMARY KEY, online INTEGER NOT NULL, changed_at {int64} NOT NULL);`,
 ];
 
 const TYPES = {

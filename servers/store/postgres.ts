@@ -11,7 +11,7 @@ import pg from 'pg';
 import type { NumberStore } from '../../protocol/store.js';
 import type { ChannelBook } from '../../protocol/channel.js';
 import { ConflictError, type ConfigRow, type MemberRow, type NetworkInfoRow, type SessionKeyRow, type Store, type UserRow } from './store.js';
-import { deviceRow, memberRow, networkInfoRow, sessionKeyRow, u8, vpnRow, VPN_COLUMNS } from './rows.js';
+import { deviceRow, memberRow, networkInfoRow, presenceMap, sessionKeyRow, u8, vpnRow, VPN_COLUMNS } from './rows.js';
 import { migrations } from './migrations.js';
 
 const MIGRATIONS = migrations('postgres');
@@ -210,6 +210,13 @@ export class PgStore implements Store {
   }
   async notCommunicating() {
     return new Set((await this.q('SELECT device_id FROM liveness WHERE communicating = 0')).rows.map((r) => r.device_id as string));
+  }
+
+  async setPresence(deviceId: string, online: boolean, at: number) {
+    await this.q('INSERT INTO presence VALUES ($1, $2, $3) ON CONFLICT (device_id) DO UPDATE SET online = excluded.online, changed_at = excluded.changed_at', [deviceId, online ? 1 : 0, at]);
+  }
+  async presence() {
+    return presenceMap((await this.q('SELECT * FROM presence')).rows);
   }
 
   async putNetworkInfo(n: NetworkInfoRow) {

@@ -31,5 +31,9 @@ export function networkInfoRow(r: any): NetworkInfoRow {
   return { deviceId: r.device_id, address: r.address, relayId: r.relay_id, relayPort: r.relay_port, updatedAt: Number(r.updated_at) };
 }
 
+export function presenceMap(rows: any[]): Map<string, { online: boolean; changedAt: number }> {
+  return new Map(rows.map((r) => [r.device_id as string, { online: Number(r.online) === 1, changedAt: Number(r.changed_at) }]));
+}
+
 /** Store field → column, for the columns `updateVpn` may change. */
 export const VPN_COLUMNS = { priority: 'priority', maxBandwidth: 'max_bandwidth', rekeyPeriodMs: 'rekey_period_ms', flag: 'flag', totalRate: 'total_rate' } as const;

@@ -10,7 +10,7 @@ import type { ChannelBook } from '../../protocol/channel.js';
 import { WriteBatch } from './write-batch.js';
 import { migrations } from './migrations.js';
 import { ConflictError, type ConfigRow, type MemberRow, type NetworkInfoRow, type SessionKeyRow, type Store, type UserRow } from './store.js';
-import { deviceRow, memberRow, networkInfoRow, sessionKeyRow, u8, vpnRow, VPN_COLUMNS } from './rows.js';
+import { deviceRow, memberRow, networkInfoRow, presenceMap, sessionKeyRow, u8, vpnRow, VPN_COLUMNS } from './rows.js';
 
 const MIGRATIONS = migrations('sqlite');
 
@@ -191,6 +191,13 @@ export class SqliteStore implements Store {
   }
   async notCommunicating() {
     return new Set((this.stmt('SELECT device_id FROM liveness WHERE communicating = 0').all() as { device_id: string }[]).map((r) => r.device_id));
+  }
+
+  async setPresence(deviceId: string, online: boolean, at: number) {
+    this.stmt('INSERT INTO presence VALUES (?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET online = excluded.online, changed_at = excluded.changed_at').run(deviceId, online ? 1 : 0, at);
+  }
+  async presence() {
+    return presenceMap(this.stmt('SELECT * FROM presence').all());
   }
 
   async putNetworkInfo(n: NetworkInfoRow) {

@@ -128,6 +128,10 @@ export interface Store {
   /** Devices marked not communicating (every other member is). */
   notCommunicating(): Promise<Set<string>>;
 
+  /** A device's MQTT presence (its retained state topic: online, or offline by will or on stopping). */
+  setPresence(deviceId: string, online: boolean, at: number): Promise<void>;
+  presence(): Promise<Map<string, { online: boolean; changedAt: number }>>;
+
   putNetworkInfo(n: NetworkInfoRow): Promise<void>;
   getNetworkInfo(deviceId: string): Promise<NetworkInfoRow | undefined>;
 

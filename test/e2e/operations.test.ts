@@ -10,6 +10,7 @@ import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { agent, controlPlane, device, joinedAgent, logged, tempDir, until, vpnWithUsers } from '../helpers/control-plane.js';
 import { revokeDevice } from '../../servers/admin.js';
 import { METRICS } from '../../servers/metrics.js';
+import { kagi } from '../helpers/cli.js';
 
 const enc = new TextEncoder();
 
@@ -74,4 +75,22 @@ t.test('kagi device revoke: disconnected, out of its VPN, rekeyed, never admitte
   t.same(cp.acl.snapshot(), { plant: ['term-a'] }, 'broker ACL without it');
   t.ok(await until(() => cp.broker!.refusals.some((r) => r.clientId === 'term-b' && /revoked/.test(r.reason)), 8000), 'its reconnect is refused: revoked');
   await t.rejects(revokeDevice(cp.store, 'nobody'), /no device 'nobody'/, 'revoking an unknown device is an error');
+});
+
+t.test('kagi status: online and offline, answering polls, when each VPN was keyed', async (t) => {
+  const data = tempDir(t);
+  const cp = await controlPlane(data);
+  t.teardown(() => cp.close());
+  await vpnWithUsers(cp, 'plant', 5020, { alice: 'alice-password', bob: 'bob-password' });
+  const a = await joinedAgent(t, cp, 'term-a', 'alice');
+  await joinedAgent(t, cp, 'term-b', 'bob');
+  const status = () => JSON.parse(kagi(['status', '--json', '--data', data]).stdout) as { devices: { id: string; online: boolean | null; since: string | null; communicating: boolean }[]; vpns: { id: string; lastRekey: string | null }[] };
+  const dev = (id: string) => status().devices.find((d) => d.id === id)!;
+  t.ok(await until(() => dev('term-a').online === true), 'a is online (its retained state, recorded by the config server)');
+  t.match(dev('term-a'), { communicating: true, since: /^\d{4}-\d\d-\d\dT/ }, 'answering polls, online since a time');
+  t.match(status().vpns, [{ id: 'plant', lastRekey: /^\d{4}-\d\d-\d\dT/ }], 'the VPN shows when its key was made');
+  await a.stop();
+  t.ok(await until(() => dev('term-a').online === false), 'a stopped: offline');
+  t.equal(dev('term-b').online, true, 'b still online');
+  t.match(kagi(['status', '--data', data]).stdout, /term-a\s+terminal .*offline since \d+s ago/, 'the table says so in words');
 });

@@ -81,5 +81,11 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     t.same(await s.membershipsOf('gone'), [], 'and is in no VPN');
     t.equal(await s.channels('config').get('gone'), undefined, 'and has no channel left');
     t.equal(await s.revokeDevice('ghost'), false, 'revoking a missing device is false');
+
+    // Presence from the retained state topic.
+    t.same(await s.presence(), new Map(), 'no presence yet');
+    await s.setPresence('d1', true, 10);
+    await s.setPresence('d1', false, 20);
+    t.same(await s.presence(), new Map([['d1', { online: false, changedAt: 20 }]]), 'presence: the last state wins');
   });
 }

@@ -5,13 +5,6 @@
  */
 import { readFileSync } from 'node:fs';
 import { UsageError } from './args.js';
-import { agent, agentHelp } from './commands/agent.js';
-import { bundle, bundleHelp } from './commands/bundle.js';
-import { provision, provisionHelp } from './commands/provision.js';
-import { device, deviceHelp, user, userHelp, vpn, vpnHelp } from './commands/admin.js';
-import { demo, demoHelp } from './commands/demo.js';
-import { status, statusHelp } from './commands/status.js';
-import { up, upHelp } from './commands/up.js';
 
 const USAGE = `kagi — keying and access control plane for fleets of small devices
 
@@ -22,34 +15,45 @@ commands:
   device      add a device and write its bundle; revoke one
   provision   make and register many devices from a CSV
   user add    add a user (password from standard input)
-  vpn         add a VPN, grant a user
+  vpn         add, set, grant, revoke, rekey and delete VPNs
   agent       run a device agent from its bundle
   bundle      build the agent for a board profile as one file
   status      devices and VPNs (--json)
+  audit       who changed what, when
   demo        the whole first story in one process on ephemeral ports
   version     print the version
 
 Every command takes --help; admin commands take --data DIR (default ./kagi-data)
 and --store postgres://user@host/db[?schema=NAME] to keep the tables in PostgreSQL.`;
 
-const commands: Record<string, { help: string; run(args: string[]): Promise<number> }> = {
-  up: { help: upHelp, run: up },
-  device: { help: deviceHelp, run: device },
-  user: { help: userHelp, run: user },
-  vpn: { help: vpnHelp, run: vpn },
-  agent: { help: agentHelp, run: agent },
-  bundle: { help: bundleHelp, run: bundle },
-  provision: { help: provisionHelp, run: provision },
-  status: { help: statusHelp, run: status },
-  demo: { help: demoHelp, run: demo },
-  version: {
+interface Command {
+  help: string;
+  run(args: string[]): Promise<number>;
+}
+
+/**
+ * Each command's module is loaded only when it runs: an admin command
+ * should not pay for rollup (bundle), QR codes (provision) or the services.
+ */
+const commands: Record<string, () => Promise<Command>> = {
+  up: async () => import('./commands/up.js').then((m) => ({ help: m.upHelp, run: m.up })),
+  device: async () => import('./commands/admin.js').then((m) => ({ help: m.deviceHelp, run: m.device })),
+  user: async () => import('./commands/admin.js').then((m) => ({ help: m.userHelp, run: m.user })),
+  vpn: async () => import('./commands/admin.js').then((m) => ({ help: m.vpnHelp, run: m.vpn })),
+  agent: async () => import('./commands/agent.js').then((m) => ({ help: m.agentHelp, run: (a: string[]) => m.agent(a) })),
+  bundle: async () => import('./commands/bundle.js').then((m) => ({ help: m.bundleHelp, run: m.bundle })),
+  provision: async () => import('./commands/provision.js').then((m) => ({ help: m.provisionHelp, run: m.provision })),
+  audit: async () => import('./commands/audit.js').then((m) => ({ help: m.auditHelp, run: m.audit })),
+  status: async () => import('./commands/status.js').then((m) => ({ help: m.statusHelp, run: m.status })),
+  demo: async () => import('./commands/demo.js').then((m) => ({ help: m.demoHelp, run: m.demo })),
+  version: async () => ({
     help: 'usage: kagi version\n\nPrints the installed kagi version.',
     async run() {
       const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
       console.log(pkg.version);
       return 0;
     },
-  },
+  }),
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -58,11 +62,12 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const cmd = commands[name];
-  if (!cmd) {
+  const load = Object.hasOwn(commands, name) ? commands[name] : undefined;
+  if (!load) {
     console.error(`kagi: unknown command '${name}'\n\n${USAGE}`);
     return 2;
   }
+  const cmd = await load();
   if (rest.includes('--help') || rest.includes('-h')) {
     console.log(cmd.help);
     return 0;

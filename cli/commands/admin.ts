@@ -1,5 +1,6 @@
 /** Admin commands on a local data dir: device, user, vpn. */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { hostname, userInfo } from 'node:os';
 import { deviceCard, qrPng, qrTerminal } from '../device-card.js';
 import { DATA_OPTION, UsageError, bitrate, duration, int, parse, readStdinLine } from '../args.js';
 import { nodeCrypto } from '../../runtime/node/crypto.js';
@@ -8,10 +9,19 @@ import { loadServiceKeys } from '../../servers/identity.js';
 import { addDevice, addUser, addVpn, deleteVpn, grant, requestRekey, revoke, revokeDevice, setVpn } from '../../servers/admin.js';
 import type { Store, VpnProtocol } from '../../servers/store/store.js';
 
-async function withStore<T>(v: { data: string; store?: string | undefined }, fn: (s: Store) => Promise<T>): Promise<T> {
+/** Who runs the CLI on a data dir or store, for the audit table. */
+const localActor = () => `local:${userInfo().username}@${hostname()}`;
+
+/**
+ * Run an admin change on the store; when it succeeds and `audit` says what
+ * it was (never a secret), record it in the audit table.
+ */
+async function withStore<T>(v: { data: string; store?: string | undefined }, fn: (s: Store) => Promise<T>, audit?: { op: string; detail: Record<string, unknown> }): Promise<T> {
   const s = await openStore(v.data, v.store);
   try {
-    return await fn(s);
+    const out = await fn(s);
+    if (audit) await s.audit({ at: Date.now(), actor: localActor(), op: audit.op, detail: JSON.stringify(audit.detail) });
+    return out;
   } finally {
     await s.close();
   }
@@ -66,7 +76,7 @@ export async function device(args: string[]): Promise<number> {
   }
   if (sub === 'revoke') {
     const { values: v, positionals } = parse(rest, { ...DATA_OPTION }, 1);
-    await withStore(v, (s) => revokeDevice(s, positionals[0]!));
+    await withStore(v, (s) => revokeDevice(s, positionals[0]!), { op: 'device.revoke', detail: { id: positionals[0] } });
     console.log(`device ${positionals[0]} revoked: it can never authenticate again; a running control plane disconnects it and rekeys its VPNs`);
     return 0;
   }
@@ -83,6 +93,7 @@ export async function device(args: string[]): Promise<number> {
       id: positionals[0]!, mac: v.mac!, kind: v.kind as 'terminal', broker: v.broker,
       ...(v.user ? { user: v.user, password } : {}), ...(v.relay ? { relay: v.relay } : {}), ...(v.port ? { port: v.port } : {}),
     }),
+    { op: 'device.add', detail: { id: positionals[0], mac: v.mac, kind: v.kind, ...(v.user ? { user: v.user } : {}), ...(v.relay ? { relay: v.relay, port: v.port } : {}) } },
   );
   writeFileSync(v.out, JSON.stringify(bundle, null, 2) + '\n', { mode: 0o600 });
   console.log(`device ${positionals[0]} added (${v.kind}, ${v.mac}); bundle written to ${v.out}`);
@@ -100,7 +111,7 @@ export async function user(args: string[]): Promise<number> {
   const { values: v, positionals } = parse(rest, { ...DATA_OPTION, 'password-stdin': { type: 'boolean', default: false } }, 1);
   if (!v['password-stdin']) throw new UsageError('--password-stdin is required (passwords never go on the command line)');
   const password = await readStdinLine(`password for ${positionals[0]}`);
-  await withStore(v, (s) => addUser(s, positionals[0]!, password));
+  await withStore(v, (s) => addUser(s, positionals[0]!, password), { op: 'user.add', detail: { id: positionals[0] } });
   console.log(`user ${positionals[0]} added`);
   return 0;
 }
@@ -145,19 +156,20 @@ export async function vpn(args: string[]): Promise<number> {
     const rekeyPeriodMs = duration(v['rekey-period'], 'rekey-period', 0);
     await withStore(v, (s) =>
       addVpn(s, { id: positionals[0]!, protocol: v.protocol as VpnProtocol, port: int(v.port, 'port'), priority: int(v.priority, 'priority', 0), maxBandwidth: bitrate(v['max-bandwidth'], 'max-bandwidth', 0), rekeyPeriodMs }),
+      { op: 'vpn.add', detail: { id: positionals[0], protocol: v.protocol, port: v.port, priority: v.priority ?? '0', maxBandwidth: v['max-bandwidth'] ?? '0', rekeyPeriod: v['rekey-period'] ?? null } },
     );
     console.log(`VPN ${positionals[0]} added (${v.protocol}/${v.port})`);
     return 0;
   }
   if (sub === 'grant') {
     const { values: v, positionals } = parse(rest, { ...DATA_OPTION }, 2);
-    await withStore(v, (s) => grant(s, positionals[0]!, positionals[1]!));
+    await withStore(v, (s) => grant(s, positionals[0]!, positionals[1]!), { op: 'vpn.grant', detail: { vpn: positionals[0], user: positionals[1] } });
     console.log(`user ${positionals[1]} may join ${positionals[0]}`);
     return 0;
   }
   if (sub === 'revoke') {
     const { values: v, positionals } = parse(rest, { ...DATA_OPTION }, 2);
-    await withStore(v, (s) => revoke(s, positionals[0]!, positionals[1]!));
+    await withStore(v, (s) => revoke(s, positionals[0]!, positionals[1]!), { op: 'vpn.revoke', detail: { vpn: positionals[0], user: positionals[1] } });
     console.log(`user ${positionals[1]} revoked from ${positionals[0]}`);
     return 0;
   }
@@ -169,19 +181,19 @@ export async function vpn(args: string[]): Promise<number> {
       ...(v['rekey-period'] !== undefined ? { rekeyPeriodMs: duration(v['rekey-period'], 'rekey-period') } : {}),
     };
     if (Object.keys(patch).length === 0) throw new UsageError('vpn set: nothing to change (give --priority, --max-bandwidth or --rekey-period)');
-    await withStore(v, (s) => setVpn(s, positionals[0]!, patch));
+    await withStore(v, (s) => setVpn(s, positionals[0]!, patch), { op: 'vpn.set', detail: { id: positionals[0], ...patch } });
     console.log(`VPN ${positionals[0]} updated`);
     return 0;
   }
   if (sub === 'rekey') {
     const { values: v, positionals } = parse(rest, { ...DATA_OPTION }, 1);
-    await withStore(v, (s) => requestRekey(s, positionals[0]!));
+    await withStore(v, (s) => requestRekey(s, positionals[0]!), { op: 'vpn.rekey', detail: { id: positionals[0] } });
     console.log(`rekey of ${positionals[0]} requested`);
     return 0;
   }
   if (sub === 'delete') {
     const { values: v, positionals } = parse(rest, { ...DATA_OPTION }, 1);
-    await withStore(v, (s) => deleteVpn(s, positionals[0]!));
+    await withStore(v, (s) => deleteVpn(s, positionals[0]!), { op: 'vpn.delete', detail: { id: positionals[0] } });
     console.log(`VPN ${positionals[0]} deleted`);
     return 0;
   }

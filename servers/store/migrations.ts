@@ -1,7 +1,7 @@
 /**
  * The schema's numbered migrations, one list for SQLite and PostgreSQL.
  * Append only: a released migration is never edited (its number is what
- * schema_migrations records). Types are written as {bytes} and {int64}
+ * schema_migrations records). Types are written as {bytes}, {int64} and {serial}
  * and spelled per engine; everything else is SQL both engines take.
  */
 const MIGRATIONS: string[] = [
@@ -24,15 +24,16 @@ const MIGRATIONS: string[] = [
    ALTER TABLE vpns ADD COLUMN rekey_requested_at {int64} NOT NULL DEFAULT 0;
    CREATE INDEX members_by_device ON members (device_id);`,
   `CREATE TABLE presence (device_id TEXT PRIMARY KEY, online INTEGER NOT NULL, changed_at {int64} NOT NULL);`,
+  `CREATE TABLE audit (seq {serial}, at {int64} NOT NULL, actor TEXT NOT NULL, op TEXT NOT NULL, detail TEXT NOT NULL);`,
 ];
 
 const TYPES = {
-  sqlite: { bytes: 'BLOB', int64: 'INTEGER' },
-  postgres: { bytes: 'BYTEA', int64: 'BIGINT' },
+  sqlite: { bytes: 'BLOB', int64: 'INTEGER', serial: 'INTEGER PRIMARY KEY' },
+  postgres: { bytes: 'BYTEA', int64: 'BIGINT', serial: 'BIGSERIAL PRIMARY KEY' },
 } as const;
 
 /** The migrations in one engine's spelling, in order (version = index + 1). */
 export function migrations(engine: keyof typeof TYPES): string[] {
   const t = TYPES[engine];
-  return MIGRATIONS.map((sql) => sql.replaceAll('{bytes}', t.bytes).replaceAll('{int64}', t.int64));
+  return MIGRATIONS.map((sql) => sql.replaceAll('{bytes}', t.bytes).replaceAll('{int64}', t.int64).replaceAll('{serial}', t.serial));
 }

@@ -10,8 +10,8 @@
 import pg from 'pg';
 import type { NumberStore } from '../../protocol/store.js';
 import type { ChannelBook } from '../../protocol/channel.js';
-import { ConflictError, type ConfigRow, type MemberRow, type NetworkInfoRow, type SessionKeyRow, type Store, type UserRow } from './store.js';
-import { deviceRow, memberRow, networkInfoRow, presenceMap, sessionKeyRow, u8, vpnRow, VPN_COLUMNS } from './rows.js';
+import { ConflictError, type AuditRow, type ConfigRow, type MemberRow, type NetworkInfoRow, type SessionKeyRow, type Store, type UserRow } from './store.js';
+import { auditRow, deviceRow, memberRow, networkInfoRow, presenceMap, sessionKeyRow, u8, vpnRow, VPN_COLUMNS } from './rows.js';
 import { migrations } from './migrations.js';
 
 const MIGRATIONS = migrations('postgres');
@@ -217,6 +217,13 @@ export class PgStore implements Store {
   }
   async presence() {
     return presenceMap((await this.q('SELECT * FROM presence')).rows);
+  }
+
+  async audit(a: AuditRow) {
+    await this.q('INSERT INTO audit (at, actor, op, detail) VALUES ($1, $2, $3, $4)', [a.at, a.actor, a.op, a.detail]);
+  }
+  async auditLog(limit: number) {
+    return (await this.q('SELECT * FROM (SELECT * FROM audit ORDER BY seq DESC LIMIT $1) AS newest ORDER BY seq', [limit])).rows.map(auditRow);
   }
 
   async putNetworkInfo(n: NetworkInfoRow) {

@@ -3,7 +3,7 @@
  * Number(): PostgreSQL returns BIGINT as a string (ms timestamps, rates),
  * SQLite returns numbers; binary columns arrive as Buffers from both.
  */
-import type { DeviceRow, MemberRow, NetworkInfoRow, SessionKeyRow, VpnRow } from './store.js';
+import type { AuditRow, DeviceRow, MemberRow, NetworkInfoRow, SessionKeyRow, VpnRow } from './store.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- rows are untyped driver output */
 export const u8 = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.length);
@@ -33,6 +33,10 @@ export function networkInfoRow(r: any): NetworkInfoRow {
 
 export function presenceMap(rows: any[]): Map<string, { online: boolean; changedAt: number }> {
   return new Map(rows.map((r) => [r.device_id as string, { online: Number(r.online) === 1, changedAt: Number(r.changed_at) }]));
+}
+
+export function auditRow(r: any): AuditRow {
+  return { at: Number(r.at), actor: r.actor, op: r.op, detail: r.detail };
 }
 
 /** Store field → column, for the columns `updateVpn` may change. */

@@ -9,8 +9,8 @@ import type { NumberStore } from '../../protocol/store.js';
 import type { ChannelBook } from '../../protocol/channel.js';
 import { WriteBatch } from './write-batch.js';
 import { migrations } from './migrations.js';
-import { ConflictError, type ConfigRow, type MemberRow, type NetworkInfoRow, type SessionKeyRow, type Store, type UserRow } from './store.js';
-import { deviceRow, memberRow, networkInfoRow, presenceMap, sessionKeyRow, u8, vpnRow, VPN_COLUMNS } from './rows.js';
+import { ConflictError, type AuditRow, type ConfigRow, type MemberRow, type NetworkInfoRow, type SessionKeyRow, type Store, type UserRow } from './store.js';
+import { auditRow, deviceRow, memberRow, networkInfoRow, presenceMap, sessionKeyRow, u8, vpnRow, VPN_COLUMNS } from './rows.js';
 
 const MIGRATIONS = migrations('sqlite');
 
@@ -198,6 +198,13 @@ export class SqliteStore implements Store {
   }
   async presence() {
     return presenceMap(this.stmt('SELECT * FROM presence').all());
+  }
+
+  async audit(a: AuditRow) {
+    this.stmt('INSERT INTO audit (at, actor, op, detail) VALUES (?, ?, ?, ?)').run(a.at, a.actor, a.op, a.detail);
+  }
+  async auditLog(limit: number) {
+    return this.stmt('SELECT * FROM (SELECT * FROM audit ORDER BY seq DESC LIMIT ?) ORDER BY seq').all(limit).map(auditRow);
   }
 
   async putNetworkInfo(n: NetworkInfoRow) {

@@ -132,10 +132,25 @@ export interface Store {
   setPresence(deviceId: string, online: boolean, at: number): Promise<void>;
   presence(): Promise<Map<string, { online: boolean; changedAt: number }>>;
 
+  /** Record an operator's change; the newest `limit` entries, oldest first. */
+  audit(row: AuditRow): Promise<void>;
+  auditLog(limit: number): Promise<AuditRow[]>;
+
   putNetworkInfo(n: NetworkInfoRow): Promise<void>;
   getNetworkInfo(deviceId: string): Promise<NetworkInfoRow | undefined>;
 
   close(): Promise<void>;
+}
+
+/** One change to the tables by an operator: who, what, when (never a secret). */
+export interface AuditRow {
+  at: number;
+  /** local:USER@HOST for the CLI on a data dir; admin:ID for a remote admin. */
+  actor: string;
+  /** e.g. vpn.add, device.revoke */
+  op: string;
+  /** JSON of the arguments that are not secret. */
+  detail: string;
 }
 
 /** Thrown for a row that already exists (admin commands report it). */

@@ -9,7 +9,7 @@ import { tempDir } from '../helpers/control-plane.js';
 t.test('help on every command', async (t) => {
   const top = kagi(['--help']);
   t.equal(top.code, 0, 'kagi --help exits 0');
-  for (const cmd of ['up', 'device', 'user', 'vpn', 'agent', 'status', 'demo', 'version', 'bundle']) {
+  for (const cmd of ['up', 'device', 'user', 'vpn', 'agent', 'status', 'demo', 'version', 'bundle', 'provision', 'audit']) {
     t.match(top.stdout, cmd, `top-level help lists ${cmd}`);
     const r = kagi([cmd, '--help']);
     t.ok(r.code === 0 && r.stdout.startsWith('usage: kagi'), `kagi ${cmd} --help prints usage`);
@@ -97,6 +97,30 @@ t.test('kagi up: bandwidth flags are checked before anything starts', async (t) 
   const noDev = kagi(['up', '--port', '0', '--data', tempDir(t), '--link-capacity', '10mbit', '--tc-dev', 'kagi-nosuch0']);
   t.not(noDev.code, 0, 'a tc interface that does not exist: refuses to start rather than run unshaped');
   t.match(noDev.stderr, /tc/, 'and names tc');
+});
+
+t.test('the audit table records every change made with the CLI, never a secret', async (t) => {
+  const data = tempDir(t);
+  const run = (args: string[], input?: string) => kagi([...args, '--data', data], input);
+  t.equal(run(['vpn', 'add', 'plant', '--protocol', 'tcp', '--port', '5020']).code, 0, 'vpn add');
+  t.equal(run(['user', 'add', 'alice', '--password-stdin'], 'secret-password-1\n').code, 0, 'user add');
+  t.equal(run(['vpn', 'grant', 'plant', 'alice']).code, 0, 'grant');
+  t.equal(run(['vpn', 'set', 'plant', '--priority', '3']).code, 0, 'vpn set');
+  t.equal(run(['device', 'add', 'd1', '--mac', '02:00:00:00:00:51', '--out', join(data, 'd1.json')]).code, 0, 'device add');
+  t.equal(run(['vpn', 'grant', 'plant', 'nobody']).code, 1, 'a failed command');
+  t.equal(run(['device', 'revoke', 'd1']).code, 0, 'device revoke');
+  t.equal(run(['vpn', 'rekey', 'plant']).code, 0, 'vpn rekey');
+  t.equal(run(['vpn', 'revoke', 'plant', 'alice']).code, 0, 'vpn revoke');
+  t.equal(run(['vpn', 'delete', 'plant']).code, 0, 'vpn delete');
+  const r = run(['audit', '--json']);
+  t.equal(r.code, 0, 'kagi audit --json');
+  const rows = JSON.parse(r.stdout) as { at: string; actor: string; op: string; detail: Record<string, unknown> }[];
+  t.same(rows.map((x) => x.op), ['vpn.add', 'user.add', 'vpn.grant', 'vpn.set', 'device.add', 'device.revoke', 'vpn.rekey', 'vpn.revoke', 'vpn.delete'], 'each change, in order; the failed one is not a change');
+  t.match(rows[0], { actor: /^local:.+@.+$/, at: /^\d{4}-\d\d-\d\dT/, detail: { id: 'plant', protocol: 'tcp', port: '5020' } }, 'who, when and what');
+  t.match(rows[4]!.detail, { id: 'd1', mac: '02:00:00:00:00:51', kind: 'terminal' }, 'device add: id, MAC, kind');
+  t.notMatch(r.stdout, /secret-password-1|secretKey/, 'no password or key in the audit table');
+  t.match(run(['audit', '--limit', '2']).stdout, /vpn\.revoke[\s\S]*vpn\.delete/, 'the table form, newest last');
+  t.equal(run(['audit', '--limit', 'lots']).code, 2, 'a bad --limit is a usage error');
 });
 
 t.test('kagi device revoke on a data dir', async (t) => {

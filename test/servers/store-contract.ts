@@ -87,5 +87,10 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     await s.setPresence('d1', true, 10);
     await s.setPresence('d1', false, 20);
     t.same(await s.presence(), new Map([['d1', { online: false, changedAt: 20 }]]), 'presence: the last state wins');
+
+    // The audit table: oldest first, the newest `limit`.
+    for (const [i, op] of ['vpn.add', 'vpn.grant', 'device.revoke'].entries()) await s.audit({ at: 100 + i, actor: 'local:ops@host', op, detail: JSON.stringify({ n: i }) });
+    t.same((await s.auditLog(10)).map((a) => a.op), ['vpn.add', 'vpn.grant', 'device.revoke'], 'audit rows in order');
+    t.same(await s.auditLog(1), [{ at: 102, actor: 'local:ops@host', op: 'device.revoke', detail: '{"n":2}' }], 'the newest one, whole');
   });
 }

@@ -13,7 +13,7 @@ import type { NumberStore } from './store.js';
  * One promise chain per key: operations on one key run in order, those on
  * different keys concurrently (so a store can commit many in one batch).
  */
-class KeyedSerial {
+export class KeyedSerial {
   private readonly tails = new Map<string, Promise<unknown>>();
 
   run<T>(key: string, fn: () => Promise<T>): Promise<T> {

@@ -23,6 +23,16 @@ export interface ServiceContext {
   log(level: 'debug' | 'info' | 'warn', msg: string): void;
 }
 
+/** Run `fn` every `ms`, skipping a beat while the previous run is still going. */
+export function every(ms: number, fn: () => Promise<void>, onError: (e: Error) => void): ReturnType<typeof setInterval> {
+  let busy = false;
+  return setInterval(() => {
+    if (busy) return;
+    busy = true;
+    fn().catch(onError).finally(() => (busy = false));
+  }, ms);
+}
+
 export function isService(id: string): id is Service {
   return (SERVICES as readonly string[]).includes(id);
 }

@@ -1,6 +1,6 @@
 /** Admin commands on a local data dir: device, user, vpn. */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { hostname, userInfo } from 'node:os';
+import { localActor } from './audit.js';
 import { deviceCard, qrPng, qrTerminal } from '../device-card.js';
 import { DATA_OPTION, UsageError, bitrate, duration, int, parse, readStdinLine } from '../args.js';
 import { nodeCrypto } from '../../runtime/node/crypto.js';
@@ -8,9 +8,6 @@ import { openStore } from '../../servers/store/open.js';
 import { loadServiceKeys } from '../../servers/identity.js';
 import { addDevice, addUser, addVpn, deleteVpn, grant, requestRekey, revoke, revokeDevice, setVpn } from '../../servers/admin.js';
 import type { Store, VpnProtocol } from '../../servers/store/store.js';
-
-/** Who runs the CLI on a data dir or store, for the audit table. */
-const localActor = () => `local:${userInfo().username}@${hostname()}`;
 
 /**
  * Run an admin change on the store; when it succeeds and `audit` says what

@@ -1,6 +1,10 @@
 /** `kagi audit`: who changed what, when. */
 import { DATA_OPTION, int, parse } from '../args.js';
+import { hostname, userInfo } from 'node:os';
 import { openStore } from '../../servers/store/open.js';
+
+/** Who runs the CLI on a data dir or store, as the audit table names them. */
+export const localActor = (): string => `local:${userInfo().username}@${hostname()}`;
 
 export const auditHelp = `usage: kagi audit [--limit N] [--json] [--data DIR] [--store URL]
 

@@ -1,7 +1,7 @@
 /** `kagi provision`: many devices from a CSV, with progress, resumable. */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { hostname, userInfo } from 'node:os';
+import { localActor } from './audit.js';
 import { DATA_OPTION, parse, UsageError } from '../args.js';
 import { nodeCrypto } from '../../runtime/node/crypto.js';
 import { loadServiceKeys } from '../../servers/identity.js';
@@ -99,7 +99,7 @@ export async function provision(args: string[]): Promise<number> {
       tick(i + 1);
     }
     if (counts.made + counts.resumed > 0) {
-      await store.audit({ at: Date.now(), actor: `local:${userInfo().username}@${hostname()}`, op: 'device.provision', detail: JSON.stringify({ csv: v.csv, made: counts.made, resumed: counts.resumed }) });
+      await store.audit({ at: Date.now(), actor: localActor(), op: 'device.provision', detail: JSON.stringify({ csv: v.csv, made: counts.made, resumed: counts.resumed }) });
     }
   } finally {
     await store.close();

@@ -25,7 +25,7 @@ import { isKagiError } from '../../protocol/errors.js';
 import { LivenessTable, type Transition } from './liveness.js';
 import { planBandwidth } from './bandwidth-plan.js';
 import { publicKeys } from '../identity.js';
-import { startService, type ServiceContext } from '../service-host.js';
+import { every, startService, type ServiceContext } from '../service-host.js';
 import type { DesiredState, NetworkDriver, VpnState } from '../../network/driver.js';
 
 export interface ConfigOptions {
@@ -94,8 +94,7 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
       const flag = vpns[i]!.cut ? 1 : 0;
       if (v.totalRate !== rate || v.flag !== flag) await ctx.store.updateVpn(v.id, { totalRate: rate, flag });
     }
-    const revoked = (await ctx.store.listDevices()).filter((d) => d.revoked).map((d) => d.id);
-    return { vpns, revoked };
+    return { vpns, revoked: await ctx.store.revokedDevices() };
   }
 
   /** Members as of the last reconcile, so a removal can be told (S405). */
@@ -217,8 +216,11 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
     }
     const epochs = asBody(issued.epochs);
     for (const x of vpns) await ctx.store.putMember({ vpnId: str(x, 'id', 64), deviceId, userId, keyId: num(epochs, str(x, 'id', 64)), networkId });
-    const planned = (id: string) => last.vpns.find((p) => p.id === id) ?? { rate: 0, cut: false };
-    const out = vpns.map((x) => ({ id: str(x, 'id', 64), protocol: x.protocol, port: x.port, epoch: epochs[str(x, 'id', 64)], rate: planned(str(x, 'id', 64)).rate, cut: planned(str(x, 'id', 64)).cut }));
+    const out = vpns.map((x) => {
+      const id = str(x, 'id', 64);
+      const planned = last.vpns.find((p) => p.id === id) ?? { rate: 0, cut: false };
+      return { id, protocol: x.protocol, port: x.port, epoch: epochs[id], rate: planned.rate, cut: planned.cut };
+    });
     liveness.forget(deviceId); // a fresh start: ACTIVE, nothing missed
     await ctx.store.setCommunicating(deviceId, true, Date.now());
     if (!via) await renewChannel(deviceId, v);
@@ -258,7 +260,7 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
     for (const v of await ctx.store.listVpns()) {
       const epoch = (await ctx.store.currentSessionKey(v.id))?.epoch ?? 0;
       for (const m of await ctx.store.members(v.id)) {
-        const holder = (await ctx.store.getNetworkInfo(m.deviceId))?.relayId ?? m.deviceId;
+        const holder = await holderOf(m.deviceId);
         const list = out.get(holder) ?? [];
         let e = list.find((x) => x.id === m.deviceId);
         if (!e) list.push((e = { id: m.deviceId, vpns: [] }));
@@ -414,14 +416,4 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
       await running.close();
     },
   };
-}
-
-/** Run `fn` every `ms`, skipping a beat while the previous run is still going. */
-function every(ms: number, fn: () => Promise<void>, onError: (e: Error) => void): ReturnType<typeof setInterval> {
-  let busy = false;
-  return setInterval(() => {
-    if (busy) return;
-    busy = true;
-    fn().catch(onError).finally(() => (busy = false));
-  }, ms);
 }

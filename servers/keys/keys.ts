@@ -19,7 +19,8 @@ import type { ChannelKeys } from '../../protocol/channel.js';
 import type { ChannelMessage, Peer, Incoming, Reply } from '../../protocol/peer.js';
 import { topics } from '../../protocol/topics.js';
 import { GROUP_KEY_LENGTH } from '../../protocol/vpn-frame.js';
-import { startService, type ServiceContext } from '../service-host.js';
+import { KeyedSerial } from '../../protocol/replay.js';
+import { every, startService, type ServiceContext } from '../service-host.js';
 import { ConflictError, type SessionKeyRow } from '../store/store.js';
 
 export interface KeysOptions {
@@ -131,18 +132,11 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
   }
 
   // Rekeys of one VPN run one at a time, in order.
-  const chains = new Map<string, Promise<unknown>>();
-  function serial<T>(vpnId: string, fn: () => Promise<T>): Promise<T> {
-    const run = (chains.get(vpnId) ?? Promise.resolve()).then(fn);
-    const tail = run.catch(() => {});
-    chains.set(vpnId, tail);
-    void tail.then(() => chains.get(vpnId) === tail && chains.delete(vpnId));
-    return run;
-  }
+  const rekeys = new KeyedSerial();
 
   /** A new epoch for every communicating member (the others converge when back). */
   function rekey(vpnId: string, why: string): Promise<{ epoch: number; sent: number; failed: number }> {
-    return serial(vpnId, async () => {
+    return rekeys.run(vpnId, async () => {
       if (!(await ctx.store.getVpn(vpnId))) return { epoch: 0, sent: 0, failed: 0 };
       const old = await ctx.store.currentSessionKey(vpnId);
       const epoch = (old?.epoch ?? 0) + 1;
@@ -232,12 +226,7 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
   }
 
   const running = await startService('keys', ctx, { onRequest, onChannel }, (p) => (peer = p));
-  let busy = false;
-  const timer = setInterval(() => {
-    if (busy) return;
-    busy = true;
-    tick().catch((e) => ctx.log('warn', `keys: ${(e as Error).message}`)).finally(() => (busy = false));
-  }, o.tickMs ?? 1_000);
+  const timer = every(o.tickMs ?? 1_000, tick, (e) => ctx.log('warn', `keys: ${e.message}`));
   return {
     ...running,
     rekey,

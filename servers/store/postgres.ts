@@ -100,6 +100,10 @@ export class PgStore implements Store {
     return (await this.q('SELECT * FROM devices ORDER BY id')).rows.map(deviceRow);
   }
 
+  async revokedDevices() {
+    return (await this.q('SELECT id FROM devices WHERE revoked = 1 ORDER BY id')).rows.map((r) => r.id as string);
+  }
+
   async revokeDevice(id: string) {
     return this.tx(async (q) => {
       if (((await q('UPDATE devices SET revoked = 1 WHERE id = $1', [id])).rowCount ?? 0) === 0) return false;

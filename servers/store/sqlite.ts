@@ -80,6 +80,10 @@ export class SqliteStore implements Store {
     return this.stmt('SELECT * FROM devices ORDER BY id').all().map(deviceRow);
   }
 
+  async revokedDevices() {
+    return (this.stmt('SELECT id FROM devices WHERE revoked = 1 ORDER BY id').all() as { id: string }[]).map((r) => r.id);
+  }
+
   async revokeDevice(id: string) {
     return this.db.transaction(() => {
       if (this.stmt('UPDATE devices SET revoked = 1 WHERE id = ?').run(id).changes === 0) return false;

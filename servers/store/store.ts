@@ -85,6 +85,8 @@ export interface Store {
   listDevices(): Promise<DeviceRow[]>;
   /** Revoke a device for good: marked revoked, out of every VPN, its channels gone; false if no such device. */
   revokeDevice(id: string): Promise<boolean>;
+  /** Ids of revoked devices (read every reconcile: not a scan of every device). */
+  revokedDevices(): Promise<string[]>;
 
   addUser(u: UserRow): Promise<void>;
   getUser(id: string): Promise<UserRow | undefined>;

@@ -78,6 +78,7 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     await s.channels('config').set('gone', { send: new Uint8Array(32).fill(1), recv: new Uint8Array(32).fill(2) });
     t.equal(await s.revokeDevice('gone'), true, 'revokeDevice');
     t.equal((await s.getDevice('gone'))!.revoked, true, 'the device is marked revoked');
+    t.same(await s.revokedDevices(), ['gone'], 'and listed among the revoked');
     t.same(await s.membershipsOf('gone'), [], 'and is in no VPN');
     t.equal(await s.channels('config').get('gone'), undefined, 'and has no channel left');
     t.equal(await s.revokeDevice('ghost'), false, 'revoking a missing device is false');

@@ -29,6 +29,12 @@ export interface ChannelKeys {
 export interface ChannelBook {
   get(peer: string): Promise<ChannelKeys | undefined>;
   set(peer: string, keys: ChannelKeys): Promise<void>;
+  /**
+   * Keep `keys` unless the peer has a channel already, and return whichever
+   * is kept: atomic, so concurrent first deliveries (a relay's ports, or
+   * several key server instances) agree on one channel.
+   */
+  setIfAbsent(peer: string, keys: ChannelKeys): Promise<ChannelKeys>;
   delete(peer: string): Promise<void>;
 }
 
@@ -41,6 +47,10 @@ export class MemoryChannelBook implements ChannelBook {
     const old = this.m.get(peer);
     this.m.set(peer, { send: keys.send.slice(), recv: keys.recv.slice() });
     if (old) (wipe(old.send), wipe(old.recv));
+  }
+  async setIfAbsent(peer: string, keys: ChannelKeys): Promise<ChannelKeys> {
+    if (!this.m.has(peer)) await this.set(peer, keys);
+    return this.m.get(peer)!;
   }
   async delete(peer: string): Promise<void> {
     const old = this.m.get(peer);

@@ -55,6 +55,19 @@ export interface PeerOptions {
   channels?: ChannelBook;
   /** A channel message that answers none of our requests; a returned Reply goes back on the channel. */
   onChannel?(m: ChannelMessage): Promise<Reply | undefined>;
+  /**
+   * Several instances share this identity: seqs are reserved this many at a
+   * time (1 keeps instances' numbers close, within the receivers' window;
+   * default 64).
+   */
+  sendBlock?: number;
+  /**
+   * Whether this instance takes channel messages that answer none of its
+   * own requests (default yes). With several instances every one receives
+   * them; only the leader of the service's duties takes them, and the
+   * others leave them unclaimed.
+   */
+  takesUnsolicited?(): boolean;
   /** A sealed message addressed to someone else (the front door forwards). */
   onForeign?(env: Envelope, bytes: Uint8Array): Promise<void>;
   log?(level: 'debug' | 'info' | 'warn', msg: string): void;
@@ -72,7 +85,7 @@ export class Peer {
   readonly dropped = new Map<string, number>();
 
   constructor(private readonly o: PeerOptions) {
-    this.counters = new SendCounter(o.numbers, 64, `tx:${o.id}:`);
+    this.counters = new SendCounter(o.numbers, o.sendBlock ?? 64, `tx:${o.id}:`);
     this.guard = new ReplayGuard(o.numbers, `rx:${o.id}:`);
   }
 
@@ -204,15 +217,19 @@ export class Peer {
   }
 
   private async onChannelMessage(env: Envelope): Promise<void> {
+    const w = this.waiters.get(env.reqId);
+    const answer = w !== undefined && w.channel && w.peer === env.from;
+    // Before the claim: an instance that will not act must not take it from the one that will.
+    if (!answer && this.o.takesUnsolicited && !this.o.takesUnsolicited()) return this.drop('not-leader', `${env.type} from ${env.from}`);
     const keys = await this.o.channels?.get(env.from);
     if (!keys) throw new KagiError('key', `no channel with ${env.from}`);
     const body = openSymmetric(this.o.crypto, env, keys.recv);
     await this.guard.accept(env.from, env.seq);
-    const w = this.waiters.get(env.reqId);
-    if (w && w.channel && w.peer === env.from) {
+    if (answer && this.waiters.get(env.reqId) === w) {
       this.waiters.delete(env.reqId);
-      return w.resolve({ type: env.type, body });
+      return w!.resolve({ type: env.type, body });
     }
+    if (answer && this.o.takesUnsolicited && !this.o.takesUnsolicited()) return; // late for its request; not ours to act on
     const reply = await this.o.onChannel?.({ env, body });
     if (reply) await this.sendChannel(env.from, reply, env.reqId);
   }

@@ -1,9 +1,18 @@
 /**
  * Sequence numbers of control messages (DESIGN §4): every (sender, receiver)
- * pair has a strictly increasing sequence. The receiver's ReplayGuard keeps
- * the highest accepted per sender; the sender's SendCounter never hands out
+ * pair has an increasing sequence. The sender's SendCounter never hands out
  * a number twice, across restarts too, because it persists a reserved upper
- * bound before using numbers below it (one write per `block` messages).
+ * bound before using numbers below it (one write per `block` messages); on a
+ * store shared by several instances of a service the reservation is one
+ * atomic add, so instances never share a number (channel nonces are seqs).
+ *
+ * The receiver's ReplayGuard accepts each seq at most once, within a window
+ * of SEQ_WINDOW below the highest seen: instances of one service reserve
+ * numbers in one order and may publish them in another, so a strictly
+ * increasing check would drop good messages. A store that can claim
+ * atomically (servers: several instances, one table) decides for all of
+ * them; otherwise the window lives in memory and only its top persists,
+ * and after a restart everything at or below that top counts as seen.
  */
 import { KagiError } from './errors.js';
 import { LIMITS } from './limits.js';
@@ -25,26 +34,73 @@ export class KeyedSerial {
   }
 }
 
+/** How far below the highest seq a late one is still accepted (once). */
+export const SEQ_WINDOW = 32;
+
+/**
+ * Seqs seen from one sender: the highest, and a bitmap of the SEQ_WINDOW
+ * seqs at and below it (bit i = top - i seen). Plain data, so stores can
+ * keep it in a row.
+ */
+export interface SeqWindow {
+  top: number;
+  bits: number;
+}
+
+/** Everything at or below `top` counts as seen (a window restored from its top alone). */
+export function windowAt(top: number): SeqWindow {
+  return { top, bits: 0xffff_ffff };
+}
+
+/**
+ * The window after accepting `seq`, or null if `seq` was seen or is too old.
+ * Seqs are public, so branching on them leaks nothing.
+ */
+export function slideWindow(w: SeqWindow | undefined, seq: number): SeqWindow | null {
+  if (!w) return { top: seq, bits: 1 };
+  if (seq > w.top) {
+    const d = seq - w.top;
+    // JS shifts count mod 32: a jump of the whole window clears it.
+    return { top: seq, bits: ((d >= SEQ_WINDOW ? 0 : w.bits << d) | 1) >>> 0 };
+  }
+  const back = w.top - seq;
+  if (back >= SEQ_WINDOW) return null;
+  const bit = (1 << back) >>> 0;
+  if ((w.bits & bit) !== 0) return null;
+  return { top: w.top, bits: (w.bits | bit) >>> 0 };
+}
+
 export class ReplayGuard {
   // Serialises check-and-set per sender: two copies of one message racing
   // through an async store must not both pass.
   private readonly serial = new KeyedSerial();
+  private readonly windows = new Map<string, SeqWindow>();
 
   constructor(private readonly store: NumberStore, private readonly prefix = 'rx:') {}
 
   /**
-   * Record `seq` from `sender` if it is newer than anything seen, else throw
-   * KagiError('replay'). Call only after the message authenticated, so a
-   * forger cannot push the high-water mark up.
+   * Record `seq` from `sender` if it was not seen and is within the window,
+   * else throw KagiError('replay'). Call only after the message
+   * authenticated, so a forger cannot move the window.
    */
   accept(sender: string, seq: number): Promise<void> {
+    const key = this.prefix + sender;
+    const refuse = () => new KagiError('replay', `seq ${seq} from ${sender} seen or too old`);
+    if (this.store.claim) {
+      return this.store.claim(key, seq).then((ok) => {
+        if (!ok) throw refuse();
+      });
+    }
     return this.serial.run(sender, async () => {
-      const key = this.prefix + sender;
-      const highest = await this.store.get(key);
-      if (highest !== undefined && seq <= highest) {
-        throw new KagiError('replay', `seq ${seq} from ${sender} not above ${highest}`);
+      let w = this.windows.get(key);
+      if (!w) {
+        const top = await this.store.get(key);
+        if (top !== undefined) w = windowAt(top);
       }
-      await this.store.set(key, seq);
+      const next = slideWindow(w, seq);
+      if (!next) throw refuse();
+      if (next.top !== w?.top) await this.store.set(key, next.top);
+      this.windows.set(key, next);
     });
   }
 }
@@ -66,14 +122,22 @@ export class SendCounter {
       let n = this.next.get(peer);
       let top = this.reserved.get(peer);
       if (n === undefined || top === undefined) {
-        // After a restart, skip whatever the last run may have used.
-        top = (await this.store.get(this.prefix + peer)) ?? 0;
+        // After a restart, skip whatever the last run may have used (an
+        // atomic add below does that by itself).
+        top = this.store.add ? 0 : ((await this.store.get(this.prefix + peer)) ?? 0);
         n = top + 1;
       }
       if (n > LIMITS.maxSeq) throw new KagiError('exhausted', `sequence to ${peer} exhausted`);
       if (n > top) {
-        top = Math.min(n + this.block - 1, LIMITS.maxSeq);
-        await this.store.set(this.prefix + peer, top);
+        if (this.store.add) {
+          // Shared by several instances: the block is whatever the add returns.
+          top = await this.store.add(this.prefix + peer, this.block);
+          n = top - this.block + 1;
+          if (top > LIMITS.maxSeq) throw new KagiError('exhausted', `sequence to ${peer} exhausted`);
+        } else {
+          top = Math.min(n + this.block - 1, LIMITS.maxSeq);
+          await this.store.set(this.prefix + peer, top);
+        }
       }
       this.next.set(peer, n + 1);
       this.reserved.set(peer, top);

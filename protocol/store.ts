@@ -7,6 +7,17 @@
 export interface NumberStore {
   get(key: string): Promise<number | undefined>;
   set(key: string, value: number): Promise<void>;
+  /**
+   * Atomically add `n` to the number at `key` (absent = 0) and return the
+   * sum: send counters shared by several instances reserve with it.
+   */
+  add?(key: string, n: number): Promise<number>;
+  /**
+   * Atomically accept `seq` into the replay window at `key` (see
+   * replay.ts): true the first time, false if seen or too old. Replay
+   * guards shared by several instances check with it.
+   */
+  claim?(key: string, seq: number): Promise<boolean>;
 }
 
 export class MemoryNumberStore implements NumberStore {

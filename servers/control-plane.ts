@@ -16,7 +16,7 @@ import { openStore } from './store/open.js';
 import { Metrics, serveMetrics } from './metrics.js';
 import type { Store } from './store/store.js';
 import { loadServiceKeys, type ServiceKeys } from './identity.js';
-import { isService, type ServiceContext } from './service-host.js';
+import { isService, type InstanceOptions, type ServiceContext } from './service-host.js';
 import { startAuth } from './auth/auth.js';
 import { livenessOptions, startConfig, type ConfigOptions } from './config/config.js';
 import { startKeys } from './keys/keys.js';
@@ -51,6 +51,11 @@ export interface ControlPlaneOptions {
   log?: ServiceContext['log'];
   /** Serve Prometheus metrics on this port (0 = any free one) at /metrics. */
   metricsPort?: number;
+  /**
+   * Run as one of several instances of each service (needs brokerUrl, an
+   * MQTT 5 broker with shared subscriptions, and a PostgreSQL store).
+   */
+  instance?: InstanceOptions;
 }
 
 export interface ControlPlane {
@@ -70,6 +75,7 @@ export interface ControlPlane {
 export async function startControlPlane(o: ControlPlaneOptions): Promise<ControlPlane> {
   const log = o.log ?? (() => {});
   livenessOptions(o.liveness ?? {}); // bad intervals fail here, before anything starts
+  if (o.instance && (!o.brokerUrl || !o.store)) throw new Error('instance: several instances share an external broker (--broker) and a PostgreSQL store (--store)');
   const store = await openStore(o.dataDir, o.store);
   const keys = loadServiceKeys(o.dataDir, o.crypto);
   const acl = new BrokerAcl();
@@ -117,7 +123,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       drivers.push(new BrokerAclDriver(acl, (id) => b.disconnect(id)));
     }
     const brokerAuth = broker ? 'counter' : o.dynsec ? 'static' : 'none';
-    const ctx: ServiceContext = { crypto: o.crypto, store, keys, brokerUrl, brokerAuth, timeoutMs: o.timeoutMs ?? 10_000, metrics, log };
+    const ctx: ServiceContext = { crypto: o.crypto, store, keys, brokerUrl, brokerAuth, timeoutMs: o.timeoutMs ?? 10_000, metrics, log, ...(o.instance ? { instance: o.instance } : {}) };
     const run = new Set(o.services ?? SERVICES);
     if (run.has('auth')) closers.unshift((await startAuth(ctx)).close);
     if (run.has('keys')) closers.unshift((await startKeys(ctx, { rekeyPeriodMs: o.rekeyPeriodMs ?? 3_600_000, ...(o.keysTickMs ? { tickMs: o.keysTickMs } : {}) })).close);

@@ -26,6 +26,7 @@ export const METRICS = {
   kagi_evictions_total: { type: 'counter', help: 'Members evicted for missing polls' },
   kagi_frames_forwarded_total: { type: 'counter', help: 'VPN frames the embedded broker forwarded to a subscriber' },
   kagi_frames_dropped_total: { type: 'counter', help: 'VPN frames the embedded broker dropped, by reason' },
+  kagi_lease_held: { type: 'gauge', help: "1 where this instance holds the lease of a service's once-only duties (polls, leave steps, periodic rekeys)" },
 } as const;
 
 export type MetricName = keyof typeof METRICS;
@@ -46,6 +47,11 @@ export class Metrics {
     const f = this.families.get(name)!;
     const k = labelText(labels);
     f.values.set(k, (f.values.get(k) ?? 0) + by);
+  }
+
+  /** A gauge with labels, set when it changes. */
+  set(name: MetricName, value: number, labels: Labels = {}): void {
+    this.families.get(name)!.values.set(labelText(labels), value);
   }
 
   /** A gauge read at scrape time. */

@@ -9,6 +9,7 @@ import { MqttLink } from '../runtime/node/mqtt.js';
 import type { Store } from './store/store.js';
 import type { ServiceKeys } from './identity.js';
 import type { Metrics } from './metrics.js';
+import { SoleLease, type Lease } from './store/lease.js';
 
 export interface ServiceContext {
   crypto: Crypto;
@@ -20,7 +21,33 @@ export interface ServiceContext {
   timeoutMs: number;
   /** Counters for /metrics (servers/metrics.ts). */
   metrics: Metrics;
+  /** One of several instances of each service on a shared broker and store (see startService). */
+  instance?: InstanceOptions;
   log(level: 'debug' | 'info' | 'warn', msg: string): void;
+}
+
+export interface InstanceOptions {
+  /** This instance's name: its MQTT client ids are SERVICE-NAME. */
+  name: string;
+  /** Shared subscription groups are GROUP-SERVICE (default kagi: $share/kagi-auth/…). */
+  group: string;
+  /** How often a waiting instance asks for a duty's lease (ms). */
+  leaseRetryMs?: number;
+}
+
+/** The topics devices and services send requests to, per service (the rest is replies and channel messages). */
+const REQUEST_OPS: Record<Service, string[]> = { auth: ['service'], config: ['request', 'join'], keys: ['service'] };
+
+/**
+ * What a service subscribes to. One instance: its whole subtree. Several:
+ * requests through a shared subscription (the broker hands each to one
+ * instance), replies and channel messages to every instance (only the one
+ * that sent the request can open a reply; only the lease holder takes the
+ * rest; see Peer.takesUnsolicited).
+ */
+export function serviceSubscriptions(name: Service, instance?: InstanceOptions): string[] {
+  if (!instance) return [topics.serviceAll(name)];
+  return [...REQUEST_OPS[name].map((op) => `$share/${instance.group}-${name}/${topics.service(name, op)}`), topics.service(name, 'reply')];
 }
 
 /** Run `fn` every `ms`, skipping a beat while the previous run is still going. */
@@ -41,6 +68,8 @@ export interface RunningService {
   name: Service;
   peer: Peer;
   link: MqttLink;
+  /** The lease of the service's once-only duties (always held by a sole instance). */
+  lease: Lease;
   close(): Promise<void>;
 }
 
@@ -53,15 +82,23 @@ export async function startService(
   extra?: { topics: string[]; onMessage(topic: string, payload: Uint8Array): void },
 ): Promise<RunningService> {
   let peer: Peer | undefined;
+  // The auth server has no once-only duties: every instance is the same.
+  const lease = name === 'auth' ? new SoleLease(name) : ctx.store.lease(name, { ...(ctx.instance?.leaseRetryMs ? { retryMs: ctx.instance.leaseRetryMs } : {}), log: ctx.log });
+  if (name !== 'auth') {
+    const gauge = (held: boolean) => ctx.metrics.set('kagi_lease_held', held ? 1 : 0, { service: name });
+    gauge(lease.held);
+    lease.onChange(gauge);
+  }
   const link = new MqttLink({
     url: ctx.brokerUrl,
     clientId: name,
+    ...(ctx.instance ? { mqttClientId: `${name}-${ctx.instance.name}`, protocolVersion: 5 as const } : {}),
     crypto: ctx.crypto,
     secretKey: ctx.keys[name].secretKey,
     brokerPublicKey: ctx.brokerAuth === 'none' ? undefined : ctx.keys.broker.publicKey,
     authMode: ctx.brokerAuth === 'static' ? 'static' : 'counter',
     numbers: ctx.store.numbers,
-    subscriptions: [topics.serviceAll(name), ...(extra?.topics ?? [])],
+    subscriptions: [...serviceSubscriptions(name, ctx.instance), ...(extra?.topics ?? [])],
     onMessage: (topic, payload) => {
       if (extra && !topic.startsWith(topics.serviceAll(name).slice(0, -1))) return extra.onMessage(topic, payload);
       void peer?.receive(payload).catch((e) => ctx.log('warn', `${name}: ${(e as Error).message}`));
@@ -80,18 +117,28 @@ export async function startService(
     // Config and keys keep channels with devices, in the store so that a
     // restart (or another instance) carries on with them.
     ...(name === 'auth' ? {} : { channels: ctx.store.channels(name) }),
+    // Instances reserve one number at a time, so what they publish stays within receivers' windows.
+    ...(ctx.instance ? { sendBlock: 1 } : {}),
+    takesUnsolicited: () => lease.held,
     ...handlers,
   });
   bind?.(peer);
-  await link.connect();
-  ctx.log('info', `${name} service up`);
+  try {
+    await link.connect();
+  } catch (e) {
+    await lease.close();
+    throw e;
+  }
+  ctx.log('info', `${name} service up${ctx.instance ? ` (instance ${ctx.instance.name})` : ''}`);
   return {
     name,
     peer,
     link,
+    lease,
     close: async () => {
       peer!.cancelAll(`${name} service stopping`);
       await link.close();
+      await lease.close();
     },
   };
 }

@@ -2,7 +2,8 @@
 import { logFormat, logger } from '../log.js';
 import { parsePostgresUrl } from '../../servers/store/postgres.js';
 import { DATA_OPTION, UsageError, bitrate, duration, int, parse, readStdinLine } from '../args.js';
-import { isService } from '../../servers/service-host.js';
+import { isService, type InstanceOptions } from '../../servers/service-host.js';
+import { isPostgresUrl } from '../../servers/store/open.js';
 import type { Service } from '../../protocol/topics.js';
 import { nodeCrypto } from '../../runtime/node/crypto.js';
 import { startControlPlane } from '../../servers/control-plane.js';
@@ -13,6 +14,7 @@ export const upHelp = `usage: kagi up [--host H] [--port N] [--broker URL] [--se
                [--poll-interval D] [--evict-after N] [--continue-after D] [--rekey-period D] [--timeout D]
                [--link-capacity RATE [--tc-dev IFACE [--tc-netns NS]]] [--data DIR] [--store postgres://…]
                [--metrics-port N] [--log-format json|text] [--verbose]
+               [--instance NAME [--share-group G] [--lease-retry D]]
 
 Runs the embedded broker (default 127.0.0.1:1883; --port 0 picks a free
 port) and the auth, config and key services on DIR (default ./kagi-data).
@@ -53,6 +55,20 @@ Bandwidth (embodiment 5; rates like 500kbit, 24mbit, 1gbit):
                       (a class per VPN, filters on its protocol/port;
                       --tc-netns runs tc in a namespace). Refuses to start
                       if tc cannot run.
+Several instances (scale-out; DESIGN §8, docs/performance.md):
+  --instance NAME     run as one of several instances of each service on
+                      the same --broker (an MQTT 5 broker such as
+                      Mosquitto) and --store postgres://…: requests are
+                      shared ($share/G-auth/…, $share/G-config/…, …), one
+                      instance at a time holds each duty's lease (polls and
+                      leave steps; periodic rekeys) and another takes it
+                      over when it dies. NAME must differ per instance (it
+                      is in the MQTT client ids).
+  --share-group G     the shared subscription groups' prefix (default kagi;
+                      two deployments on one broker need different ones)
+  --lease-retry D     how often an instance asks for a lease and the holder
+                      checks it (default 1s; the longest a duty waits when
+                      its holder dies)
 Operations:
   --metrics-port N    serve Prometheus metrics at http://HOST:N/metrics
                       (connected clients, joins, refusals by reason,
@@ -62,7 +78,7 @@ Operations:
 Stops on SIGINT/SIGTERM.`;
 
 export async function up(args: string[]): Promise<number> {
-  const { values: v } = parse(args, { ...DATA_OPTION, host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string' }, broker: { type: 'string' }, verbose: { type: 'boolean', default: false }, services: { type: 'string', default: 'auth,config,keys' }, nftables: { type: 'boolean', default: false }, dynsec: { type: 'string' }, 'dynsec-password-stdin': { type: 'boolean', default: false }, 'nft-netns': { type: 'string' }, 'nft-hook': { type: 'string', default: 'forward' }, 'poll-interval': { type: 'string' }, 'evict-after': { type: 'string' }, 'continue-after': { type: 'string' }, 'rekey-period': { type: 'string' }, timeout: { type: 'string' }, 'link-capacity': { type: 'string' }, 'tc-dev': { type: 'string' }, 'tc-netns': { type: 'string' }, 'metrics-port': { type: 'string' }, 'log-format': { type: 'string' } }, 0);
+  const { values: v } = parse(args, { ...DATA_OPTION, host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string' }, broker: { type: 'string' }, verbose: { type: 'boolean', default: false }, services: { type: 'string', default: 'auth,config,keys' }, nftables: { type: 'boolean', default: false }, dynsec: { type: 'string' }, 'dynsec-password-stdin': { type: 'boolean', default: false }, 'nft-netns': { type: 'string' }, 'nft-hook': { type: 'string', default: 'forward' }, 'poll-interval': { type: 'string' }, 'evict-after': { type: 'string' }, 'continue-after': { type: 'string' }, 'rekey-period': { type: 'string' }, timeout: { type: 'string' }, 'link-capacity': { type: 'string' }, 'tc-dev': { type: 'string' }, 'tc-netns': { type: 'string' }, 'metrics-port': { type: 'string' }, 'log-format': { type: 'string' }, instance: { type: 'string' }, 'share-group': { type: 'string', default: 'kagi' }, 'lease-retry': { type: 'string' } }, 0);
   const log = logger(logFormat(v['log-format'], process.stdout.isTTY === true), v.verbose);
   const linkCapacity = bitrate(v['link-capacity'], 'link-capacity', 0);
   if (v['tc-dev'] && !linkCapacity) throw new UsageError('--tc-dev needs --link-capacity RATE (the link it shapes)');
@@ -82,6 +98,7 @@ export async function up(args: string[]): Promise<number> {
   const services = v.services.split(',').map((x) => x.trim());
   const bad = services.filter((x) => !isService(x));
   if (bad.length) throw new UsageError(`--services: unknown service ${bad.join(', ')} (choose from auth, config, keys)`);
+  const instance = instanceOptions(v);
   let cp;
   try {
     cp = await startControlPlane({
@@ -96,6 +113,7 @@ export async function up(args: string[]): Promise<number> {
       ...(dynsec ? { dynsec } : {}),
       ...(v.nftables ? { nftables: { hook: v['nft-hook'] as 'forward' | 'input', ...(v['nft-netns'] ? { netns: v['nft-netns'] } : {}) } } : {}),
       ...(v['metrics-port'] !== undefined ? { metricsPort: int(v['metrics-port'], 'metrics-port') } : {}),
+      ...(instance ? { instance } : {}),
       log,
     });
   } catch (e) {
@@ -105,11 +123,25 @@ export async function up(args: string[]): Promise<number> {
     }
     throw e;
   }
-  log('info', `kagi up: broker ${cp.brokerUrl}, services ${services.join(', ')}, data ${v.data}${v.store ? `, tables in PostgreSQL schema ${parsePostgresUrl(v.store).schema}` : ''}${cp.metricsUrl ? `, metrics ${cp.metricsUrl}` : ''}`);
+  log('info', `kagi up: ${instance ? `instance ${instance.name}, ` : ''}broker ${cp.brokerUrl}, services ${services.join(', ')}, data ${v.data}${v.store ? `, tables in PostgreSQL schema ${parsePostgresUrl(v.store).schema}` : ''}${cp.metricsUrl ? `, metrics ${cp.metricsUrl}` : ''}`);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
   await cp.close();
   return 0;
+}
+
+/** --instance and its companions, checked before anything starts. */
+function instanceOptions(v: { instance?: string; 'share-group': string; 'lease-retry'?: string; broker?: string; store?: string }): InstanceOptions | undefined {
+  if (v.instance === undefined) {
+    if (v['lease-retry'] !== undefined) throw new UsageError('--lease-retry needs --instance NAME');
+    return undefined;
+  }
+  const name = /^[A-Za-z0-9_-]{1,32}$/;
+  if (!name.test(v.instance)) throw new UsageError('--instance: a name of letters, digits, - and _ (up to 32), different for each instance');
+  if (!name.test(v['share-group'])) throw new UsageError('--share-group: letters, digits, - and _ (up to 32)');
+  if (!v.broker) throw new UsageError('--instance needs --broker URL: the instances share an external MQTT 5 broker');
+  if (!isPostgresUrl(v.store)) throw new UsageError('--instance needs --store postgres://…: the instances share their tables there');
+  return { name: v.instance, group: v['share-group'], ...(v['lease-retry'] ? { leaseRetryMs: duration(v['lease-retry'], 'lease-retry') } : {}) };
 }

@@ -16,7 +16,10 @@ import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from '../../protoc
 
 export interface MqttLinkOptions {
   url: string;
+  /** Who we are to the broker's authentication (and in logs). */
   clientId: string;
+  /** The MQTT client id, when it differs (instances of one service each need their own). */
+  mqttClientId?: string;
   crypto: Crypto;
   secretKey: Uint8Array;
   /** Broker public key; without it no password is sent (external brokers). */
@@ -68,7 +71,7 @@ export class MqttLink implements Transport {
   /** Connect; resolves on the first CONNACK, rejects on refusal or timeout. */
   async connect(timeoutMs = 10_000): Promise<void> {
     const options: mqtt.IClientOptions = {
-      clientId: this.o.clientId,
+      clientId: this.o.mqttClientId ?? this.o.clientId,
       password: await this.password(),
       username: this.credentials.username,
       protocolVersion: this.o.protocolVersion ?? 4,

@@ -25,7 +25,7 @@ import { isKagiError } from '../../protocol/errors.js';
 import { LivenessTable, type Transition } from './liveness.js';
 import { planBandwidth } from './bandwidth-plan.js';
 import { publicKeys } from '../identity.js';
-import { every, startService, type ServiceContext } from '../service-host.js';
+import { every, startService, type RunningService, type ServiceContext } from '../service-host.js';
 import type { DesiredState, NetworkDriver, VpnState } from '../../network/driver.js';
 
 export interface ConfigOptions {
@@ -77,11 +77,12 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
   /** Desired state of every network device, from the tables, with the bandwidth plan. */
   async function desired(): Promise<DesiredState> {
     const rows = await ctx.store.listVpns();
+    const where = await ctx.store.allNetworkInfo();
     const vpns: VpnState[] = [];
     for (const v of rows) {
       const members = [];
       for (const m of await ctx.store.members(v.id)) {
-        const info = await ctx.store.getNetworkInfo(m.deviceId);
+        const info = where.get(m.deviceId);
         members.push({ deviceId: m.deviceId, address: info?.address ?? null, via: info?.relayId ?? null });
       }
       vpns.push({ id: v.id, protocol: v.protocol, port: v.port, members, priority: v.priority, rate: v.maxBandwidth, cut: false });
@@ -102,9 +103,17 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
 
   // One reconcile at a time, in order: a stale state applied after a newer
   // one would reopen or close the wrong thing and report false leaves.
+  // Callers while one waits to start share it: it reads the tables after
+  // all of their writes, and a burst of joins costs one read, not one each.
   let chain: Promise<void> = Promise.resolve();
+  let queued: Promise<void> | null = null;
   function reconcile(): Promise<void> {
-    const run = chain.then(reconcileOnce);
+    if (queued) return queued;
+    const run = chain.then(() => {
+      queued = null;
+      return reconcileOnce();
+    });
+    queued = run;
     chain = run.catch(() => {});
     return run;
   }
@@ -122,20 +131,22 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
         const reason = reasons.get(key) ?? (exists.has(v.id) ? 'revoked' : 'deleted');
         reasons.delete(key);
         // A holder that left on its own is going away: nobody to tell.
-        if (reason !== 'left') void tell(v.id, m.deviceId, m.via, { op: 'left', reason }, `out (${reason})`);
+        if (reason !== 'left' && leading()) void tell(v.id, m.deviceId, m.via, { op: 'left', reason }, `out (${reason})`);
         shrunk.add(v.id);
       }
     }
     for (const v of state.vpns) {
       const before = last.vpns.find((x) => x.id === v.id);
-      if (before && (before.rate !== v.rate || before.cut !== v.cut)) {
+      if (before && (before.rate !== v.rate || before.cut !== v.cut) && leading()) {
         ctx.log('info', `config: ${v.id} ${v.cut ? 'cut' : `may send ${v.rate || 'unlimited'} bit/s`} (bandwidth plan)`);
         for (const m of v.members) if (before.members.some((x) => x.deviceId === m.deviceId)) void tell(v.id, m.deviceId, m.via, { op: 'rate', rate: v.rate, cut: v.cut }, v.cut ? 'cut' : 'rate');
       }
     }
     last = state;
     liveness.retain(new Set(state.vpns.flatMap((v) => v.members.map((m) => m.deviceId))));
-    for (const v of state.vpns) if (shrunk.has(v.id) && v.members.length > 0) void rekey(v.id);
+    // Every instance programs its network devices; the lease holder alone
+    // tells members and asks for rekeys (once, not once per instance).
+    if (leading()) for (const v of state.vpns) if (shrunk.has(v.id) && v.members.length > 0) void rekey(v.id);
   }
 
   /** S404 and beyond: a VPN lost a member; the key server rekeys the rest. */
@@ -257,10 +268,11 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
   /** Key holder of each member, with the VPNs and current epochs it should hold. */
   async function holders(): Promise<Map<string, { id: string; vpns: { id: string; epoch: number }[] }[]>> {
     const out = new Map<string, { id: string; vpns: { id: string; epoch: number }[] }[]>();
+    const where = await ctx.store.allNetworkInfo();
     for (const v of await ctx.store.listVpns()) {
       const epoch = (await ctx.store.currentSessionKey(v.id))?.epoch ?? 0;
       for (const m of await ctx.store.members(v.id)) {
-        const holder = await holderOf(m.deviceId);
+        const holder = where.get(m.deviceId)?.relayId ?? m.deviceId;
         const list = out.get(holder) ?? [];
         let e = list.find((x) => x.id === m.deviceId);
         if (!e) list.push((e = { id: m.deviceId, vpns: [] }));
@@ -301,6 +313,7 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
   // While our own link is down no poll goes out, so none may count as missed.
   let wasDown = false;
   async function pollRound(): Promise<void> {
+    if (!leading()) return;
     if (!running.link.connected) return void (wasDown = true);
     if (wasDown) {
       wasDown = false;
@@ -382,6 +395,7 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
     if (t?.area !== 'dev' || t.b !== 'state') return;
     const state = new TextDecoder().decode(payload);
     if (state !== 'online' && state !== 'offline') return;
+    if (!leading()) return; // every instance hears it; the lease holder records it
     if (!(await ctx.store.getDevice(t.a))) return; // not ours (retained leftovers on a shared broker)
     await ctx.store.setPresence(t.a, state === 'online', Date.now());
     if (state !== 'offline') return;
@@ -391,14 +405,24 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
     await pollHolder(t.a, members);
   }
 
-  const running = await startService('config', ctx, { onForeign, onChannel }, (p) => (peer = p), {
+  // Duties that must happen once (polls, telling members, leave rekeys) run where the lease is.
+  let started: RunningService | undefined; // set once connected; messages may come sooner
+  const leading = () => started?.lease.held === true;
+  const running = (started = await startService('config', ctx, { onForeign, onChannel }, (p) => (peer = p), {
     topics: [topics.state('+')],
     onMessage: (topic, payload) => void onState(topic, payload).catch((e) => ctx.log('warn', `config: ${(e as Error).message}`)),
-  });
+  }));
   await reconcile(); // heal whatever changed while we were down
-  // Missed polls are counted in memory: after a restart every member starts
-  // ACTIVE again, and so must its mark in the table the key server reads.
-  for (const id of await ctx.store.notCommunicating()) await ctx.store.setCommunicating(id, true, Date.now());
+  // Missed polls are counted in memory by the lease holder: whoever takes
+  // the duty (at start, or from an instance that died) starts every member
+  // ACTIVE, and so must its mark in the table the key server reads be.
+  const lead = async () => {
+    liveness.retain(new Set());
+    for (const id of await ctx.store.notCommunicating()) await ctx.store.setCommunicating(id, true, Date.now());
+    ctx.log('info', `config: holding the lease: polling members${ctx.instance ? ` (instance ${ctx.instance.name})` : ''}`);
+  };
+  if (running.lease.held) await lead();
+  running.lease.onChange((held) => void (held ? lead() : Promise.resolve(ctx.log('warn', 'config: lost the lease: another instance polls'))).catch((e) => ctx.log('warn', `config: ${(e as Error).message}`)));
   // Admin changes (kagi vpn delete, grants) land in the store from other
   // processes; a short reconcile loop applies them to the network devices
   // and tells the members within about one period.

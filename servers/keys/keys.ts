@@ -20,7 +20,7 @@ import type { ChannelMessage, Peer, Incoming, Reply } from '../../protocol/peer.
 import { topics } from '../../protocol/topics.js';
 import { GROUP_KEY_LENGTH } from '../../protocol/vpn-frame.js';
 import { KeyedSerial } from '../../protocol/replay.js';
-import { every, startService, type ServiceContext } from '../service-host.js';
+import { every, startService, type RunningService, type ServiceContext } from '../service-host.js';
 import { ConflictError, type SessionKeyRow } from '../store/store.js';
 
 export interface KeysOptions {
@@ -60,11 +60,7 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
 
   /** The holder's keys channel, made once and kept (see protocol/channel.ts). */
   async function channelOf(holder: string): Promise<ChannelKeys> {
-    const have = await book.get(holder);
-    if (have) return have;
-    const made = { send: ctx.crypto.randomBytes(32), recv: ctx.crypto.randomBytes(32) };
-    await book.set(holder, made);
-    return made;
+    return (await book.get(holder)) ?? book.setIfAbsent(holder, { send: ctx.crypto.randomBytes(32), recv: ctx.crypto.randomBytes(32) });
   }
 
   async function holderOf(member: string): Promise<Holder> {
@@ -156,6 +152,7 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
   /** Periodic rekeys, operator requests and lagging members, from the tables. */
   const pushed = new Map<string, number>();
   async function tick(): Promise<void> {
+    if (!leading()) return; // another instance has the duty
     const now = Date.now();
     for (const v of await ctx.store.listVpns()) {
       const current = await ctx.store.currentSessionKey(v.id);
@@ -192,7 +189,11 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
     try {
       const op = str(b, 'op', 32);
       if (op === 'keys.rekey') {
-        const r = await rekey(str(b, 'vpn', 64), typeof b.why === 'string' ? b.why : 'asked');
+        const vpn = str(b, 'vpn', 64);
+        // Rekeys are the lease holder's (one at a time per VPN, in order):
+        // another instance leaves a request in the table for its next tick.
+        if (!leading()) return { type: 'service.response', body: { ok: await ctx.store.setRekeyRequest(vpn, Date.now()), queued: true } };
+        const r = await rekey(vpn, typeof b.why === 'string' ? b.why : 'asked');
         return { type: 'service.response', body: { ok: true, ...r } };
       }
       if (op !== 'keys.issue') return { type: 'service.response', body: { ok: false, reason: 'unknown op' } };
@@ -225,7 +226,9 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
     return { type: 'keys.update', body: { vpns: await vpnKeys([vpnId]), ...(h.port !== undefined ? { port: h.port, member } : {}) } };
   }
 
-  const running = await startService('keys', ctx, { onRequest, onChannel }, (p) => (peer = p));
+  let started: RunningService | undefined; // set once connected; requests may come sooner
+  const leading = () => started?.lease.held === true;
+  const running = (started = await startService('keys', ctx, { onRequest, onChannel }, (p) => (peer = p)));
   const timer = every(o.tickMs ?? 1_000, tick, (e) => ctx.log('warn', `keys: ${e.message}`));
   return {
     ...running,

@@ -25,6 +25,11 @@ const MIGRATIONS: string[] = [
    CREATE INDEX members_by_device ON members (device_id);`,
   `CREATE TABLE presence (device_id TEXT PRIMARY KEY, online INTEGER NOT NULL, changed_at {int64} NOT NULL);`,
   `CREATE TABLE audit (seq {serial}, at {int64} NOT NULL, actor TEXT NOT NULL, op TEXT NOT NULL, detail TEXT NOT NULL);`,
+  // Replay windows (protocol/replay.ts): the highest seq per sender and a
+  // bitmap of the 32 below it. Guards that kept only the highest start with
+  // everything at or below it seen.
+  `CREATE TABLE seq_windows (key TEXT PRIMARY KEY, top {int64} NOT NULL, bits {int64} NOT NULL);
+   INSERT INTO seq_windows SELECT key, value, 4294967295 FROM numbers WHERE key LIKE 'rx:%' OR key LIKE 'connect:%';`,
 ];
 
 const TYPES = {

@@ -9,15 +9,30 @@
  */
 import pg from 'pg';
 import type { NumberStore } from '../../protocol/store.js';
+import { SEQ_WINDOW } from '../../protocol/replay.js';
 import type { ChannelBook } from '../../protocol/channel.js';
 import { ConflictError, type AuditRow, type ConfigRow, type MemberRow, type NetworkInfoRow, type SessionKeyRow, type Store, type UserRow } from './store.js';
 import { auditRow, deviceRow, memberRow, networkInfoRow, presenceMap, sessionKeyRow, u8, vpnRow, VPN_COLUMNS } from './rows.js';
 import { migrations } from './migrations.js';
+import { PgAdvisoryLease, type Lease, type LeaseOptions } from './lease.js';
 
 const MIGRATIONS = migrations('postgres');
 
 /** Any 64-bit number: the lock every instance takes to migrate. */
 const MIGRATION_LOCK = 0x6b616769; // "kagi"
+
+/**
+ * slideWindow (protocol/replay.ts) as one statement, so instances claiming
+ * the same seq at once cannot both win: the upsert locks the row, and the
+ * WHERE leaves it untouched (no row returned) for a seq seen or too old.
+ */
+const CLAIM = `INSERT INTO seq_windows VALUES ($1, $2, 1) ON CONFLICT (key) DO UPDATE SET
+  top = GREATEST(seq_windows.top, excluded.top),
+  bits = CASE WHEN excluded.top > seq_windows.top
+    THEN (CASE WHEN excluded.top - seq_windows.top >= ${SEQ_WINDOW} THEN 0 ELSE (seq_windows.bits << (excluded.top - seq_windows.top)::int) & 4294967295 END) | 1
+    ELSE seq_windows.bits | (1::bigint << (seq_windows.top - excluded.top)::int) END
+  WHERE excluded.top > seq_windows.top
+    OR (seq_windows.top - excluded.top < ${SEQ_WINDOW} AND seq_windows.bits & (1::bigint << (seq_windows.top - excluded.top)::int) = 0)`;
 
 const SCHEMA = /^[a-z_][a-z0-9_]{0,62}$/;
 
@@ -45,7 +60,7 @@ export function parsePostgresUrl(url: string): { connectionString: string; schem
 export class PgStore implements Store {
   readonly numbers: NumberStore;
 
-  private constructor(private readonly pool: pg.Pool, readonly schema: string) {
+  private constructor(private readonly pool: pg.Pool, readonly schema: string, private readonly connectionString: string) {
     this.numbers = {
       get: async (k) => {
         const r = await this.q('SELECT value FROM numbers WHERE key = $1', [k]);
@@ -53,6 +68,8 @@ export class PgStore implements Store {
       },
       // Counters only move forward, whichever instance writes last.
       set: async (k, v) => void (await this.q('INSERT INTO numbers VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = GREATEST(numbers.value, excluded.value)', [k, v])),
+      add: async (k, n) => Number((await this.q('INSERT INTO numbers VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = numbers.value + excluded.value RETURNING value', [k, n])).rows[0].value),
+      claim: async (k, seq) => ((await this.q(CLAIM, [k, seq])).rowCount ?? 0) === 1,
     };
   }
 
@@ -68,7 +85,7 @@ export class PgStore implements Store {
       await pool.end();
       throw new Error(`PostgreSQL store ${connectionString.replace(/:[^:@/]*@/, ':***@')}: ${(e as Error).message}`);
     }
-    return new PgStore(pool, schema);
+    return new PgStore(pool, schema, connectionString);
   }
 
   private q(sql: string, args: unknown[] = []): Promise<pg.QueryResult> {
@@ -205,6 +222,11 @@ export class PgStore implements Store {
       set: async (peer, k) => {
         await this.q('INSERT INTO channels VALUES ($1, $2, $3, $4) ON CONFLICT (owner, peer) DO UPDATE SET send = excluded.send, recv = excluded.recv', [owner, peer, Buffer.from(k.send), Buffer.from(k.recv)]);
       },
+      setIfAbsent: async (peer, k) => {
+        await this.q('INSERT INTO channels VALUES ($1, $2, $3, $4) ON CONFLICT (owner, peer) DO NOTHING', [owner, peer, Buffer.from(k.send), Buffer.from(k.recv)]);
+        const r = (await this.q('SELECT send, recv FROM channels WHERE owner = $1 AND peer = $2', [owner, peer])).rows[0];
+        return { send: u8(r.send as Buffer), recv: u8(r.recv as Buffer) };
+      },
       delete: async (peer) => void (await this.q('DELETE FROM channels WHERE owner = $1 AND peer = $2', [owner, peer])),
     };
   }
@@ -236,9 +258,16 @@ export class PgStore implements Store {
       [n.deviceId, n.address, n.relayId, n.relayPort, n.updatedAt],
     );
   }
+  async allNetworkInfo() {
+    return new Map((await this.q('SELECT * FROM network_info')).rows.map((r) => [r.device_id as string, networkInfoRow(r)]));
+  }
   async getNetworkInfo(deviceId: string) {
     const r = (await this.q('SELECT * FROM network_info WHERE device_id = $1', [deviceId])).rows[0];
     return r ? networkInfoRow(r) : undefined;
+  }
+
+  lease(name: string, o?: LeaseOptions): Lease {
+    return new PgAdvisoryLease(this.connectionString, [`kagi:${this.schema}`, name], name, o);
   }
 
   async close() {

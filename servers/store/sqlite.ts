@@ -6,8 +6,10 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NumberStore } from '../../protocol/store.js';
+import { slideWindow, type SeqWindow } from '../../protocol/replay.js';
 import type { ChannelBook } from '../../protocol/channel.js';
 import { WriteBatch } from './write-batch.js';
+import { SoleLease, type Lease } from './lease.js';
 import { migrations } from './migrations.js';
 import { ConflictError, type AuditRow, type ConfigRow, type MemberRow, type NetworkInfoRow, type SessionKeyRow, type Store, type UserRow } from './store.js';
 import { auditRow, deviceRow, memberRow, networkInfoRow, presenceMap, sessionKeyRow, u8, vpnRow, VPN_COLUMNS } from './rows.js';
@@ -45,9 +47,23 @@ export class SqliteStore implements Store {
     this.batch = new WriteBatch(this.db);
     const get = this.stmt('SELECT value FROM numbers WHERE key = ?');
     const set = this.stmt('INSERT INTO numbers VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value');
+    const getWindow = this.stmt('SELECT top, bits FROM seq_windows WHERE key = ?');
+    const setWindow = this.stmt('INSERT INTO seq_windows VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET top = excluded.top, bits = excluded.bits');
+    // One process owns the file: windows are decided in memory (read
+    // through from the table), so claims in one turn see each other before
+    // their group commit lands.
+    const windows = new Map<string, SeqWindow>();
     this.numbers = {
       get: async (k) => (get.get(k) as { value: number } | undefined)?.value,
       set: (k, v) => this.batch.run(() => void set.run(k, v)),
+      claim: async (k, seq) => {
+        const w = windows.get(k) ?? (getWindow.get(k) as SeqWindow | undefined);
+        const next = slideWindow(w, seq);
+        if (!next) return false;
+        windows.set(k, next);
+        await this.batch.run(() => void setWindow.run(k, next.top, next.bits));
+        return true;
+      },
     };
   }
 
@@ -186,6 +202,11 @@ export class SqliteStore implements Store {
       set: async (peer, k) => {
         db.prepare('INSERT INTO channels VALUES (?, ?, ?, ?) ON CONFLICT(owner, peer) DO UPDATE SET send = excluded.send, recv = excluded.recv').run(owner, peer, Buffer.from(k.send), Buffer.from(k.recv));
       },
+      setIfAbsent: async (peer, k) => {
+        db.prepare('INSERT INTO channels VALUES (?, ?, ?, ?) ON CONFLICT(owner, peer) DO NOTHING').run(owner, peer, Buffer.from(k.send), Buffer.from(k.recv));
+        const r = db.prepare('SELECT send, recv FROM channels WHERE owner = ? AND peer = ?').get(owner, peer) as { send: Buffer; recv: Buffer };
+        return { send: u8(r.send), recv: u8(r.recv) };
+      },
       delete: async (peer) => void db.prepare('DELETE FROM channels WHERE owner = ? AND peer = ?').run(owner, peer),
     };
   }
@@ -216,9 +237,16 @@ export class SqliteStore implements Store {
       .prepare('INSERT INTO network_info VALUES (?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET address = excluded.address, relay_id = excluded.relay_id, relay_port = excluded.relay_port, updated_at = excluded.updated_at')
       .run(n.deviceId, n.address, n.relayId, n.relayPort, n.updatedAt);
   }
+  async allNetworkInfo() {
+    return new Map(this.stmt('SELECT * FROM network_info').all().map((r) => [(r as { device_id: string }).device_id, networkInfoRow(r)]));
+  }
   async getNetworkInfo(deviceId: string) {
     const r = this.stmt('SELECT * FROM network_info WHERE device_id = ?').get(deviceId) as any;
     return r ? networkInfoRow(r) : undefined;
+  }
+
+  lease(name: string): Lease {
+    return new SoleLease(name);
   }
 
   async close() {

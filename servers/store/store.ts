@@ -5,6 +5,7 @@
  */
 import type { NumberStore } from '../../protocol/store.js';
 import type { ChannelBook } from '../../protocol/channel.js';
+import type { Lease, LeaseOptions } from './lease.js';
 
 export type DeviceKind = 'terminal' | 'relay' | 'plaintext' | 'external' | 'service';
 export type VpnProtocol = 'tcp' | 'udp';
@@ -140,6 +141,11 @@ export interface Store {
 
   putNetworkInfo(n: NetworkInfoRow): Promise<void>;
   getNetworkInfo(deviceId: string): Promise<NetworkInfoRow | undefined>;
+  /** Every device's network info in one read (a reconcile or poll round of 10,000 members is one query, not 10,000). */
+  allNetworkInfo(): Promise<Map<string, NetworkInfoRow>>;
+
+  /** The lease of a once-only duty (lease.ts): always held on a store one process owns. */
+  lease(name: string, o?: LeaseOptions): Lease;
 
   close(): Promise<void>;
 }

@@ -38,3 +38,11 @@ export async function startMosquitto(port: number): Promise<ChildProcess | undef
 }
 
 export const MOSQUITTO_BINARY_SKIP = 'SKIPPED: needs the mosquitto binary (apt-get install -y mosquitto) to restart a private broker';
+
+/** Clear retained messages a test's agents left on the shared broker (their state topics). */
+export async function clearRetained(topics: string[]): Promise<void> {
+  const { default: mqtt } = await import('mqtt');
+  const c = await mqtt.connectAsync(MOSQUITTO_URL, { clientId: `kagi-test-clear-${process.pid}-${Date.now()}` });
+  for (const t of topics) await c.publishAsync(t, Buffer.alloc(0), { qos: 1, retain: true });
+  await c.endAsync();
+}

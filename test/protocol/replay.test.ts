@@ -5,7 +5,7 @@
 import t from 'tap';
 import fc from 'fast-check';
 import { ReplayWindow } from '../../protocol/replay-window.js';
-import { ReplayGuard, SendCounter } from '../../protocol/replay.js';
+import { ReplayGuard, SendCounter, SEQ_WINDOW, slideWindow, windowAt, type SeqWindow } from '../../protocol/replay.js';
 import { MemoryNumberStore } from '../../protocol/store.js';
 
 /** The model: remember everything; accept iff unseen and above top - size. */
@@ -69,7 +69,11 @@ t.test('control-message replay guard', async (t) => {
   await g.accept('dev-1', 1);
   await g.accept('dev-1', 3);
   await t.rejects(g.accept('dev-1', 3), { name: 'KagiError', code: 'replay' }, 'same seq again');
-  await t.rejects(g.accept('dev-1', 2), { name: 'KagiError', code: 'replay' }, 'older seq');
+  await g.accept('dev-1', 2); // instances of a service publish in another order than they reserved
+  t.pass('a late seq within the window, once');
+  await t.rejects(g.accept('dev-1', 2), { name: 'KagiError', code: 'replay' }, 'and not twice');
+  await g.accept('dev-1', 3 + SEQ_WINDOW);
+  await t.rejects(g.accept('dev-1', 3), { name: 'KagiError', code: 'replay' }, 'below the window: too old');
   await g.accept('dev-2', 1);
   t.pass('other senders have their own sequence');
   // Racing duplicates: exactly one wins.
@@ -78,6 +82,50 @@ t.test('control-message replay guard', async (t) => {
   // A new guard on the same store remembers (a restart).
   const g2 = new ReplayGuard(store);
   await t.rejects(g2.accept('dev-1', 10), { code: 'replay' }, 'remembered across restart');
+  await t.rejects(g2.accept('dev-1', 9), { code: 'replay' }, 'after a restart everything below the top counts as seen');
+});
+
+t.test('replay window slides like RFC 4303 over 32 seqs', async (t) => {
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: 0, max: 300 }), { maxLength: 400 }), (cs) => {
+      const m = new ModelWindow(SEQ_WINDOW);
+      let w: SeqWindow | undefined;
+      for (const c of cs) {
+        const next = slideWindow(w, c);
+        if ((next !== null) !== m.accept(c)) return false;
+        if (next) w = next;
+      }
+      return true;
+    }),
+    { numRuns: 400 },
+  );
+  let w = slideWindow(undefined, 5)!;
+  t.same(w, { top: 5, bits: 1 }, 'first seq');
+  w = slideWindow(w, 7)!;
+  t.same(w, { top: 7, bits: 0b101 }, 'moves up, remembers 5');
+  t.equal(slideWindow(w, 5), null, '5 again refused');
+  w = slideWindow(w, 6)!;
+  t.same(w, { top: 7, bits: 0b111 }, '6 late, taken');
+  t.same(slideWindow(w, 7 + 32), { top: 39, bits: 1 }, 'a jump of the whole window clears it (no shift mod 32)');
+  t.same(slideWindow(w, 7 + 31), { top: 38, bits: ((0b111 << 31) | 1) >>> 0 }, 'one short keeps the top bit');
+  t.equal(slideWindow(windowAt(100), 69), null, 'restored from a top: below it is seen');
+  t.equal(slideWindow(windowAt(100), 68), null, 'and beyond it too old');
+});
+
+t.test('send counter with an atomic add (a store shared by instances)', async (t) => {
+  const m = new MemoryNumberStore();
+  const shared = { get: (k: string) => m.get(k), set: (k: string, v: number) => m.set(k, v), add: async (k: string, n: number) => {
+    const v = ((await m.get(k)) ?? 0) + n;
+    await m.set(k, v);
+    return v;
+  } };
+  const a = new SendCounter(shared, 4);
+  const b = new SendCounter(shared, 4);
+  const got = [await a.take('d'), await b.take('d'), await a.take('d'), await b.take('d')];
+  t.same(got, [1, 5, 2, 6], 'each instance takes its own block');
+  const one = [new SendCounter(shared, 1), new SendCounter(shared, 1)];
+  const x = [await one[0]!.take('e'), await one[1]!.take('e'), await one[0]!.take('e')];
+  t.same(x, [1, 2, 3], 'blocks of one: numbers in the order they are taken');
 });
 
 t.test('send counter never repeats across restarts', async (t) => {

@@ -67,10 +67,28 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     await s.putNetworkInfo({ deviceId: 'd1', address: '10.0.0.1', relayId: null, relayPort: null, updatedAt: 5 });
     await s.putNetworkInfo({ deviceId: 'd1', address: '10.0.0.2', relayId: null, relayPort: null, updatedAt: 6 });
     t.match(await s.getNetworkInfo('d1'), { address: '10.0.0.2', updatedAt: 6 }, 'network info (1f) keeps the latest');
+    t.same([...(await s.allNetworkInfo()).keys()], ['d1'], 'all network info in one read');
+    t.match((await s.allNetworkInfo()).get('d1'), { address: '10.0.0.2' }, 'the same rows');
 
     await s.numbers.set('k', 5);
     t.equal(await s.numbers.get('k'), 5, 'numbers');
     t.equal(await s.numbers.get('missing'), undefined, 'missing number');
+
+    // Replay windows: each seq once, late ones within the window, racing copies one winner.
+    const claim = s.numbers.claim!.bind(s.numbers);
+    t.same([await claim('rx:w', 10), await claim('rx:w', 12), await claim('rx:w', 11), await claim('rx:w', 11)], [true, true, true, false], 'a late seq once, not twice');
+    t.same([await claim('rx:w', 12), await claim('rx:w', 12 - 32), await claim('rx:w', 12 - 31)], [false, false, true], 'the top again and below the window refused; the window edge taken');
+    t.equal(await claim('rx:w', 12 + 100), true, 'a jump past the window');
+    t.equal(await claim('rx:w', 12), false, 'and what it passed is too old');
+    const racing = await Promise.all([claim('rx:w', 200), claim('rx:w', 200), claim('rx:w', 199), claim('rx:w', 199)]);
+    t.same(racing.filter(Boolean).length, 2, 'racing copies of two seqs: one of each wins');
+
+    // A channel made once, whichever first delivery gets there first.
+    const first = { send: new Uint8Array(32).fill(3), recv: new Uint8Array(32).fill(4) };
+    const second = { send: new Uint8Array(32).fill(5), recv: new Uint8Array(32).fill(6) };
+    const kept = await Promise.all([s.channels('keys').setIfAbsent('d1', first), s.channels('keys').setIfAbsent('d1', second)]);
+    t.same(kept[0], kept[1], 'both callers get the same channel');
+    t.same(await s.channels('keys').get('d1'), kept[0], 'and it is the stored one');
 
     // kagi device revoke: marked, out of every VPN, channels gone.
     await s.addDevice({ id: 'gone', mac: '02:00:00:00:00:99', publicKey: pk, kind: 'terminal' });

@@ -7,7 +7,9 @@ import t from 'tap';
 import pg from 'pg';
 import { PgStore, parsePostgresUrl } from '../../servers/store/postgres.js';
 import { storeContract } from './store-contract.js';
+import { ReplayGuard, SendCounter } from '../../protocol/replay.js';
 import { migrations } from '../../servers/store/migrations.js';
+import { until } from '../helpers/control-plane.js';
 import { POSTGRES as SERVER, postgresMissing, postgresSchema } from '../helpers/postgres.js';
 
 const why = await postgresMissing();
@@ -36,6 +38,49 @@ t.test('PostgreSQL', { skip: why ?? false }, async (t) => {
     await a.numbers.set('tx:x', 16);
     t.equal(await a.numbers.get('tx:x'), 64, 'a lower value does not move a counter back');
   });
+
+  t.test('instances sharing one identity: sequence numbers never shared, each seq claimed once', async (t) => {
+    const [a, b, c] = await Promise.all([1, 2, 3].map(() => PgStore.open(url)));
+    t.teardown(() => Promise.all([a, b, c].map((s) => s!.close())));
+    // Three instances of a service sending to one device: channel nonces are these seqs.
+    const counters = [a, b, c].map((s) => new SendCounter(s!.numbers, 1, 'tx:config:'));
+    const seqs = (await Promise.all(counters.map((k) => Promise.all(Array.from({ length: 50 }, () => k.take('dev-9')))))).flat();
+    t.equal(new Set(seqs).size, 150, '150 takes across three instances, 150 distinct numbers');
+    // The same 60 messages delivered to all three instances: each claimed by exactly one.
+    const guards = [a, b, c].map((s) => new ReplayGuard(s!.numbers, 'rx:auth:'));
+    const wins = await Promise.all(guards.map((g) => Promise.all(Array.from({ length: 60 }, (_, i) => g.accept('dev-9', i + 1).then(() => 1, () => 0)))));
+    const perSeq = Array.from({ length: 60 }, (_, i) => wins[0]![i]! + wins[1]![i]! + wins[2]![i]!);
+    t.same(perSeq, Array(60).fill(1), 'every seq accepted once across the instances');
+  });
+});
+
+t.test('leases: one holder at a time, the next takes over when it goes', { skip: why ?? false }, async (t) => {
+  const url = postgresSchema(t);
+  const stores = await Promise.all([1, 2, 3].map(() => PgStore.open(url)));
+  t.teardown(() => Promise.all(stores.map((s) => s.close())));
+  const leases = stores.map((s) => s.lease('keys', { retryMs: 100 }));
+  t.teardown(() => Promise.all(leases.map((l) => l.close())));
+  const holders = () => leases.filter((l) => l.held);
+  t.ok(await until(() => holders().length === 1), 'a holder');
+  await new Promise((r) => setTimeout(r, 400));
+  t.equal(holders().length, 1, 'exactly one of three holds it, and keeps it');
+  const other = stores[0]!.lease('config', { retryMs: 100 });
+  t.teardown(() => other.close());
+  t.ok(await until(() => other.held), 'another duty is another lease');
+  // The holder's server session dies (as when its process is killed).
+  const first = holders()[0]!;
+  const changes: boolean[] = [];
+  first.onChange((h) => changes.push(h));
+  const c = new pg.Client({ connectionString: SERVER });
+  await c.connect();
+  await c.query(`SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = hashtext($1)::oid AND objid = hashtext('keys')::oid`, [`kagi:${parsePostgresUrl(url).schema}`]);
+  await c.end();
+  const t0 = Date.now();
+  t.ok(await until(() => holders().length === 1 && !first.held), 'taken over');
+  t.ok(Date.now() - t0 < 2_000, `another instance holds it ${Date.now() - t0} ms later`);
+  t.same(changes.slice(0, 1), [false], 'the old holder stepped down');
+  await holders()[0]!.close();
+  t.ok(await until(() => holders().length === 1), 'closing the holder hands it on too');
 });
 
 t.test('store URLs', async (t) => {

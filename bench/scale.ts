@@ -1,0 +1,196 @@
+/**
+ * bench/scale: N simulated terminals (real agents, shared MQTT connections)
+ * onboarding (config request + join + keys) through 1 and through 3
+ * `kagi up --instance` processes on the Mosquitto at 127.0.0.1:1883 and
+ * the PostgreSQL at 127.0.0.1:5432 (database test, a schema per run,
+ * dropped after). Beside them, a floor measured in the same run: bare MQTT
+ * request/response through the same Mosquitto, the same number of round
+ * trips per terminal, no crypto and no store.
+ *
+ * Prints joins/s, p50/p99 onboarding latency, the instances' RSS per
+ * joined device, and the ratios 3 vs 1 instances and kagi vs floor.
+ *
+ *   npm run bench:scale -- --n 10000 --concurrency 200
+ */
+import { parseArgs } from 'node:util';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import pg from 'pg';
+import { addDevice, addUser, addVpn, grant } from '../servers/admin.js';
+import { loadServiceKeys } from '../servers/identity.js';
+import { PgStore } from '../servers/store/postgres.js';
+import { parseBundle, type Bundle } from '../device/bundle.js';
+import { TerminalAgent } from '../device/terminal.js';
+import { nodeCrypto } from '../runtime/node/crypto.js';
+import { SharedLinks } from './shared-links.js';
+import { noDelay } from './common.js';
+
+const { values } = parseArgs({
+  options: {
+    n: { type: 'string', default: '10000' },
+    concurrency: { type: 'string', default: '200' },
+    'per-link': { type: 'string', default: '100' },
+    instances: { type: 'string', default: '1,3' },
+    broker: { type: 'string', default: 'mqtt://127.0.0.1:1883' },
+    postgres: { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/test' },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (values.help) {
+  console.log('usage: npm run bench:scale -- [--n 10000] [--concurrency 200] [--per-link 100] [--instances 1,3] [--broker URL] [--postgres URL]');
+  process.exit(0);
+}
+const N = Number(values.n);
+const C = Number(values.concurrency);
+const PER_LINK = Number(values['per-link']);
+const COUNTS = values.instances.split(',').map(Number);
+/** Round trips of one onboarding: config request and join from the terminal, and on the way config→auth twice, config→keys, keys→terminal. */
+const ROUND_TRIPS = 6;
+const crypto = nodeCrypto();
+const tag = `b${process.pid}`;
+
+async function pool(n: number, c: number, job: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(c, n) }, async () => {
+    while (next < n) await job(next++);
+  }));
+}
+
+function progress(what: string, done: number): void {
+  if (done % 1000 === 0 || done === N) process.stderr.write(`\r  ${what}: ${done}/${N}   ${done === N ? '\n' : ''}`);
+}
+
+function rssBytes(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+async function seed(store: string, data: string): Promise<Bundle[]> {
+  const s = await PgStore.open(store);
+  const keys = loadServiceKeys(data, crypto);
+  await addVpn(s, { id: 'plant', protocol: 'tcp', port: 5020 });
+  await addUser(s, 'bench', 'bench-password');
+  await grant(s, 'plant', 'bench');
+  const bundles: Bundle[] = new Array(N);
+  let made = 0;
+  await pool(N, 16, async (i) => {
+    const mac = `02:${((i >> 24) & 255).toString(16).padStart(2, '0')}:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
+    bundles[i] = parseBundle(await addDevice(s, keys, crypto, { id: `${tag}-${i}`, mac, kind: 'terminal', broker: values.broker }));
+    progress('registering', ++made);
+  });
+  await s.close();
+  return bundles;
+}
+
+function startInstance(name: string, data: string, store: string, group: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['dist/cli/kagi.js', 'up', '--broker', values.broker, '--store', store, '--data', data, '--instance', name, '--share-group', group, '--timeout', '60s', '--log-format', 'json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      if (out.length < 100_000) out += d;
+      if (out.includes('kagi up: instance')) resolve(child);
+    });
+    child.once('exit', (code) => reject(new Error(`instance ${name} exited ${code}: ${out.slice(-2000)}`)));
+  });
+}
+
+interface Result {
+  instances: number;
+  ms: number;
+  p50: number;
+  p99: number;
+  rssPerDevice: number;
+}
+
+async function kagiRun(instances: number): Promise<Result> {
+  const schema = `kagi_bench_${process.pid}_${instances}`;
+  const store = `${values.postgres}?schema=${schema}`;
+  const data = mkdtempSync(join(tmpdir(), 'kagi-scale-'));
+  try {
+    console.log(`${instances} instance${instances > 1 ? 's' : ''}:`);
+    const bundles = await seed(store, data);
+    const group = `${tag}i${instances}`;
+    const children = await Promise.all(Array.from({ length: instances }, (_, k) => startInstance(`i${k + 1}`, data, store, group)));
+    const rss = () => children.reduce((sum, c) => sum + rssBytes(c.pid!), 0);
+    await new Promise((r) => setTimeout(r, 1000));
+    const idle = rss();
+    const links = new SharedLinks(values.broker, PER_LINK, `${tag}-${instances}`);
+    const latencies: number[] = [];
+    let done = 0;
+    const t0 = performance.now();
+    await pool(N, C, async (i) => {
+      const a = new TerminalAgent(bundles[i]!, links.platform(), { timeoutMs: 60_000, attempts: 3 });
+      const s = performance.now();
+      await a.start();
+      await a.configure();
+      await a.join('bench', 'bench-password');
+      latencies.push(performance.now() - s);
+      progress('onboarding', ++done);
+    });
+    const ms = performance.now() - t0;
+    const joinedRss = rss();
+    for (const c of children) c.kill('SIGKILL');
+    await links.close();
+    latencies.sort((x, y) => x - y);
+    return { instances, ms, p50: percentile(latencies, 50), p99: percentile(latencies, 99), rssPerDevice: (joinedRss - idle) / N };
+  } finally {
+    rmSync(data, { recursive: true, force: true });
+    const c = new pg.Client({ connectionString: values.postgres });
+    await c.connect();
+    await c.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    await c.end();
+  }
+}
+
+/** Bare MQTT: a shared-subscription responder echoes; each simulated terminal makes ROUND_TRIPS round trips. */
+async function floorRun(): Promise<number> {
+  const responder = noDelay(await mqtt.connectAsync(values.broker, { clientId: `${tag}-floor-svc` }));
+  await responder.subscribeAsync(`$share/${tag}/${tag}/req/+`, { qos: 1 });
+  responder.on('message', (topic, payload) => void responder.publish(`${tag}/res/${topic.split('/')[2]}`, payload, { qos: 1 }));
+  const links: mqtt.MqttClient[] = [];
+  const waiting = new Map<string, () => void>();
+  for (let k = 0; k < Math.ceil(N / PER_LINK); k++) {
+    const c = noDelay(await mqtt.connectAsync(values.broker, { clientId: `${tag}-floor-${k}` }));
+    c.on('message', (topic) => waiting.get(topic.split('/')[2]!)?.());
+    links.push(c);
+  }
+  let done = 0;
+  const t0 = performance.now();
+  await pool(N, C, async (i) => {
+    const c = links[Math.floor(i / PER_LINK)]!;
+    await c.subscribeAsync(`${tag}/res/${i}`, { qos: 1 }); // as an agent subscribes to its inbox
+    for (let k = 0; k < ROUND_TRIPS; k++) {
+      const got = new Promise<void>((r) => waiting.set(String(i), r));
+      await c.publishAsync(`${tag}/req/${i}`, Buffer.alloc(200), { qos: 1 });
+      await got;
+    }
+    waiting.delete(String(i));
+    progress('floor', ++done);
+  });
+  const ms = performance.now() - t0;
+  await Promise.all([...links, responder].map((c) => c.endAsync()));
+  return ms;
+}
+
+console.log(`scale: ${N} terminals, ${C} at a time, ${PER_LINK} per MQTT connection, Mosquitto ${values.broker}, PostgreSQL ${values.postgres}`);
+const floor = await floorRun();
+const results: Result[] = [];
+for (const k of COUNTS) results.push(await kagiRun(k));
+const rate = (ms: number) => N / (ms / 1000);
+console.log(`\nbare MQTT floor (${ROUND_TRIPS} round trips each): ${(floor / 1000).toFixed(1)} s  ${rate(floor).toFixed(0)} /s`);
+console.log('instances  joins/s  p50 ms  p99 ms  RSS/device  vs floor (time)');
+for (const r of results) {
+  console.log(`${String(r.instances).padStart(9)}  ${rate(r.ms).toFixed(1).padStart(7)}  ${r.p50.toFixed(0).padStart(6)}  ${r.p99.toFixed(0).padStart(6)}  ${(r.rssPerDevice / 1024).toFixed(1).padStart(7)} KiB  ${(r.ms / floor).toFixed(1)}x`);
+}
+if (results.length >= 2) {
+  const [a, b] = [results[0]!, results[results.length - 1]!];
+  console.log(`ratio ${b.instances} vs ${a.instances} instances: joins/s ${(rate(b.ms) / rate(a.ms)).toFixed(2)}x, p99 ${(b.p99 / a.p99).toFixed(2)}x`);
+}
+process.exit(0);

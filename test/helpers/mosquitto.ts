@@ -2,6 +2,7 @@
 import { createConnection } from 'node:net';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import mqtt from 'mqtt';
 
 export const MOSQUITTO_URL = 'mqtt://127.0.0.1:1883';
 
@@ -41,7 +42,6 @@ export const MOSQUITTO_BINARY_SKIP = 'SKIPPED: needs the mosquitto binary (apt-g
 
 /** Clear retained messages a test's agents left on the shared broker (their state topics). */
 export async function clearRetained(topics: string[]): Promise<void> {
-  const { default: mqtt } = await import('mqtt');
   const c = await mqtt.connectAsync(MOSQUITTO_URL, { clientId: `kagi-test-clear-${process.pid}-${Date.now()}` });
   for (const t of topics) await c.publishAsync(t, Buffer.alloc(0), { qos: 1, retain: true });
   await c.endAsync();

@@ -16,6 +16,7 @@ commands:
   provision   make and register many devices from a CSV
   user add    add a user (password from standard input)
   vpn         add, set, grant, revoke, rekey and delete VPNs
+  admin       add, revoke and list operator identities for --remote
   agent       run a device agent from its bundle
   bundle      build the agent for a board profile as one file
   status      devices and VPNs (--json)
@@ -23,8 +24,10 @@ commands:
   demo        the whole first story in one process on ephemeral ports
   version     print the version
 
-Every command takes --help; admin commands take --data DIR (default ./kagi-data)
-and --store postgres://user@host/db[?schema=NAME] to keep the tables in PostgreSQL.`;
+Every command takes --help; admin commands (device, provision, user, vpn,
+admin, status, audit) take --data DIR (default ./kagi-data) and
+--store postgres://user@host/db[?schema=NAME] for the tables in PostgreSQL,
+or --remote admin.json to run on a running control plane over its broker.`;
 
 interface Command {
   help: string;
@@ -40,6 +43,7 @@ const commands: Record<string, () => Promise<Command>> = {
   device: async () => import('./commands/admin.js').then((m) => ({ help: m.deviceHelp, run: m.device })),
   user: async () => import('./commands/admin.js').then((m) => ({ help: m.userHelp, run: m.user })),
   vpn: async () => import('./commands/admin.js').then((m) => ({ help: m.vpnHelp, run: m.vpn })),
+  admin: async () => import('./commands/admin.js').then((m) => ({ help: m.adminHelp, run: m.admin })),
   agent: async () => import('./commands/agent.js').then((m) => ({ help: m.agentHelp, run: (a: string[]) => m.agent(a) })),
   bundle: async () => import('./commands/bundle.js').then((m) => ({ help: m.bundleHelp, run: m.bundle })),
   provision: async () => import('./commands/provision.js').then((m) => ({ help: m.provisionHelp, run: m.provision })),

@@ -25,5 +25,6 @@ export interface DesiredState {
 
 export interface NetworkDriver {
   readonly name: string;
+  /** Make the device match `state`. The state is shared by every driver and kept by some: never change it. */
   apply(state: DesiredState): Promise<void>;
 }

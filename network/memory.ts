@@ -7,7 +7,10 @@ export class MemoryDriver implements NetworkDriver {
   applied = 0;
 
   async apply(state: DesiredState): Promise<void> {
-    this.state = structuredClone(state);
+    // Kept as given, not copied: the config server builds a new state for
+    // every reconcile and never changes one it has applied (a copy of
+    // 10,000 members per run was a twentieth of the process).
+    this.state = state;
     this.applied++;
   }
 

@@ -32,6 +32,8 @@ export const MESSAGE_TYPES = {
   'keys.update': { code: 16, kind: 'channel' }, // keys → holder: a new epoch wrapped under the keys channel
   'keys.updated': { code: 17, kind: 'channel' }, // holder → keys: acknowledges an update
   'keys.fetch': { code: 18, kind: 'channel' }, // holder → keys: saw a newer epoch, send the current one
+  'admin.request': { code: 19, kind: 'sealed' }, // admin → config: one admin operation { op, args }
+  'admin.response': { code: 20, kind: 'reply' }, // config → admin: { result }
 } as const satisfies Record<string, { code: number; kind: MessageKind }>;
 
 export type MessageType = keyof typeof MESSAGE_TYPES;

@@ -71,6 +71,8 @@ export interface PeerOptions {
   /** A sealed message addressed to someone else (the front door forwards). */
   onForeign?(env: Envelope, bytes: Uint8Array): Promise<void>;
   log?(level: 'debug' | 'info' | 'warn', msg: string): void;
+  /** Each dropped input, by reason (a KagiError code, or not-for-me / not-leader): for metrics. */
+  onDrop?(reason: string): void;
   setTimeout?: (fn: () => void, ms: number) => unknown;
   clearTimeout?: (t: unknown) => void;
 }
@@ -95,6 +97,7 @@ export class Peer {
 
   private drop(reason: string, detail: string): void {
     this.dropped.set(reason, (this.dropped.get(reason) ?? 0) + 1);
+    this.o.onDrop?.(reason);
     this.o.log?.('debug', `${this.o.id}: dropped (${reason}) ${detail}`);
   }
 

@@ -38,6 +38,15 @@ export class KeyedSerial {
 export const SEQ_WINDOW = 32;
 
 /**
+ * The window of a store shared by several instances (PostgreSQL): there
+ * several senders share one sequence and several receivers claim from one
+ * window, each with its own backlog, so seqs are claimed far out of order
+ * under load (the 10,000-terminal bench saw more than 32 with 3 instances
+ * on 2 cores, and a dropped request costs a 60 s retry).
+ */
+export const SHARED_SEQ_WINDOW = 1024;
+
+/**
  * Seqs seen from one sender: the highest, and a bitmap of the SEQ_WINDOW
  * seqs at and below it (bit i = top - i seen). Plain data, so stores can
  * keep it in a row.

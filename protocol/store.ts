@@ -18,6 +18,8 @@ export interface NumberStore {
    * guards shared by several instances check with it.
    */
   claim?(key: string, seq: number): Promise<boolean>;
+  /** How far below the highest seq `claim` still accepts a late one (default SEQ_WINDOW). */
+  readonly claimWindow?: number;
 }
 
 export class MemoryNumberStore implements NumberStore {

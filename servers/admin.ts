@@ -8,7 +8,7 @@ import { toHex } from '../protocol/bytes.js';
 import { ID_PATTERN } from '../protocol/limits.js';
 import { MAC_PATTERN } from '../device/bundle.js';
 import { hashPassword } from './auth/password.js';
-import { publicKeys, type ServiceKeys } from './identity.js';
+import { publicKeys, type Party, type ServiceKeys } from './identity.js';
 import { isService } from './service-host.js';
 import type { DeviceKind, Store, VpnProtocol } from './store/store.js';
 
@@ -20,32 +20,80 @@ function checkId(id: string, what: string): void {
   if (!ID_PATTERN.test(id)) throw new AdminError(`${what} id '${id}' must match [A-Za-z0-9._:-]{1,64}`);
 }
 
-/** Register a device; returns its bundle (holding its private key). */
+/** What `kagi device add` registers; a plaintext terminal has no key, the others bring their public key. */
+export interface NewDevice {
+  id: string;
+  mac: string;
+  kind: Exclude<DeviceKind, 'service' | 'admin'>;
+  publicKey?: Uint8Array;
+  relay?: string;
+  port?: string;
+}
+
+function checkNewId(id: string, what: string): void {
+  checkId(id, what);
+  if (isService(id) || id === 'broker') throw new AdminError(`${what} id '${id}' is reserved for a service`);
+}
+
+/**
+ * Register a device whose key pair was made where its file is written (the
+ * CLI, local or remote): the control plane only ever sees the public key.
+ */
+export async function registerDevice(store: Store, d: NewDevice): Promise<void> {
+  checkNewId(d.id, 'device');
+  if (!MAC_PATTERN.test(d.mac)) throw new AdminError(`MAC '${d.mac}' must look like 02:00:00:00:00:01`);
+  if (!['terminal', 'relay', 'plaintext', 'external'].includes(d.kind)) throw new AdminError('kind must be terminal, relay, plaintext or external');
+  if (d.kind === 'plaintext') return addPlaintext(store, d);
+  if (d.publicKey?.length !== 32) throw new AdminError('a device needs its 32-byte public key');
+  await store.addDevice({ id: d.id, mac: d.mac.toLowerCase(), publicKey: d.publicKey, kind: d.kind });
+}
+
+/** The device file of a registered device (holding its private key). */
+export function deviceBundle(
+  d: NewDevice, secretKey: Uint8Array | undefined, services: Record<Party, string>,
+  o: { broker: string; user?: string; password?: string },
+): Record<string, unknown> {
+  const mac = d.mac.toLowerCase();
+  if (d.kind === 'plaintext') return { kagi: 1, id: d.id, mac, kind: 'plaintext', relay: d.relay, port: d.port };
+  const bundle: Record<string, unknown> = { kagi: 1, id: d.id, mac, kind: d.kind, secretKey: toHex(secretKey!), services, broker: o.broker };
+  if (o.user) Object.assign(bundle, { user: o.user, password: o.password });
+  return bundle;
+}
+
+/** Make a key pair, register the device and return its file (tests, bench, demo: one process). */
 export async function addDevice(
   store: Store, keys: ServiceKeys, c: Crypto,
-  d: { id: string; mac: string; kind: Exclude<DeviceKind, 'service'>; broker: string; user?: string; password?: string; relay?: string; port?: string },
+  d: Omit<NewDevice, 'publicKey'> & { broker: string; user?: string; password?: string },
 ): Promise<Record<string, unknown>> {
-  checkId(d.id, 'device');
-  if (isService(d.id) || d.id === 'broker') throw new AdminError(`device id '${d.id}' is reserved for a service`);
-  if (!MAC_PATTERN.test(d.mac)) throw new AdminError(`MAC '${d.mac}' must look like 02:00:00:00:00:01`);
-  if (d.kind === 'plaintext') return addPlaintext(store, d);
-  const kp = c.generateKeyPair();
-  await store.addDevice({ id: d.id, mac: d.mac.toLowerCase(), publicKey: kp.publicKey, kind: d.kind });
-  const bundle: Record<string, unknown> = { kagi: 1, id: d.id, mac: d.mac.toLowerCase(), kind: d.kind, secretKey: toHex(kp.secretKey), services: publicKeys(keys), broker: d.broker };
-  if (d.user) Object.assign(bundle, { user: d.user, password: d.password });
-  return bundle;
+  const kp = d.kind === 'plaintext' ? undefined : c.generateKeyPair();
+  const nd: NewDevice = { id: d.id, mac: d.mac, kind: d.kind, ...(kp ? { publicKey: kp.publicKey } : {}), ...(d.relay ? { relay: d.relay } : {}), ...(d.port ? { port: d.port } : {}) };
+  await registerDevice(store, nd);
+  return deviceBundle(nd, kp?.secretKey, publicKeys(keys), d);
+}
+
+/** An operator's identity for the remote admin API; its key pair was made where its file is written. */
+export async function registerAdmin(store: Store, id: string, publicKey: Uint8Array): Promise<void> {
+  checkNewId(id, 'admin');
+  if (publicKey.length !== 32) throw new AdminError('an admin needs its 32-byte public key');
+  await store.addDevice({ id, mac: '', publicKey, kind: 'admin' });
+}
+
+/** kagi admin revoke: the admin's requests are refused from now on. */
+export async function revokeAdmin(store: Store, id: string): Promise<void> {
+  const d = await store.getDevice(id);
+  if (d?.kind !== 'admin') throw new AdminError(`no admin '${id}'`);
+  await store.revokeDevice(id);
 }
 
 /**
  * A plaintext terminal has no key: it is registered with its MAC and the
  * relay port it is bound to (DESIGN §7). Its file holds no secret.
  */
-async function addPlaintext(store: Store, d: { id: string; mac: string; relay?: string; port?: string }): Promise<Record<string, unknown>> {
+async function addPlaintext(store: Store, d: NewDevice): Promise<void> {
   if (!d.relay || !d.port) throw new AdminError('a plaintext terminal needs --relay ID and --port NAME');
   const relay = await store.getDevice(d.relay);
   if (!relay || relay.kind !== 'relay') throw new AdminError(`no relay '${d.relay}'`);
   await store.addDevice({ id: d.id, mac: d.mac.toLowerCase(), publicKey: new Uint8Array(0), kind: 'plaintext', relayId: d.relay, relayPort: d.port });
-  return { kagi: 1, id: d.id, mac: d.mac.toLowerCase(), kind: 'plaintext', relay: d.relay, port: d.port };
 }
 
 /** `kagi vpn revoke`: the user leaves the VPN now; the control plane rekeys it. */
@@ -55,6 +103,7 @@ export async function revoke(store: Store, vpnId: string, userId: string): Promi
 
 /** kagi device revoke: never authenticates again; a running control plane disconnects it and rekeys its VPNs. */
 export async function revokeDevice(store: Store, id: string): Promise<void> {
+  if ((await store.getDevice(id))?.kind === 'admin') throw new AdminError(`'${id}' is an admin: kagi admin revoke ${id}`);
   if (!(await store.revokeDevice(id))) throw new AdminError(`no device '${id}'`);
 }
 

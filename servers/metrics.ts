@@ -26,6 +26,8 @@ export const METRICS = {
   kagi_evictions_total: { type: 'counter', help: 'Members evicted for missing polls' },
   kagi_frames_forwarded_total: { type: 'counter', help: 'VPN frames the embedded broker forwarded to a subscriber' },
   kagi_frames_dropped_total: { type: 'counter', help: 'VPN frames the embedded broker dropped, by reason' },
+  kagi_messages_dropped_total: { type: 'counter', help: "Control messages a service dropped, by reason: replay (seen, or older than the window), unexpected (a reply to another instance's request), not-leader (taken by the lease holder), auth, key, …" },
+  kagi_admin_ops_total: { type: 'counter', help: 'Remote admin operations answered, by op and result (ok, refused)' },
   kagi_lease_held: { type: 'gauge', help: "1 where this instance holds the lease of a service's once-only duties (polls, leave steps, periodic rekeys)" },
 } as const;
 

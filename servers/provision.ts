@@ -13,8 +13,7 @@ import { equalCT, fromHex, toHex } from '../protocol/bytes.js';
 import { MAC_PATTERN } from '../device/bundle.js';
 import { ID_PATTERN } from '../protocol/limits.js';
 import { isService } from './service-host.js';
-import { publicKeys, type ServiceKeys } from './identity.js';
-import type { Store } from './store/store.js';
+import type { AdminRunner } from './admin-ops.js';
 
 export interface ProvisionRow {
   /** 1-based line in the CSV file. */
@@ -98,9 +97,9 @@ export function parseDeviceCsv(text: string, o: { profiles?: Set<string>; defaul
 export type RowResult = 'made' | 'resumed' | 'done';
 
 /** Make and register one device, or find it already done. Throws (with a message for the operator) when it conflicts. */
-export async function provisionRow(store: Store, keys: ServiceKeys, c: Crypto, row: ProvisionRow, outDir: string, broker: string): Promise<RowResult> {
+export async function provisionRow(admin: AdminRunner, c: Crypto, row: ProvisionRow, outDir: string, broker: string): Promise<RowResult> {
   const file = join(outDir, `${row.id}.json`);
-  const existing = await store.getDevice(row.id);
+  const existing = (await admin.run('device.get', { id: row.id })) as { mac: string; publicKey: Uint8Array; revoked: boolean } | null;
   let bundle: Record<string, unknown> | undefined;
   if (existsSync(file)) {
     try {
@@ -116,16 +115,17 @@ export async function provisionRow(store: Store, keys: ServiceKeys, c: Crypto, r
     if (publicKey && existing.mac === row.mac && equalCT(existing.publicKey, publicKey)) return 'done';
     throw new Error(`device ${row.id} is already registered ${existing.mac !== row.mac ? `with MAC ${existing.mac}` : 'with another key'}${publicKey ? '' : ` and ${file} is missing`}; not touching it`);
   }
+  const register = (pk: Uint8Array) => admin.run('device.provision', { id: row.id, mac: row.mac, kind: row.kind, publicKey: pk, ...(row.profile ? { profile: row.profile } : {}) });
   if (publicKey) {
     // A run cut off after writing the file: register the key it saved.
-    await store.addDevice({ id: row.id, mac: row.mac, publicKey, kind: row.kind });
+    await register(publicKey);
     return 'resumed';
   }
   const kp = c.generateKeyPair();
-  const out = { kagi: 1, id: row.id, mac: row.mac, kind: row.kind, secretKey: toHex(kp.secretKey), services: publicKeys(keys), broker, ...(row.profile ? { profile: row.profile } : {}) };
+  const out = { kagi: 1, id: row.id, mac: row.mac, kind: row.kind, secretKey: toHex(kp.secretKey), services: await admin.services(), broker, ...(row.profile ? { profile: row.profile } : {}) };
   const tmp = `${file}.tmp-${process.pid}`;
   writeFileSync(tmp, `${JSON.stringify(out, null, 2)}\n`, { mode: 0o600 });
   renameSync(tmp, file);
-  await store.addDevice({ id: row.id, mac: row.mac, publicKey: kp.publicKey, kind: row.kind });
+  await register(kp.publicKey);
   return 'made';
 }

@@ -36,7 +36,7 @@ export interface InstanceOptions {
 }
 
 /** The topics devices and services send requests to, per service (the rest is replies and channel messages). */
-const REQUEST_OPS: Record<Service, string[]> = { auth: ['service'], config: ['request', 'join'], keys: ['service'] };
+const REQUEST_OPS: Record<Service, string[]> = { auth: ['service'], config: ['request', 'join', 'admin'], keys: ['service'] };
 
 /**
  * What a service subscribes to. One instance: its whole subtree. Several:
@@ -120,6 +120,7 @@ export async function startService(
     // Instances reserve one number at a time, so what they publish stays within receivers' windows.
     ...(ctx.instance ? { sendBlock: 1 } : {}),
     takesUnsolicited: () => lease.held,
+    onDrop: (reason) => ctx.metrics.count('kagi_messages_dropped_total', { service: name, reason }),
     ...handlers,
   });
   bind?.(peer);

@@ -1,27 +1,47 @@
-/** Admin commands on a local data dir: device, user, vpn. */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { localActor } from './audit.js';
+/**
+ * Admin commands: device, user, vpn, admin. Each runs one operation of
+ * servers/admin-ops.ts on a local data dir or, with --remote, on a running
+ * control plane (cli/remote-admin.ts); the audit table records it either
+ * way. Key pairs are made here, so a private key never leaves the machine
+ * that writes its file.
+ */
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { deviceCard, qrPng, qrTerminal } from '../device-card.js';
-import { DATA_OPTION, UsageError, bitrate, duration, int, parse, readStdinLine } from '../args.js';
+import { UsageError, bitrate, duration, int, parse, readStdinLine } from '../args.js';
+import { TARGET_HELP, TARGET_OPTIONS, readAdminFile, withTarget, type AdminTarget } from '../remote-admin.js';
 import { nodeCrypto } from '../../runtime/node/crypto.js';
-import { openStore } from '../../servers/store/open.js';
-import { loadServiceKeys } from '../../servers/identity.js';
-import { addDevice, addUser, addVpn, deleteVpn, grant, requestRekey, revoke, revokeDevice, setVpn } from '../../servers/admin.js';
-import type { Store, VpnProtocol } from '../../servers/store/store.js';
+import { toHex } from '../../protocol/bytes.js';
+import { deviceBundle, type NewDevice } from '../../servers/admin.js';
+import type { Party } from '../../servers/identity.js';
+import type { VpnProtocol } from '../../servers/store/store.js';
 
 /**
- * Run an admin change on the store; when it succeeds and `audit` says what
- * it was (never a secret), record it in the audit table.
+ * Write a new identity's file only if its registration succeeds: to a
+ * temporary file first (so a full disk fails before anything is
+ * registered), renamed into place after.
  */
-async function withStore<T>(v: { data: string; store?: string | undefined }, fn: (s: Store) => Promise<T>, audit?: { op: string; detail: Record<string, unknown> }): Promise<T> {
-  const s = await openStore(v.data, v.store);
+async function writeRegistered(out: string, content: Record<string, unknown>, register: () => Promise<unknown>): Promise<void> {
+  const tmp = `${out}.tmp-${process.pid}`;
+  writeFileSync(tmp, JSON.stringify(content, null, 2) + '\n', { mode: 0o600 });
   try {
-    const out = await fn(s);
-    if (audit) await s.audit({ at: Date.now(), actor: localActor(), op: audit.op, detail: JSON.stringify(audit.detail) });
-    return out;
-  } finally {
-    await s.close();
+    await register();
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
   }
+  renameSync(tmp, out);
+}
+
+/** A subcommand that is one operation on its positionals, then a line saying it is done. */
+async function oneOp(rest: string[], n: number, op: string, args: (p: string[]) => Record<string, unknown>, done: (p: string[]) => string): Promise<number> {
+  const { values: v, positionals } = parse(rest, TARGET_OPTIONS, n);
+  await withTarget(v, (t) => t.run(op, args(positionals)));
+  console.log(done(positionals));
+  return 0;
+}
+
+function refuseOverwrite(out: string, force: boolean, what: string): void {
+  if (existsSync(out) && !force) throw new UsageError(`${out} exists (it may hold another ${what}'s key); use --force to overwrite`);
 }
 
 export const deviceHelp = `usage: kagi device add ID --mac MAC --out FILE [options]
@@ -47,8 +67,10 @@ options:
                      its password is read from standard input
   --relay ID         (plaintext) the relay the terminal sits behind
   --port NAME        (plaintext) the relay port it is bound to, e.g. p1
-  --data DIR         control plane data dir (default ./kagi-data)
-  --store URL        the tables in PostgreSQL (postgres://…)
+${TARGET_HELP}
+
+The device's key pair is made on this machine; only its public key goes to
+the control plane, also with --remote.
 
 A plaintext terminal holds no key: its file has only its id, MAC and relay
 binding, and its keys go to the relay.`;
@@ -71,44 +93,39 @@ export async function device(args: string[]): Promise<number> {
     }
     return 0;
   }
-  if (sub === 'revoke') {
-    const { values: v, positionals } = parse(rest, { ...DATA_OPTION }, 1);
-    await withStore(v, (s) => revokeDevice(s, positionals[0]!), { op: 'device.revoke', detail: { id: positionals[0] } });
-    console.log(`device ${positionals[0]} revoked: it can never authenticate again; a running control plane disconnects it and rekeys its VPNs`);
-    return 0;
-  }
+  if (sub === 'revoke') return oneOp(rest, 1, 'device.revoke', (p) => ({ id: p[0] }), (p) => `device ${p[0]} revoked: it can never authenticate again; a running control plane disconnects it and rekeys its VPNs`);
   if (sub !== 'add') throw new UsageError(`unknown 'device ${sub ?? ''}': try 'kagi device --help'`);
-  const { values: v, positionals } = parse(rest, { ...DATA_OPTION, mac: { type: 'string' }, kind: { type: 'string', default: 'terminal' }, out: { type: 'string' }, force: { type: 'boolean', default: false }, broker: { type: 'string', default: 'mqtt://127.0.0.1:1883' }, user: { type: 'string' }, relay: { type: 'string' }, port: { type: 'string' } }, 1);
+  const { values: v, positionals } = parse(rest, { ...TARGET_OPTIONS, mac: { type: 'string' }, kind: { type: 'string', default: 'terminal' }, out: { type: 'string' }, force: { type: 'boolean', default: false }, broker: { type: 'string', default: 'mqtt://127.0.0.1:1883' }, user: { type: 'string' }, relay: { type: 'string' }, port: { type: 'string' } }, 1);
   if (!v.mac) throw new UsageError('--mac is required');
   if (!v.out) throw new UsageError('--out is required');
   if (!['terminal', 'relay', 'plaintext', 'external'].includes(v.kind)) throw new UsageError(`--kind must be terminal, relay, plaintext or external`);
-  if (existsSync(v.out) && !v.force) throw new UsageError(`${v.out} exists (it may hold another device's key); use --force to overwrite`);
+  refuseOverwrite(v.out, v.force, 'device');
   const password = v.user ? await readStdinLine(`password for ${v.user}`) : undefined;
-  const c = nodeCrypto();
-  const bundle = await withStore(v, (s) =>
-    addDevice(s, loadServiceKeys(v.data, c), c, {
-      id: positionals[0]!, mac: v.mac!, kind: v.kind as 'terminal', broker: v.broker,
-      ...(v.user ? { user: v.user, password } : {}), ...(v.relay ? { relay: v.relay } : {}), ...(v.port ? { port: v.port } : {}),
-    }),
-    { op: 'device.add', detail: { id: positionals[0], mac: v.mac, kind: v.kind, ...(v.user ? { user: v.user } : {}), ...(v.relay ? { relay: v.relay, port: v.port } : {}) } },
-  );
-  writeFileSync(v.out, JSON.stringify(bundle, null, 2) + '\n', { mode: 0o600 });
+  const kp = v.kind === 'plaintext' ? undefined : nodeCrypto().generateKeyPair();
+  const d: NewDevice = { id: positionals[0]!, mac: v.mac, kind: v.kind as NewDevice['kind'], ...(kp ? { publicKey: kp.publicKey } : {}), ...(v.relay ? { relay: v.relay } : {}), ...(v.port ? { port: v.port } : {}) };
+  await withTarget(v, async (t) => {
+    const bundle = deviceBundle(d, kp?.secretKey, await t.services(), { broker: v.broker, ...(v.user ? { user: v.user, password } : {}) });
+    await writeRegistered(v.out!, bundle, () => t.run('device.add', { ...d, ...(v.user ? { user: v.user } : {}) }));
+  });
   console.log(`device ${positionals[0]} added (${v.kind}, ${v.mac}); bundle written to ${v.out}`);
   return 0;
 }
 
-export const userHelp = `usage: kagi user add ID --password-stdin [--data DIR]
+export const userHelp = `usage: kagi user add ID --password-stdin [--data DIR | --remote FILE]
 
 Adds a user; the password (at least 8 characters) is read from standard
-input and stored as an scrypt hash.`;
+input and stored as an scrypt hash (with --remote it travels sealed to the
+config server, which hashes it).
+
+${TARGET_HELP}`;
 
 export async function user(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (sub !== 'add') throw new UsageError(`unknown 'user ${sub ?? ''}': try 'kagi user add --help'`);
-  const { values: v, positionals } = parse(rest, { ...DATA_OPTION, 'password-stdin': { type: 'boolean', default: false } }, 1);
+  const { values: v, positionals } = parse(rest, { ...TARGET_OPTIONS, 'password-stdin': { type: 'boolean', default: false } }, 1);
   if (!v['password-stdin']) throw new UsageError('--password-stdin is required (passwords never go on the command line)');
   const password = await readStdinLine(`password for ${positionals[0]}`);
-  await withStore(v, (s) => addUser(s, positionals[0]!, password), { op: 'user.add', detail: { id: positionals[0] } });
+  await withTarget(v, (t) => t.run('user.add', { id: positionals[0], password }));
   console.log(`user ${positionals[0]} added`);
   return 0;
 }
@@ -143,56 +160,88 @@ are not forwarded) until the plan restores them.
 --rekey-period) is how often the VPN is rekeyed; members that do not answer
 polls are left out and catch up when they answer again.
 
-options: --data DIR (default ./kagi-data)`;
+options:
+${TARGET_HELP}`;
 
 export async function vpn(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (sub === 'add') {
-    const { values: v, positionals } = parse(rest, { ...DATA_OPTION, protocol: { type: 'string' }, port: { type: 'string' }, priority: { type: 'string' }, 'max-bandwidth': { type: 'string' }, 'rekey-period': { type: 'string' } }, 1);
+    const { values: v, positionals } = parse(rest, { ...TARGET_OPTIONS, protocol: { type: 'string' }, port: { type: 'string' }, priority: { type: 'string' }, 'max-bandwidth': { type: 'string' }, 'rekey-period': { type: 'string' } }, 1);
     if (!v.protocol) throw new UsageError('--protocol is required (tcp or udp)');
-    const rekeyPeriodMs = duration(v['rekey-period'], 'rekey-period', 0);
-    await withStore(v, (s) =>
-      addVpn(s, { id: positionals[0]!, protocol: v.protocol as VpnProtocol, port: int(v.port, 'port'), priority: int(v.priority, 'priority', 0), maxBandwidth: bitrate(v['max-bandwidth'], 'max-bandwidth', 0), rekeyPeriodMs }),
-      { op: 'vpn.add', detail: { id: positionals[0], protocol: v.protocol, port: v.port, priority: v.priority ?? '0', maxBandwidth: v['max-bandwidth'] ?? '0', rekeyPeriod: v['rekey-period'] ?? null } },
-    );
+    const args = { id: positionals[0], protocol: v.protocol as VpnProtocol, port: int(v.port, 'port'), priority: int(v.priority, 'priority', 0), maxBandwidth: bitrate(v['max-bandwidth'], 'max-bandwidth', 0), rekeyPeriodMs: duration(v['rekey-period'], 'rekey-period', 0) };
+    await withTarget(v, (t) => t.run('vpn.add', args));
     console.log(`VPN ${positionals[0]} added (${v.protocol}/${v.port})`);
     return 0;
   }
-  if (sub === 'grant') {
-    const { values: v, positionals } = parse(rest, { ...DATA_OPTION }, 2);
-    await withStore(v, (s) => grant(s, positionals[0]!, positionals[1]!), { op: 'vpn.grant', detail: { vpn: positionals[0], user: positionals[1] } });
-    console.log(`user ${positionals[1]} may join ${positionals[0]}`);
-    return 0;
-  }
-  if (sub === 'revoke') {
-    const { values: v, positionals } = parse(rest, { ...DATA_OPTION }, 2);
-    await withStore(v, (s) => revoke(s, positionals[0]!, positionals[1]!), { op: 'vpn.revoke', detail: { vpn: positionals[0], user: positionals[1] } });
-    console.log(`user ${positionals[1]} revoked from ${positionals[0]}`);
-    return 0;
-  }
+  if (sub === 'grant') return oneOp(rest, 2, 'vpn.grant', (p) => ({ vpn: p[0], user: p[1] }), (p) => `user ${p[1]} may join ${p[0]}`);
+  if (sub === 'revoke') return oneOp(rest, 2, 'vpn.revoke', (p) => ({ vpn: p[0], user: p[1] }), (p) => `user ${p[1]} revoked from ${p[0]}`);
   if (sub === 'set') {
-    const { values: v, positionals } = parse(rest, { ...DATA_OPTION, priority: { type: 'string' }, 'max-bandwidth': { type: 'string' }, 'rekey-period': { type: 'string' } }, 1);
+    const { values: v, positionals } = parse(rest, { ...TARGET_OPTIONS, priority: { type: 'string' }, 'max-bandwidth': { type: 'string' }, 'rekey-period': { type: 'string' } }, 1);
     const patch = {
       ...(v.priority !== undefined ? { priority: int(v.priority, 'priority') } : {}),
       ...(v['max-bandwidth'] !== undefined ? { maxBandwidth: bitrate(v['max-bandwidth'], 'max-bandwidth') } : {}),
       ...(v['rekey-period'] !== undefined ? { rekeyPeriodMs: duration(v['rekey-period'], 'rekey-period') } : {}),
     };
     if (Object.keys(patch).length === 0) throw new UsageError('vpn set: nothing to change (give --priority, --max-bandwidth or --rekey-period)');
-    await withStore(v, (s) => setVpn(s, positionals[0]!, patch), { op: 'vpn.set', detail: { id: positionals[0], ...patch } });
+    await withTarget(v, (t) => t.run('vpn.set', { id: positionals[0], ...patch }));
     console.log(`VPN ${positionals[0]} updated`);
     return 0;
   }
-  if (sub === 'rekey') {
-    const { values: v, positionals } = parse(rest, { ...DATA_OPTION }, 1);
-    await withStore(v, (s) => requestRekey(s, positionals[0]!), { op: 'vpn.rekey', detail: { id: positionals[0] } });
-    console.log(`rekey of ${positionals[0]} requested`);
-    return 0;
-  }
-  if (sub === 'delete') {
-    const { values: v, positionals } = parse(rest, { ...DATA_OPTION }, 1);
-    await withStore(v, (s) => deleteVpn(s, positionals[0]!), { op: 'vpn.delete', detail: { id: positionals[0] } });
-    console.log(`VPN ${positionals[0]} deleted`);
-    return 0;
-  }
+  if (sub === 'rekey') return oneOp(rest, 1, 'vpn.rekey', (p) => ({ id: p[0] }), (p) => `rekey of ${p[0]} requested`);
+  if (sub === 'delete') return oneOp(rest, 1, 'vpn.delete', (p) => ({ id: p[0] }), (p) => `VPN ${p[0]} deleted`);
   throw new UsageError(`unknown 'vpn ${sub ?? ''}': try 'kagi vpn --help'`);
+}
+
+export const adminHelp = `usage: kagi admin add ID --out FILE [--broker URL] [--broker-auth MODE] [--force]
+       kagi admin revoke ID
+       kagi admin list
+
+add     makes an operator identity for the remote admin API: a key pair
+        made here, its public key registered with the control plane, and
+        FILE (mode 0600) holding the private key, the services' public
+        keys and the broker. Then any admin command takes --remote FILE.
+revoke  the admin's requests are refused from now on (and, on the
+        embedded broker, its connection too)
+list    the admins and whether they are revoked
+
+options:
+  --out FILE         where to write the admin file (required; refused if it exists)
+  --force            overwrite FILE
+  --broker URL       the control plane's broker, written into FILE
+                     (default: the --remote file's, else mqtt://127.0.0.1:1883)
+  --broker-auth MODE how the admin logs in to that broker: counter (kagi's
+                     embedded broker, default), static (Mosquitto with
+                     kagi up --dynsec) or none (a broker that checks nothing)
+${TARGET_HELP}
+
+An admin id is not a device: it cannot authenticate, join or hold keys.
+With --remote, FILE.state beside the admin file keeps its message
+counters; use one admin file per operator and machine.`;
+
+export async function admin(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === 'list') {
+    const { values: v } = parse(rest, { ...TARGET_OPTIONS, json: { type: 'boolean', default: false } }, 0);
+    const admins = (await withTarget(v, (t) => t.run('admin.list'))) as { id: string; revoked: boolean }[];
+    if (v.json) console.log(JSON.stringify(admins, null, 2));
+    else for (const a of admins) console.log(`${a.id}${a.revoked ? '  REVOKED' : ''}`);
+    if (!v.json && admins.length === 0) console.log('no admins (kagi admin add ID --out FILE makes one)');
+    return 0;
+  }
+  if (sub === 'revoke') return oneOp(rest, 1, 'admin.revoke', (p) => ({ id: p[0] }), (p) => `admin ${p[0]} revoked`);
+  if (sub !== 'add') throw new UsageError(`unknown 'admin ${sub ?? ''}': try 'kagi admin --help'`);
+  const { values: v, positionals } = parse(rest, { ...TARGET_OPTIONS, out: { type: 'string' }, force: { type: 'boolean', default: false }, broker: { type: 'string' }, 'broker-auth': { type: 'string' } }, 1);
+  if (!v.out) throw new UsageError('--out is required');
+  const via = v.remote ? readAdminFile(v.remote) : undefined;
+  const brokerAuth = v['broker-auth'] ?? via?.brokerAuth ?? 'counter';
+  if (!['counter', 'static', 'none'].includes(brokerAuth)) throw new UsageError('--broker-auth must be counter, static or none');
+  refuseOverwrite(v.out, v.force, 'admin');
+  const kp = nodeCrypto().generateKeyPair();
+  await withTarget(v, async (t: AdminTarget) => {
+    const services: Record<Party, string> = await t.services();
+    const file = { kagi: 1, admin: positionals[0], secretKey: toHex(kp.secretKey), services, broker: v.broker ?? via?.broker ?? 'mqtt://127.0.0.1:1883', brokerAuth };
+    await writeRegistered(v.out!, file, () => t.run('admin.add', { id: positionals[0], publicKey: kp.publicKey }));
+  });
+  console.log(`admin ${positionals[0]} added; its file is ${v.out} (keep it like a password): kagi … --remote ${v.out}`);
+  return 0;
 }

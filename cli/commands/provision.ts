@@ -1,11 +1,9 @@
 /** `kagi provision`: many devices from a CSV, with progress, resumable. */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { localActor } from './audit.js';
-import { DATA_OPTION, parse, UsageError } from '../args.js';
+import { parse, UsageError } from '../args.js';
+import { RemoteSilentError, TARGET_HELP, TARGET_OPTIONS, withTarget } from '../remote-admin.js';
 import { nodeCrypto } from '../../runtime/node/crypto.js';
-import { loadServiceKeys } from '../../servers/identity.js';
-import { openStore } from '../../servers/store/open.js';
 import { parseDeviceCsv, provisionRow, type RowError, type RowResult } from '../../servers/provision.js';
 import { listProfiles, loadProfile } from '../../runtime/node/board-profiles.js';
 import { deviceTemplate } from '../bundle/build.js';
@@ -13,7 +11,7 @@ import { deviceCard, qrPng } from '../device-card.js';
 import type { Crypto } from '../../protocol/crypto/backend.js';
 import type { ProvisionRow } from '../../servers/provision.js';
 
-export const provisionHelp = `usage: kagi provision --csv FILE --out DIR [--profile NAME] [--broker URL] [--data DIR] [--store URL]
+export const provisionHelp = `usage: kagi provision --csv FILE --out DIR [--profile NAME] [--broker URL] [--data DIR | --store URL | --remote FILE]
 
 Makes and registers every device of a CSV file: one device file per row,
 DIR/ID.json (mode 0600), as kagi device add writes. The first line names
@@ -32,7 +30,12 @@ again after fixing the file: rows already done are skipped, and a run cut
 off halfway resumes (each file is written before its device is
 registered). Exit 0 when every row is done, 1 when some row is not.
 
-  --broker URL   broker URL written into the device files (default mqtt://127.0.0.1:1883)`;
+Each device is recorded in the audit table (device.provision). Key pairs
+are made on this machine; with --remote only public keys travel, and a
+control plane that stops answering stops the run (run it again to resume).
+
+  --broker URL       broker URL written into the device files (default mqtt://127.0.0.1:1883)
+${TARGET_HELP}`;
 
 /** A progress bar on a terminal, a line per tenth elsewhere (logs, CI). */
 function progress(total: number, tty: boolean) {
@@ -68,7 +71,7 @@ async function boardFiles(c: Crypto, row: ProvisionRow, out: string): Promise<vo
 }
 
 export async function provision(args: string[]): Promise<number> {
-  const { values: v } = parse(args, { ...DATA_OPTION, csv: { type: 'string' }, out: { type: 'string' }, profile: { type: 'string' }, broker: { type: 'string', default: 'mqtt://127.0.0.1:1883' } }, 0);
+  const { values: v } = parse(args, { ...TARGET_OPTIONS, csv: { type: 'string' }, out: { type: 'string' }, profile: { type: 'string' }, broker: { type: 'string', default: 'mqtt://127.0.0.1:1883' } }, 0);
   if (!v.csv) throw new UsageError('--csv FILE is required');
   if (!v.out) throw new UsageError('--out DIR is required');
   let text: string;
@@ -82,28 +85,23 @@ export async function provision(args: string[]): Promise<number> {
   const { rows, errors } = parseDeviceCsv(text, { profiles, ...(v.profile ? { defaultProfile: v.profile } : {}) });
   mkdirSync(v.out, { recursive: true, mode: 0o700 });
   const c = nodeCrypto();
-  const keys = loadServiceKeys(v.data, c);
-  const store = await openStore(v.data, v.store);
   const counts: Record<RowResult, number> = { made: 0, resumed: 0, done: 0 };
   const failed: RowError[] = [...errors];
   const tick = progress(rows.length, process.stderr.isTTY === true);
-  try {
+  await withTarget(v, async (t) => {
     tick(0);
     for (const [i, row] of rows.entries()) {
       try {
-        counts[await provisionRow(store, keys, c, row, v.out, v.broker)]++;
-        await boardFiles(c, row, v.out);
+        counts[await provisionRow(t, c, row, v.out!, v.broker)]++;
+        await boardFiles(c, row, v.out!);
       } catch (e) {
+        // The control plane gone quiet is not this row's fault: stop (a rerun resumes).
+        if (e instanceof RemoteSilentError) throw e;
         failed.push({ line: row.line, message: (e as Error).message });
       }
       tick(i + 1);
     }
-    if (counts.made + counts.resumed > 0) {
-      await store.audit({ at: Date.now(), actor: localActor(), op: 'device.provision', detail: JSON.stringify({ csv: v.csv, made: counts.made, resumed: counts.resumed }) });
-    }
-  } finally {
-    await store.close();
-  }
+  });
   failed.sort((a, b) => a.line - b.line);
   for (const f of failed) console.log(`${v.csv}:${f.line}: ${f.message}`);
   console.log(`${counts.made + counts.resumed} provisioned${counts.resumed ? ` (${counts.resumed} resumed from an interrupted run)` : ''}, ${counts.done} already done, ${failed.length} row(s) not done`);

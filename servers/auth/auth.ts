@@ -20,7 +20,7 @@ import { verifyPassword } from './password.js';
 type Verdict = Body & { ok: boolean };
 
 /** Why a request was refused, as a code (metrics label) and as words (logs, the device). */
-type RefusalCode = 'malformed' | 'unknown-device' | 'revoked' | 'credential' | 'replay' | 'relay-binding' | 'mac' | 'password' | 'no-vpn' | 'unknown-op';
+type RefusalCode = 'malformed' | 'unknown-device' | 'not-a-device' | 'revoked' | 'credential' | 'replay' | 'relay-binding' | 'mac' | 'password' | 'no-vpn' | 'unknown-op';
 
 function refuse(code: RefusalCode, reason: string, extra: Body = {}): Verdict {
   return { ok: false, code, reason, ...extra };
@@ -41,6 +41,8 @@ export async function startAuth(ctx: ServiceContext) {
     const device = await ctx.store.getDevice(env.from);
     if (!device) return { refusal: refuse('unknown-device', `unknown device ${env.from}`) };
     if (device.revoked) return { refusal: refuse('revoked', `device ${env.from} is revoked`) };
+    // An operator's admin key works the admin API only, never as a device.
+    if (device.kind === 'admin') return { refusal: refuse('not-a-device', `${env.from} is an admin, not a device`) };
     let opened;
     try {
       opened = openRequest(ctx.crypto, env, ctx.keys.auth.secretKey, device.publicKey);

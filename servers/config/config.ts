@@ -24,9 +24,16 @@ import { asReceiver } from '../../protocol/channel.js';
 import { isKagiError } from '../../protocol/errors.js';
 import { LivenessTable, type Transition } from './liveness.js';
 import { planBandwidth } from './bandwidth-plan.js';
+import { adminDoor } from './admin-door.js';
 import { publicKeys } from '../identity.js';
 import { every, startService, type RunningService, type ServiceContext } from '../service-host.js';
 import type { DesiredState, NetworkDriver, VpnState } from '../../network/driver.js';
+
+/** Reconciles start at least this many times their own length apart. */
+const RECONCILE_SPACING = 3;
+
+/** A poll round goes out in slices this far apart (ms). */
+const POLL_SLICE_MS = 50;
 
 export interface ConfigOptions {
   drivers: NetworkDriver[];
@@ -105,13 +112,27 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
   // one would reopen or close the wrong thing and report false leaves.
   // Callers while one waits to start share it: it reads the tables after
   // all of their writes, and a burst of joins costs one read, not one each.
+  //
+  // A reconcile reads every member, tens of milliseconds at 10,000; joins
+  // arriving back to back would keep the server doing little else. So runs
+  // start at least RECONCILE_SPACING times their own length apart: a third
+  // of the process at most, and a join waits at most that much longer
+  // (with more joins sharing each run).
   let chain: Promise<void> = Promise.resolve();
   let queued: Promise<void> | null = null;
+  let lastRun = { at: 0, ms: 0 };
   function reconcile(): Promise<void> {
     if (queued) return queued;
-    const run = chain.then(() => {
+    const run = chain.then(async () => {
+      const wait = lastRun.at + RECONCILE_SPACING * lastRun.ms - Date.now();
+      if (wait >= 1) await new Promise((r) => setTimeout(r, wait));
       queued = null;
-      return reconcileOnce();
+      const at = Date.now();
+      try {
+        await reconcileOnce();
+      } finally {
+        lastRun = { at, ms: Date.now() - at };
+      }
     });
     queued = run;
     chain = run.catch(() => {});
@@ -121,14 +142,14 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
   async function reconcileOnce(): Promise<void> {
     const state = await desired();
     for (const d of o.drivers) await d.apply(state);
-    const now = new Set(state.vpns.flatMap((v) => v.members.map((m) => `${v.id}/${m.deviceId}`)));
+    const now = new Map(state.vpns.map((v) => [v.id, new Set(v.members.map((m) => m.deviceId))]));
     const shrunk = new Set<string>();
-    const exists = new Set(state.vpns.map((v) => v.id));
     for (const v of last.vpns) {
+      const still = now.get(v.id);
       for (const m of v.members) {
+        if (still?.has(m.deviceId)) continue;
         const key = `${v.id}/${m.deviceId}`;
-        if (now.has(key)) continue;
-        const reason = reasons.get(key) ?? (exists.has(v.id) ? 'revoked' : 'deleted');
+        const reason = reasons.get(key) ?? (still ? 'revoked' : 'deleted');
         reasons.delete(key);
         // A holder that left on its own is going away: nobody to tell.
         if (reason !== 'left' && leading()) void tell(v.id, m.deviceId, m.via, { op: 'left', reason }, `out (${reason})`);
@@ -321,7 +342,21 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
       ctx.log('info', 'config: back on the broker: missed polls count again from the next round');
     }
     try {
-      for (const [holder, members] of await holders()) await pollHolder(holder, members);
+      // Spread over half the interval, in slices every POLL_SLICE_MS: a
+      // burst of N polls is a burst of N replies, more than a broker queues
+      // for one client (Mosquitto's max_queued_messages is 1000), and what
+      // it drops then includes joins. A slice goes out at once, so its
+      // store reads and seq reservations share statements (coalesce.ts).
+      const all = [...(await holders())];
+      const slices = Math.max(1, Math.floor(live.pollIntervalMs / 2 / POLL_SLICE_MS));
+      const per = Math.ceil(all.length / slices);
+      const t0 = Date.now();
+      for (let i = 0; i * per < all.length; i++) {
+        if (!leading()) return;
+        const wait = t0 + i * POLL_SLICE_MS - Date.now();
+        if (wait >= 1) await new Promise((r) => setTimeout(r, wait));
+        await Promise.all(all.slice(i * per, (i + 1) * per).map(([holder, members]) => pollHolder(holder, members)));
+      }
     } catch (e) {
       if (!running.link.connected) wasDown = true; // lost the link mid-round
       throw e;
@@ -408,7 +443,7 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
   // Duties that must happen once (polls, telling members, leave rekeys) run where the lease is.
   let started: RunningService | undefined; // set once connected; messages may come sooner
   const leading = () => started?.lease.held === true;
-  const running = (started = await startService('config', ctx, { onForeign, onChannel }, (p) => (peer = p), {
+  const running = (started = await startService('config', ctx, { onForeign, onChannel, onRequest: adminDoor(ctx) }, (p) => (peer = p), {
     topics: [topics.state('+')],
     onMessage: (topic, payload) => void onState(topic, payload).catch((e) => ctx.log('warn', `config: ${(e as Error).message}`)),
   }));
@@ -427,7 +462,10 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
   // processes; a short reconcile loop applies them to the network devices
   // and tells the members within about one period.
   const timers = [
-    every(o.reconcileMs ?? 500, () => reconcile(), (e) => ctx.log('warn', `config: reconcile failed: ${e.message}`)),
+    // Idle, at most a tenth of the process: the period stretches to ten runs' length.
+    every(o.reconcileMs ?? 500, async () => {
+      if (Date.now() - lastRun.at >= 10 * lastRun.ms) await reconcile();
+    }, (e) => ctx.log('warn', `config: reconcile failed: ${e.message}`)),
     every(live.pollIntervalMs, pollRound, (e) => ctx.log('warn', `config: poll round failed: ${e.message}`)),
   ];
   return {

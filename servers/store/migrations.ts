@@ -1,9 +1,11 @@
 /**
  * The schema's numbered migrations, one list for SQLite and PostgreSQL.
  * Append only: a released migration is never edited (its number is what
- * schema_migrations records). Types are written as {bytes}, {int64} and {serial}
+ * schema_migrations records). Types are written as {bytes}, {int64}, {serial} and {bitmap}
  * and spelled per engine; everything else is SQL both engines take.
  */
+import { SHARED_SEQ_WINDOW } from '../../protocol/replay.js';
+
 const MIGRATIONS: string[] = [
   `CREATE TABLE devices (id TEXT PRIMARY KEY, mac TEXT NOT NULL, public_key {bytes} NOT NULL, kind TEXT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);
    CREATE TABLE users (id TEXT PRIMARY KEY, password_hash TEXT NOT NULL);
@@ -30,15 +32,19 @@ const MIGRATIONS: string[] = [
   // everything at or below it seen.
   `CREATE TABLE seq_windows (key TEXT PRIMARY KEY, top {int64} NOT NULL, bits {int64} NOT NULL);
    INSERT INTO seq_windows SELECT key, value, 4294967295 FROM numbers WHERE key LIKE 'rx:%' OR key LIKE 'connect:%';`,
+  // PostgreSQL's wider window (SHARED_SEQ_WINDOW) as a bit string, bit 0 =
+  // top; NULL until first claimed (then: all at or below top seen). Unused
+  // on SQLite, whose one instance keeps the 32-wide window in bits.
+  `ALTER TABLE seq_windows ADD COLUMN wide {bitmap};`,
 ];
 
 const TYPES = {
-  sqlite: { bytes: 'BLOB', int64: 'INTEGER', serial: 'INTEGER PRIMARY KEY' },
-  postgres: { bytes: 'BYTEA', int64: 'BIGINT', serial: 'BIGSERIAL PRIMARY KEY' },
+  sqlite: { bytes: 'BLOB', int64: 'INTEGER', serial: 'INTEGER PRIMARY KEY', bitmap: 'BLOB' },
+  postgres: { bytes: 'BYTEA', int64: 'BIGINT', serial: 'BIGSERIAL PRIMARY KEY', bitmap: `BIT(${SHARED_SEQ_WINDOW})` },
 } as const;
 
 /** The migrations in one engine's spelling, in order (version = index + 1). */
 export function migrations(engine: keyof typeof TYPES): string[] {
   const t = TYPES[engine];
-  return MIGRATIONS.map((sql) => sql.replaceAll('{bytes}', t.bytes).replaceAll('{int64}', t.int64).replaceAll('{serial}', t.serial));
+  return MIGRATIONS.map((sql) => sql.replaceAll('{bytes}', t.bytes).replaceAll('{int64}', t.int64).replaceAll('{serial}', t.serial).replaceAll('{bitmap}', t.bitmap));
 }

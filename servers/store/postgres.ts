@@ -9,8 +9,9 @@
  */
 import pg from 'pg';
 import type { NumberStore } from '../../protocol/store.js';
-import { SEQ_WINDOW } from '../../protocol/replay.js';
-import type { ChannelBook } from '../../protocol/channel.js';
+import { SHARED_SEQ_WINDOW } from '../../protocol/replay.js';
+import type { ChannelBook, ChannelKeys } from '../../protocol/channel.js';
+import { Coalescer } from './coalesce.js';
 import { ConflictError, type AuditRow, type ConfigRow, type MemberRow, type NetworkInfoRow, type SessionKeyRow, type Store, type UserRow } from './store.js';
 import { auditRow, deviceRow, memberRow, networkInfoRow, presenceMap, sessionKeyRow, u8, vpnRow, VPN_COLUMNS } from './rows.js';
 import { migrations } from './migrations.js';
@@ -22,17 +23,29 @@ const MIGRATIONS = migrations('postgres');
 const MIGRATION_LOCK = 0x6b616769; // "kagi"
 
 /**
- * slideWindow (protocol/replay.ts) as one statement, so instances claiming
- * the same seq at once cannot both win: the upsert locks the row, and the
- * WHERE leaves it untouched (no row returned) for a seq seen or too old.
+ * slideWindow (protocol/replay.ts) as one statement over a batch of
+ * (key, seq), with the SHARED_SEQ_WINDOW-wide window in a bit string (bit 0
+ * = top, bit i = top - i): instances claiming the same seq at once cannot
+ * both win, because the upsert locks the row and the WHERE leaves it
+ * untouched (no row returned) for a seq seen or too old. A row from before
+ * the wide window (wide NULL) counts everything at or below its top as seen.
  */
-const CLAIM = `INSERT INTO seq_windows VALUES ($1, $2, 1) ON CONFLICT (key) DO UPDATE SET
+const W = SHARED_SEQ_WINDOW;
+const WIDE = `COALESCE(seq_windows.wide, ~repeat('0', ${W})::bit(${W}))`;
+const BACK = '(seq_windows.top - excluded.top)';
+const CLAIM = `INSERT INTO seq_windows (key, top, bits, wide)
+  SELECT k, s, 0, set_bit(repeat('0', ${W})::bit(${W}), 0, 1) FROM unnest($1::text[], $2::bigint[]) AS u(k, s)
+  ON CONFLICT (key) DO UPDATE SET
   top = GREATEST(seq_windows.top, excluded.top),
-  bits = CASE WHEN excluded.top > seq_windows.top
-    THEN (CASE WHEN excluded.top - seq_windows.top >= ${SEQ_WINDOW} THEN 0 ELSE (seq_windows.bits << (excluded.top - seq_windows.top)::int) & 4294967295 END) | 1
-    ELSE seq_windows.bits | (1::bigint << (seq_windows.top - excluded.top)::int) END
-  WHERE excluded.top > seq_windows.top
-    OR (seq_windows.top - excluded.top < ${SEQ_WINDOW} AND seq_windows.bits & (1::bigint << (seq_windows.top - excluded.top)::int) = 0)`;
+  wide = CASE WHEN excluded.top > seq_windows.top
+    THEN set_bit(${WIDE} >> LEAST(excluded.top - seq_windows.top, ${W})::int, 0, 1)
+    ELSE set_bit(${WIDE}, ${BACK}::int, 1) END
+  WHERE excluded.top > seq_windows.top OR (${BACK} < ${W} AND get_bit(${WIDE}, ${BACK}::int) = 0)
+  RETURNING key`;
+
+/** Atomic adds to many counters in one statement; each key's new value comes back. */
+const ADD = `INSERT INTO numbers (key, value) SELECT * FROM unnest($1::text[], $2::bigint[])
+  ON CONFLICT (key) DO UPDATE SET value = numbers.value + excluded.value RETURNING key, value`;
 
 const SCHEMA = /^[a-z_][a-z0-9_]{0,62}$/;
 
@@ -59,6 +72,25 @@ export function parsePostgresUrl(url: string): { connectionString: string; schem
 
 export class PgStore implements Store {
   readonly numbers: NumberStore;
+  // The per-message calls of the poll round and of every channel message, coalesced (coalesce.ts).
+  private readonly adds = new Coalescer<number, number>(async (b) => this.rowsByKey(ADD, [b.map((x) => x.key), b.map((x) => x.arg)], (r) => Number(r.value)), () => 0);
+  private readonly claims = new Coalescer<number, boolean>(async (b) => this.rowsByKey(CLAIM, [b.map((x) => x.key), b.map((x) => x.arg)], () => true), () => false);
+  private readonly channelGets = {
+    config: this.channelGetter('config'),
+    keys: this.channelGetter('keys'),
+  };
+  private readonly networkInfos = new Coalescer<null, NetworkInfoRow | undefined>(async (b) => {
+    const rows = (await this.q('SELECT * FROM network_info WHERE device_id = ANY($1::text[])', [b.map((x) => x.key)])).rows;
+    return new Map(rows.map((r) => [r.device_id as string, networkInfoRow(r)]));
+  }, () => undefined);
+  private readonly memberships = new Coalescer<null, MemberRow[]>(async (b) => {
+    const out = new Map<string, MemberRow[]>();
+    for (const r of (await this.q('SELECT * FROM members WHERE device_id = ANY($1::text[]) ORDER BY vpn_id', [b.map((x) => x.key)])).rows) {
+      const m = memberRow(r);
+      out.set(m.deviceId, [...(out.get(m.deviceId) ?? []), m]);
+    }
+    return out;
+  }, () => []);
 
   private constructor(private readonly pool: pg.Pool, readonly schema: string, private readonly connectionString: string) {
     this.numbers = {
@@ -68,8 +100,9 @@ export class PgStore implements Store {
       },
       // Counters only move forward, whichever instance writes last.
       set: async (k, v) => void (await this.q('INSERT INTO numbers VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = GREATEST(numbers.value, excluded.value)', [k, v])),
-      add: async (k, n) => Number((await this.q('INSERT INTO numbers VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = numbers.value + excluded.value RETURNING value', [k, n])).rows[0].value),
-      claim: async (k, seq) => ((await this.q(CLAIM, [k, seq])).rowCount ?? 0) === 1,
+      add: (k, n) => this.adds.call(k, n),
+      claim: (k, seq) => this.claims.call(k, seq),
+      claimWindow: SHARED_SEQ_WINDOW,
     };
   }
 
@@ -90,6 +123,29 @@ export class PgStore implements Store {
 
   private q(sql: string, args: unknown[] = []): Promise<pg.QueryResult> {
     return this.pool.query(sql, args);
+  }
+
+  /**
+   * Run a statement that returns a `key` column, and map its rows by key.
+   * Its keys come sorted (coalesce.ts), so statements of several instances
+   * do not deadlock each other; a deadlock with anything else aborted the
+   * whole statement, which is then safe to run again.
+   */
+  private async rowsByKey<R>(sql: string, args: unknown[], value: (row: Record<string, unknown>) => R): Promise<Map<string, R>> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return new Map((await this.q(sql, args)).rows.map((r: Record<string, unknown>) => [r.key as string, value(r)]));
+      } catch (e) {
+        if ((e as { code?: string }).code !== '40P01' || attempt === 3) throw e; // deadlock_detected
+      }
+    }
+  }
+
+  private channelGetter(owner: 'config' | 'keys') {
+    return new Coalescer<null, ChannelKeys | undefined>(async (b) => {
+      const rows = (await this.q('SELECT peer, send, recv FROM channels WHERE owner = $1 AND peer = ANY($2::text[])', [owner, b.map((x) => x.key)])).rows;
+      return new Map(rows.map((r) => [r.peer as string, { send: u8(r.send as Buffer), recv: u8(r.recv as Buffer) }]));
+    }, () => undefined);
   }
 
   private async insert(sql: string, what: string, args: unknown[]): Promise<void> {
@@ -193,8 +249,8 @@ export class PgStore implements Store {
   async members(vpnId: string) {
     return (await this.q('SELECT * FROM members WHERE vpn_id = $1 ORDER BY device_id', [vpnId])).rows.map(memberRow);
   }
-  async membershipsOf(deviceId: string) {
-    return (await this.q('SELECT * FROM members WHERE device_id = $1 ORDER BY vpn_id', [deviceId])).rows.map(memberRow);
+  membershipsOf(deviceId: string) {
+    return this.memberships.call(deviceId, null);
   }
 
   async putSessionKey(k: SessionKeyRow) {
@@ -215,10 +271,7 @@ export class PgStore implements Store {
 
   channels(owner: 'config' | 'keys'): ChannelBook {
     return {
-      get: async (peer) => {
-        const r = (await this.q('SELECT send, recv FROM channels WHERE owner = $1 AND peer = $2', [owner, peer])).rows[0];
-        return r ? { send: u8(r.send as Buffer), recv: u8(r.recv as Buffer) } : undefined;
-      },
+      get: (peer) => this.channelGets[owner].call(peer, null),
       set: async (peer, k) => {
         await this.q('INSERT INTO channels VALUES ($1, $2, $3, $4) ON CONFLICT (owner, peer) DO UPDATE SET send = excluded.send, recv = excluded.recv', [owner, peer, Buffer.from(k.send), Buffer.from(k.recv)]);
       },
@@ -261,9 +314,8 @@ export class PgStore implements Store {
   async allNetworkInfo() {
     return new Map((await this.q('SELECT * FROM network_info')).rows.map((r) => [r.device_id as string, networkInfoRow(r)]));
   }
-  async getNetworkInfo(deviceId: string) {
-    const r = (await this.q('SELECT * FROM network_info WHERE device_id = $1', [deviceId])).rows[0];
-    return r ? networkInfoRow(r) : undefined;
+  getNetworkInfo(deviceId: string) {
+    return this.networkInfos.call(deviceId, null);
   }
 
   lease(name: string, o?: LeaseOptions): Lease {

@@ -7,7 +7,8 @@ import type { NumberStore } from '../../protocol/store.js';
 import type { ChannelBook } from '../../protocol/channel.js';
 import type { Lease, LeaseOptions } from './lease.js';
 
-export type DeviceKind = 'terminal' | 'relay' | 'plaintext' | 'external' | 'service';
+/** `admin`: an operator's identity for the remote admin API (kagi admin add), never a device in a VPN. */
+export type DeviceKind = 'terminal' | 'relay' | 'plaintext' | 'external' | 'service' | 'admin';
 export type VpnProtocol = 'tcp' | 'udp';
 
 /** 2c: a device, by id, with its MAC and static public key. */

@@ -9,7 +9,7 @@ import { tempDir } from '../helpers/control-plane.js';
 t.test('help on every command', async (t) => {
   const top = kagi(['--help']);
   t.equal(top.code, 0, 'kagi --help exits 0');
-  for (const cmd of ['up', 'device', 'user', 'vpn', 'agent', 'status', 'demo', 'version', 'bundle', 'provision', 'audit']) {
+  for (const cmd of ['up', 'device', 'user', 'vpn', 'admin', 'agent', 'status', 'demo', 'version', 'bundle', 'provision', 'audit']) {
     t.match(top.stdout, cmd, `top-level help lists ${cmd}`);
     const r = kagi([cmd, '--help']);
     t.ok(r.code === 0 && r.stdout.startsWith('usage: kagi'), `kagi ${cmd} --help prints usage`);
@@ -116,7 +116,7 @@ t.test('the audit table records every change made with the CLI, never a secret',
   t.equal(r.code, 0, 'kagi audit --json');
   const rows = JSON.parse(r.stdout) as { at: string; actor: string; op: string; detail: Record<string, unknown> }[];
   t.same(rows.map((x) => x.op), ['vpn.add', 'user.add', 'vpn.grant', 'vpn.set', 'device.add', 'device.revoke', 'vpn.rekey', 'vpn.revoke', 'vpn.delete'], 'each change, in order; the failed one is not a change');
-  t.match(rows[0], { actor: /^local:.+@.+$/, at: /^\d{4}-\d\d-\d\dT/, detail: { id: 'plant', protocol: 'tcp', port: '5020' } }, 'who, when and what');
+  t.match(rows[0], { actor: /^local:.+@.+$/, at: /^\d{4}-\d\d-\d\dT/, detail: { id: 'plant', protocol: 'tcp', port: 5020, priority: 0, maxBandwidth: 0, rekeyPeriodMs: 0 } }, 'who, when and what');
   t.match(rows[4]!.detail, { id: 'd1', mac: '02:00:00:00:00:51', kind: 'terminal' }, 'device add: id, MAC, kind');
   t.notMatch(r.stdout, /secret-password-1|secretKey/, 'no password or key in the audit table');
   t.match(run(['audit', '--limit', '2']).stdout, /vpn\.revoke[\s\S]*vpn\.delete/, 'the table form, newest last');

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { kagi } from '../helpers/cli.js';
 import { crypto, tempDir } from '../helpers/control-plane.js';
 import { SqliteStore } from '../../servers/store/sqlite.js';
-import { loadServiceKeys } from '../../servers/identity.js';
+import { loadServiceKeys, publicKeys } from '../../servers/identity.js';
+import { storeRunner } from '../../servers/admin-ops.js';
 import { csvFields, parseDeviceCsv, provisionRow } from '../../servers/provision.js';
 import { PNG } from 'pngjs';
 import jsQRModule from 'jsqr';
@@ -65,17 +66,19 @@ t.test('resume and conflicts', async (t) => {
   const keys = loadServiceKeys(data, crypto);
   const row = { line: 2, id: 'r1', mac: '02:00:00:02:00:01', kind: 'terminal' as const };
   // A run cut off after writing the file: the file exists, the store has nothing.
+  const services = async () => publicKeys(keys);
   const elsewhere = new SqliteStore(tempDir(t));
-  t.equal(await provisionRow(elsewhere, keys, crypto, row, out, 'mqtt://x:1883'), 'made', 'made (in a store we then lose)');
+  t.equal(await provisionRow(storeRunner(elsewhere, 'test', services), crypto, row, out, 'mqtt://x:1883'), 'made', 'made (in a store we then lose)');
   await elsewhere.close();
-  const s = new SqliteStore(data);
-  t.teardown(() => s.close());
-  t.equal(await provisionRow(s, keys, crypto, row, out, 'mqtt://x:1883'), 'resumed', 'resumed from the file');
+  const store = new SqliteStore(data);
+  t.teardown(() => store.close());
+  const s = storeRunner(store, 'test', services);
+  t.equal(await provisionRow(s, crypto, row, out, 'mqtt://x:1883'), 'resumed', 'resumed from the file');
   const saved = JSON.parse(readFileSync(join(out, 'r1.json'), 'utf8')) as { secretKey: string };
-  t.same([...(await s.getDevice('r1'))!.publicKey], [...crypto.publicKey(Buffer.from(saved.secretKey, 'hex'))], 'with the key the file holds');
-  t.equal(await provisionRow(s, keys, crypto, row, out, 'mqtt://x:1883'), 'done', 'then done');
-  await t.rejects(provisionRow(s, keys, crypto, { ...row, mac: '02:00:00:02:00:99' }, out, 'mqtt://x:1883'), /exists for another device/, 'a file for another MAC is not overwritten');
-  await t.rejects(provisionRow(s, keys, crypto, { ...row, id: 'r2', line: 3 }, tempDir(t), 'mqtt://x:1883').then(() => provisionRow(s, keys, crypto, { ...row, id: 'r2', mac: '02:00:00:02:00:98' }, tempDir(t), 'mqtt://x:1883')), /already registered with MAC 02:00:00:02:00:01/, 'a registered id with another MAC is not touched');
+  t.same([...(await store.getDevice('r1'))!.publicKey], [...crypto.publicKey(Buffer.from(saved.secretKey, 'hex'))], 'with the key the file holds');
+  t.equal(await provisionRow(s, crypto, row, out, 'mqtt://x:1883'), 'done', 'then done');
+  await t.rejects(provisionRow(s, crypto, { ...row, mac: '02:00:00:02:00:99' }, out, 'mqtt://x:1883'), /exists for another device/, 'a file for another MAC is not overwritten');
+  await t.rejects(provisionRow(s, crypto, { ...row, id: 'r2', line: 3 }, tempDir(t), 'mqtt://x:1883').then(() => provisionRow(s, crypto, { ...row, id: 'r2', mac: '02:00:00:02:00:98' }, tempDir(t), 'mqtt://x:1883')), /already registered with MAC 02:00:00:02:00:01/, 'a registered id with another MAC is not touched');
 });
 
 t.test('CSV parsing', async (t) => {

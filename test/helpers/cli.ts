@@ -13,6 +13,22 @@ export function kagi(a: string[], input?: string) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+/**
+ * Run `kagi ARGS` without blocking this process: for commands that talk to
+ * a control plane running in the test process (kagi() would stall its
+ * event loop, and so the broker the command waits on).
+ */
+export function kagiAsync(a: string[], input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, args(a), { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  child.stdin.end(input ?? '');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  return new Promise((resolve) => child.once('close', (code) => (clearTimeout(timer), resolve({ code, stdout, stderr }))));
+}
+
 /** Spawn `kagi ARGS`, optionally inside a network namespace of the test's own. */
 export function kagiSpawn(a: string[], o: { netns?: string } = {}) {
   if (o.netns) return spawn('ip', ['netns', 'exec', o.netns, process.execPath, ...args(a)], { stdio: ['pipe', 'pipe', 'pipe'] });

@@ -347,6 +347,7 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
       // for one client (Mosquitto's max_queued_messages is 1000), and what
       // it drops then includes joins. A slice goes out at once, so its
       // store reads and seq reservations share statements (coalesce.ts).
+      for (const m of liveness.rejoined(await ctx.store.notCommunicating())) ctx.log('info', `config: ${m} joined again through another instance: missed polls start over`);
       const all = [...(await holders())];
       const slices = Math.max(1, Math.floor(live.pollIntervalMs / 2 / POLL_SLICE_MS));
       const per = Math.ceil(all.length / slices);

@@ -94,6 +94,25 @@ export class LivenessTable {
     this.m.delete(member);
   }
 
+  /**
+   * With several config instances a join may be handled by another one: it
+   * gives the member a fresh start in the store (communicating) and says
+   * nothing to us, the lease holder. A member we hold MISSING that the
+   * store calls communicating has joined again since we marked it (our own
+   * MISSING marks are written before the next round reads them): forget
+   * it, so the polls it missed before joining cannot evict it now.
+   * Returns the members so forgotten.
+   */
+  rejoined(notCommunicating: ReadonlySet<string>): string[] {
+    const out: string[] = [];
+    for (const [member, s] of this.m) {
+      if (s.state !== 'MISSING' || notCommunicating.has(member)) continue;
+      this.m.delete(member);
+      out.push(member);
+    }
+    return out;
+  }
+
   /** Members no longer in any VPN are dropped from the table. */
   retain(members: Set<string>): void {
     for (const k of this.m.keys()) if (!members.has(k)) this.m.delete(k);

@@ -48,7 +48,7 @@ export class SqliteStore implements Store {
     const get = this.stmt('SELECT value FROM numbers WHERE key = ?');
     const set = this.stmt('INSERT INTO numbers VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value');
     const getWindow = this.stmt('SELECT top, bits FROM seq_windows WHERE key = ?');
-    const setWindow = this.stmt('INSERT INTO seq_windows VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET top = excluded.top, bits = excluded.bits');
+    const setWindow = this.stmt('INSERT INTO seq_windows (key, top, bits) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET top = excluded.top, bits = excluded.bits');
     // One process owns the file: windows are decided in memory (read
     // through from the table), so claims in one turn see each other before
     // their group commit lands.

@@ -77,6 +77,26 @@ t.test('an agent that stops leaves at once: table, ACL and keys follow without w
   t.equal(logged(lines, /told term-c/).length, 0, 'nobody tells the leaver: it is gone');
 });
 
+t.test('a MISSING member that joined again through another instance does not pay for its old misses', async (t) => {
+  const lines: string[] = [];
+  const cp = await controlPlane(tempDir(t), { liveness: { pollIntervalMs: 200, evictAfter: 2, continueAfterMs: 300 }, lines });
+  t.teardown(() => cp.close());
+  await vpnWithUsers(cp, 'plant', 5020, { bob: 'bob-password' });
+  let muteB = false;
+  await joinedAgent(t, cp, 'term-b', 'bob', { lose: (dir, topic) => muteB && dir === 'out' && topic.includes('/svc/') });
+  muteB = true;
+  t.ok(await until(() => logged(lines, /term-b missed a poll \(1\/2\)/).length > 0, 4000), 'b misses one poll of two');
+  t.ok((await cp.store.notCommunicating()).has('term-b'), 'and is marked not communicating');
+  // What another config instance's join writes to the shared store; this
+  // instance, the lease holder, hears nothing else of it.
+  await cp.store.setCommunicating('term-b', true, Date.now());
+  t.ok(await until(() => logged(lines, /term-b joined again through another instance/).length > 0, 2000), 'the next round sees the rejoin');
+  muteB = false;
+  await sleep(200 * 5);
+  t.equal(logged(lines, /term-b evicted/).length, 0, 'the miss from before the join does not evict it');
+  t.same((await cp.store.members('plant')).map((m) => m.deviceId), ['term-b'], 'b is still in the VPN');
+});
+
 t.test('periodic rekey reaches only communicating members; a silent one catches up when it answers again', async (t) => {
   const lines: string[] = [];
   const cp = await controlPlane(tempDir(t), { liveness: { pollIntervalMs: 200, evictAfter: 100, continueAfterMs: 1000 }, rekeyPeriodMs: 1500, lines });

@@ -59,3 +59,22 @@ t.test('liveness options: defaults and the continue-before-eviction rule', async
   t.throws(() => livenessOptions({ pollIntervalMs: 10 }), /at least 50 ms/, 'a poll interval too short to be real');
   t.throws(() => livenessOptions({ evictAfter: 1.5 }), /positive whole number/, 'evict-after is whole polls');
 });
+
+t.test('rejoined: a MISSING member the store calls communicating starts over', async (t) => {
+  const l = new LivenessTable(2);
+  for (const m of ['late', 'quiet', 'fine']) l.polled(m, 0);
+  l.vouched('fine', 5);
+  l.polled('late', 10); // missed 1 of 2
+  l.polled('quiet', 10);
+  l.polled('fine', 10);
+  t.equal(l.state('late'), 'MISSING', 'late missed a poll');
+  // Another instance handled late's join (communicating again in the store);
+  // quiet is still marked not communicating; fine was never MISSING.
+  t.same(l.rejoined(new Set(['quiet'])), ['late'], 'only the MISSING member the store calls communicating');
+  t.equal(l.state('late'), undefined, 'forgotten: a fresh start');
+  t.equal(l.polled('late', 20), null, 'so the next poll counts nothing and cannot evict it');
+  t.equal(l.state('late'), 'ACTIVE', 'it is ACTIVE again');
+  t.equal(l.state('quiet'), 'MISSING', 'quiet keeps its count');
+  t.same(l.polled('quiet', 20), { member: 'quiet', from: 'MISSING', to: 'EVICTED', missed: 2 }, 'and is evicted on its second miss');
+  t.equal(l.missed('fine'), 0, 'fine is untouched');
+});

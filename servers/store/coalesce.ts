@@ -10,9 +10,8 @@
  * A statement holds each key once (an upsert cannot touch one row twice in
  * a statement), in key order: statements from several processes then lock
  * rows in one order and cannot deadlock. A repeated key goes in the next
- * statement. Two claims of
- * one seq may then race on two connections, which the row lock settles:
- * one wins.
+ * statement; two claims of one seq may then race on two connections, which
+ * the row lock settles: one wins.
  */
 
 interface Call<A, R> {

@@ -98,10 +98,12 @@ export class LivenessTable {
    * With several config instances a join may be handled by another one: it
    * gives the member a fresh start in the store (communicating) and says
    * nothing to us, the lease holder. A member we hold MISSING that the
-   * store calls communicating has joined again since we marked it (our own
-   * MISSING marks are written before the next round reads them): forget
-   * it, so the polls it missed before joining cannot evict it now.
-   * Returns the members so forgotten.
+   * store calls communicating has joined again since we marked it: forget
+   * it, so the polls it missed before joining cannot evict it now. A round's
+   * own marks are written before the next round reads; a will-triggered
+   * poll's mark may still be in flight, and then one miss is forgotten too:
+   * eviction comes a poll later, never sooner. Returns the members so
+   * forgotten.
    */
   rejoined(notCommunicating: ReadonlySet<string>): string[] {
     const out: string[] = [];

@@ -173,10 +173,19 @@ export class KagiBroker {
     });
   }
 
+  // aedes keeps connected clients by id; its typings do not show the map.
+  private get clients(): Record<string, Client | undefined> {
+    return (this.aedes as unknown as { clients: Record<string, Client | undefined> }).clients;
+  }
+
+  /** The devices connected right now. */
+  connectedDevices(): string[] {
+    return Object.keys(this.clients).filter((id) => this.kinds.get(id) === 'device');
+  }
+
   /** Close a client's connection now (a revoked device); false if it is not connected. */
   disconnect(clientId: string): boolean {
-    // aedes keeps connected clients by id; its typings do not show the map.
-    const c = (this.aedes as unknown as { clients: Record<string, Client | undefined> }).clients[clientId];
+    const c = this.clients[clientId];
     if (!c) return false;
     this.o.log?.('info', `broker: disconnecting ${clientId} (revoked)`);
     c.close();

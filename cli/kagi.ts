@@ -12,6 +12,7 @@ usage: kagi <command> [options]
 
 commands:
   up          run the control plane (embedded broker + auth, config, key services)
+  init        make a control plane's data dir without starting it
   device      add a device and write its bundle; revoke one
   provision   make and register many devices from a CSV
   user add    add a user (password from standard input)
@@ -25,7 +26,8 @@ commands:
   version     print the version
 
 Every command takes --help; admin commands (device, provision, user, vpn,
-admin, status, audit) take --data DIR (default ./kagi-data) and
+admin, status, audit) take --data DIR (default ./kagi-data; made only by
+kagi up or kagi init, refused when it holds no kagi data) and
 --store postgres://user@host/db[?schema=NAME] for the tables in PostgreSQL,
 or --remote admin.json to run on a running control plane over its broker.`;
 
@@ -40,6 +42,7 @@ interface Command {
  */
 const commands: Record<string, () => Promise<Command>> = {
   up: async () => import('./commands/up.js').then((m) => ({ help: m.upHelp, run: m.up })),
+  init: async () => import('./commands/init.js').then((m) => ({ help: m.initHelp, run: m.init })),
   device: async () => import('./commands/admin.js').then((m) => ({ help: m.deviceHelp, run: m.device })),
   user: async () => import('./commands/admin.js').then((m) => ({ help: m.userHelp, run: m.user })),
   vpn: async () => import('./commands/admin.js').then((m) => ({ help: m.vpnHelp, run: m.vpn })),

@@ -26,6 +26,7 @@ import { openStore } from '../servers/store/open.js';
 import { loadServiceKeys, publicKeys, PARTIES, type Party } from '../servers/identity.js';
 import { storeRunner, type AdminRunner } from '../servers/admin-ops.js';
 import { AdminError } from '../servers/admin.js';
+import { DEFAULT_BROKER, recordedBroker } from '../servers/data-dir.js';
 import type { Link } from '../device/platform.js';
 import { DATA_OPTION, UsageError, duration } from './args.js';
 
@@ -72,10 +73,11 @@ export function readAdminFile(file: string): AdminFile {
 
 /** The CLI on a data dir (SQLite and keys.json) or on --store postgres://…. */
 export async function localTarget(v: { data: string; store?: string | undefined }): Promise<AdminTarget> {
-  const store = await openStore(v.data, v.store);
+  // Never made here: only kagi up and kagi init make a store (NoDataError).
+  const store = await openStore(v.data, v.store, { create: false });
   let keys: Record<Party, string> | undefined;
   // keys.json is read only when an operation needs the service keys.
-  const services = async () => (keys ??= publicKeys(loadServiceKeys(v.data, nodeCrypto())));
+  const services = async () => (keys ??= publicKeys(loadServiceKeys(v.data, nodeCrypto(), { create: false })));
   return { ...storeRunner(store, localActor(), services), close: () => store.close() };
 }
 
@@ -138,7 +140,21 @@ export const TARGET_HELP = `  --data DIR         control plane data dir (default
                      the admin of FILE (kagi admin add); recorded in the
                      audit table as admin:ID
   --timeout D        how long to wait for the control plane's answer with
-                     --remote (default 10s)`;
+                     --remote (default 10s; a bare number is seconds)`;
+
+/**
+ * The broker to write into a device or admin file: --broker if given, else
+ * the --remote admin file's, else the one kagi up last served on --data
+ * (data-dir.ts), else MQTT's own port on this host.
+ */
+export function brokerFor(v: { broker?: string | undefined; remote?: string | undefined; data: string }): string {
+  if (v.broker !== undefined) {
+    if (!/^mqtts?:\/\/[^/\s]+/.test(v.broker)) throw new UsageError(`--broker must be a URL like mqtt://host:1883, not '${v.broker}'`);
+    return v.broker;
+  }
+  if (v.remote) return readAdminFile(v.remote).broker;
+  return recordedBroker(v.data) ?? DEFAULT_BROKER;
+}
 
 /** Run `fn` on the target the options name, and close it. */
 export async function withTarget<T>(v: { data: string; store?: string | undefined; remote?: string | undefined; timeout?: string | undefined }, fn: (t: AdminTarget) => Promise<T>): Promise<T> {

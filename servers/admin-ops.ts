@@ -44,7 +44,8 @@ function newDevice(a: Body): NewDevice {
   const publicKey = opt(a, 'publicKey', (b, k) => bytes(b, k, 32));
   const relay = opt(a, 'relay', (b, k) => str(b, k, 64));
   const port = opt(a, 'port', (b, k) => str(b, k, 64));
-  return { id: id(a), mac: str(a, 'mac', 32), kind: str(a, 'kind', 16) as NewDevice['kind'], ...(publicKey ? { publicKey } : {}), ...(relay ? { relay } : {}), ...(port ? { port } : {}) };
+  const allowDuplicateMac = a.allowDuplicateMac === true;
+  return { id: id(a), mac: str(a, 'mac', 32), kind: str(a, 'kind', 16) as NewDevice['kind'], ...(publicKey ? { publicKey } : {}), ...(relay ? { relay } : {}), ...(port ? { port } : {}), ...(allowDuplicateMac ? { allowDuplicateMac } : {}) };
 }
 
 /** Only the named keys that are present: what an audit row records. */
@@ -65,12 +66,12 @@ const OPS: Record<string, Op> = {
     change: true,
     // user: the preset user written into an app server's file (recorded, never its password).
     run: async (c, a) => (opt(a, 'user', id), await registerDevice(c.store, newDevice(a)), { services: await c.services() }),
-    detail: (a) => pick(a, 'id', 'mac', 'kind', 'user', 'relay', 'port'),
+    detail: (a) => pick(a, 'id', 'mac', 'kind', 'user', 'relay', 'port', 'allowDuplicateMac'),
   },
   'device.provision': {
     change: true,
     run: async (c, a) => (opt(a, 'profile', (b, k) => str(b, k, 64)), await registerDevice(c.store, newDevice(a)), { services: await c.services() }),
-    detail: (a) => pick(a, 'id', 'mac', 'kind', 'profile'),
+    detail: (a) => pick(a, 'id', 'mac', 'kind', 'profile', 'allowDuplicateMac'),
   },
   'device.get': {
     change: false,

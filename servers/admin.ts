@@ -28,6 +28,8 @@ export interface NewDevice {
   publicKey?: Uint8Array;
   relay?: string;
   port?: string;
+  /** Register even if another device has this MAC (the rare real case: a MAC moved between boards). */
+  allowDuplicateMac?: boolean;
 }
 
 function checkNewId(id: string, what: string): void {
@@ -43,6 +45,9 @@ export async function registerDevice(store: Store, d: NewDevice): Promise<void> 
   checkNewId(d.id, 'device');
   if (!MAC_PATTERN.test(d.mac)) throw new AdminError(`MAC '${d.mac}' must look like 02:00:00:00:00:01`);
   if (!['terminal', 'relay', 'plaintext', 'external'].includes(d.kind)) throw new AdminError('kind must be terminal, relay, plaintext or external');
+  if (await store.getDevice(d.id)) throw new AdminError(`device '${d.id}' already exists (kagi device revoke ${d.id} retires it; choose another id)`);
+  const same = d.allowDuplicateMac ? [] : await store.devicesWithMac(d.mac.toLowerCase());
+  if (same.length) throw new AdminError(`MAC ${d.mac.toLowerCase()} is already registered to ${same.join(', ')}; check the label, or pass --allow-duplicate-mac if two devices really share it`);
   if (d.kind === 'plaintext') return addPlaintext(store, d);
   if (d.publicKey?.length !== 32) throw new AdminError('a device needs its 32-byte public key');
   await store.addDevice({ id: d.id, mac: d.mac.toLowerCase(), publicKey: d.publicKey, kind: d.kind });
@@ -114,6 +119,7 @@ export async function deleteVpn(store: Store, id: string): Promise<void> {
 export async function addUser(store: Store, id: string, password: string): Promise<void> {
   checkId(id, 'user');
   if (password.length < 8) throw new AdminError('password must have at least 8 characters');
+  if (await store.getUser(id)) throw new AdminError(`user '${id}' already exists`);
   await store.addUser({ id, passwordHash: await hashPassword(password) });
 }
 
@@ -122,6 +128,8 @@ export async function addVpn(store: Store, v: { id: string; protocol: VpnProtoco
   if (v.protocol !== 'tcp' && v.protocol !== 'udp') throw new AdminError(`protocol must be tcp or udp, not '${v.protocol}'`);
   if (!Number.isInteger(v.port) || v.port < 1 || v.port > 65535) throw new AdminError(`port must be 1..65535`);
   if (v.rekeyPeriodMs !== undefined && !(Number.isInteger(v.rekeyPeriodMs) && v.rekeyPeriodMs >= 0)) throw new AdminError('rekey period must be a duration of 0 or more');
+  const existing = await store.getVpn(v.id);
+  if (existing) throw new AdminError(`VPN '${v.id}' already exists (${existing.protocol}/${existing.port}): kagi vpn set ${v.id} changes it, kagi vpn delete ${v.id} removes it`);
   await store.addVpn({ id: v.id, protocol: v.protocol, port: v.port, priority: v.priority ?? 0, maxBandwidth: v.maxBandwidth ?? 0, flag: 0, totalRate: 0, rekeyPeriodMs: v.rekeyPeriodMs ?? 0 });
 }
 

@@ -13,6 +13,8 @@ import { TcDriver } from '../network/tc.js';
 import { MosquittoDynsecDriver, type DynsecOptions } from '../network/mosquitto-dynsec.js';
 import { connectKey, staticPassword } from '../protocol/connect-auth.js';
 import { openStore } from './store/open.js';
+import { lockDataDir, type DataDirLock } from './data-dir-lock.js';
+import { dataDirWarnings, makeDataDir, recordBroker } from './data-dir.js';
 import { Metrics, serveMetrics } from './metrics.js';
 import type { Store } from './store/store.js';
 import { loadServiceKeys, type ServiceKeys } from './identity.js';
@@ -56,6 +58,12 @@ export interface ControlPlaneOptions {
    * MQTT 5 broker with shared subscriptions, and a PostgreSQL store).
    */
   instance?: InstanceOptions;
+  /**
+   * Hold the data dir's lock for each duty run here (default: yes, unless
+   * several instances share PostgreSQL). Off only for tests that start two
+   * control planes on one dir on purpose.
+   */
+  lockDataDir?: boolean;
 }
 
 export interface ControlPlane {
@@ -76,8 +84,21 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   const log = o.log ?? (() => {});
   livenessOptions(o.liveness ?? {}); // bad intervals fail here, before anything starts
   if (o.instance && (!o.brokerUrl || !o.store)) throw new Error('instance: several instances share an external broker (--broker) and a PostgreSQL store (--store)');
-  const store = await openStore(o.dataDir, o.store);
-  const keys = loadServiceKeys(o.dataDir, o.crypto);
+  makeDataDir(o.dataDir);
+  for (const w of dataDirWarnings(o.dataDir)) log('warn', `data dir: ${w}`);
+  const run = new Set(o.services ?? SERVICES);
+  // Every duty this process runs on the dir, the broker first: a second
+  // control plane on the same dir is refused before it touches anything.
+  const lock: DataDirLock | null = o.instance || o.lockDataDir === false ? null : lockDataDir(o.dataDir, [...(o.brokerUrl ? [] : ['broker']), ...SERVICES.filter((s) => run.has(s))]);
+  let store: Store;
+  let keys: ServiceKeys;
+  try {
+    store = await openStore(o.dataDir, o.store);
+    keys = loadServiceKeys(o.dataDir, o.crypto);
+  } catch (e) {
+    lock?.release();
+    throw e;
+  }
   const acl = new BrokerAcl();
   const memory = new MemoryDriver();
   const metrics = new Metrics();
@@ -124,7 +145,6 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     }
     const brokerAuth = broker ? 'counter' : o.dynsec ? 'static' : 'none';
     const ctx: ServiceContext = { crypto: o.crypto, store, keys, brokerUrl, brokerAuth, timeoutMs: o.timeoutMs ?? 10_000, metrics, log, ...(o.instance ? { instance: o.instance } : {}) };
-    const run = new Set(o.services ?? SERVICES);
     if (run.has('auth')) closers.unshift((await startAuth(ctx)).close);
     if (run.has('keys')) closers.unshift((await startKeys(ctx, { rekeyPeriodMs: o.rekeyPeriodMs ?? 3_600_000, ...(o.keysTickMs ? { tickMs: o.keysTickMs } : {}) })).close);
     const config = run.has('config') ? await startConfig(ctx, { drivers, addressOf: (id) => broker?.addresses.get(id), linkCapacity: o.linkCapacity ?? 0, ...o.liveness }) : null;
@@ -138,17 +158,26 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       closers.push(m.close);
       metricsUrl = `http://${host}:${m.port}/metrics`;
     }
+    lock?.describe(brokerUrl);
+    recordBroker(o.dataDir, brokerUrl);
     return {
       store, keys, broker, brokerUrl, memory, acl, metrics, metricsUrl,
       reconcile: config ? config.reconcile : async () => {},
       close: async () => {
+        // The devices on our own broker lose it now: say so, so that
+        // status does not show them online after we are gone.
+        const gone = broker?.connectedDevices() ?? [];
         for (const c of closers) await c();
+        const at = Date.now();
+        for (const id of gone) await store.setPresence(id, false, at).catch(() => {});
         await store.close();
+        lock?.release();
       },
     };
   } catch (e) {
     for (const c of closers) await c().catch(() => {});
     await store.close();
+    lock?.release();
     throw e;
   }
 }

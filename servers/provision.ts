@@ -6,7 +6,7 @@
  * registered, so a run cut off between the two resumes from the file and
  * never registers a key that was not saved.
  */
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Crypto } from '../protocol/crypto/backend.js';
 import { equalCT, fromHex, toHex } from '../protocol/bytes.js';
@@ -14,6 +14,7 @@ import { MAC_PATTERN } from '../device/bundle.js';
 import { ID_PATTERN } from '../protocol/limits.js';
 import { isService } from './service-host.js';
 import type { AdminRunner } from './admin-ops.js';
+import { writePrivateFile } from './private-file.js';
 
 export interface ProvisionRow {
   /** 1-based line in the CSV file. */
@@ -97,7 +98,7 @@ export function parseDeviceCsv(text: string, o: { profiles?: Set<string>; defaul
 export type RowResult = 'made' | 'resumed' | 'done';
 
 /** Make and register one device, or find it already done. Throws (with a message for the operator) when it conflicts. */
-export async function provisionRow(admin: AdminRunner, c: Crypto, row: ProvisionRow, outDir: string, broker: string): Promise<RowResult> {
+export async function provisionRow(admin: AdminRunner, c: Crypto, row: ProvisionRow, outDir: string, broker: string, allowDuplicateMac = false): Promise<RowResult> {
   const file = join(outDir, `${row.id}.json`);
   const existing = (await admin.run('device.get', { id: row.id })) as { mac: string; publicKey: Uint8Array; revoked: boolean } | null;
   let bundle: Record<string, unknown> | undefined;
@@ -115,7 +116,7 @@ export async function provisionRow(admin: AdminRunner, c: Crypto, row: Provision
     if (publicKey && existing.mac === row.mac && equalCT(existing.publicKey, publicKey)) return 'done';
     throw new Error(`device ${row.id} is already registered ${existing.mac !== row.mac ? `with MAC ${existing.mac}` : 'with another key'}${publicKey ? '' : ` and ${file} is missing`}; not touching it`);
   }
-  const register = (pk: Uint8Array) => admin.run('device.provision', { id: row.id, mac: row.mac, kind: row.kind, publicKey: pk, ...(row.profile ? { profile: row.profile } : {}) });
+  const register = (pk: Uint8Array) => admin.run('device.provision', { id: row.id, mac: row.mac, kind: row.kind, publicKey: pk, ...(row.profile ? { profile: row.profile } : {}), ...(allowDuplicateMac ? { allowDuplicateMac } : {}) });
   if (publicKey) {
     // A run cut off after writing the file: register the key it saved.
     await register(publicKey);
@@ -123,9 +124,7 @@ export async function provisionRow(admin: AdminRunner, c: Crypto, row: Provision
   }
   const kp = c.generateKeyPair();
   const out = { kagi: 1, id: row.id, mac: row.mac, kind: row.kind, secretKey: toHex(kp.secretKey), services: await admin.services(), broker, ...(row.profile ? { profile: row.profile } : {}) };
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, `${JSON.stringify(out, null, 2)}\n`, { mode: 0o600 });
-  renameSync(tmp, file);
+  writePrivateFile(file, `${JSON.stringify(out, null, 2)}\n`);
   await register(kp.publicKey);
   return 'made';
 }

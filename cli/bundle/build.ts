@@ -19,6 +19,7 @@ import jsonPlugin from '@rollup/plugin-json';
 import terserPlugin from '@rollup/plugin-terser';
 import { builtinModules } from 'node:module';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { writePrivateFile } from '../../servers/private-file.js';
 import { gzipSync } from 'node:zlib';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -127,9 +128,14 @@ export async function deviceTemplate(profile: BoardProfile): Promise<(device: Re
   };
 }
 
-/** Build one profile's bundle; throws when it is over budget or eval-like code slipped in. */
-export async function buildBundle(profile: BoardProfile, o: { device?: unknown; outRoot?: string } = {}): Promise<BundleResult> {
-  const outDir = join(o.outRoot ?? join(DIST, 'boards'), profile.name);
+/**
+ * Build one profile's bundle; throws when it is over budget or eval-like
+ * code slipped in. A bundle with a device baked in holds its secret key: it
+ * goes to its own `file` (0600), never into the shared build folder.
+ */
+export async function buildBundle(profile: BoardProfile, o: { device?: unknown; outRoot?: string; file?: string } = {}): Promise<BundleResult> {
+  if (o.device !== undefined && !o.file) throw new KagiError('profile', 'a bundle with a device baked in needs its own file');
+  const outDir = o.file ? dirname(o.file) : join(o.outRoot ?? join(DIST, 'boards'), profile.name);
   const opts = rollupOptions(profile, o.device, outDir);
   const build = await rollup(opts);
   let code: string;
@@ -140,9 +146,10 @@ export async function buildBundle(profile: BoardProfile, o: { device?: unknown; 
     await build.close();
   }
   const { bytes, gzipBytes } = checkBundle(profile, code);
-  const result = { profile: profile.name, file: join(outDir, 'agent.js'), bytes, gzipBytes, budget: profile.budget.flashBytes };
+  const result = { profile: profile.name, file: o.file ?? join(outDir, 'agent.js'), bytes, gzipBytes, budget: profile.budget.flashBytes };
   mkdirSync(outDir, { recursive: true });
-  writeFileSync(result.file, code, o.device ? { mode: 0o600 } : {});
+  if (o.device !== undefined) writePrivateFile(result.file, code);
+  else writeFileSync(result.file, code);
   return result;
 }
 

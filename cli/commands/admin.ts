@@ -5,13 +5,15 @@
  * way. Key pairs are made here, so a private key never leaves the machine
  * that writes its file.
  */
-import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { writePrivateFile } from '../../servers/private-file.js';
 import { deviceCard, qrPng, qrTerminal } from '../device-card.js';
 import { UsageError, bitrate, duration, int, parse, readStdinLine } from '../args.js';
-import { TARGET_HELP, TARGET_OPTIONS, readAdminFile, withTarget, type AdminTarget } from '../remote-admin.js';
+import { TARGET_HELP, TARGET_OPTIONS, brokerFor, readAdminFile, withTarget, type AdminTarget } from '../remote-admin.js';
 import { nodeCrypto } from '../../runtime/node/crypto.js';
 import { toHex } from '../../protocol/bytes.js';
 import { deviceBundle, type NewDevice } from '../../servers/admin.js';
+import { parseBundle } from '../../device/bundle.js';
 import type { Party } from '../../servers/identity.js';
 import type { VpnProtocol } from '../../servers/store/store.js';
 
@@ -22,7 +24,7 @@ import type { VpnProtocol } from '../../servers/store/store.js';
  */
 async function writeRegistered(out: string, content: Record<string, unknown>, register: () => Promise<unknown>): Promise<void> {
   const tmp = `${out}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(content, null, 2) + '\n', { mode: 0o600 });
+  writePrivateFile(tmp, JSON.stringify(content, null, 2) + '\n');
   try {
     await register();
   } catch (e) {
@@ -40,6 +42,28 @@ async function oneOp(rest: string[], n: number, op: string, args: (p: string[]) 
   return 0;
 }
 
+/**
+ * `kagi device|admin set-broker FILE URL`: point an existing file at
+ * another broker without editing JSON; the file is checked first and
+ * rewritten 0600 in one step.
+ */
+function setBroker(rest: string[], what: 'device' | 'admin', check: (file: string, json: unknown) => void): number {
+  const { positionals } = parse(rest, {}, 2);
+  const [file, url] = positionals as [string, string];
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    check(file, json);
+  } catch (e) {
+    throw new UsageError(`${file}: ${(e as Error).message.replace(/^--remote \S+: /, '')}`);
+  }
+  const broker = brokerFor({ broker: url, data: '' });
+  const before = json.broker;
+  writePrivateFile(file, JSON.stringify({ ...json, broker }, null, 2) + '\n');
+  console.log(`${what} file ${file}: broker ${String(before)} → ${broker}`);
+  return 0;
+}
+
 function refuseOverwrite(out: string, force: boolean, what: string): void {
   if (existsSync(out) && !force) throw new UsageError(`${out} exists (it may hold another ${what}'s key); use --force to overwrite`);
 }
@@ -47,12 +71,15 @@ function refuseOverwrite(out: string, force: boolean, what: string): void {
 export const deviceHelp = `usage: kagi device add ID --mac MAC --out FILE [options]
        kagi device revoke ID
        kagi device card FILE [--png OUT]
+       kagi device set-broker FILE URL
 
 add     registers a device and writes its bundle (identity, private key,
         service keys) to FILE with mode 0600.
 card    shows the device id and its public-key fingerprint, as text and as
         a QR code (--png OUT also writes it as an image), for an installer
         to check on site against kagi provision's output
+set-broker  points the device file FILE at another broker (e.g. the one
+        kagi up prints, when it is not on port 1883)
 revoke  revokes a device for good: it leaves every VPN, can never
         authenticate again, and a running control plane disconnects it
         from the broker and rekeys its VPNs within about a second.
@@ -62,7 +89,11 @@ options:
   --kind KIND        terminal (default), relay, plaintext or external
   --out FILE         where to write the bundle (required; refused if it exists)
   --force            overwrite FILE
-  --broker URL       broker URL written into the bundle (default mqtt://127.0.0.1:1883)
+  --allow-duplicate-mac  register even if another device has this MAC
+                     (refused by default: usually a typo or a relabelled board)
+  --broker URL       broker URL written into the bundle (default: the one
+                     kagi up last served on --data, or the --remote file's;
+                     else mqtt://127.0.0.1:1883)
   --user ID          preset user for an app server that joins by itself;
                      its password is read from standard input
   --relay ID         (plaintext) the relay the terminal sits behind
@@ -93,18 +124,20 @@ export async function device(args: string[]): Promise<number> {
     }
     return 0;
   }
+  if (sub === 'set-broker') return setBroker(rest, 'device', (_f, j) => void parseBundle(j));
   if (sub === 'revoke') return oneOp(rest, 1, 'device.revoke', (p) => ({ id: p[0] }), (p) => `device ${p[0]} revoked: it can never authenticate again; a running control plane disconnects it and rekeys its VPNs`);
   if (sub !== 'add') throw new UsageError(`unknown 'device ${sub ?? ''}': try 'kagi device --help'`);
-  const { values: v, positionals } = parse(rest, { ...TARGET_OPTIONS, mac: { type: 'string' }, kind: { type: 'string', default: 'terminal' }, out: { type: 'string' }, force: { type: 'boolean', default: false }, broker: { type: 'string', default: 'mqtt://127.0.0.1:1883' }, user: { type: 'string' }, relay: { type: 'string' }, port: { type: 'string' } }, 1);
+  const { values: v, positionals } = parse(rest, { ...TARGET_OPTIONS, mac: { type: 'string' }, kind: { type: 'string', default: 'terminal' }, out: { type: 'string' }, force: { type: 'boolean', default: false }, broker: { type: 'string' }, 'allow-duplicate-mac': { type: 'boolean', default: false }, user: { type: 'string' }, relay: { type: 'string' }, port: { type: 'string' } }, 1);
   if (!v.mac) throw new UsageError('--mac is required');
   if (!v.out) throw new UsageError('--out is required');
   if (!['terminal', 'relay', 'plaintext', 'external'].includes(v.kind)) throw new UsageError(`--kind must be terminal, relay, plaintext or external`);
   refuseOverwrite(v.out, v.force, 'device');
+  const broker = brokerFor(v);
   const password = v.user ? await readStdinLine(`password for ${v.user}`) : undefined;
   const kp = v.kind === 'plaintext' ? undefined : nodeCrypto().generateKeyPair();
-  const d: NewDevice = { id: positionals[0]!, mac: v.mac, kind: v.kind as NewDevice['kind'], ...(kp ? { publicKey: kp.publicKey } : {}), ...(v.relay ? { relay: v.relay } : {}), ...(v.port ? { port: v.port } : {}) };
+  const d: NewDevice = { id: positionals[0]!, mac: v.mac, kind: v.kind as NewDevice['kind'], ...(kp ? { publicKey: kp.publicKey } : {}), ...(v.relay ? { relay: v.relay } : {}), ...(v.port ? { port: v.port } : {}), ...(v['allow-duplicate-mac'] ? { allowDuplicateMac: true } : {}) };
   await withTarget(v, async (t) => {
-    const bundle = deviceBundle(d, kp?.secretKey, await t.services(), { broker: v.broker, ...(v.user ? { user: v.user, password } : {}) });
+    const bundle = deviceBundle(d, kp?.secretKey, await t.services(), { broker, ...(v.user ? { user: v.user, password } : {}) });
     await writeRegistered(v.out!, bundle, () => t.run('device.add', { ...d, ...(v.user ? { user: v.user } : {}) }));
   });
   console.log(`device ${positionals[0]} added (${v.kind}, ${v.mac}); bundle written to ${v.out}`);
@@ -156,7 +189,7 @@ higher priorities get their maximum first, equal priorities share what is
 left, and lower priorities are cut (their members are told, their frames
 are not forwarded) until the plan restores them.
 
---rekey-period (e.g. 30m, 1h; default: the control plane's, kagi up
+--rekey-period (e.g. 30m, 1h; a bare number is seconds; default: the control plane's, kagi up
 --rekey-period) is how often the VPN is rekeyed; members that do not answer
 polls are left out and catch up when they answer again.
 
@@ -195,6 +228,7 @@ export async function vpn(args: string[]): Promise<number> {
 export const adminHelp = `usage: kagi admin add ID --out FILE [--broker URL] [--broker-auth MODE] [--force]
        kagi admin revoke ID
        kagi admin list
+       kagi admin set-broker FILE URL
 
 add     makes an operator identity for the remote admin API: a key pair
         made here, its public key registered with the control plane, and
@@ -203,12 +237,14 @@ add     makes an operator identity for the remote admin API: a key pair
 revoke  the admin's requests are refused from now on (and, on the
         embedded broker, its connection too)
 list    the admins and whether they are revoked
+set-broker  points the admin file FILE at another broker
 
 options:
   --out FILE         where to write the admin file (required; refused if it exists)
   --force            overwrite FILE
   --broker URL       the control plane's broker, written into FILE
-                     (default: the --remote file's, else mqtt://127.0.0.1:1883)
+                     (default: the --remote file's, else the one kagi up
+                     last served on --data, else mqtt://127.0.0.1:1883)
   --broker-auth MODE how the admin logs in to that broker: counter (kagi's
                      embedded broker, default), static (Mosquitto with
                      kagi up --dynsec) or none (a broker that checks nothing)
@@ -228,6 +264,7 @@ export async function admin(args: string[]): Promise<number> {
     if (!v.json && admins.length === 0) console.log('no admins (kagi admin add ID --out FILE makes one)');
     return 0;
   }
+  if (sub === 'set-broker') return setBroker(rest, 'admin', (f) => void readAdminFile(f));
   if (sub === 'revoke') return oneOp(rest, 1, 'admin.revoke', (p) => ({ id: p[0] }), (p) => `admin ${p[0]} revoked`);
   if (sub !== 'add') throw new UsageError(`unknown 'admin ${sub ?? ''}': try 'kagi admin --help'`);
   const { values: v, positionals } = parse(rest, { ...TARGET_OPTIONS, out: { type: 'string' }, force: { type: 'boolean', default: false }, broker: { type: 'string' }, 'broker-auth': { type: 'string' } }, 1);
@@ -239,7 +276,7 @@ export async function admin(args: string[]): Promise<number> {
   const kp = nodeCrypto().generateKeyPair();
   await withTarget(v, async (t: AdminTarget) => {
     const services: Record<Party, string> = await t.services();
-    const file = { kagi: 1, admin: positionals[0], secretKey: toHex(kp.secretKey), services, broker: v.broker ?? via?.broker ?? 'mqtt://127.0.0.1:1883', brokerAuth };
+    const file = { kagi: 1, admin: positionals[0], secretKey: toHex(kp.secretKey), services, broker: brokerFor(v), brokerAuth };
     await writeRegistered(v.out!, file, () => t.run('admin.add', { id: positionals[0], publicKey: kp.publicKey }));
   });
   console.log(`admin ${positionals[0]} added; its file is ${v.out} (keep it like a password): kagi … --remote ${v.out}`);

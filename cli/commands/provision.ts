@@ -1,8 +1,9 @@
 /** `kagi provision`: many devices from a CSV, with progress, resumable. */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { writePrivateFile } from '../../servers/private-file.js';
 import { join } from 'node:path';
 import { parse, UsageError } from '../args.js';
-import { RemoteSilentError, TARGET_HELP, TARGET_OPTIONS, withTarget } from '../remote-admin.js';
+import { RemoteSilentError, TARGET_HELP, TARGET_OPTIONS, brokerFor, withTarget } from '../remote-admin.js';
 import { nodeCrypto } from '../../runtime/node/crypto.js';
 import { parseDeviceCsv, provisionRow, type RowError, type RowResult } from '../../servers/provision.js';
 import { listProfiles, loadProfile } from '../../runtime/node/board-profiles.js';
@@ -34,7 +35,11 @@ Each device is recorded in the audit table (device.provision). Key pairs
 are made on this machine; with --remote only public keys travel, and a
 control plane that stops answering stops the run (run it again to resume).
 
-  --broker URL       broker URL written into the device files (default mqtt://127.0.0.1:1883)
+  --allow-duplicate-mac  register rows whose MAC another device already has
+                     (refused per row by default)
+  --broker URL       broker URL written into the device files (default: the
+                     one kagi up last served on --data, or the --remote
+                     file's; else mqtt://127.0.0.1:1883)
 ${TARGET_HELP}`;
 
 /** A progress bar on a terminal, a line per tenth elsewhere (logs, CI). */
@@ -67,11 +72,11 @@ async function boardFiles(c: Crypto, row: ProvisionRow, out: string): Promise<vo
   const js = join(out, `${row.id}.agent.js`);
   if (profile.runtime === 'node' || existsSync(js)) return;
   if (!templates.has(profile.name)) templates.set(profile.name, deviceTemplate(profile));
-  writeFileSync(js, (await templates.get(profile.name)!)(file), { mode: 0o600 });
+  writePrivateFile(js, (await templates.get(profile.name)!)(file));
 }
 
 export async function provision(args: string[]): Promise<number> {
-  const { values: v } = parse(args, { ...TARGET_OPTIONS, csv: { type: 'string' }, out: { type: 'string' }, profile: { type: 'string' }, broker: { type: 'string', default: 'mqtt://127.0.0.1:1883' } }, 0);
+  const { values: v } = parse(args, { ...TARGET_OPTIONS, csv: { type: 'string' }, out: { type: 'string' }, profile: { type: 'string' }, broker: { type: 'string' }, 'allow-duplicate-mac': { type: 'boolean', default: false } }, 0);
   if (!v.csv) throw new UsageError('--csv FILE is required');
   if (!v.out) throw new UsageError('--out DIR is required');
   let text: string;
@@ -82,6 +87,7 @@ export async function provision(args: string[]): Promise<number> {
   }
   const profiles = new Set(listProfiles());
   if (v.profile && !profiles.has(v.profile)) throw new UsageError(`no board profile '${v.profile}' (known: ${[...profiles].join(', ')})`);
+  const broker = brokerFor(v);
   const { rows, errors } = parseDeviceCsv(text, { profiles, ...(v.profile ? { defaultProfile: v.profile } : {}) });
   mkdirSync(v.out, { recursive: true, mode: 0o700 });
   const c = nodeCrypto();
@@ -92,7 +98,7 @@ export async function provision(args: string[]): Promise<number> {
     tick(0);
     for (const [i, row] of rows.entries()) {
       try {
-        counts[await provisionRow(t, c, row, v.out!, v.broker)]++;
+        counts[await provisionRow(t, c, row, v.out!, broker, v['allow-duplicate-mac'])]++;
         await boardFiles(c, row, v.out!);
       } catch (e) {
         // The control plane gone quiet is not this row's fault: stop (a rerun resumes).

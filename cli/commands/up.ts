@@ -9,6 +9,7 @@ import { nodeCrypto } from '../../runtime/node/crypto.js';
 import { startControlPlane } from '../../servers/control-plane.js';
 import { livenessOptions } from '../../servers/config/config.js';
 import { PortInUseError } from '../../broker/broker.js';
+import { DataDirLockedError } from '../../servers/data-dir-lock.js';
 
 export const upHelp = `usage: kagi up [--host H] [--port N] [--broker URL] [--services LIST] [--nftables [--nft-netns NS] [--nft-hook forward|input]] [--dynsec ADMIN --dynsec-password-stdin]
                [--poll-interval D] [--evict-after N] [--continue-after D] [--rekey-period D] [--timeout D]
@@ -33,7 +34,7 @@ membership. --store postgres://user@host:5432/db[?schema=NAME] keeps the
 tables in PostgreSQL (schema kagi by default, created and migrated on
 start); keys.json stays in DIR.
 
-Monitoring and keys (durations like 500ms, 30s, 5m, 1h):
+Monitoring and keys (durations like 500ms, 30s, 5m, 1h; a bare number is seconds):
   --poll-interval D   poll every key holder this often (default 30s)
   --evict-after N     polls missed in a row before a member is evicted and
                       the VPN rekeyed without it (default 3)
@@ -117,18 +118,20 @@ export async function up(args: string[]): Promise<number> {
       log,
     });
   } catch (e) {
-    if (e instanceof PortInUseError || (e instanceof Error && /^(nftables|mosquitto-dynsec|tc):|^metrics port/.test(e.message))) {
+    if (e instanceof PortInUseError || e instanceof DataDirLockedError || (e instanceof Error && /^(nftables|mosquitto-dynsec|tc):|^metrics port/.test(e.message))) {
       console.error(`kagi up: ${e.message}`);
       return 1;
     }
     throw e;
   }
   log('info', `kagi up: ${instance ? `instance ${instance.name}, ` : ''}broker ${cp.brokerUrl}, services ${services.join(', ')}, data ${v.data}${v.store ? `, tables in PostgreSQL schema ${parsePostgresUrl(v.store).schema}` : ''}${cp.metricsUrl ? `, metrics ${cp.metricsUrl}` : ''}`);
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
+  const signal = await new Promise<string>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
   });
+  log('info', `kagi up: stopping (${signal}): ${cp.broker ? 'devices on this broker are marked offline, ' : ''}services closing`);
   await cp.close();
+  log('info', 'kagi up: stopped');
   return 0;
 }
 

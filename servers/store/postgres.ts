@@ -17,6 +17,8 @@ import { auditRow, deviceRow, memberRow, networkInfoRow, presenceMap, sessionKey
 import { migrations } from './migrations.js';
 import { PgAdvisoryLease, type Lease, type LeaseOptions } from './lease.js';
 
+import { NoDataError } from '../data-dir.js';
+
 const MIGRATIONS = migrations('postgres');
 
 /** Any 64-bit number: the lock every instance takes to migrate. */
@@ -107,15 +109,19 @@ export class PgStore implements Store {
   }
 
   /** Connect, create the schema if needed and migrate it. */
-  static async open(url: string): Promise<PgStore> {
+  static async open(url: string, o: { create?: boolean } = {}): Promise<PgStore> {
     const { connectionString, schema } = parsePostgresUrl(url);
     const pool = new pg.Pool({ connectionString, max: 8, options: `-c search_path=${schema}` });
     // An idle client that loses its server must not crash the process.
     pool.on('error', () => {});
     try {
+      if (o.create === false && !(await hasTables(pool, schema))) {
+        throw new NoDataError(`no kagi tables in schema ${schema}: check the URL and ?schema=, or make them with kagi init --store (kagi up makes them too)`);
+      }
       await migrate(pool, schema);
     } catch (e) {
       await pool.end();
+      if (e instanceof NoDataError) throw new NoDataError(`PostgreSQL store ${connectionString.replace(/:[^:@/]*@/, ':***@')}: ${e.message}`);
       throw new Error(`PostgreSQL store ${connectionString.replace(/:[^:@/]*@/, ':***@')}: ${(e as Error).message}`);
     }
     return new PgStore(pool, schema, connectionString);
@@ -168,6 +174,9 @@ export class PgStore implements Store {
   async getDevice(id: string) {
     const r = (await this.q('SELECT * FROM devices WHERE id = $1', [id])).rows[0];
     return r ? deviceRow(r) : undefined;
+  }
+  async devicesWithMac(mac: string) {
+    return (await this.q('SELECT id FROM devices WHERE mac = $1 ORDER BY id', [mac])).rows.map((r: { id: string }) => r.id);
   }
   async listDevices() {
     return (await this.q('SELECT * FROM devices ORDER BY id')).rows.map(deviceRow);
@@ -341,6 +350,12 @@ async function transaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T
   } finally {
     c.release();
   }
+}
+
+/** Has `kagi up` or `kagi init` made kagi's tables in this schema? */
+async function hasTables(pool: pg.Pool, schema: string): Promise<boolean> {
+  const r = await pool.query('SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = $2', [schema, 'schema_migrations']);
+  return r.rowCount !== null && r.rowCount > 0;
 }
 
 function migrate(pool: pg.Pool, schema: string): Promise<void> {

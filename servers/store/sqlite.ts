@@ -3,7 +3,9 @@
  * migrations recorded in schema_migrations.
  */
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
+import { DB_FILE, makeDataDir } from '../data-dir.js';
+import { PRIVATE_FILE_MODE } from '../private-file.js';
 import { join } from 'node:path';
 import type { NumberStore } from '../../protocol/store.js';
 import { slideWindow, type SeqWindow } from '../../protocol/replay.js';
@@ -38,8 +40,12 @@ export class SqliteStore implements Store {
   readonly numbers: NumberStore;
 
   constructor(dataDir: string) {
-    mkdirSync(dataDir, { recursive: true });
-    this.db = new Database(join(dataDir, 'kagi.db'));
+    makeDataDir(dataDir);
+    // Made 0600 before SQLite opens it: SQLite gives its -wal and -shm files
+    // the database file's mode, and the tables hold password hashes and keys.
+    const file = join(dataDir, DB_FILE);
+    closeSync(openSync(file, 'a', PRIVATE_FILE_MODE));
+    this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
@@ -91,6 +97,9 @@ export class SqliteStore implements Store {
   async getDevice(id: string) {
     const r = this.stmt('SELECT * FROM devices WHERE id = ?').get(id);
     return r ? deviceRow(r) : undefined;
+  }
+  async devicesWithMac(mac: string) {
+    return (this.stmt('SELECT id FROM devices WHERE mac = ? ORDER BY id').all(mac) as { id: string }[]).map((r) => r.id);
   }
   async listDevices() {
     return this.stmt('SELECT * FROM devices ORDER BY id').all().map(deviceRow);

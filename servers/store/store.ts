@@ -85,6 +85,8 @@ export interface Store {
   addDevice(d: Omit<DeviceRow, 'revoked' | 'relayId' | 'relayPort'> & { relayId?: string; relayPort?: string }): Promise<void>;
   getDevice(id: string): Promise<DeviceRow | undefined>;
   listDevices(): Promise<DeviceRow[]>;
+  /** Ids of the devices registered with this MAC (lower case), revoked ones too. */
+  devicesWithMac(mac: string): Promise<string[]>;
   /** Revoke a device for good: marked revoked, out of every VPN, its channels gone; false if no such device. */
   revokeDevice(id: string): Promise<boolean>;
   /** Ids of revoked devices (read every reconcile: not a scan of every device). */

@@ -4,7 +4,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { kagi, kagiSpawn, kagiUp, stopChild, watch } from '../helpers/cli.js';
-import { tempDir } from '../helpers/control-plane.js';
+import { kagiDataDir, tempDir } from '../helpers/control-plane.js';
 
 t.test('help on every command', async (t) => {
   const top = kagi(['--help']);
@@ -26,7 +26,7 @@ t.test('demo runs the first story and exits 0', async (t) => {
 });
 
 t.test('admin commands on a data dir', async (t) => {
-  const data = tempDir(t);
+  const data = kagiDataDir(t);
   const out = join(data, 'term-1.json');
   const add = kagi(['device', 'add', 'term-1', '--mac', '02:00:00:00:00:01', '--out', out, '--data', data]);
   t.equal(add.code, 0, 'device add');
@@ -63,7 +63,7 @@ t.test('admin commands on a data dir', async (t) => {
 });
 
 t.test('the VPN management table through the CLI: priority, maximum bandwidth, status', async (t) => {
-  const data = tempDir(t);
+  const data = kagiDataDir(t);
   t.equal(kagi(['vpn', 'add', 'alarms', '--protocol', 'udp', '--port', '5030', '--priority', '10', '--max-bandwidth', '2mbit', '--data', data]).code, 0, 'vpn add with priority and maximum');
   t.equal(kagi(['vpn', 'add', 'plant', '--protocol', 'tcp', '--port', '5020', '--data', data]).code, 0, 'vpn add with the defaults');
   const set = kagi(['vpn', 'set', 'plant', '--priority', '5', '--max-bandwidth', '1.5mbit', '--data', data]);
@@ -100,7 +100,7 @@ t.test('kagi up: bandwidth flags are checked before anything starts', async (t) 
 });
 
 t.test('the audit table records every change made with the CLI, never a secret', async (t) => {
-  const data = tempDir(t);
+  const data = kagiDataDir(t);
   const run = (args: string[], input?: string) => kagi([...args, '--data', data], input);
   t.equal(run(['vpn', 'add', 'plant', '--protocol', 'tcp', '--port', '5020']).code, 0, 'vpn add');
   t.equal(run(['user', 'add', 'alice', '--password-stdin'], 'secret-password-1\n').code, 0, 'user add');
@@ -124,7 +124,7 @@ t.test('the audit table records every change made with the CLI, never a secret',
 });
 
 t.test('kagi device revoke on a data dir', async (t) => {
-  const data = tempDir(t);
+  const data = kagiDataDir(t);
   t.equal(kagi(['device', 'add', 'term-r', '--mac', '02:00:00:00:00:71', '--out', join(data, 'r.json'), '--data', data]).code, 0, 'a device');
   const r = kagi(['device', 'revoke', 'term-r', '--data', data]);
   t.equal(r.code, 0, 'revoke');
@@ -171,7 +171,7 @@ t.test('kagi up on a port in use: one line, exit non-zero', async (t) => {
 });
 
 t.test('an app server joins by itself with the preset credentials in its bundle', async (t) => {
-  const data = tempDir(t);
+  const data = kagiDataDir(t);
   t.equal(kagi(['vpn', 'add', 'plant', '--protocol', 'tcp', '--port', '5020', '--data', data]).code, 0, 'vpn add');
   t.equal(kagi(['user', 'add', 'app', '--password-stdin', '--data', data], 'app-password\n').code, 0, 'user add');
   t.equal(kagi(['vpn', 'grant', 'plant', 'app', '--data', data]).code, 0, 'grant');
@@ -196,7 +196,7 @@ t.test('an app server joins by itself with the preset credentials in its bundle'
 });
 
 t.test('relay and plaintext terminal through the CLI; vpn delete; status shows the port', async (t) => {
-  const data = tempDir(t);
+  const data = kagiDataDir(t);
   const run = (args: string[], input?: string) => kagi([...args, '--data', data], input);
   t.equal(run(['vpn', 'add', 'plant', '--protocol', 'tcp', '--port', '5020']).code, 0, 'vpn add');
   t.equal(run(['user', 'add', 'pam', '--password-stdin'], 'pam-password\n').code, 0, 'user add');

@@ -7,7 +7,7 @@ import t from 'tap';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { kagi } from '../helpers/cli.js';
-import { crypto, tempDir } from '../helpers/control-plane.js';
+import { crypto, kagiDataDir, tempDir } from '../helpers/control-plane.js';
 import { SqliteStore } from '../../servers/store/sqlite.js';
 import { loadServiceKeys, publicKeys } from '../../servers/identity.js';
 import { storeRunner } from '../../servers/admin-ops.js';
@@ -21,7 +21,7 @@ const jsQR = jsQRModule as unknown as typeof jsQRModule.default;
 const mac = (i: number) => `02:00:00:01:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
 
 t.test('500 rows, 3 bad: 497 provisioned, the 3 reported by line; a second run changes nothing', async (t) => {
-  const data = tempDir(t);
+  const data = kagiDataDir(t);
   const out = join(data, 'devices');
   const lines = ['id,mac,kind,profile'];
   for (let i = 0; i < 500; i++) lines.push(`dev-${i},${mac(i)},${i % 50 === 0 ? 'relay' : 'terminal'},${i % 2 ? 'quickjs-terminal' : ''}`);
@@ -90,7 +90,7 @@ t.test('CSV parsing', async (t) => {
 });
 
 t.test('with a board profile: a flashable bundle per device and a QR code of id and fingerprint', async (t) => {
-  const data = tempDir(t);
+  const data = kagiDataDir(t);
   const out = join(data, 'devices');
   const csv = join(data, 'boards.csv');
   writeFileSync(csv, 'id,mac,profile\nqb-1,02:00:00:03:00:01,quickjs-terminal\nqb-2,02:00:00:03:00:02,xs-terminal\nnb-1,02:00:00:03:00:03,node-terminal\nplain,02:00:00:03:00:04,\n');

@@ -8,7 +8,7 @@
 import t, { type Test } from 'tap';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { agent, controlPlane, crypto, device, tempDir } from '../helpers/control-plane.js';
+import { agent, controlPlane, crypto, device, kagiDataDir, tempDir } from '../helpers/control-plane.js';
 import { kagi, kagiAsync } from '../helpers/cli.js';
 import { freePort } from '../helpers/ports.js';
 import { MOSQUITTO_BINARY_SKIP, haveMosquittoBinary, startMosquitto } from '../helpers/mosquitto.js';
@@ -76,7 +76,7 @@ t.test('every admin operation over the broker leaves the store as it does on a d
 
   const remote = await remoteTarget(adminFile, 5000);
   t.teardown(() => remote.close());
-  const dataB = tempDir(t);
+  const dataB = kagiDataDir(t);
   const local = await localTarget({ data: dataB });
   const [viaBroker, onDisk] = [await runAll(remote), await runAll(local)];
   await local.close();

@@ -23,6 +23,17 @@ export function tempDir(t: { teardown(fn: () => void): void }, prefix = 'kagi-')
   return d;
 }
 
+/**
+ * A temp data dir holding kagi data, as `kagi init` leaves it (admin
+ * commands refuse a dir without): the services' keys and the tables.
+ */
+export function kagiDataDir(t: { teardown(fn: () => void): void }, prefix = 'kagi-'): string {
+  const d = tempDir(t, prefix);
+  loadServiceKeys(d, crypto);
+  void new SqliteStore(d).close();
+  return d;
+}
+
 export interface CpOptions {
   brokerUrl?: string;
   timeoutMs?: number;

@@ -78,7 +78,10 @@ t.test('resume and conflicts', async (t) => {
   t.same([...(await store.getDevice('r1'))!.publicKey], [...crypto.publicKey(Buffer.from(saved.secretKey, 'hex'))], 'with the key the file holds');
   t.equal(await provisionRow(s, crypto, row, out, 'mqtt://x:1883'), 'done', 'then done');
   await t.rejects(provisionRow(s, crypto, { ...row, mac: '02:00:00:02:00:99' }, out, 'mqtt://x:1883'), /exists for another device/, 'a file for another MAC is not overwritten');
-  await t.rejects(provisionRow(s, crypto, { ...row, id: 'r2', line: 3 }, tempDir(t), 'mqtt://x:1883').then(() => provisionRow(s, crypto, { ...row, id: 'r2', mac: '02:00:00:02:00:98' }, tempDir(t), 'mqtt://x:1883')), /already registered with MAC 02:00:00:02:00:01/, 'a registered id with another MAC is not touched');
+  await t.rejects(provisionRow(s, crypto, { ...row, id: 'r2', line: 3, mac: '02:00:00:02:00:02' }, tempDir(t), 'mqtt://x:1883').then(() => provisionRow(s, crypto, { ...row, id: 'r2', mac: '02:00:00:02:00:98' }, tempDir(t), 'mqtt://x:1883')), /already registered with MAC 02:00:00:02:00:02/, 'a registered id with another MAC is not touched');
+  const dupOut = tempDir(t);
+  await t.rejects(provisionRow(s, crypto, { ...row, id: 'r3' }, dupOut, 'mqtt://x:1883'), /MAC 02:00:00:02:00:01 is already registered to r1/, 'a MAC another device has is refused');
+  t.equal(await provisionRow(s, crypto, { ...row, id: 'r3' }, dupOut, 'mqtt://x:1883', true), 'resumed', 'unless duplicates are allowed (the refused run left its file: resumed)');
 });
 
 t.test('CSV parsing', async (t) => {

@@ -1,37 +1,9 @@
-/**
- * Run the real `kagi` command: the build in dist/ (what `npm test` makes
- * first, and what users run) when it is at least as new as every source;
- * otherwise the TypeScript sources through tap's loader, which compiles
- * them in every process (seconds per spawn on a busy machine, against a
- * fraction of one) — so a stale build is never what a test checks.
- */
+/** Run the real `kagi` command (the build when current: helpers/built.ts). */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { nodeArgs } from './built.js';
 
-const require = createRequire(import.meta.url);
-const tsLoader = pathToFileURL(join(require.resolve('@tapjs/typescript/package.json'), '..', 'dist/esm/import.mjs')).href;
-
-/** Newest modification time of the .ts files under the folders the CLI is built from. */
-function newestSource(dirs: string[]): number {
-  let newest = 0;
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.name.endsWith('.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
-    }
-  };
-  for (const d of dirs) if (existsSync(d)) walk(d);
-  return newest;
-}
-
-const BUILT = join('dist', 'cli', 'kagi.js');
-const useBuild = existsSync(BUILT) && statSync(BUILT).mtimeMs >= newestSource(['protocol', 'device', 'servers', 'broker', 'network', 'runtime', 'cli']);
-if (!useBuild) console.error('test/helpers/cli.ts: dist/ is older than the sources (npm run build): spawning the TypeScript CLI, which is much slower');
-const args = (a: string[]) => (useBuild ? ['--enable-source-maps', BUILT, ...a] : [`--import=${tsLoader}`, join('cli', 'kagi.ts'), ...a]);
+const args = (a: string[]) => [...nodeArgs(join('cli', 'kagi.ts')), ...a];
 
 export function kagi(a: string[], input?: string) {
   const r = spawnSync(process.execPath, args(a), { input: input ?? '', encoding: 'utf8', timeout: 60_000 });

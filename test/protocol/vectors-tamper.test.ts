@@ -8,14 +8,10 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { VECTORS_DIR } from '../helpers/vectors.js';
-
-const require = createRequire(import.meta.url);
-const tsLoader = pathToFileURL(join(require.resolve('@tapjs/typescript/package.json'), '..', 'dist/esm/import.mjs')).href;
+import { nodeArgs } from '../helpers/built.js';
 
 /** Flip the last hex digit of a string (keeps it valid hex, changes the value). */
 function flip(h: string): string {
@@ -46,7 +42,7 @@ const tampers: Tamper[] = [
 ];
 
 function runAgainst(dir: string, test: string): number | null {
-  const r = spawnSync(process.execPath, [`--import=${tsLoader}`, join('test', 'protocol', `${test}.test.ts`)], {
+  const r = spawnSync(process.execPath, nodeArgs(join('test', 'protocol', `${test}.test.ts`)), {
     env: { ...process.env, KAGI_VECTORS: dir, TAP: '1' },
     encoding: 'utf8',
     timeout: 120_000,

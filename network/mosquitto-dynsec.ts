@@ -9,6 +9,11 @@
  * agents reconnect by themselves. Commands go to `$CONTROL/dynamic-security/v1`
  * as the admin user; every apply reads the clients' roles and adds or
  * removes only the difference, so it is idempotent.
+ *
+ * A revoked device's login is disabled (dynsec's disableClient, which also
+ * drops its connection) at every apply, so a revoke made while kagi up was
+ * down is enforced at the first reconcile after start; Mosquitto then
+ * refuses its CONNECT, as the embedded broker does.
  */
 import mqtt, { type MqttClient } from 'mqtt';
 import type { DesiredState, NetworkDriver } from './driver.js';
@@ -84,7 +89,13 @@ export class MosquittoDynsecDriver implements NetworkDriver {
   async ensureClient(username: string, password: string, roles: string[] = []): Promise<void> {
     await this.must([{ command: 'createClient', username, password }], /already exists/i);
     await this.must([{ command: 'setClientPassword', username, password }]);
-    if (roles.length) await this.must(roles.map((rolename) => ({ command: 'addClientRole', username, rolename })), /already/i);
+    if (!roles.length) return;
+    // Only the roles it lacks: Mosquitto answers "Internal error" to adding
+    // a role a client already holds (a restart of kagi up would fail on it).
+    const [got] = await this.must([{ command: 'getClient', username }]);
+    const has = new Set(((got!.data as { client?: { roles?: { rolename: string }[] } } | undefined)?.client?.roles ?? []).map((r) => r.rolename));
+    const missing = roles.filter((r) => !has.has(r));
+    if (missing.length) await this.must(missing.map((rolename) => ({ command: 'addClientRole', username, rolename })), /already/i);
   }
 
   /**
@@ -138,9 +149,11 @@ export class MosquittoDynsecDriver implements NetworkDriver {
       }
     }
     const [list] = await this.must([{ command: 'listClients', verbose: true }]);
-    const clients = ((list!.data?.clients ?? []) as { username: string; roles?: { rolename: string }[] }[]);
+    const clients = ((list!.data?.clients ?? []) as { username: string; disabled?: boolean; roles?: { rolename: string }[] }[]);
+    const revoked = new Set(state.revoked ?? []);
     const changes: Command[] = [];
     for (const c of clients) {
+      if (revoked.has(c.username) && c.disabled !== true) changes.push({ command: 'disableClient', username: c.username });
       const has = new Set((c.roles ?? []).map((r) => r.rolename).filter((r) => OURS.test(r)));
       const should = want.get(c.username) ?? new Set<string>();
       for (const r of should) if (!has.has(r)) changes.push({ command: 'addClientRole', username: c.username, rolename: r });

@@ -16,7 +16,8 @@ import { MosquittoDynsecDriver } from '../../network/mosquitto-dynsec.js';
 import type { DesiredState } from '../../network/driver.js';
 import { agent, crypto, device, tempDir, vpnWithUsers } from '../helpers/control-plane.js';
 import { startControlPlane } from '../../servers/control-plane.js';
-import { deleteVpn } from '../../servers/admin.js';
+import { deleteVpn, revokeDevice } from '../../servers/admin.js';
+import { SqliteStore } from '../../servers/store/sqlite.js';
 import { connectKey, staticPassword } from '../../protocol/connect-auth.js';
 
 const PLUGIN = '/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so';
@@ -139,4 +140,38 @@ t.test('end to end: the control plane programs the dynsec Mosquitto as members j
   let q = 1;
   while (Date.now() < end && (q = await granted()) !== 128) await new Promise((r) => setTimeout(r, 100));
   t.equal(q, 128, 'after leaving (VPN deleted) it cannot');
+
+  // Revoked: Mosquitto itself refuses the device's login from then on.
+  await revokeDevice(cp.store, 'dyn-1');
+  await cp.reconcile();
+  const refused = await mqtt.connectAsync(url, { clientId: `probe-r-${Date.now()}`, username: 'dyn-1', password, reconnectPeriod: 0 }).then(
+    async (c) => (await c.endAsync(), 'connected'),
+    (e: Error & { code?: number }) => `refused (${e.code ?? e.message})`,
+  );
+  t.match(refused, /^refused/, 'a revoked device\'s CONNECT is refused by Mosquitto');
+  const admin = new MosquittoDynsecDriver({ url, username: 'admin', password: 'admin-password' });
+  const [got] = await admin.send([{ command: 'getClient', username: 'dyn-1' }]);
+  await admin.close();
+  t.equal((got!.data as { client: { disabled?: boolean } }).client.disabled, true, 'its login is disabled in dynsec');
+});
+
+t.test('a device revoked while the control plane was down is disabled at the next start', { skip: why ?? false }, async (t) => {
+  const url = await dynsecMosquitto(t);
+  const data = tempDir(t);
+  const dynsec = { url, username: 'admin', password: 'admin-password' };
+  const first = await startControlPlane({ dataDir: data, crypto, brokerUrl: url, timeoutMs: 5000, dynsec });
+  const b = await device(first, 'dyn-2');
+  await first.reconcile();
+  await first.close();
+  const password = staticPassword(crypto, connectKey(crypto, b.secretKey, b.services.broker), 'dyn-2');
+  const login = () => mqtt.connectAsync(url, { clientId: `probe-${Date.now()}`, username: 'dyn-2', password, reconnectPeriod: 0 }).then(async (c) => (await c.endAsync(), true), () => false);
+  t.equal(await login(), true, 'the device can log in');
+  const store = new SqliteStore(data);
+  await revokeDevice(store, 'dyn-2'); // kagi device revoke with no control plane running
+  await store.close();
+  t.equal(await login(), true, 'nothing enforces it yet');
+  const second = await startControlPlane({ dataDir: data, crypto, brokerUrl: url, timeoutMs: 5000, dynsec }); // a restart on a programmed Mosquitto
+  t.teardown(() => second.close());
+  await second.reconcile();
+  t.equal(await login(), false, 'after the next start, Mosquitto refuses it');
 });

@@ -9,6 +9,7 @@ import { MemoryNumberStore } from '../../protocol/store.js';
 import { portableCrypto } from '../../protocol/crypto/portable.js';
 import { BridgeLink } from './bridge-link.js';
 import type { HostBridge } from './host.js';
+import { healthyRandom } from '../../protocol/entropy.js';
 
 /** Counters in the host's key-value storage, one entry per key ("n:" prefix). */
 export class HostNumberStore implements NumberStore {
@@ -30,12 +31,14 @@ export interface BridgePlatformOptions {
   brokerAuth?: 'counter' | 'static' | 'none';
 }
 
+/** Throws (the agent does not start) when the board's RNG fails protocol/entropy.ts's checks. */
 export function bridgePlatform(host: HostBridge, o: BridgePlatformOptions): Platform {
-  const crypto = portableCrypto((buf) => buf.set(host.random(buf.length)));
+  const rng = healthyRandom((n) => host.random(n));
+  const crypto = portableCrypto((buf) => buf.set(rng(buf.length)));
   const numbers: NumberStore = o.storage === 'key-value' ? new HostNumberStore(host) : new MemoryNumberStore();
   // Jitter needs no secrecy, but boards' Math.random can be poor: use the RNG.
   const random = () => {
-    const b = host.random(4);
+    const b = rng(4);
     return (((b[0]! << 24) >>> 0) + (b[1]! << 16) + (b[2]! << 8) + b[3]!) / 2 ** 32;
   };
   return {

@@ -31,6 +31,13 @@ t.test('the board agent on the host bridge: join, frames both ways, a dropped li
   await t.rejects(g.kagiBoard!.start(), /no device file \(bake one with kagi bundle --device, or store it under "device"\)/, 'no device file: says where one goes');
 
   const file = await addDevice(cp.store, cp.keys, crypto, { id: 'board-n', mac: '02:00:00:00:0d:01', kind: 'terminal', broker: cp.brokerUrl });
+  // A board whose RNG hands over zeros, or the wrong type, refuses to start.
+  const real = host.random.bind(host);
+  host.random = (n) => new Uint8Array(n);
+  await t.rejects(g.kagiBoard!.start({ device: file }), /random source failed its start-up test/, 'an all-zero RNG: the agent refuses to start');
+  host.random = (n) => real(n).buffer as unknown as Uint8Array;
+  await t.rejects(g.kagiBoard!.start({ device: file }), /random source returned ArrayBuffer, not a Uint8Array/, 'an RNG that returns an ArrayBuffer: refused too');
+  host.random = real;
   const got: string[] = [];
   const agent = await g.kagiBoard!.start({ device: file, timeoutMs: 5000, onData: (_v, f, p) => got.push(`${f}:${dec.decode(p)}`) });
   t.equal(agent.id, 'board-n', 'started with the given device file');

@@ -130,11 +130,18 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
   // Rekeys of one VPN run one at a time, in order.
   const rekeys = new KeyedSerial();
 
-  /** A new epoch for every communicating member (the others converge when back). */
-  function rekey(vpnId: string, why: string): Promise<{ epoch: number; sent: number; failed: number }> {
+  /**
+   * A new epoch for every communicating member (the others converge when
+   * back). `owed`: only if the VPN still owes one (a removal or a request
+   * marked it, and no rekey has paid it since), so the config server's
+   * prompt after a leave and this server's own tick rekey it once.
+   */
+  function rekey(vpnId: string, why: string, o: { owed?: boolean } = {}): Promise<{ epoch: number; sent: number; failed: number }> {
     return rekeys.run(vpnId, async () => {
-      if (!(await ctx.store.getVpn(vpnId))) return { epoch: 0, sent: 0, failed: 0 };
+      const v = await ctx.store.getVpn(vpnId);
+      if (!v) return { epoch: 0, sent: 0, failed: 0 };
       const old = await ctx.store.currentSessionKey(vpnId);
+      if (o.owed && !(v.rekeyRequestedAt > 0)) return { epoch: old?.epoch ?? 0, sent: 0, failed: 0 };
       const epoch = (old?.epoch ?? 0) + 1;
       await ctx.store.putSessionKey({ vpnId, epoch, key: ctx.crypto.randomBytes(GROUP_KEY_LENGTH), createdAt: Date.now() });
       await ctx.store.setRekeyRequest(vpnId, 0);
@@ -158,7 +165,7 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
       const current = await ctx.store.currentSessionKey(v.id);
       if (!current) continue; // no member ever joined: nothing to rekey
       const period = v.rekeyPeriodMs || o.rekeyPeriodMs || 0;
-      if (v.rekeyRequestedAt > 0) await rekey(v.id, 'requested');
+      if (v.rekeyRequestedAt > 0) await rekey(v.id, 'requested', { owed: true });
       else if (period > 0 && now - current.createdAt >= period) await rekey(v.id, 'periodic');
       else await converge(v.id, current.epoch, now);
     }
@@ -193,7 +200,9 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
         // Rekeys are the lease holder's (one at a time per VPN, in order):
         // another instance leaves a request in the table for its next tick.
         if (!leading()) return { type: 'service.response', body: { ok: await ctx.store.setRekeyRequest(vpn, Date.now()), queued: true } };
-        const r = await rekey(vpn, typeof b.why === 'string' ? b.why : 'asked');
+        const why = typeof b.why === 'string' ? b.why : 'asked';
+        // A leave's removal marked the VPN as owing a rekey: pay that, once.
+        const r = await rekey(vpn, why, { owed: why === 'a member left' });
         return { type: 'service.response', body: { ok: true, ...r } };
       }
       if (op !== 'keys.issue') return { type: 'service.response', body: { ok: false, reason: 'unknown op' } };

@@ -21,6 +21,9 @@ import { NoDataError } from '../data-dir.js';
 
 const MIGRATIONS = migrations('postgres');
 
+/** A removal owes its VPN a rekey (store.ts, removeMember): the earliest mark is kept. */
+const OWE_REKEY = 'UPDATE vpns SET rekey_requested_at = $1 WHERE rekey_requested_at = 0';
+
 /** Any 64-bit number: the lock every instance takes to migrate. */
 const MIGRATION_LOCK = 0x6b616769; // "kagi"
 
@@ -189,6 +192,7 @@ export class PgStore implements Store {
   async revokeDevice(id: string) {
     return this.tx(async (q) => {
       if (((await q('UPDATE devices SET revoked = 1 WHERE id = $1', [id])).rowCount ?? 0) === 0) return false;
+      await q(`${OWE_REKEY} AND id IN (SELECT vpn_id FROM members WHERE device_id = $2)`, [Date.now(), id]);
       await q('DELETE FROM members WHERE device_id = $1', [id]);
       await q('DELETE FROM channels WHERE peer = $1', [id]);
       return true;
@@ -239,6 +243,7 @@ export class PgStore implements Store {
     return this.tx(async (q) => {
       const m = (await q('DELETE FROM members WHERE vpn_id = $1 AND user_id = $2', [vpnId, userId])).rowCount ?? 0;
       const g = (await q('DELETE FROM grants WHERE vpn_id = $1 AND user_id = $2', [vpnId, userId])).rowCount ?? 0;
+      if (m > 0) await q(`${OWE_REKEY} AND id = $2`, [Date.now(), vpnId]);
       return m + g > 0;
     });
   }
@@ -253,7 +258,11 @@ export class PgStore implements Store {
     );
   }
   async removeMember(vpnId: string, deviceId: string) {
-    return ((await this.q('DELETE FROM members WHERE vpn_id = $1 AND device_id = $2', [vpnId, deviceId])).rowCount ?? 0) > 0;
+    return this.tx(async (q) => {
+      if (((await q('DELETE FROM members WHERE vpn_id = $1 AND device_id = $2', [vpnId, deviceId])).rowCount ?? 0) === 0) return false;
+      await q(`${OWE_REKEY} AND id = $2`, [Date.now(), vpnId]);
+      return true;
+    });
   }
   async members(vpnId: string) {
     return (await this.q('SELECT * FROM members WHERE vpn_id = $1 ORDER BY device_id', [vpnId])).rows.map(memberRow);

@@ -18,6 +18,9 @@ import { auditRow, deviceRow, memberRow, networkInfoRow, presenceMap, sessionKey
 
 const MIGRATIONS = migrations('sqlite');
 
+/** A removal owes its VPN a rekey (store.ts, removeMember): the earliest mark is kept. */
+const OWE_REKEY = 'UPDATE vpns SET rekey_requested_at = ? WHERE rekey_requested_at = 0';
+
 function migrate(db: Database.Database): void {
   db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
   const done = new Set((db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map((r) => r.version));
@@ -112,6 +115,7 @@ export class SqliteStore implements Store {
   async revokeDevice(id: string) {
     return this.db.transaction(() => {
       if (this.stmt('UPDATE devices SET revoked = 1 WHERE id = ?').run(id).changes === 0) return false;
+      this.stmt(`${OWE_REKEY} AND id IN (SELECT vpn_id FROM members WHERE device_id = ?)`).run(Date.now(), id);
       this.stmt('DELETE FROM members WHERE device_id = ?').run(id);
       this.stmt('DELETE FROM channels WHERE peer = ?').run(id);
       return true;
@@ -162,6 +166,7 @@ export class SqliteStore implements Store {
     return this.db.transaction(() => {
       const m = this.stmt('DELETE FROM members WHERE vpn_id = ? AND user_id = ?').run(vpnId, userId).changes;
       const g = this.stmt('DELETE FROM grants WHERE vpn_id = ? AND user_id = ?').run(vpnId, userId).changes;
+      if (m > 0) this.stmt(`${OWE_REKEY} AND id = ?`).run(Date.now(), vpnId);
       return m + g > 0;
     })();
   }
@@ -176,7 +181,11 @@ export class SqliteStore implements Store {
       .run(m.vpnId, m.deviceId, m.userId, m.keyId, m.networkId));
   }
   async removeMember(vpnId: string, deviceId: string) {
-    return this.stmt('DELETE FROM members WHERE vpn_id = ? AND device_id = ?').run(vpnId, deviceId).changes > 0;
+    return this.db.transaction(() => {
+      if (this.stmt('DELETE FROM members WHERE vpn_id = ? AND device_id = ?').run(vpnId, deviceId).changes === 0) return false;
+      this.stmt(`${OWE_REKEY} AND id = ?`).run(Date.now(), vpnId);
+      return true;
+    })();
   }
   async members(vpnId: string) {
     return this.stmt('SELECT * FROM members WHERE vpn_id = ? ORDER BY device_id').all(vpnId).map(memberRow);

@@ -113,7 +113,13 @@ export interface Store {
   /** Insert or replace the membership of (vpn, device). */
   putMember(m: MemberRow): Promise<void>;
   members(vpnId: string): Promise<MemberRow[]>;
-  /** Remove one membership (leave, eviction); false if it was not there. */
+  /**
+   * Remove one membership (leave, eviction); false if it was not there.
+   * Every removal (this, revoke, revokeDevice) marks its VPN as owing a
+   * rekey (rekeyRequestedAt) in the same transaction: the key server's
+   * lease holder performs owed rekeys on its tick, so a removal made while
+   * no control plane runs, or lost to a crash, is still rekeyed.
+   */
   removeMember(vpnId: string, deviceId: string): Promise<boolean>;
   membershipsOf(deviceId: string): Promise<MemberRow[]>;
 

@@ -20,6 +20,7 @@ import terserPlugin from '@rollup/plugin-terser';
 import { builtinModules } from 'node:module';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { writePrivateFile } from '../../servers/private-file.js';
+import { cachedBuild } from './cache.js';
 import { gzipSync } from 'node:zlib';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -110,14 +111,7 @@ export function checkBundle(profile: BoardProfile, code: string): { bytes: numbe
 export const DEVICE_PLACEHOLDER = '__KAGI_DEVICE_FILE__';
 
 export async function deviceTemplate(profile: BoardProfile): Promise<(device: Record<string, unknown>) => string> {
-  const opts = rollupOptions(profile, DEVICE_PLACEHOLDER, join(DIST, 'boards', profile.name));
-  const build = await rollup(opts);
-  let code: string;
-  try {
-    code = (await build.generate(opts.output)).output[0].code;
-  } finally {
-    await build.close();
-  }
+  const code = await generate(profile, DEVICE_PLACEHOLDER);
   const quoted = JSON.stringify(DEVICE_PLACEHOLDER);
   const at = code.indexOf(quoted);
   if (at < 0 || code.indexOf(quoted, at + 1) >= 0) throw new KagiError('profile', `${profile.name}: the device placeholder did not survive the build exactly once`);
@@ -128,23 +122,29 @@ export async function deviceTemplate(profile: BoardProfile): Promise<(device: Re
   };
 }
 
+/** Run rollup for a profile (no device, or the placeholder): from the cache when this build of kagi made it before. */
+function generate(profile: BoardProfile, device: typeof DEVICE_PLACEHOLDER | undefined): Promise<string> {
+  return cachedBuild(DIST, { profile, device: device ?? null }, async () => {
+    const opts = rollupOptions(profile, device, join(DIST, 'boards', profile.name));
+    const build = await rollup(opts);
+    try {
+      return (await build.generate(opts.output)).output[0].code;
+    } finally {
+      await build.close();
+    }
+  });
+}
+
 /**
  * Build one profile's bundle; throws when it is over budget or eval-like
  * code slipped in. A bundle with a device baked in holds its secret key: it
- * goes to its own `file` (0600), never into the shared build folder.
+ * goes to its own `file` (0600), never into the shared build folder; it is
+ * the profile's template with the device file put in (deviceTemplate).
  */
-export async function buildBundle(profile: BoardProfile, o: { device?: unknown; outRoot?: string; file?: string } = {}): Promise<BundleResult> {
+export async function buildBundle(profile: BoardProfile, o: { device?: Record<string, unknown>; outRoot?: string; file?: string } = {}): Promise<BundleResult> {
   if (o.device !== undefined && !o.file) throw new KagiError('profile', 'a bundle with a device baked in needs its own file');
   const outDir = o.file ? dirname(o.file) : join(o.outRoot ?? join(DIST, 'boards'), profile.name);
-  const opts = rollupOptions(profile, o.device, outDir);
-  const build = await rollup(opts);
-  let code: string;
-  try {
-    const { output } = await build.generate(opts.output);
-    code = output[0].code;
-  } finally {
-    await build.close();
-  }
+  const code = o.device !== undefined ? (await deviceTemplate(profile))(o.device) : await generate(profile, undefined);
   const { bytes, gzipBytes } = checkBundle(profile, code);
   const result = { profile: profile.name, file: o.file ?? join(outDir, 'agent.js'), bytes, gzipBytes, budget: profile.budget.flashBytes };
   mkdirSync(outDir, { recursive: true });

@@ -46,12 +46,12 @@ export async function bundle(args: string[]): Promise<number> {
   if (v.all && (v.profile || v.device)) throw new UsageError('--all builds every profile without a device: drop --profile and --device');
   const names = v.all ? listProfiles() : [v.profile!];
   const profiles = names.map((n) => loadProfile(n));
-  let device: unknown;
+  let device: Record<string, unknown> | undefined;
   let file: string | undefined;
   if (v.device) {
     if (profiles[0]!.runtime === 'node') throw new UsageError('node bundles read the device file from their command line (node agent.js DEVICE.json): drop --device');
     try {
-      device = JSON.parse(readFileSync(v.device, 'utf8'));
+      device = JSON.parse(readFileSync(v.device, 'utf8')) as Record<string, unknown>;
       parseBundle(device);
     } catch (e) {
       throw new UsageError(`${v.device}: ${(e as Error).message}`);

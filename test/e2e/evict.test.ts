@@ -17,9 +17,12 @@ import { FrameReceiver } from '../../protocol/vpn-frame.js';
 import { KagiError } from '../../protocol/errors.js';
 import { RelayAgent } from '../../device/relay.js';
 import { TcpRelayPorts } from '../../runtime/node/relay-ports.js';
+import { deadline } from '../helpers/deadline.js';
 
 const enc = new TextEncoder();
-const LIVENESS = { pollIntervalMs: 300, evictAfter: 3, continueAfterMs: 700 };
+// Short intervals keep the test quick; scaled on a busy machine, where a
+// stalled process would otherwise miss a 300 ms poll for real.
+const LIVENESS = { pollIntervalMs: deadline(300), evictAfter: 3, continueAfterMs: deadline(700) };
 
 t.test('a frozen terminal is evicted after N polls and must join again', async (t) => {
   const dir = tempDir(t);

@@ -2,11 +2,12 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { nodeArgs } from './built.js';
+import { deadline } from './deadline.js';
 
 const args = (a: string[]) => [...nodeArgs(join('cli', 'kagi.ts')), ...a];
 
 export function kagi(a: string[], input?: string) {
-  const r = spawnSync(process.execPath, args(a), { input: input ?? '', encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(process.execPath, args(a), { input: input ?? '', encoding: 'utf8', timeout: deadline(60_000) });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -22,7 +23,7 @@ export function kagiAsync(a: string[], input?: string): Promise<{ code: number |
   child.stdout.on('data', (d) => (stdout += d));
   child.stderr.on('data', (d) => (stderr += d));
   child.stdin.end(input ?? '');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  const timer = setTimeout(() => child.kill('SIGKILL'), deadline(60_000));
   return new Promise((resolve) => child.once('close', (code) => (clearTimeout(timer), resolve({ code, stdout, stderr }))));
 }
 
@@ -52,6 +53,7 @@ export function watch(child: ChildProcess): { until(re: RegExp, ms?: number): Pr
   child.stdout!.on('data', (d) => (out += d));
   return {
     until(re, ms = 15_000) {
+      ms = deadline(ms);
       return new Promise((resolve, reject) => {
         const check = () => {
           if (!re.test(out)) return;

@@ -13,6 +13,7 @@ import { nodePlatform } from '../../runtime/node/platform.js';
 import type { Platform } from '../../device/platform.js';
 import { SqliteStore } from '../../servers/store/sqlite.js';
 import { loadServiceKeys } from '../../servers/identity.js';
+import { deadline } from './deadline.js';
 
 export const crypto = nodeCrypto();
 
@@ -63,7 +64,7 @@ export async function controlPlane(dataDir: string, o: CpOptions = {}): Promise<
 
 /** Wait until `cond` holds or `ms` pass; returns whether it held. */
 export async function until(cond: () => boolean | Promise<boolean>, ms = 3000): Promise<boolean> {
-  const end = Date.now() + ms;
+  const end = Date.now() + deadline(ms);
   while (!(await cond()) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
   return cond();
 }

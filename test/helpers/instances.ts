@@ -7,6 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { MOSQUITTO_URL } from './mosquitto.js';
+import { deadline } from './deadline.js';
 
 export interface Instance {
   name: string;
@@ -36,7 +37,7 @@ export function startInstance(name: string, o: { data: string; store: string; gr
     out: () => text,
     until: (re, ms = 20_000) =>
       new Promise((resolve, reject) => {
-        const timer = setTimeout(() => (child.stdout.off('data', check), reject(new Error(`instance ${name}: no ${re} within ${ms} ms:\n${text.slice(-3000)}`))), ms);
+        const timer = setTimeout(() => (child.stdout.off('data', check), reject(new Error(`instance ${name}: no ${re} within ${deadline(ms)} ms:\n${text.slice(-3000)}`))), deadline(ms));
         function check() {
           if (!re.test(text)) return;
           clearTimeout(timer);

@@ -10,8 +10,7 @@ import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Crypto } from '../protocol/crypto/backend.js';
 import { equalCT, fromHex, toHex } from '../protocol/bytes.js';
-import { MAC_PATTERN } from '../device/bundle.js';
-import { ID_PATTERN } from '../protocol/limits.js';
+import { ID_PATTERN, MAC_PATTERN } from '../protocol/limits.js';
 import { isService } from './service-host.js';
 import type { AdminRunner } from './admin-ops.js';
 

@@ -53,7 +53,7 @@ connects from; started again from another address, the old one is closed.
   --verbose          debug logging`;
 
 /**
- * `kagi agent`, and the Node board bundle's main (runtime/node/board-agent.ts),
+ * `kagi agent`, and the Node board bundle's main (cli/board-agent.ts),
  * which passes its baked profile: there is no board-profiles/ beside a bundle.
  */
 export async function agent(args: string[], baked?: BoardProfile): Promise<number> {

@@ -46,6 +46,8 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
     ...running,
     reconcile: members.reconcile,
     addressChanged: members.addressChanged,
+    /** The embedded broker admitted this device: its polls can count (reach.ts). */
+    connected: monitor.connected,
     liveness: c.liveness,
     close: async () => {
       for (const t of timers) clearInterval(t);

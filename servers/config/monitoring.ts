@@ -3,15 +3,18 @@
  * polled over its config channel (S401) about the members it holds; holders
  * answer (S402) or, not polled for a while, send continue (S403). Members
  * nobody vouches for miss polls (liveness.ts); after N they are evicted
- * through membership's leave steps. A holder's retained state topic is
- * recorded as its presence, and the broker's will makes it polled at once.
- * All of it is a once-only duty: it runs where the lease is.
+ * through membership's leave steps. Only polls that reached the holder's
+ * broker count (reach.ts), and the counts are kept in the store, so a
+ * restart or a new lease holder resumes them. A holder's retained state
+ * topic is recorded as its presence, and the broker's will makes it polled
+ * at once. All of it is a once-only duty: it runs where the lease is.
  */
 import { asBody, list, str, type Body } from '../../protocol/body.js';
 import type { ChannelMessage, Reply } from '../../protocol/peer.js';
 import { parseTopic } from '../../protocol/topics.js';
 import { isKagiError } from '../../protocol/errors.js';
 import type { Transition } from './liveness.js';
+import { Reach } from './reach.js';
 import type { ConfigContext } from './context.js';
 import type { Membership } from './membership.js';
 
@@ -27,12 +30,15 @@ export interface Monitoring {
   onChannel(m: ChannelMessage): Promise<Reply | undefined>;
   /** A device's retained state topic (online, or offline by will or goodbye). */
   onState(topic: string, payload: Uint8Array): Promise<void>;
-  /** This instance took the lease: missed polls start over. */
+  /** This instance took the lease: missed polls resume from the store. */
   lead(): Promise<void>;
+  /** A device connected to the embedded broker. */
+  connected(deviceId: string): void;
 }
 
 export function monitoring(c: ConfigContext, members: Membership): Monitoring {
   const { ctx, live, liveness } = c;
+  const reach = new Reach(Date.now());
 
   /** Key holder of each member, with the VPNs and current epochs it should hold. */
   async function holders(): Promise<Map<string, Held[]>> {
@@ -59,24 +65,35 @@ export function monitoring(c: ConfigContext, members: Membership): Monitoring {
   async function onTransition(t: Transition | null): Promise<void> {
     if (!t) return;
     if (t.to === 'EVICTED') return evict(t.member, `${t.missed} polls missed`);
-    await ctx.store.setCommunicating(t.member, t.to === 'ACTIVE', Date.now());
+    // The count goes to the store with the mark, for whoever polls next.
+    await ctx.store.setCommunicating(t.member, t.to === 'ACTIVE', Date.now(), t.to === 'MISSING' ? t.missed : 0);
     if (t.to === 'MISSING') ctx.log('info', `config: ${t.member} missed a poll (${t.missed}/${live.evictAfter}): not communicating`);
     else ctx.log('info', `config: ${t.member} answers again: communicating`);
   }
 
-  /** S401 to one holder; each of its members counts a poll. */
+  /** S401 to one holder: the last poll each member was sent is judged, then the next goes out. */
   async function pollHolder(holder: string, held: Held[]): Promise<void> {
-    const now = Date.now();
-    for (const m of held) await onTransition(liveness.polled(m.id, now));
+    const sentAt = Date.now();
+    for (const m of held) await onTransition(liveness.due(m.id));
     const still = held.filter((m) => liveness.state(m.id) !== undefined && liveness.state(m.id) !== 'EVICTED');
     if (still.length === 0) return;
     try {
-      await c.peer().sendChannel(holder, { type: 'poll', body: { members: still } });
+      await c.peer().sendChannel(holder, { type: 'poll', body: { members: still } }); // resolves on the broker's PUBACK
     } catch (e) {
-      // No channel (never authenticated since the tables were made): the poll counts as missed.
-      if (!isKagiError(e, 'key')) throw e;
+      if (!isKagiError(e, 'key')) {
+        for (const m of still) liveness.undelivered(m.id); // the broker never took it
+        throw e;
+      }
+      // No channel (never authenticated since the tables were made): it can
+      // answer no poll of ours, so the poll counts as missed (where it may).
       ctx.log('debug', `config: cannot poll ${holder}: ${e.message}`);
     }
+    let silent = 0;
+    for (const m of still) {
+      if (reach.counts(holder, liveness.missed(m.id) > 0, sentAt)) liveness.delivered(m.id, sentAt);
+      else (liveness.undelivered(m.id), silent++);
+    }
+    if (silent > 0) ctx.log('debug', `config: ${holder} is not known on this broker (${ctx.brokerUrl}): its poll counts nothing`);
   }
 
   // While our own link is down no poll goes out, so none may count as missed.
@@ -148,6 +165,7 @@ export function monitoring(c: ConfigContext, members: Membership): Monitoring {
   async function onChannel(m: ChannelMessage): Promise<Reply | undefined> {
     const b = asBody(m.body);
     const holder = m.env.from;
+    reach.saw(holder); // it authenticated, through our broker
     if (m.env.type === 'poll.reply') await vouch(holder, b);
     else if (m.env.type === 'continue') {
       ctx.log('info', `config: continue from ${holder}`);
@@ -164,9 +182,10 @@ export function monitoring(c: ConfigContext, members: Membership): Monitoring {
     if (t?.area !== 'dev' || t.b !== 'state') return;
     const state = new TextDecoder().decode(payload);
     if (state !== 'online' && state !== 'offline') return;
+    reach.saw(t.a); // this broker carries its state: it is (or was) connected here
     if (!c.leading()) return; // every instance hears it; the lease holder records it
     if (!(await ctx.store.getDevice(t.a))) return; // not ours (retained leftovers on a shared broker)
-    await ctx.store.setPresence(t.a, state === 'online', Date.now());
+    await ctx.store.setPresence(t.a, state === 'online', Date.now(), ctx.brokerUrl);
     if (state !== 'offline') return;
     const held = (await holders()).get(t.a);
     if (!held) return;
@@ -174,14 +193,19 @@ export function monitoring(c: ConfigContext, members: Membership): Monitoring {
     await pollHolder(t.a, held);
   }
 
-  // Missed polls are counted in memory by the lease holder: whoever takes
-  // the duty (at start, or from an instance that died) starts every member
-  // ACTIVE, and so must its mark in the table the key server reads be.
+  // Whoever takes the duty (at start, or from an instance that died)
+  // resumes the counts the last holder left in the store; each member's
+  // first poll from here is judged only at the one after it. A mark
+  // without a count (from before counts were kept) starts over, as it did.
   async function lead(): Promise<void> {
     liveness.retain(new Set());
-    for (const id of await ctx.store.notCommunicating()) await ctx.store.setCommunicating(id, true, Date.now());
-    ctx.log('info', `config: holding the lease: polling members${ctx.instance ? ` (instance ${ctx.instance.name})` : ''}`);
+    const missed = await ctx.store.missedPolls();
+    for (const [id, n] of missed) liveness.resume(id, n);
+    for (const id of await ctx.store.notCommunicating()) if (!missed.has(id)) await ctx.store.setCommunicating(id, true, Date.now());
+    reach.restart(await ctx.store.presentOn(ctx.brokerUrl), Date.now());
+    const resumed = missed.size > 0 ? `; ${missed.size} members resume their missed polls` : '';
+    ctx.log('info', `config: holding the lease: polling members${ctx.instance ? ` (instance ${ctx.instance.name})` : ''}${resumed}`);
   }
 
-  return { pollRound, onChannel, onState, lead };
+  return { pollRound, onChannel, onState, lead, connected: (id) => reach.saw(id) };
 }

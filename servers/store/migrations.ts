@@ -36,6 +36,11 @@ const MIGRATIONS: string[] = [
   // top; NULL until first claimed (then: all at or below top seen). Unused
   // on SQLite, whose one instance keeps the 32-wide window in bits.
   `ALTER TABLE seq_windows ADD COLUMN wide {bitmap};`,
+  // Liveness that outlives the process (issue 18): each member's missed
+  // polls, written by the lease holder; and the broker (URL) a device's
+  // presence was heard on, so a successor knows who was on its broker.
+  `ALTER TABLE liveness ADD COLUMN missed INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE presence ADD COLUMN broker TEXT;`,
 ];
 
 const TYPES = {

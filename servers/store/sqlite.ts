@@ -211,15 +211,21 @@ export class SqliteStore implements Store {
     };
   }
 
-  async setCommunicating(deviceId: string, communicating: boolean, at: number) {
-    this.stmt('INSERT INTO liveness VALUES (?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET communicating = excluded.communicating, changed_at = excluded.changed_at').run(deviceId, communicating ? 1 : 0, at);
+  async setCommunicating(deviceId: string, communicating: boolean, at: number, missed = 0) {
+    this.stmt('INSERT INTO liveness (device_id, communicating, changed_at, missed) VALUES (?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET communicating = excluded.communicating, changed_at = excluded.changed_at, missed = excluded.missed').run(deviceId, communicating ? 1 : 0, at, missed);
+  }
+  async missedPolls() {
+    return new Map((this.stmt('SELECT device_id, missed FROM liveness WHERE missed > 0').all() as { device_id: string; missed: number }[]).map((r) => [r.device_id, Number(r.missed)]));
   }
   async notCommunicating() {
     return new Set((this.stmt('SELECT device_id FROM liveness WHERE communicating = 0').all() as { device_id: string }[]).map((r) => r.device_id));
   }
 
-  async setPresence(deviceId: string, online: boolean, at: number) {
-    this.stmt('INSERT INTO presence VALUES (?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET online = excluded.online, changed_at = excluded.changed_at').run(deviceId, online ? 1 : 0, at);
+  async setPresence(deviceId: string, online: boolean, at: number, broker: string | null = null) {
+    this.stmt('INSERT INTO presence (device_id, online, changed_at, broker) VALUES (?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET online = excluded.online, changed_at = excluded.changed_at, broker = excluded.broker').run(deviceId, online ? 1 : 0, at, broker);
+  }
+  async presentOn(broker: string) {
+    return new Set((this.stmt('SELECT device_id FROM presence WHERE broker = ?').all(broker) as { device_id: string }[]).map((r) => r.device_id));
   }
   async presence() {
     return presenceMap(this.stmt('SELECT * FROM presence').all());

@@ -35,15 +35,26 @@ export interface LivenessSettings {
   continueAfterMs: number;
 }
 
+/**
+ * Continue-after when none is given: 2.5 poll intervals (polls of one
+ * holder are 0.5–1.5 intervals apart, decision 34), but never so late that
+ * a holder nobody polls is evicted before its continue: at most evict-after
+ * − 0.5 intervals (so `--evict-after 2` gets 1.5, and 1 gets 0.5).
+ */
+export function defaultContinueAfter(pollIntervalMs: number, evictAfter: number): number {
+  return Math.round(pollIntervalMs * Math.min(2.5, evictAfter - 0.5));
+}
+
 export function livenessOptions(o: Pick<ConfigOptions, 'pollIntervalMs' | 'evictAfter' | 'continueAfterMs'>): LivenessSettings {
   const pollIntervalMs = o.pollIntervalMs ?? 30_000;
   const evictAfter = o.evictAfter ?? 3;
-  const continueAfterMs = o.continueAfterMs ?? Math.round(pollIntervalMs * 2.5);
   if (!(pollIntervalMs >= 50)) throw new RangeError('the poll interval must be at least 50 ms');
   if (!Number.isInteger(evictAfter) || evictAfter < 1) throw new RangeError('evict-after must be a positive whole number of polls');
+  const continueAfterMs = o.continueAfterMs ?? defaultContinueAfter(pollIntervalMs, evictAfter);
   // A member that is not polled must get its continue in before it is evicted.
   if (!(continueAfterMs > 0 && continueAfterMs < evictAfter * pollIntervalMs)) {
-    throw new RangeError(`continue-after (${continueAfterMs} ms) must be below evict-after × poll interval (${evictAfter * pollIntervalMs} ms)`);
+    const limit = evictAfter * pollIntervalMs;
+    throw new RangeError(`continue-after (${continueAfterMs} ms) must be below evict-after × poll interval (${limit} ms): pass a continue-after below ${limit} ms (or leave it out: the default fits), or raise evict-after`);
   }
   return { pollIntervalMs, evictAfter, continueAfterMs };
 }

@@ -61,6 +61,15 @@ t.test('liveness options: defaults and the continue-before-eviction rule', async
   t.throws(() => livenessOptions({ evictAfter: 1.5 }), /positive whole number/, 'evict-after is whole polls');
 });
 
+t.test('the default continue-after always comes before an eviction', async (t) => {
+  t.same(livenessOptions({ evictAfter: 2 }), { pollIntervalMs: 30_000, evictAfter: 2, continueAfterMs: 45_000 }, 'evict-after 2: continue after 1.5 intervals');
+  t.equal(livenessOptions({ evictAfter: 1, pollIntervalMs: 1000 }).continueAfterMs, 500, 'evict-after 1: after half an interval');
+  t.equal(livenessOptions({ evictAfter: 5 }).continueAfterMs, 75_000, 'from 3 up: the usual 2.5 intervals');
+  const late = [1, 2, 3, 4, 10].filter((n) => !(livenessOptions({ evictAfter: n, pollIntervalMs: 1000 }).continueAfterMs < n * 1000));
+  t.same(late, [], 'below evict-after × poll interval for every evict-after');
+  t.throws(() => livenessOptions({ pollIntervalMs: 1000, evictAfter: 2, continueAfterMs: 2000 }), /pass a continue-after below 2000 ms .*or raise evict-after/, 'one given that does not fit says which setting to change');
+});
+
 t.test('rejoined: a MISSING member the store calls communicating starts over', async (t) => {
   const l = new LivenessTable(2);
   for (const m of ['late', 'quiet', 'fine']) l.polled(m, 0);

@@ -82,6 +82,8 @@ export function joinPath(c: ConfigContext, members: Membership): (env: Envelope,
     });
     c.liveness.forget(deviceId); // a fresh start: ACTIVE, nothing missed
     await ctx.store.setCommunicating(deviceId, true, Date.now());
+    // So grants made later reach it (grant-notices.ts); a plaintext terminal asks through its relay.
+    if (!via) await ctx.store.setJoinedAs(deviceId, userId, Date.now());
     if (!via) await renewChannel(deviceId, v);
     await c.peer().sendReply(replyTo, num(v, 'reqId'), bytes(v, 'replyKey'), { type: 'join.response', body: { user: userId, vpns: out, liveness: c.wire } });
     ctx.log('info', `config: ${deviceId} (${userId}) joined ${out.map((x) => x.id).join(', ')}`);

@@ -4,14 +4,17 @@
  * from the tables (with the bandwidth plan) and applied by one reconcile
  * at a time. A member that disappears from the tables between two
  * reconciles is told to its key holder (S405) and its VPN rekeyed (S404);
- * a VPN whose planned rate changes is told to its members. Leave is one
- * path for every way out: memberships removed here, the rest follows from
- * the next reconcile.
+ * a VPN whose planned rate changes is told to its members, and a device
+ * granted a VPN it has not joined is told so (grant-notices.ts). Leave is
+ * one path for every way out: memberships removed here, the rest follows
+ * from the next reconcile. Notices to one holder go out one at a time, in
+ * order: "left (deleted)" before "granted" when a VPN is made again.
  */
 import type { Body } from '../../protocol/body.js';
 import { topics } from '../../protocol/topics.js';
 import type { DesiredState, VpnState } from '../../network/driver.js';
 import { planBandwidth } from './bandwidth-plan.js';
+import { grantNotices } from './grant-notices.js';
 import type { ConfigContext } from './context.js';
 
 /** Reconciles start at least this many times their own length apart. */
@@ -41,6 +44,8 @@ export function membership(c: ConfigContext): Membership {
   const reasons = new Map<string, LeaveReason>();
   /** Members as of the last reconcile, so a removal can be told (S405). */
   let last: DesiredState = { vpns: [] };
+  /** After each reconcile: devices granted a VPN they have not joined are told. */
+  const granted = grantNotices(c, { tell });
 
   /** Desired state of every network device, from the tables, with the bandwidth plan. */
   async function desired(): Promise<DesiredState> {
@@ -126,6 +131,7 @@ export function membership(c: ConfigContext): Membership {
     // Every instance programs its network devices; the lease holder alone
     // tells members and asks for rekeys (once, not once per instance).
     if (c.leading()) for (const v of state.vpns) if (shrunk.has(v.id) && v.members.length > 0) void rekey(v.id);
+    await granted(state);
   }
 
   /** S404 and beyond: a VPN lost a member; the key server rekeys the rest. */
@@ -138,8 +144,18 @@ export function membership(c: ConfigContext): Membership {
     }
   }
 
-  async function tell(vpnId: string, deviceId: string, via: string | null, what: Body, summary: string): Promise<void> {
+  /** The last notice queued per holder, so the next waits for it. */
+  const queues = new Map<string, Promise<void>>();
+  function tell(vpnId: string, deviceId: string, via: string | null, what: Body, summary: string): Promise<void> {
     const holder = via ?? deviceId;
+    const next = (queues.get(holder) ?? Promise.resolve()).then(() => tellNow(vpnId, deviceId, holder, what, summary));
+    queues.set(holder, next);
+    void next.then(() => queues.get(holder) === next && queues.delete(holder));
+    return next;
+  }
+
+  /** One notice; failures are logged, never thrown (a holder away must not stop the rest). */
+  async function tellNow(vpnId: string, deviceId: string, holder: string, what: Body, summary: string): Promise<void> {
     try {
       const d = await ctx.store.getDevice(holder);
       if (!d || d.revoked) return;

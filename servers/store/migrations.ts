@@ -41,6 +41,10 @@ const MIGRATIONS: string[] = [
   // presence was heard on, so a successor knows who was on its broker.
   `ALTER TABLE liveness ADD COLUMN missed INTEGER NOT NULL DEFAULT 0;
    ALTER TABLE presence ADD COLUMN broker TEXT;`,
+  // Who each device last joined as, so a grant made later reaches it
+  // (servers/config/grant-notices.ts); seeded from today's memberships.
+  `CREATE TABLE joined_as (device_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, at {int64} NOT NULL);
+   INSERT INTO joined_as SELECT device_id, MIN(user_id), 0 FROM members GROUP BY device_id;`,
 ];
 
 const TYPES = {

@@ -236,6 +236,15 @@ export class PgStore implements Store {
   async grantsOf(userId: string) {
     return (await this.q('SELECT vpn_id FROM grants WHERE user_id = $1 ORDER BY vpn_id', [userId])).rows.map((r) => r.vpn_id as string);
   }
+  async listGrants() {
+    return (await this.q('SELECT vpn_id, user_id FROM grants ORDER BY vpn_id, user_id')).rows.map((r) => ({ vpnId: r.vpn_id as string, userId: r.user_id as string }));
+  }
+  async setJoinedAs(deviceId: string, userId: string, at: number) {
+    await this.q('INSERT INTO joined_as (device_id, user_id, at) VALUES ($1, $2, $3) ON CONFLICT (device_id) DO UPDATE SET user_id = excluded.user_id, at = excluded.at', [deviceId, userId, at]);
+  }
+  async joinedAs() {
+    return new Map((await this.q('SELECT device_id, user_id FROM joined_as')).rows.map((r) => [r.device_id as string, r.user_id as string]));
+  }
 
   async putMember(m: MemberRow) {
     await this.q(

@@ -160,6 +160,15 @@ export class SqliteStore implements Store {
   async grantsOf(userId: string) {
     return (this.stmt('SELECT vpn_id FROM grants WHERE user_id = ? ORDER BY vpn_id').all(userId) as { vpn_id: string }[]).map((r) => r.vpn_id);
   }
+  async listGrants() {
+    return (this.stmt('SELECT vpn_id, user_id FROM grants ORDER BY vpn_id, user_id').all() as { vpn_id: string; user_id: string }[]).map((r) => ({ vpnId: r.vpn_id, userId: r.user_id }));
+  }
+  async setJoinedAs(deviceId: string, userId: string, at: number) {
+    this.stmt('INSERT INTO joined_as (device_id, user_id, at) VALUES (?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET user_id = excluded.user_id, at = excluded.at').run(deviceId, userId, at);
+  }
+  async joinedAs() {
+    return new Map((this.stmt('SELECT device_id, user_id FROM joined_as').all() as { device_id: string; user_id: string }[]).map((r) => [r.device_id, r.user_id]));
+  }
 
   putMember(m: MemberRow) {
     return this.batch.run(() => this.db

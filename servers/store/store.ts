@@ -107,6 +107,12 @@ export interface Store {
   /** Withdraw a grant and the user's memberships of the VPN; false if none. */
   revoke(vpnId: string, userId: string): Promise<boolean>;
   grantsOf(userId: string): Promise<string[]>;
+  /** Every grant, in one read. */
+  listGrants(): Promise<{ vpnId: string; userId: string }[]>;
+  /** A device (one that holds its own keys) joined as this user: the latest wins. */
+  setJoinedAs(deviceId: string, userId: string, at: number): Promise<void>;
+  /** Who each device last joined as. */
+  joinedAs(): Promise<Map<string, string>>;
 
   /** Insert or replace the membership of (vpn, device). */
   putMember(m: MemberRow): Promise<void>;

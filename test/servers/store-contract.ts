@@ -30,6 +30,11 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     await s.updateVpn('v1', { priority: 3, totalRate: 5 });
     await s.grant('v1', 'u1');
     t.same(await s.grantsOf('u1'), ['v1'], 'grant');
+    t.same(await s.listGrants(), [{ vpnId: 'v1', userId: 'u1' }], 'every grant in one read');
+    t.same(await s.joinedAs(), new Map(), 'nobody has joined yet');
+    await s.setJoinedAs('d1', 'u0', 1);
+    await s.setJoinedAs('d1', 'u1', 2);
+    t.same(await s.joinedAs(), new Map([['d1', 'u1']]), 'who a device joined as: the latest join wins');
     await t.rejects(s.grant('v1', 'ghost'), { name: 'ConflictError' }, 'grant to a missing user refused');
 
     await s.putMember({ vpnId: 'v1', deviceId: 'd1', userId: 'u1', keyId: 0, networkId: 'n' });

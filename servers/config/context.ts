@@ -4,7 +4,9 @@
  * lease. Each duty keeps the rest of its state to itself:
  *   join-path.ts   configure, join, refusals, channel renewal
  *   membership.ts  desired state, reconcile, tell, leave steps, rekey on leave
+ *                  (and grant-notices.ts: grants made after a join)
  *   monitoring.ts  poll rounds, continue/vouch, eviction, presence
+ *                  (and reach.ts: whose polls may count)
  */
 import { asBody, type Body } from '../../protocol/body.js';
 import type { Peer } from '../../protocol/peer.js';

@@ -13,11 +13,14 @@
  * Only the lease holder tells; the first look after taking the duty tells
  * every device what it is owed (grants made while no one was polling).
  */
+import type { Body } from '../../protocol/body.js';
 import type { DesiredState } from '../../network/driver.js';
 import type { ConfigContext } from './context.js';
-import type { Membership } from './membership.js';
 
-export function grantNotices(c: ConfigContext, members: Pick<Membership, 'tell'>): (state: DesiredState) => Promise<void> {
+/** membership.ts's tell: a notice to the holder of `deviceId`'s keys. */
+type Tell = (vpnId: string, deviceId: string, via: string | null, what: Body, summary: string) => Promise<void>;
+
+export function grantNotices(c: ConfigContext, tell: Tell): (state: DesiredState) => Promise<void> {
   /** "device/vpn" granted to the device's user but not joined, as of the last look; null = not looked yet as lease holder. */
   let owed: Set<string> | null = null;
   return async (state) => {
@@ -36,7 +39,7 @@ export function grantNotices(c: ConfigContext, members: Pick<Membership, 'tell'>
     for (const k of now) {
       if (before?.has(k)) continue;
       const [device, vpn] = k.split('/') as [string, string];
-      void members.tell(vpn, device, null, { op: 'granted' }, 'granted');
+      void tell(vpn, device, null, { op: 'granted' }, 'granted');
     }
   };
 }

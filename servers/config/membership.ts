@@ -45,7 +45,7 @@ export function membership(c: ConfigContext): Membership {
   /** Members as of the last reconcile, so a removal can be told (S405). */
   let last: DesiredState = { vpns: [] };
   /** After each reconcile: devices granted a VPN they have not joined are told. */
-  const granted = grantNotices(c, { tell });
+  const granted = grantNotices(c, tell);
 
   /** Desired state of every network device, from the tables, with the bandwidth plan. */
   async function desired(): Promise<DesiredState> {

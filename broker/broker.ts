@@ -21,7 +21,15 @@ import type { NumberStore } from '../protocol/store.js';
 import { parseTopic, SERVICES, type Service } from '../protocol/topics.js';
 import { isKagiError } from '../protocol/errors.js';
 import type { BrokerAcl } from './acl.js';
-import type { Metrics } from '../servers/metrics.js';
+
+/**
+ * What the broker counts, as it needs it: servers/metrics.ts's Metrics is
+ * one; the broker does not import it (services sit above the broker).
+ */
+export interface BrokerMetrics {
+  count(name: 'kagi_frames_forwarded_total' | 'kagi_frames_dropped_total', labels?: Record<string, string>): void;
+  gauge(name: 'kagi_connected_clients', read: () => number): void;
+}
 
 export interface BrokerPrincipal {
   publicKey: Uint8Array;
@@ -38,7 +46,7 @@ export interface BrokerOptions {
   acl: BrokerAcl;
   log?: (level: 'info' | 'debug' | 'warn', msg: string) => void;
   /** Frames forwarded and dropped, connected clients. */
-  metrics?: Metrics;
+  metrics?: BrokerMetrics;
   /** A client was admitted, from this address. */
   onConnect?(clientId: string, address: string): void;
 }

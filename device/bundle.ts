@@ -4,7 +4,9 @@
  * preset user credentials so they join by themselves.
  */
 import { fromHex } from '../protocol/bytes.js';
-import { ID_PATTERN } from '../protocol/limits.js';
+import { ID_PATTERN, MAC_PATTERN } from '../protocol/limits.js';
+
+export { MAC_PATTERN }; // its home is protocol/limits.ts, shared with servers/
 
 export interface Bundle {
   id: string;
@@ -17,8 +19,6 @@ export interface Bundle {
   user?: string;
   password?: string;
 }
-
-export const MAC_PATTERN = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
 
 export class BundleError extends Error {
   override readonly name = 'BundleError';

@@ -43,6 +43,8 @@ export interface TerminalOptions {
   onState?(s: TerminalState): void;
   /** Out of a VPN: its keys are gone; an evicted member must join again. */
   onLeft?(vpnId: string, reason: LeftReason): void;
+  /** A VPN granted to our user after we joined (or made again): joining again takes it. */
+  onGranted?(vpnId: string): void;
   /** The bandwidth plan changed the VPN's rate (bits/s, 0 = unlimited) or cut it. */
   onRate?(vpnId: string, rate: number, cut: boolean): void;
   /** A new epoch of a VPN's key is installed. */
@@ -134,6 +136,7 @@ export class TerminalAgent {
       this.p.log('info', `${this.bundle.id}: ${vpn} ${b.cut === true ? 'cut by the bandwidth plan' : `may send ${num(b, 'rate') || 'unlimited'} bit/s`}`);
       this.o.onRate?.(vpn, num(b, 'rate'), b.cut === true);
     }
+    if (str(b, 'op', 16) === 'granted' && str(b, 'member', 64) === this.bundle.id) this.o.onGranted?.(vpn);
     if (str(b, 'op', 16) === 'left' && str(b, 'member', 64) === this.bundle.id && this.vpns.delete(vpn)) {
       const reason = (typeof b.reason === 'string' ? b.reason : 'revoked') as LeftReason;
       this.p.log('info', `${this.bundle.id}: out of ${vpn} (${reason}), keys dropped`);

@@ -29,3 +29,6 @@ export const LIMITS = {
 
 /** Ids travel in MQTT topics: no wildcards, separators or control chars. */
 export const ID_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/;
+
+/** A device's MAC as the tables (1c) and device files hold it: six hex pairs and colons. */
+export const MAC_PATTERN = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;

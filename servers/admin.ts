@@ -5,8 +5,7 @@
  */
 import type { Crypto } from '../protocol/crypto/backend.js';
 import { toHex } from '../protocol/bytes.js';
-import { ID_PATTERN } from '../protocol/limits.js';
-import { MAC_PATTERN } from '../device/bundle.js';
+import { ID_PATTERN, MAC_PATTERN } from '../protocol/limits.js';
 import { hashPassword } from './auth/password.js';
 import { publicKeys, type Party, type ServiceKeys } from './identity.js';
 import { isService } from './service-host.js';

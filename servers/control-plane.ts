@@ -150,7 +150,10 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     const config = run.has('config') ? await startConfig(ctx, { drivers, addressOf: (id) => broker?.addresses.get(id), linkCapacity: o.linkCapacity ?? 0, ...o.liveness }) : null;
     if (config) {
       closers.unshift(config.close);
-      onAddress = (id, address) => void config.addressChanged(id, address).catch((e) => log('warn', `config: address of ${id}: ${(e as Error).message}`));
+      onAddress = (id, address) => {
+        config.connected(id);
+        void config.addressChanged(id, address).catch((e) => log('warn', `config: address of ${id}: ${(e as Error).message}`));
+      };
     }
     if (o.metricsPort !== undefined) {
       const host = o.host ?? '127.0.0.1';

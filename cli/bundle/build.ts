@@ -2,7 +2,7 @@
  * Board bundles: one self-contained, minified file per board profile
  * (dist/boards/NAME/agent.js), built with rollup from the compiled agent.
  *
- *  - node profiles: the Node agent (runtime/node/board-agent.js) with
+ *  - node profiles: the Node agent (cli/board-agent.js) with
  *    MQTT.js inside; only Node's own modules stay outside.
  *  - quickjs / xs profiles: the bridge agent (device/board/main.js); the
  *    board's native side provides the host bridge (docs/boards.md).
@@ -66,7 +66,7 @@ export function evalUses(code: string): string[] {
 
 export function rollupOptions(profile: BoardProfile, device: unknown, outDir: string): RollupOptions & { output: OutputOptions } {
   const node = profile.runtime === 'node';
-  const input = join(DIST, node ? 'runtime/node/board-agent.js' : 'device/board/main.js');
+  const input = join(DIST, node ? 'cli/board-agent.js' : 'device/board/main.js');
   const baked = `const __KAGI_BOARD__ = ${JSON.stringify({ profile, device: device ?? null })};`;
   return {
     input,

@@ -53,7 +53,7 @@ connects from; started again from another address, the old one is closed.
   --verbose          debug logging`;
 
 /**
- * `kagi agent`, and the Node board bundle's main (runtime/node/board-agent.ts),
+ * `kagi agent`, and the Node board bundle's main (cli/board-agent.ts),
  * which passes its baked profile: there is no board-profiles/ beside a bundle.
  */
 export async function agent(args: string[], baked?: BoardProfile): Promise<number> {
@@ -103,6 +103,11 @@ export async function agent(args: string[], baked?: BoardProfile): Promise<numbe
       // that comes back must join again, so the agent does.
       if (reason === 'evicted' && user && password && a.state === 'configured') rejoin();
     },
+    onGranted: (vpn) => {
+      console.log(`granted ${vpn}`);
+      // A grant made after we joined (or a VPN made again): the join takes it.
+      if (user && password && (a.state === 'configured' || a.state === 'joined')) rejoin();
+    },
   });
   tunnels = Tunnels.forAgent(a, listens, targets);
   await a.start();
@@ -122,8 +127,8 @@ export async function agent(args: string[], baked?: BoardProfile): Promise<numbe
 }
 
 /**
- * Join again after an eviction, with backoff and jitter; stops at a refusal
- * (the grant is gone) or when a join succeeds.
+ * Join again after an eviction or a new grant, with backoff and jitter;
+ * stops at a refusal (the grant is gone) or when a join succeeds.
  */
 function rejoiner(id: string, join: () => Promise<{ id: string; epoch: number }[]>): () => void {
   let running = false;

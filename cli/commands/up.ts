@@ -39,8 +39,9 @@ Monitoring and keys (durations like 500ms, 30s, 5m, 1h; a bare number is seconds
   --evict-after N     polls missed in a row before a member is evicted and
                       the VPN rekeyed without it (default 3)
   --continue-after D  a holder not polled for this long sends "continue"
-                      (default 2.5 poll intervals; must be below
-                      evict-after × poll-interval)
+                      (default 2.5 poll intervals, or evict-after − 0.5
+                      when that is less; must be below evict-after ×
+                      poll-interval)
   --rekey-period D    rekey each VPN this often, for members that answer
                       polls (default 1h; 0 = only on leave and kagi vpn
                       rekey; kagi vpn add --rekey-period sets one VPN's)

@@ -7,11 +7,15 @@
  *     └──── answered (S402) or continue (S403) ──┘
  *
  * "Answered" means the member's holder (itself, or its relay) vouched for
- * it after the previous poll. A poll counts as missed when it is sent and
- * nothing vouched since the poll before it. A MISSING member is "not
- * communicating": the key server leaves it out of rekeys until it answers.
- * EVICTED is terminal: the config server runs the leave steps and forgets
- * the member; coming back means joining again.
+ * it after the previous poll. A poll that was delivered (monitoring.ts
+ * decides: the broker took it, and the holder is known to be on that
+ * broker) counts as missed when the next poll is due and nothing vouched
+ * since it went out; a poll that was not delivered counts nothing. A
+ * MISSING member is "not communicating": the key server leaves it out of
+ * rekeys until it answers. EVICTED is terminal: the config server runs
+ * the leave steps and forgets the member; coming back means joining again.
+ * Every change of the count is a transition, so the lease holder can keep
+ * the counts in the store and a successor can resume them.
  */
 export type LivenessState = 'ACTIVE' | 'MISSING' | 'EVICTED';
 
@@ -48,17 +52,49 @@ export class LivenessTable {
     return s;
   }
 
-  /** A poll is going out to the member's holder. */
-  polled(member: string, now: number): Transition | null {
+  /**
+   * A poll to the member's holder is due: the last delivered poll counts
+   * as missed if nothing vouched since it went out.
+   */
+  due(member: string): Transition | null {
     const s = this.get(member);
-    if (s.state === 'EVICTED') return null;
+    if (s.state === 'EVICTED' || s.polledAt === null || s.vouchedAt >= s.polledAt) return null;
     const from = s.state;
-    if (s.polledAt !== null && s.vouchedAt < s.polledAt) {
-      s.missed++;
-      s.state = s.missed >= this.evictAfter ? 'EVICTED' : 'MISSING';
-    }
-    s.polledAt = now;
-    return s.state === from ? null : { member, from, to: s.state, missed: s.missed };
+    s.missed++;
+    s.state = s.missed >= this.evictAfter ? 'EVICTED' : 'MISSING';
+    s.polledAt = null; // counted once
+    return { member, from, to: s.state, missed: s.missed };
+  }
+
+  /** The poll sent at `at` reached the holder's broker: the next due() judges it. */
+  delivered(member: string, at: number): void {
+    const s = this.m.get(member);
+    if (s && s.state !== 'EVICTED') s.polledAt = at;
+  }
+
+  /** The poll did not reach the holder's broker (or not one we know it uses): it proves nothing. */
+  undelivered(member: string): void {
+    const s = this.m.get(member);
+    if (s) s.polledAt = null;
+  }
+
+  /** A delivered poll goes out now: due() and delivered() in one (what a poll round does when it reaches the holder). */
+  polled(member: string, now: number): Transition | null {
+    const t = this.due(member);
+    this.delivered(member, now);
+    return t;
+  }
+
+  /**
+   * The count a previous lease holder left in the store (a restart, or
+   * another instance's). Its next poll is judged as after a restart().
+   */
+  resume(member: string, missed: number): void {
+    if (!Number.isInteger(missed) || missed < 1) return;
+    const s = this.get(member);
+    s.missed = Math.min(missed, this.evictAfter - 1);
+    s.state = 'MISSING';
+    s.polledAt = null;
   }
 
   /** The member's holder answered a poll or sent continue for it. */

@@ -36,6 +36,15 @@ const MIGRATIONS: string[] = [
   // top; NULL until first claimed (then: all at or below top seen). Unused
   // on SQLite, whose one instance keeps the 32-wide window in bits.
   `ALTER TABLE seq_windows ADD COLUMN wide {bitmap};`,
+  // Liveness that outlives the process (issue 18): each member's missed
+  // polls, written by the lease holder; and the broker (URL) a device's
+  // presence was heard on, so a successor knows who was on its broker.
+  `ALTER TABLE liveness ADD COLUMN missed INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE presence ADD COLUMN broker TEXT;`,
+  // Who each device last joined as, so a grant made later reaches it
+  // (servers/config/grant-notices.ts); seeded from today's memberships.
+  `CREATE TABLE joined_as (device_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, at {int64} NOT NULL);
+   INSERT INTO joined_as SELECT device_id, MIN(user_id), 0 FROM members GROUP BY device_id;`,
   // A MAC already registered is refused at device add: found by index, so
   // provisioning thousands of rows does not scan the table per row.
   `CREATE INDEX devices_by_mac ON devices (mac);`,

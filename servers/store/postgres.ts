@@ -250,6 +250,15 @@ export class PgStore implements Store {
   async grantsOf(userId: string) {
     return (await this.q('SELECT vpn_id FROM grants WHERE user_id = $1 ORDER BY vpn_id', [userId])).rows.map((r) => r.vpn_id as string);
   }
+  async listGrants() {
+    return (await this.q('SELECT vpn_id, user_id FROM grants ORDER BY vpn_id, user_id')).rows.map((r) => ({ vpnId: r.vpn_id as string, userId: r.user_id as string }));
+  }
+  async setJoinedAs(deviceId: string, userId: string, at: number) {
+    await this.q('INSERT INTO joined_as (device_id, user_id, at) VALUES ($1, $2, $3) ON CONFLICT (device_id) DO UPDATE SET user_id = excluded.user_id, at = excluded.at', [deviceId, userId, at]);
+  }
+  async joinedAs() {
+    return new Map((await this.q('SELECT device_id, user_id FROM joined_as')).rows.map((r) => [r.device_id as string, r.user_id as string]));
+  }
 
   async putMember(m: MemberRow) {
     await this.q(
@@ -302,15 +311,21 @@ export class PgStore implements Store {
     };
   }
 
-  async setCommunicating(deviceId: string, communicating: boolean, at: number) {
-    await this.q('INSERT INTO liveness VALUES ($1, $2, $3) ON CONFLICT (device_id) DO UPDATE SET communicating = excluded.communicating, changed_at = excluded.changed_at', [deviceId, communicating ? 1 : 0, at]);
+  async setCommunicating(deviceId: string, communicating: boolean, at: number, missed = 0) {
+    await this.q('INSERT INTO liveness (device_id, communicating, changed_at, missed) VALUES ($1, $2, $3, $4) ON CONFLICT (device_id) DO UPDATE SET communicating = excluded.communicating, changed_at = excluded.changed_at, missed = excluded.missed', [deviceId, communicating ? 1 : 0, at, missed]);
+  }
+  async missedPolls() {
+    return new Map((await this.q('SELECT device_id, missed FROM liveness WHERE missed > 0')).rows.map((r) => [r.device_id as string, Number(r.missed)]));
   }
   async notCommunicating() {
     return new Set((await this.q('SELECT device_id FROM liveness WHERE communicating = 0')).rows.map((r) => r.device_id as string));
   }
 
-  async setPresence(deviceId: string, online: boolean, at: number) {
-    await this.q('INSERT INTO presence VALUES ($1, $2, $3) ON CONFLICT (device_id) DO UPDATE SET online = excluded.online, changed_at = excluded.changed_at', [deviceId, online ? 1 : 0, at]);
+  async setPresence(deviceId: string, online: boolean, at: number, broker: string | null = null) {
+    await this.q('INSERT INTO presence (device_id, online, changed_at, broker) VALUES ($1, $2, $3, $4) ON CONFLICT (device_id) DO UPDATE SET online = excluded.online, changed_at = excluded.changed_at, broker = excluded.broker', [deviceId, online ? 1 : 0, at, broker]);
+  }
+  async presentOn(broker: string) {
+    return new Set((await this.q('SELECT device_id FROM presence WHERE broker = $1', [broker])).rows.map((r) => r.device_id as string));
   }
   async presence() {
     return presenceMap((await this.q('SELECT * FROM presence')).rows);

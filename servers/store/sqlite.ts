@@ -174,6 +174,15 @@ export class SqliteStore implements Store {
   async grantsOf(userId: string) {
     return (this.stmt('SELECT vpn_id FROM grants WHERE user_id = ? ORDER BY vpn_id').all(userId) as { vpn_id: string }[]).map((r) => r.vpn_id);
   }
+  async listGrants() {
+    return (this.stmt('SELECT vpn_id, user_id FROM grants ORDER BY vpn_id, user_id').all() as { vpn_id: string; user_id: string }[]).map((r) => ({ vpnId: r.vpn_id, userId: r.user_id }));
+  }
+  async setJoinedAs(deviceId: string, userId: string, at: number) {
+    this.stmt('INSERT INTO joined_as (device_id, user_id, at) VALUES (?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET user_id = excluded.user_id, at = excluded.at').run(deviceId, userId, at);
+  }
+  async joinedAs() {
+    return new Map((this.stmt('SELECT device_id, user_id FROM joined_as').all() as { device_id: string; user_id: string }[]).map((r) => [r.device_id, r.user_id]));
+  }
 
   putMember(m: MemberRow) {
     return this.batch.run(() => this.db
@@ -229,15 +238,21 @@ export class SqliteStore implements Store {
     };
   }
 
-  async setCommunicating(deviceId: string, communicating: boolean, at: number) {
-    this.stmt('INSERT INTO liveness VALUES (?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET communicating = excluded.communicating, changed_at = excluded.changed_at').run(deviceId, communicating ? 1 : 0, at);
+  async setCommunicating(deviceId: string, communicating: boolean, at: number, missed = 0) {
+    this.stmt('INSERT INTO liveness (device_id, communicating, changed_at, missed) VALUES (?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET communicating = excluded.communicating, changed_at = excluded.changed_at, missed = excluded.missed').run(deviceId, communicating ? 1 : 0, at, missed);
+  }
+  async missedPolls() {
+    return new Map((this.stmt('SELECT device_id, missed FROM liveness WHERE missed > 0').all() as { device_id: string; missed: number }[]).map((r) => [r.device_id, Number(r.missed)]));
   }
   async notCommunicating() {
     return new Set((this.stmt('SELECT device_id FROM liveness WHERE communicating = 0').all() as { device_id: string }[]).map((r) => r.device_id));
   }
 
-  async setPresence(deviceId: string, online: boolean, at: number) {
-    this.stmt('INSERT INTO presence VALUES (?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET online = excluded.online, changed_at = excluded.changed_at').run(deviceId, online ? 1 : 0, at);
+  async setPresence(deviceId: string, online: boolean, at: number, broker: string | null = null) {
+    this.stmt('INSERT INTO presence (device_id, online, changed_at, broker) VALUES (?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET online = excluded.online, changed_at = excluded.changed_at, broker = excluded.broker').run(deviceId, online ? 1 : 0, at, broker);
+  }
+  async presentOn(broker: string) {
+    return new Set((this.stmt('SELECT device_id FROM presence WHERE broker = ?').all(broker) as { device_id: string }[]).map((r) => r.device_id));
   }
   async presence() {
     return presenceMap(this.stmt('SELECT * FROM presence').all());

@@ -109,6 +109,12 @@ export interface Store {
   /** Withdraw a grant and the user's memberships of the VPN; false if none. */
   revoke(vpnId: string, userId: string): Promise<boolean>;
   grantsOf(userId: string): Promise<string[]>;
+  /** Every grant, in one read. */
+  listGrants(): Promise<{ vpnId: string; userId: string }[]>;
+  /** A device (one that holds its own keys) joined as this user: the latest wins. */
+  setJoinedAs(deviceId: string, userId: string, at: number): Promise<void>;
+  /** Who each device last joined as. */
+  joinedAs(): Promise<Map<string, string>>;
 
   /** Insert or replace the membership of (vpn, device). */
   putMember(m: MemberRow): Promise<void>;
@@ -135,14 +141,25 @@ export interface Store {
    */
   channels(owner: 'config' | 'keys'): ChannelBook;
 
-  /** Embodiment 4: whether a member answers polls (the key server rekeys only those). */
-  setCommunicating(deviceId: string, communicating: boolean, at: number): Promise<void>;
+  /**
+   * Embodiment 4: whether a member answers polls (the key server rekeys
+   * only those), and how many polls in a row it has missed (0 when it
+   * answers), so a new lease holder resumes the count.
+   */
+  setCommunicating(deviceId: string, communicating: boolean, at: number, missed?: number): Promise<void>;
   /** Devices marked not communicating (every other member is). */
   notCommunicating(): Promise<Set<string>>;
+  /** Members with missed polls on record, and how many. */
+  missedPolls(): Promise<Map<string, number>>;
 
-  /** A device's MQTT presence (its retained state topic: online, or offline by will or on stopping). */
-  setPresence(deviceId: string, online: boolean, at: number): Promise<void>;
+  /**
+   * A device's MQTT presence (its retained state topic: online, or offline
+   * by will or on stopping), and the broker (URL) it was heard on.
+   */
+  setPresence(deviceId: string, online: boolean, at: number, broker?: string | null): Promise<void>;
   presence(): Promise<Map<string, { online: boolean; changedAt: number }>>;
+  /** Devices whose presence was last heard on this broker. */
+  presentOn(broker: string): Promise<Set<string>>;
 
   /** Record an operator's change; the newest `limit` entries, oldest first. */
   audit(row: AuditRow): Promise<void>;

@@ -155,6 +155,7 @@ t.test('kagi up refuses liveness settings that would evict members that send con
   const r = kagi(['up', '--port', '0', '--data', tempDir(t), '--poll-interval', '10s', '--evict-after', '3', '--continue-after', '2m']);
   t.equal(r.code, 2, 'usage error, nothing started');
   t.match(r.stderr, /continue-after \(120000 ms\) must be below evict-after × poll interval \(30000 ms\)/, 'names the rule and the numbers');
+  t.match(r.stderr, /pass a continue-after below 30000 ms \(or leave it out: the default fits\), or raise evict-after/, 'and says which flag to change');
   t.match(kagi(['up', '--help']).stdout, /--poll-interval D[\s\S]*--evict-after N[\s\S]*--continue-after D[\s\S]*--rekey-period D/, 'kagi up --help lists the monitoring flags');
 });
 

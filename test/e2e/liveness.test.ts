@@ -58,6 +58,18 @@ t.test('a member whose polls are lost sends continue and stays; one whose answer
   t.ok(await until(() => got.includes('term-c:still here')), 'a and c still talk');
 });
 
+t.test('evict-after 2 with the default continue-after: a member never polled sends continue in time and stays', async (t) => {
+  const lines: string[] = [];
+  const cp = await controlPlane(tempDir(t), { liveness: { pollIntervalMs: 200, evictAfter: 2 }, lines });
+  t.teardown(() => cp.close());
+  await vpnWithUsers(cp, 'plant', 5020, { alice: 'alice-password' });
+  const a = await joinedAgent(t, cp, 'term-a', 'alice', { lose: (dir, _t, b) => dir === 'in' && typeOf(b) === 'poll' });
+  t.ok(await until(() => logged(lines, /continue from term-a/).length >= 6, 5000), 'never polled, it sends continue');
+  t.same(logged(lines, /term-a evicted/), [], 'in time: it is never evicted');
+  t.same((await cp.store.members('plant')).map((m) => m.deviceId), ['term-a'], 'it stays in the VPN');
+  t.equal(a.state, 'joined', 'and stays joined');
+});
+
 t.test('an agent that stops leaves at once: table, ACL and keys follow without waiting for polls', async (t) => {
   const lines: string[] = [];
   const cp = await controlPlane(tempDir(t), { liveness: { pollIntervalMs: 10_000, evictAfter: 3 }, lines });

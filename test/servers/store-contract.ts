@@ -30,6 +30,11 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     await s.updateVpn('v1', { priority: 3, totalRate: 5 });
     await s.grant('v1', 'u1');
     t.same(await s.grantsOf('u1'), ['v1'], 'grant');
+    t.same(await s.listGrants(), [{ vpnId: 'v1', userId: 'u1' }], 'every grant in one read');
+    t.same(await s.joinedAs(), new Map(), 'nobody has joined yet');
+    await s.setJoinedAs('d1', 'u0', 1);
+    await s.setJoinedAs('d1', 'u1', 2);
+    t.same(await s.joinedAs(), new Map([['d1', 'u1']]), 'who a device joined as: the latest join wins');
     await t.rejects(s.grant('v1', 'ghost'), { name: 'ConflictError' }, 'grant to a missing user refused');
 
     await s.putMember({ vpnId: 'v1', deviceId: 'd1', userId: 'u1', keyId: 0, networkId: 'n' });
@@ -57,6 +62,13 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     t.same([...(await s.notCommunicating())], ['d1'], 'marked not communicating');
     await s.setCommunicating('d1', true, 6);
     t.same([...(await s.notCommunicating())], [], 'communicating again');
+    t.same(await s.missedPolls(), new Map(), 'no missed polls on record');
+    await s.setCommunicating('d1', false, 7, 1);
+    await s.setCommunicating('d1', false, 8, 2);
+    t.same(await s.missedPolls(), new Map([['d1', 2]]), 'the latest count of missed polls is kept');
+    t.same([...(await s.notCommunicating())], ['d1'], 'and the member is not communicating');
+    await s.setCommunicating('d1', true, 9);
+    t.same(await s.missedPolls(), new Map(), 'an answer clears the count');
 
     await s.putSessionKey({ vpnId: 'v1', epoch: 1, key: new Uint8Array(32).fill(1), createdAt: 1 });
     await s.putSessionKey({ vpnId: 'v1', epoch: 2, key: new Uint8Array(32).fill(2), createdAt: 2 });
@@ -108,6 +120,13 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     await s.setPresence('d1', true, 10);
     await s.setPresence('d1', false, 20);
     t.same(await s.presence(), new Map([['d1', { online: false, changedAt: 20 }]]), 'presence: the last state wins');
+    t.same([...(await s.presentOn('mqtt://127.0.0.1:1883'))], [], 'heard on no broker we named');
+    await s.setPresence('d1', true, 30, 'mqtt://127.0.0.1:1883');
+    await s.setPresence('d2', true, 30, 'mqtt://127.0.0.1:1884');
+    t.same([...(await s.presentOn('mqtt://127.0.0.1:1883'))], ['d1'], 'presence remembers the broker it was heard on');
+    await s.setPresence('d1', false, 40, 'mqtt://127.0.0.1:1884');
+    t.same([...(await s.presentOn('mqtt://127.0.0.1:1883'))], [], 'the last broker wins');
+    t.same([...(await s.presentOn('mqtt://127.0.0.1:1884'))].sort(), ['d1', 'd2'], 'both on the other');
 
     // The audit table: oldest first, the newest `limit`.
     for (const [i, op] of ['vpn.add', 'vpn.grant', 'device.revoke'].entries()) await s.audit({ at: 100 + i, actor: 'local:ops@host', op, detail: JSON.stringify({ n: i }) });

@@ -4,9 +4,9 @@
  *
  *   node agent.js DEVICE.json [kagi agent options]
  */
-import { agent, agentHelp } from '../../cli/commands/agent.js';
-import { UsageError } from '../../cli/args.js';
-import type { BoardProfile } from '../../device/board-profile.js';
+import { agent, agentHelp } from './commands/agent.js';
+import { UsageError } from './args.js';
+import type { BoardProfile } from '../device/board-profile.js';
 
 declare const __KAGI_BOARD__: { profile: BoardProfile; device: unknown } | undefined;
 

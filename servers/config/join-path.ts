@@ -1,0 +1,100 @@
+/**
+ * The config server's front door (1a, 1b), in the patent's order:
+ *   config.request → auth verifies (2a) → config sent (S104)
+ *   join.request → auth checks the user (2b) → network devices programmed →
+ *   key server distributes keys (3a) and the terminal acknowledges →
+ *   join.response.
+ * Requests arrive sealed to the auth server and are forwarded unopened; a
+ * refusal goes back sealed under the request's reply key when the auth
+ * server could open it, and not at all otherwise (decision 7). Every
+ * authentication of the device's own renews its config channel.
+ */
+import type { Envelope } from '../../protocol/envelope.js';
+import { asBody, bytes, list, num, str, type Body } from '../../protocol/body.js';
+import type { Reply } from '../../protocol/peer.js';
+import { asReceiver } from '../../protocol/channel.js';
+import { publicKeys } from '../identity.js';
+import type { ConfigContext } from './context.js';
+import type { Membership } from './membership.js';
+
+/** Handles a request sealed to auth that reached the config server (Peer's onForeign). */
+export function joinPath(c: ConfigContext, members: Membership): (env: Envelope, raw: Uint8Array) => Promise<void> {
+  const { ctx, o } = c;
+
+  /** The device's own authentication renews its config channel (it does the same). */
+  async function renewChannel(deviceId: string, v: Body): Promise<void> {
+    await ctx.store.channels('config').set(deviceId, asReceiver({ up: bytes(v, 'channelUp', 32), down: bytes(v, 'channelDown', 32) }));
+  }
+
+  async function refuseDevice(v: Body): Promise<void> {
+    if (!(v.replyKey instanceof Uint8Array)) return; // nothing to seal a refusal with
+    await c.peer().sendReply(str(v, 'replyTo', 64), num(v, 'reqId'), bytes(v, 'replyKey'), { type: 'error', body: { reason: v.reason } });
+  }
+
+  async function configure(v: Body): Promise<void> {
+    const deviceId = str(v, 'deviceId', 64);
+    const replyTo = str(v, 'replyTo', 64);
+    const via = v.via ? asBody(v.via) : null;
+    // 1f: where the device is: its broker address, or which relay port.
+    const address = via ? null : (o.addressOf?.(deviceId) ?? null);
+    await ctx.store.putNetworkInfo({ deviceId, address, relayId: via ? str(via, 'relay', 64) : null, relayPort: via ? str(via, 'port', 64) : null, updatedAt: Date.now() });
+    const stored = await ctx.store.getConfig(deviceId);
+    const config = stored?.body ?? { deviceId, kind: v.kind, pollIntervalMs: o.pollIntervalMs ?? 30_000, services: publicKeys(ctx.keys) };
+    if (!stored) await ctx.store.putConfig({ deviceId, body: config });
+    const reply: Reply = { type: 'config.response', body: { config, liveness: c.wire } };
+    if (!via) await renewChannel(deviceId, v);
+    await c.peer().sendReply(replyTo, num(v, 'reqId'), bytes(v, 'replyKey'), reply);
+    ctx.log('info', `config: sent config to ${deviceId}`);
+  }
+
+  async function join(v: Body): Promise<void> {
+    const deviceId = str(v, 'deviceId', 64);
+    const replyTo = str(v, 'replyTo', 64);
+    const userId = str(v, 'user', 64);
+    const vpns = list(v, 'vpns').map((x) => asBody(x));
+    const via = v.via ? asBody(v.via) : null;
+    if (!via) {
+      // S302–S303: the address the broker sees, or (behind an external
+      // broker, which does not tell us) the one the device reported.
+      const reported = Array.isArray(v.addresses) ? v.addresses.filter((a): a is string => typeof a === 'string' && a.length <= 64)[0] : undefined;
+      const address = o.addressOf?.(deviceId) ?? reported ?? (await ctx.store.getNetworkInfo(deviceId))?.address ?? null;
+      await ctx.store.putNetworkInfo({ deviceId, address, relayId: null, relayPort: null, updatedAt: Date.now() });
+    }
+    const info = await ctx.store.getNetworkInfo(deviceId);
+    const networkId = via ? `${str(via, 'relay', 64)}:${str(via, 'port', 64)}` : (info?.address ?? 'broker');
+    for (const x of vpns) {
+      const old = (await ctx.store.membershipsOf(deviceId)).find((m) => m.vpnId === x.id);
+      await ctx.store.putMember({ vpnId: str(x, 'id', 64), deviceId, userId, keyId: old?.keyId ?? 0, networkId });
+    }
+    await members.reconcile(); // program the network devices before keys go out
+    // Keys for a plaintext terminal go to its relay, for its port.
+    const issued = await c.ask('keys', { op: 'keys.issue', deviceId, vpns: vpns.map((x) => x.id), ...(via ? { deliverTo: via.relay, port: via.port } : {}) });
+    if (!issued.ok) {
+      ctx.metrics.count('kagi_refusals_total', { reason: 'keys' });
+      return refuseDevice({ ...v, reason: `key distribution failed: ${String(issued.reason)}` });
+    }
+    const epochs = asBody(issued.epochs);
+    for (const x of vpns) await ctx.store.putMember({ vpnId: str(x, 'id', 64), deviceId, userId, keyId: num(epochs, str(x, 'id', 64)), networkId });
+    const out = vpns.map((x) => {
+      const id = str(x, 'id', 64);
+      const planned = members.planned(id);
+      return { id, protocol: x.protocol, port: x.port, epoch: epochs[id], rate: planned.rate, cut: planned.cut };
+    });
+    c.liveness.forget(deviceId); // a fresh start: ACTIVE, nothing missed
+    await ctx.store.setCommunicating(deviceId, true, Date.now());
+    // So grants made later reach it (grant-notices.ts); a plaintext terminal asks through its relay.
+    if (!via) await ctx.store.setJoinedAs(deviceId, userId, Date.now());
+    if (!via) await renewChannel(deviceId, v);
+    await c.peer().sendReply(replyTo, num(v, 'reqId'), bytes(v, 'replyKey'), { type: 'join.response', body: { user: userId, vpns: out, liveness: c.wire } });
+    ctx.log('info', `config: ${deviceId} (${userId}) joined ${out.map((x) => x.id).join(', ')}`);
+    ctx.metrics.count('kagi_joins_total');
+  }
+
+  return async (env, raw) => {
+    if (env.to !== 'auth' || (env.type !== 'config.request' && env.type !== 'join.request')) return;
+    const op = env.type === 'config.request' ? 'device.auth' : 'user.join';
+    const verdict = await c.ask('auth', { op, envelope: raw });
+    if (!verdict.ok) return refuseDevice(verdict);
+    return op === 'device.auth' ? configure(verdict) : join(verdict);
+  };
+}

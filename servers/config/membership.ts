@@ -1,0 +1,208 @@
+/**
+ * Membership and the network devices (1b, S108, S304–S306, S404–S405,
+ * embodiment 5): the desired state of every network device is computed
+ * from the tables (with the bandwidth plan) and applied by one reconcile
+ * at a time. A member that disappears from the tables between two
+ * reconciles is told to its key holder (S405) and its VPN rekeyed (S404);
+ * a VPN whose planned rate changes is told to its members, and a device
+ * granted a VPN it has not joined is told so (grant-notices.ts). Leave is
+ * one path for every way out: memberships removed here, the rest follows
+ * from the next reconcile. Notices to one holder go out one at a time, in
+ * order: "left (deleted)" before "granted" when a VPN is made again.
+ */
+import type { Body } from '../../protocol/body.js';
+import { topics } from '../../protocol/topics.js';
+import type { DesiredState, VpnState } from '../../network/driver.js';
+import { planBandwidth } from './bandwidth-plan.js';
+import { grantNotices } from './grant-notices.js';
+import type { ConfigContext } from './context.js';
+
+/** Reconciles start at least this many times their own length apart. */
+const RECONCILE_SPACING = 3;
+
+/** Why a member is out of a VPN, as its holder is told (S405). */
+export type LeaveReason = 'evicted' | 'revoked' | 'deleted' | 'left';
+
+export interface Membership {
+  /** Apply the tables to the network devices; callers waiting for the same run share it. */
+  reconcile(): Promise<void>;
+  /** The idle loop: reconcile unless the last run was recent for its cost. */
+  reconcileIfIdle(): Promise<void>;
+  /** A VPN's planned rate and cut as of the last reconcile. */
+  planned(vpnId: string): { rate: number; cut: boolean };
+  /** Take `member` out of `vpnIds` (all when null) and run the leave steps. */
+  removeMember(member: string, vpnIds: string[] | null, reason: LeaveReason, why: string): Promise<void>;
+  /** Tell the holder of a member's keys about the member in a VPN (S405: left; embodiment 5: rate, cut). */
+  tell(vpnId: string, deviceId: string, via: string | null, what: Body, summary: string): Promise<void>;
+  /** A device connected from an address (S304–S306). */
+  addressChanged(deviceId: string, address: string): Promise<void>;
+}
+
+export function membership(c: ConfigContext): Membership {
+  const { ctx, o } = c;
+  /** Why a (vpn/member) is about to disappear from the tables, for its holder. */
+  const reasons = new Map<string, LeaveReason>();
+  /** Members as of the last reconcile, so a removal can be told (S405). */
+  let last: DesiredState = { vpns: [] };
+  /** After each reconcile: devices granted a VPN they have not joined are told. */
+  const granted = grantNotices(c, tell);
+
+  /** Desired state of every network device, from the tables, with the bandwidth plan. */
+  async function desired(): Promise<DesiredState> {
+    const rows = await ctx.store.listVpns();
+    const where = await ctx.store.allNetworkInfo();
+    const vpns: VpnState[] = [];
+    for (const v of rows) {
+      const members = [];
+      for (const m of await ctx.store.members(v.id)) {
+        const info = where.get(m.deviceId);
+        members.push({ deviceId: m.deviceId, address: info?.address ?? null, via: info?.relayId ?? null });
+      }
+      vpns.push({ id: v.id, protocol: v.protocol, port: v.port, members, priority: v.priority, rate: v.maxBandwidth, cut: false });
+    }
+    const plan = planBandwidth(vpns.map((v, i) => ({ id: v.id, priority: v.priority, maxBandwidth: rows[i]!.maxBandwidth, members: v.members.length })), o.linkCapacity ?? 0);
+    plan.forEach((a, i) => Object.assign(vpns[i]!, { rate: a.rate, cut: a.state === 'cut' }));
+    // The VPN management table shows the plan (1e: flag, firewall bandwidth total).
+    for (const [i, v] of rows.entries()) {
+      const rate = vpns[i]!.rate;
+      const flag = vpns[i]!.cut ? 1 : 0;
+      if (v.totalRate !== rate || v.flag !== flag) await ctx.store.updateVpn(v.id, { totalRate: rate, flag });
+    }
+    return { vpns, revoked: await ctx.store.revokedDevices() };
+  }
+
+  // One reconcile at a time, in order: a stale state applied after a newer
+  // one would reopen or close the wrong thing and report false leaves.
+  // Callers while one waits to start share it: it reads the tables after
+  // all of their writes, and a burst of joins costs one read, not one each.
+  //
+  // A reconcile reads every member, tens of milliseconds at 10,000; joins
+  // arriving back to back would keep the server doing little else. So runs
+  // start at least RECONCILE_SPACING times their own length apart: a third
+  // of the process at most, and a join waits at most that much longer
+  // (with more joins sharing each run).
+  let chain: Promise<void> = Promise.resolve();
+  let queued: Promise<void> | null = null;
+  let lastRun = { at: 0, ms: 0 };
+  function reconcile(): Promise<void> {
+    if (queued) return queued;
+    const run = chain.then(async () => {
+      const wait = lastRun.at + RECONCILE_SPACING * lastRun.ms - Date.now();
+      if (wait >= 1) await new Promise((r) => setTimeout(r, wait));
+      queued = null;
+      const at = Date.now();
+      try {
+        await reconcileOnce();
+      } finally {
+        lastRun = { at, ms: Date.now() - at };
+      }
+    });
+    queued = run;
+    chain = run.catch(() => {});
+    return run;
+  }
+
+  async function reconcileOnce(): Promise<void> {
+    const state = await desired();
+    for (const d of o.drivers) await d.apply(state);
+    const now = new Map(state.vpns.map((v) => [v.id, new Set(v.members.map((m) => m.deviceId))]));
+    const shrunk = new Set<string>();
+    for (const v of last.vpns) {
+      const still = now.get(v.id);
+      for (const m of v.members) {
+        if (still?.has(m.deviceId)) continue;
+        const key = `${v.id}/${m.deviceId}`;
+        const reason = reasons.get(key) ?? (still ? 'revoked' : 'deleted');
+        reasons.delete(key);
+        // A holder that left on its own is going away: nobody to tell.
+        if (reason !== 'left' && c.leading()) void tell(v.id, m.deviceId, m.via, { op: 'left', reason }, `out (${reason})`);
+        shrunk.add(v.id);
+      }
+    }
+    for (const v of state.vpns) {
+      const before = last.vpns.find((x) => x.id === v.id);
+      if (before && (before.rate !== v.rate || before.cut !== v.cut) && c.leading()) {
+        ctx.log('info', `config: ${v.id} ${v.cut ? 'cut' : `may send ${v.rate || 'unlimited'} bit/s`} (bandwidth plan)`);
+        for (const m of v.members) if (before.members.some((x) => x.deviceId === m.deviceId)) void tell(v.id, m.deviceId, m.via, { op: 'rate', rate: v.rate, cut: v.cut }, v.cut ? 'cut' : 'rate');
+      }
+    }
+    last = state;
+    c.liveness.retain(new Set(state.vpns.flatMap((v) => v.members.map((m) => m.deviceId))));
+    // Every instance programs its network devices; the lease holder alone
+    // tells members and asks for rekeys (once, not once per instance).
+    if (c.leading()) for (const v of state.vpns) if (shrunk.has(v.id) && v.members.length > 0) void rekey(v.id);
+    await granted(state);
+  }
+
+  /** S404 and beyond: a VPN lost a member; the key server rekeys the rest. */
+  async function rekey(vpnId: string): Promise<void> {
+    try {
+      const r = await c.ask('keys', { op: 'keys.rekey', vpn: vpnId, why: 'a member left' });
+      if (!r.ok) throw new Error(String(r.reason));
+    } catch (e) {
+      ctx.log('warn', `config: rekey of ${vpnId} failed: ${(e as Error).message}`);
+    }
+  }
+
+  /** The last notice queued per holder, so the next waits for it. */
+  const queues = new Map<string, Promise<void>>();
+  function tell(vpnId: string, deviceId: string, via: string | null, what: Body, summary: string): Promise<void> {
+    const holder = via ?? deviceId;
+    const next = (queues.get(holder) ?? Promise.resolve()).then(() => tellNow(vpnId, deviceId, holder, what, summary));
+    queues.set(holder, next);
+    void next.then(() => queues.get(holder) === next && queues.delete(holder));
+    return next;
+  }
+
+  /** One notice; failures are logged, never thrown (a holder away must not stop the rest). */
+  async function tellNow(vpnId: string, deviceId: string, holder: string, what: Body, summary: string): Promise<void> {
+    try {
+      const d = await ctx.store.getDevice(holder);
+      if (!d || d.revoked) return;
+      const r = await c.peer().request({ to: holder, pkR: d.publicKey, topic: topics.inbox(holder), type: 'notice', body: { ...what, vpn: vpnId, member: deviceId }, timeoutMs: ctx.timeoutMs });
+      r.secrets.destroy();
+      ctx.log('info', `config: told ${holder} that ${deviceId} is ${summary} in ${vpnId}`);
+    } catch (e) {
+      ctx.log('warn', `config: could not tell ${holder} that ${deviceId} is ${summary} in ${vpnId}: ${(e as Error).message}`);
+    }
+  }
+
+  async function removeMember(member: string, vpnIds: string[] | null, reason: LeaveReason, why: string): Promise<void> {
+    const out = [];
+    for (const m of await ctx.store.membershipsOf(member)) {
+      if (vpnIds && !vpnIds.includes(m.vpnId)) continue;
+      reasons.set(`${m.vpnId}/${member}`, reason);
+      if (await ctx.store.removeMember(m.vpnId, member)) out.push(m.vpnId);
+    }
+    c.liveness.forget(member);
+    await ctx.store.setCommunicating(member, true, Date.now()); // not a member: no mark
+    if (out.length === 0) return;
+    ctx.log(reason === 'evicted' ? 'warn' : 'info', `config: ${member} ${reason === 'evicted' ? 'evicted from' : 'left'} ${out.join(', ')} (${why})`);
+    await reconcile();
+  }
+
+  /**
+   * If the device is a VPN member somewhere else, record the new address
+   * and reconcile, so the old address is closed and the new one opened.
+   */
+  async function addressChanged(deviceId: string, address: string): Promise<void> {
+    const info = await ctx.store.getNetworkInfo(deviceId);
+    if (!info || info.relayId || info.address === address) return;
+    await ctx.store.putNetworkInfo({ ...info, address, updatedAt: Date.now() });
+    if ((await ctx.store.membershipsOf(deviceId)).length === 0) return;
+    ctx.log('info', `config: ${deviceId} moved from ${info.address ?? '-'} to ${address}`);
+    await reconcile();
+  }
+
+  return {
+    reconcile,
+    // Idle, at most a tenth of the process: the period stretches to ten runs' length.
+    reconcileIfIdle: async () => {
+      if (Date.now() - lastRun.at >= 10 * lastRun.ms) await reconcile();
+    },
+    planned: (vpnId) => last.vpns.find((p) => p.id === vpnId) ?? { rate: 0, cut: false },
+    removeMember,
+    tell,
+    addressChanged,
+  };
+}

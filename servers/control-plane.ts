@@ -172,7 +172,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
         const gone = broker?.connectedDevices() ?? [];
         for (const c of closers) await c();
         const at = Date.now();
-        for (const id of gone) await store.setPresence(id, false, at).catch(() => {});
+        for (const id of gone) await store.setPresence(id, false, at, brokerUrl!).catch(() => {}); // still the broker it was last heard on (monitoring counts its polls there after a restart)
         await store.close();
         lock?.release();
       },

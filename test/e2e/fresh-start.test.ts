@@ -3,9 +3,9 @@
  * start (docs/architecture.md, Liveness: "Whose polls count"). A second
  * control plane started on the same data dir with its own embedded broker
  * polls every holder through a broker none of them is on: the polls reach
- * nobody, so none of them may count. (A data-dir lock will refuse a second
- * `kagi up`; the rule must hold without it, so this runs at the library
- * level.)
+ * nobody, so none of them may count. (The data-dir lock refuses a second
+ * `kagi up`, test/cli/operator-safety.test.ts; the rule must hold without
+ * it, so this runs at the library level with the lock off.)
  */
 import t from 'tap';
 import { controlPlane, joinedAgent, logged, tempDir, typeOf, until, vpnWithUsers } from '../helpers/control-plane.js';
@@ -24,7 +24,7 @@ t.test('a second control plane whose broker nobody uses evicts nobody', async (t
   const a = await joinedAgent(t, cp1, 'term-a', 'alice', { onLeft: (vpn, reason) => heard.push(`term-a ${vpn}: ${reason}`) });
   const b = await joinedAgent(t, cp1, 'term-b', 'bob', { onLeft: (vpn, reason) => heard.push(`term-b ${vpn}: ${reason}`) });
 
-  const cp2 = await controlPlane(dir, { liveness: LIVE, lines: second });
+  const cp2 = await controlPlane(dir, { liveness: LIVE, lines: second, lockDataDir: false });
   t.teardown(() => cp2.close());
   t.not(cp2.brokerUrl, cp1.brokerUrl, 'the second control plane has an embedded broker of its own');
   const polls = new Map<string, number>();

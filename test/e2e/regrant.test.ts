@@ -8,11 +8,11 @@
 import t from 'tap';
 import { join } from 'node:path';
 import { kagi, kagiSpawn, kagiUp, stopChild, watch } from '../helpers/cli.js';
-import { tempDir } from '../helpers/control-plane.js';
+import { kagiDataDir } from '../helpers/control-plane.js';
 import { SqliteStore } from '../../servers/store/sqlite.js';
 
 t.test('a VPN deleted, made again and granted again is joined by the running agent', async (t) => {
-  const data = tempDir(t);
+  const data = kagiDataDir(t);
   const run = (args: string[], input?: string) => {
     const r = kagi([...args, '--data', data], input);
     if (r.code !== 0) t.fail(`kagi ${args.join(' ')}: ${r.stderr}`);

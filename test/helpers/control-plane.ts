@@ -47,6 +47,8 @@ export interface CpOptions {
   metricsPort?: number;
   /** Collects every log line as "level: message". */
   lines?: string[];
+  /** false: skip the data-dir lock, for tests that run two control planes on one dir on purpose. */
+  lockDataDir?: boolean;
 }
 
 export async function controlPlane(dataDir: string, o: CpOptions = {}): Promise<ControlPlane> {
@@ -58,6 +60,7 @@ export async function controlPlane(dataDir: string, o: CpOptions = {}): Promise<
     ...(o.store ? { store: o.store } : {}),
     ...(o.metricsPort !== undefined ? { metricsPort: o.metricsPort } : {}),
     ...(o.rekeyPeriodMs !== undefined ? { rekeyPeriodMs: o.rekeyPeriodMs, keysTickMs: 100 } : {}),
+    ...(o.lockDataDir === false ? { lockDataDir: false } : {}),
     log: (level, msg) => o.lines?.push(`${level}: ${msg}`),
   });
 }

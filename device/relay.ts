@@ -224,7 +224,7 @@ export class RelayAgent {
     const v = p.vpns.get(vpn);
     if (p.state !== 'FORWARDING' || !v) return this.drop(p, 'restricted', `data for ${vpn} while ${p.state}`);
     const topic = peer === 'all' ? topics.vpnAll(vpn) : topics.vpnMember(vpn, peer);
-    const dropped = await v.send(data, () => this.p.now(), (f) => this.session.publish(topic, f));
+    const dropped = await v.send(data, peer, () => this.p.now(), (f) => this.session.publish(topic, f));
     if (dropped) this.drop(p, dropped, `data for ${vpn}: ${dropped === 'cut' ? 'the VPN is cut' : 'over its rate'}`);
   }
 
@@ -237,7 +237,7 @@ export class RelayAgent {
         this.drop(p, 'restricted', `frame on ${vpnId} while RESTRICTED`);
         continue;
       }
-      const f = v.receive(payload, this.p.now(), (e) => this.drop(p, e.code, `frame on ${vpnId}: ${e.message}`));
+      const f = v.receive(payload, target, this.p.now(), (e) => this.drop(p, e.code, `frame on ${vpnId}: ${e.message}`));
       if (f === 'ahead') this.session.fetch(p.terminal, vpnId);
       else if (f) this.hand(p, vpnId, f.sender, f.payload);
     }

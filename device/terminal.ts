@@ -20,6 +20,7 @@ import type { Bundle } from './bundle.js';
 import type { Platform } from './platform.js';
 import { DeviceSession, type Held } from './session.js';
 import { MemberKeys, type OpenedFrame } from './vpn-keys.js';
+import { ALL_MEMBERS } from '../protocol/vpn-frame.js';
 export { RefusedError } from './session.js';
 
 export type TerminalState = 'stopped' | 'unconfigured' | 'configured' | 'joining' | 'joined';
@@ -82,7 +83,7 @@ export class TerminalAgent {
     this.need('stopped');
     await this.session.start({
       onRequest: (m) => this.onRequest(m),
-      onFrame: (vpn, _target, p) => this.onFrame(vpn, p),
+      onFrame: (vpn, target, p) => this.onFrame(vpn, target, p),
       onKeys: (b) => this.onKeys(b),
       held: () => this.held(),
     });
@@ -189,14 +190,16 @@ export class TerminalAgent {
     const v = this.vpns.get(vpnId);
     if (!v) throw new KagiError('argument', `not a member of ${vpnId}`);
     const topic = to === 'all' ? topics.vpnAll(vpnId) : topics.vpnMember(vpnId, to);
-    const dropped = await v.keys.send(payload, () => this.p.now(), (f) => this.session.publish(topic, f));
+    const dropped = await v.keys.send(payload, to, () => this.p.now(), (f) => this.session.publish(topic, f));
     if (dropped) this.unsent.set(dropped, (this.unsent.get(dropped) ?? 0) + 1);
   }
 
-  private onFrame(vpnId: string, payload: Uint8Array): void {
+  private onFrame(vpnId: string, target: string, payload: Uint8Array): void {
     const v = this.vpns.get(vpnId);
     if (!v) return this.dropped(vpnId, new KagiError('epoch', `no keys for ${vpnId}`));
-    const r = v.keys.receive(payload, this.p.now(), (e) => this.dropped(vpnId, e));
+    // We subscribe to our own topic and 'all' only; anything else is not ours.
+    if (target !== this.bundle.id && target !== ALL_MEMBERS) return this.dropped(vpnId, new KagiError('unexpected', `a frame on the topic of ${target}`));
+    const r = v.keys.receive(payload, target, this.p.now(), (e) => this.dropped(vpnId, e));
     if (r === 'ahead') this.session.fetch(this.bundle.id, vpnId); // a rekey we have not seen (yet)
     else if (r) this.deliver(vpnId, r);
   }

@@ -29,7 +29,7 @@ export class MemberKeys {
   readonly rx: FrameReceiver;
   /** The VPN's planned send rate for this member (embodiment 5). */
   readonly shaper = new Shaper();
-  private held: { bytes: Uint8Array; at: number }[] = [];
+  private held: { bytes: Uint8Array; target: string; at: number }[] = [];
 
   constructor(c: Crypto, readonly vpnId: string, readonly member: string, graceMs: number) {
     this.tx = new FrameSender(c, vpnId, member);
@@ -52,7 +52,7 @@ export class MemberKeys {
     this.held = [];
     const out: OpenedFrame[] = [];
     for (const h of waiting) {
-      const r = this.tryOpen(h.bytes, now);
+      const r = this.tryOpen(h.bytes, h.target, now);
       if (r === 'ahead') this.held.push(h);
       else if (r instanceof KagiError) onDrop(r);
       else out.push(r);
@@ -60,39 +60,41 @@ export class MemberKeys {
     return out;
   }
 
-  seal(payload: Uint8Array): Uint8Array {
-    return this.tx.seal(payload);
+  /** Seal for `target`: a member id, or ALL_MEMBERS. */
+  seal(payload: Uint8Array, target: string): Uint8Array {
+    return this.tx.seal(payload, target);
   }
 
   /**
    * Seal and hand a frame to `publish` when the VPN's rate allows: waits
    * for tokens; a cut VPN or a queue too long drops it (returns the reason).
    */
-  async send(payload: Uint8Array, now: () => number, publish: (frame: Uint8Array) => Promise<void>): Promise<'cut' | 'rate' | null> {
+  async send(payload: Uint8Array, target: string, now: () => number, publish: (frame: Uint8Array) => Promise<void>): Promise<'cut' | 'rate' | null> {
     const a = this.shaper.admit(payload.length + FRAME_OVERHEAD, now());
     if (!a.ok) return a.reason;
     if (a.waitMs > 0) await new Promise((r) => setTimeout(r, a.waitMs));
-    await publish(this.tx.seal(payload));
+    await publish(this.tx.seal(payload, target));
     return null;
   }
 
   /**
-   * Open a frame: the opened frame, or 'ahead' when it is held for a newer
+   * Open a frame that came on `target`'s topic (this member, or
+   * ALL_MEMBERS): the opened frame, or 'ahead' when it is held for a newer
    * epoch's key. Every other rejection goes to `onDrop`.
    */
-  receive(bytes: Uint8Array, now: number, onDrop: (e: KagiError) => void): OpenedFrame | 'ahead' | null {
-    const r = this.tryOpen(bytes, now);
+  receive(bytes: Uint8Array, target: string, now: number, onDrop: (e: KagiError) => void): OpenedFrame | 'ahead' | null {
+    const r = this.tryOpen(bytes, target, now);
     if (r instanceof KagiError) return (onDrop(r), null);
     if (r !== 'ahead') return r;
     this.held = this.held.filter((h) => now - h.at < HOLD_MS || (onDrop(new KagiError('epoch', 'held frame expired before its key arrived')), false));
     if (this.held.length >= HOLD_FRAMES) onDrop(new KagiError('epoch', `more than ${HOLD_FRAMES} frames ahead of our epoch`));
-    else this.held.push({ bytes, at: now });
+    else this.held.push({ bytes, target, at: now });
     return 'ahead';
   }
 
-  private tryOpen(bytes: Uint8Array, now: number): OpenedFrame | 'ahead' | KagiError {
+  private tryOpen(bytes: Uint8Array, target: string, now: number): OpenedFrame | 'ahead' | KagiError {
     try {
-      const f = this.rx.open(bytes, now);
+      const f = this.rx.open(bytes, now, target);
       return { sender: f.sender, epoch: f.epoch, payload: f.payload };
     } catch (e) {
       if (!isKagiError(e)) throw e;

@@ -1,6 +1,9 @@
 /**
  * VPN data frames (DESIGN §4):
- *   [version, vpnId, epoch, sender, bootSalt, counter, ciphertext]
+ *   [version, vpnId, epoch, sender, target, bootSalt, counter, ciphertext]
+ * `target` is the member the frame is for, or "all"; it is in the
+ * authenticated header, and a receiver takes only frames for itself or for
+ * all, so a broker cannot re-publish a frame sealed for B onto C's topic.
  * The key server hands every member a random 32-byte group key per VPN and
  * epoch. Each sender seals with its own key
  *   HKDF(ikm = group key, salt = sender id || boot salt, info = "kagi/v1 vpn")
@@ -20,7 +23,10 @@ import { concat, i2osp, toHex, utf8, wipe } from './bytes.js';
 import { appendBytes, decodeStrict, encodeHeader, expectArray, expectBytes, expectString, expectUint, receivedHeader } from './cbor.js';
 import { ReplayWindow, DEFAULT_WINDOW } from './replay-window.js';
 
-export const FRAME_VERSION = 1;
+/** 2: the header names the target (version 1 did not). */
+export const FRAME_VERSION = 2;
+/** The target of a frame for every member (and the topic segment it goes to). */
+export const ALL_MEMBERS = 'all';
 export const GROUP_KEY_LENGTH = 32;
 export const BOOT_SALT_LENGTH = 16;
 const INFO = utf8('kagi/v1 vpn');
@@ -29,6 +35,7 @@ export interface Frame {
   vpnId: string;
   epoch: number;
   sender: string;
+  target: string;
   bootSalt: Uint8Array;
   counter: number;
   ciphertext: Uint8Array;
@@ -36,16 +43,17 @@ export interface Frame {
 }
 
 export function decodeFrame(bytes: Uint8Array): Frame {
-  const a = expectArray(decodeStrict(bytes, LIMITS.frameBytes), 7, 'frame');
+  const a = expectArray(decodeStrict(bytes, LIMITS.frameBytes), 8, 'frame');
   const version = expectUint(a[0], 0xffff, 'version');
   if (version !== FRAME_VERSION) throw new KagiError('version', `frame version ${version}`);
   const vpnId = expectString(a[1], ID_PATTERN, 'vpnId');
   const epoch = expectUint(a[2], LIMITS.maxEpoch, 'epoch');
   const sender = expectString(a[3], ID_PATTERN, 'sender');
-  const bootSalt = expectBytes(a[4], 'bootSalt', BOOT_SALT_LENGTH, BOOT_SALT_LENGTH);
-  const counter = expectUint(a[5], LIMITS.maxFrameCounter, 'counter');
-  const ciphertext = expectBytes(a[6], 'ciphertext', AEAD_TAG_LENGTH, LIMITS.frameCiphertextBytes);
-  return { vpnId, epoch, sender, bootSalt, counter, ciphertext, header: receivedHeader(bytes, ciphertext) };
+  const target = expectString(a[4], ID_PATTERN, 'target');
+  const bootSalt = expectBytes(a[5], 'bootSalt', BOOT_SALT_LENGTH, BOOT_SALT_LENGTH);
+  const counter = expectUint(a[6], LIMITS.maxFrameCounter, 'counter');
+  const ciphertext = expectBytes(a[7], 'ciphertext', AEAD_TAG_LENGTH, LIMITS.frameCiphertextBytes);
+  return { vpnId, epoch, sender, target, bootSalt, counter, ciphertext, header: receivedHeader(bytes, ciphertext) };
 }
 
 function senderKey(c: Crypto, groupKey: Uint8Array, sender: string, bootSalt: Uint8Array): Uint8Array {
@@ -88,11 +96,13 @@ export class FrameSender {
     return this.epoch;
   }
 
-  seal(payload: Uint8Array): Uint8Array {
+  /** Seal `payload` for `target` (a member id, or ALL_MEMBERS). */
+  seal(payload: Uint8Array, target: string): Uint8Array {
     if (!this.key) throw new KagiError('argument', 'no group key yet');
+    expectString(target, ID_PATTERN, 'target');
     if (this.counter > LIMITS.maxFrameCounter) throw new KagiError('exhausted', 'frame counter exhausted: rekey needed');
     const counter = this.counter++;
-    const header = encodeHeader([FRAME_VERSION, this.vpnId, this.epoch, this.sender, this.bootSalt, counter]);
+    const header = encodeHeader([FRAME_VERSION, this.vpnId, this.epoch, this.sender, target, this.bootSalt, counter]);
     return appendBytes(header, this.c.seal(this.key, i2osp(counter, AEAD_NONCE_LENGTH), payload, header));
   }
 }
@@ -156,9 +166,14 @@ export class FrameReceiver {
     throw new KagiError('epoch', `frame epoch ${f.epoch} not held`);
   }
 
-  /** Open a frame; every rejection is a KagiError with a code. */
-  open(bytes: Uint8Array, now: number): { sender: string; epoch: number; counter: number; payload: Uint8Array } {
+  /**
+   * Open a frame that arrived on the topic for `target` (this member's id,
+   * or ALL_MEMBERS); its header must name the same target, checked before
+   * any key is touched. Every rejection is a KagiError with a code.
+   */
+  open(bytes: Uint8Array, now: number, target: string): { sender: string; epoch: number; counter: number; payload: Uint8Array } {
     const f = decodeFrame(bytes);
+    if (f.target !== target) throw new KagiError('unexpected', `frame for ${f.target} on the topic of ${target}`);
     const e = this.keysFor(f, now);
     const salt = toHex(f.bootSalt);
     const known = e.peers.get(f.sender);

@@ -10,6 +10,7 @@ import { hashPassword } from './auth/password.js';
 import { publicKeys, type Party, type ServiceKeys } from './identity.js';
 import { isService } from './service-host.js';
 import type { DeviceKind, Store, VpnProtocol } from './store/store.js';
+import { ALL_MEMBERS } from '../protocol/vpn-frame.js';
 
 export class AdminError extends Error {
   override readonly name = 'AdminError';
@@ -33,7 +34,7 @@ export interface NewDevice {
 
 function checkNewId(id: string, what: string): void {
   checkId(id, what);
-  if (isService(id) || id === 'broker') throw new AdminError(`${what} id '${id}' is reserved for a service`);
+  if (isService(id) || id === 'broker' || id === ALL_MEMBERS) throw new AdminError(`${what} id '${id}' is reserved for a service`);
 }
 
 /**

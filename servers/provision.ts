@@ -14,6 +14,7 @@ import { ID_PATTERN, MAC_PATTERN } from '../protocol/limits.js';
 import { isService } from './service-host.js';
 import type { AdminRunner } from './admin-ops.js';
 import { writePrivateFile } from './private-file.js';
+import { ALL_MEMBERS } from '../protocol/vpn-frame.js';
 
 export interface ProvisionRow {
   /** 1-based line in the CSV file. */
@@ -78,7 +79,7 @@ export function parseDeviceCsv(text: string, o: { profiles?: Set<string>; defaul
     const problem =
       f.length > header.length ? `${f.length} fields, the header has ${header.length}`
       : !ID_PATTERN.test(id) ? `id '${id}' must be 1-64 of A-Z a-z 0-9 . _ : -`
-      : isService(id) || id === 'broker' ? `id '${id}' is reserved for a service`
+      : isService(id) || id === 'broker' || id === ALL_MEMBERS ? `id '${id}' is reserved for a service`
       : !MAC_PATTERN.test(mac) ? `MAC '${mac}' must look like 02:00:00:00:00:01`
       : !(KINDS as readonly string[]).includes(kind) ? `kind '${kind}' must be terminal, relay or external (plaintext terminals: kagi device add --relay --port)`
       : profile && o.profiles && !o.profiles.has(profile) ? `no board profile '${profile}'`

@@ -22,11 +22,11 @@ function members(graceMs = 10_000) {
 
 t.test('frames of the next epoch are held until its key arrives, then opened in order', async (t) => {
   const { a, b, drops, onDrop } = members();
-  const before = b.receive(a.seal(enc.encode('e1')), 1, onDrop);
+  const before = b.receive(a.seal(enc.encode('e1'), 'all'), 'all', 1, onDrop);
   t.equal(before !== 'ahead' && before && dec.decode(before.payload), 'e1', 'same epoch opens');
   a.install(2, k2, 2, onDrop);
-  t.equal(b.receive(a.seal(enc.encode('x')), 3, onDrop), 'ahead', 'epoch 2 before b has it: held');
-  t.equal(b.receive(a.seal(enc.encode('y')), 4, onDrop), 'ahead', 'held');
+  t.equal(b.receive(a.seal(enc.encode('x'), 'all'), 'all', 3, onDrop), 'ahead', 'epoch 2 before b has it: held');
+  t.equal(b.receive(a.seal(enc.encode('y'), 'all'), 'all', 4, onDrop), 'ahead', 'held');
   t.equal(b.heldFrames, 2, 'two frames wait');
   const out = b.install(2, k2, 5, onDrop);
   t.same(out.map((f) => dec.decode(f.payload)), ['x', 'y'], 'installing the key opens them, in order');
@@ -38,27 +38,27 @@ t.test('frames of the next epoch are held until its key arrives, then opened in 
 t.test('held frames expire, are bounded, and bad frames are dropped not held', async (t) => {
   const { a, b, drops, onDrop } = members();
   a.install(2, k2, 0, onDrop);
-  b.receive(a.seal(enc.encode('old')), 0, onDrop);
-  b.receive(a.seal(enc.encode('new')), HOLD_MS + 1, onDrop);
+  b.receive(a.seal(enc.encode('old'), 'all'), 'all', 0, onDrop);
+  b.receive(a.seal(enc.encode('new'), 'all'), 'all', HOLD_MS + 1, onDrop);
   t.same(drops, ['epoch'], 'a held frame older than HOLD_MS is dropped as epoch');
   t.equal(b.heldFrames, 1, 'the fresh one stays');
-  for (let i = 0; i < HOLD_FRAMES; i++) b.receive(a.seal(enc.encode(`f${i}`)), HOLD_MS + 2, onDrop);
+  for (let i = 0; i < HOLD_FRAMES; i++) b.receive(a.seal(enc.encode(`f${i}`), 'all'), 'all', HOLD_MS + 2, onDrop);
   t.equal(b.heldFrames, HOLD_FRAMES, `at most ${HOLD_FRAMES} held`);
   t.equal(drops.length, 2, 'the one over the bound is dropped');
-  const bad = a.seal(enc.encode('tampered'));
+  const bad = a.seal(enc.encode('tampered'), 'all');
   bad[bad.length - 1]! ^= 1;
   const c2 = new MemberKeys(c, 'plant', 'c', 1000);
   c2.install(2, k2, 0, onDrop);
-  t.equal(c2.receive(bad, 1, onDrop), null, 'a tampered frame of a held epoch is not held');
+  t.equal(c2.receive(bad, 'all', 1, onDrop), null, 'a tampered frame of a held epoch is not held');
   t.equal(drops[drops.length - 1], 'auth', 'dropped as auth');
 });
 
 t.test('the previous epoch is accepted for the grace period after a switch', async (t) => {
   const { a, b, drops, onDrop } = members(100);
-  const late = a.seal(enc.encode('sealed under epoch 1'));
+  const late = a.seal(enc.encode('sealed under epoch 1'), 'all');
   b.install(2, k2, 1000, onDrop);
-  const r = b.receive(late, 1050, onDrop);
+  const r = b.receive(late, 'all', 1050, onDrop);
   t.equal(r !== 'ahead' && r && dec.decode(r.payload), 'sealed under epoch 1', 'within grace: opens');
-  t.equal(b.receive(a.seal(enc.encode('too late')), 1200, onDrop), null, 'after grace: dropped');
+  t.equal(b.receive(a.seal(enc.encode('too late'), 'all'), 'all', 1200, onDrop), null, 'after grace: dropped');
   t.same(drops, ['epoch'], 'as epoch');
 });

@@ -48,7 +48,7 @@ t.test('the plan follows the table; a cut VPN is told and its frames stop at the
   t.ok(logged(lines, /office cut \(bandwidth plan\)/).length === 1, 'the control plane logs the cut');
   await b1.send('office', 'b2', enc.encode('while cut'));
   t.equal(b1.unsent.get('cut'), 1, 'the agent does not send on a cut VPN');
-  await raw!(topics.vpnMember('office', 'b2'), b1.vpns.get('office')!.keys.seal(enc.encode('forced while cut')));
+  await raw!(topics.vpnMember('office', 'b2'), b1.vpns.get('office')!.keys.seal(enc.encode('forced while cut'), 'b2'));
   await sleep(300);
   t.same(got, [], 'a frame sent anyway is not forwarded by the broker');
 

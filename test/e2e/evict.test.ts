@@ -48,10 +48,10 @@ t.test('a frozen terminal is evicted after N polls and must join again', async (
   t.same(cp.memory.members('plant'), ['term-a'], 'firewall no longer admits it');
   t.ok(await until(() => a.epochs().plant! > held.epoch), 'the VPN is rekeyed for the rest');
 
-  const frame = a.vpns.get('plant')!.keys.seal(enc.encode('after the eviction'));
+  const frame = a.vpns.get('plant')!.keys.seal(enc.encode('after the eviction'), 'all');
   const frozenView = new FrameReceiver(crypto, 'plant', 60_000);
   frozenView.setKey(held.epoch, held.key, Date.now());
-  t.throws(() => frozenView.open(frame, Date.now()), KagiError, 'a frame sealed after the eviction does not open with the key it held');
+  t.throws(() => frozenView.open(frame, Date.now(), 'all'), KagiError, 'a frame sealed after the eviction does not open with the key it held');
 
   f.kill('SIGCONT');
   await out.until(/left plant \(evicted\)/);

@@ -44,10 +44,10 @@ t.test('revoke: the leaver is out and the VPN is rekeyed', async (t) => {
 
   // Everything the leaver held: the epoch-1 group key. A frame sealed now
   // does not open with it.
-  const frame = a.vpns.get('plant')!.keys.seal(enc.encode('secret after leave'));
+  const frame = a.vpns.get('plant')!.keys.seal(enc.encode('secret after leave'), 'all');
   const leaverView = new FrameReceiver(crypto, 'plant', 60_000);
   leaverView.setKey(1, held.key, Date.now());
-  t.throws(() => leaverView.open(frame, Date.now()), KagiError, 'a frame sealed after the leave cannot be opened with the old key');
+  t.throws(() => leaverView.open(frame, Date.now(), 'all'), KagiError, 'a frame sealed after the leave cannot be opened with the old key');
 });
 
 /** A private Mosquitto, so members keep their broker while control planes come and go. */
@@ -90,10 +90,10 @@ t.test('a device revoked while the control plane is down: its VPN is rekeyed onc
   t.equal((await again.store.getVpn('plant'))!.rekeyRequestedAt, 0, 'the owed rekey is paid');
   t.equal((await again.store.currentSessionKey('plant'))!.epoch, 2, 'once: no second rekey for the same removal');
 
-  const frame = a.vpns.get('plant')!.keys.seal(enc.encode('secret after the revoke'));
+  const frame = a.vpns.get('plant')!.keys.seal(enc.encode('secret after the revoke'), 'all');
   const revokedView = new FrameReceiver(crypto, 'plant', 60_000);
   revokedView.setKey(1, held.key, Date.now());
-  t.throws(() => revokedView.open(frame, Date.now()), KagiError, 'a frame sealed after the restart does not open with any key the revoked device held');
+  t.throws(() => revokedView.open(frame, Date.now(), 'all'), KagiError, 'a frame sealed after the restart does not open with any key the revoked device held');
 });
 
 t.test('a rekey that fails is retried until it is done', { skip: haveMosquittoBinary ? false : NO_MOSQUITTO }, async (t) => {

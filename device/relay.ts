@@ -140,6 +140,7 @@ export class RelayAgent {
     p.io = null;
     if (p.state !== 'FORWARDING' || !p.terminal || p.onData) return;
     const held = { member: p.terminal, vpns: [...p.vpns.entries()].map(([id, k]) => ({ id, epoch: k.epoch })) };
+    for (const k of p.vpns.values()) k.destroy();
     p.vpns.clear();
     this.setState(p, 'RESTRICTED');
     void this.session.leave([held]);
@@ -285,7 +286,9 @@ export class RelayAgent {
     }
     const reason = typeof b.reason === 'string' ? b.reason : 'revoked';
     for (const p of this.ports.values()) {
-      if (p.terminal !== member || !p.vpns.delete(vpn)) continue;
+      const keys = p.vpns.get(vpn);
+      if (p.terminal !== member || !keys || !p.vpns.delete(vpn)) continue;
+      keys.destroy();
       this.p.log('info', `${this.bundle.id}/${p.name}: ${member} out of ${vpn} (${reason})`);
       if (p.vpns.size === 0) this.setState(p, 'RESTRICTED');
       this.reply(p, 'restricted', { vpn, reason });
@@ -302,5 +305,9 @@ export class RelayAgent {
     if (this.pinger) clearInterval(this.pinger);
     this.pinger = null;
     await this.session.stop(o);
+    for (const p of this.ports.values()) {
+      for (const k of p.vpns.values()) k.destroy();
+      p.vpns.clear();
+    }
   }
 }

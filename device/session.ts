@@ -252,5 +252,6 @@ export class DeviceSession {
     await this.link?.publish(topics.state(this.bundle.id), utf8('offline'), true).catch(() => {});
     await this.link?.close();
     this.link = null;
+    this.channels.clear(); // a memory dump after stop finds no channel key
   }
 }

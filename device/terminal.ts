@@ -138,7 +138,9 @@ export class TerminalAgent {
       this.o.onRate?.(vpn, num(b, 'rate'), b.cut === true);
     }
     if (str(b, 'op', 16) === 'granted' && str(b, 'member', 64) === this.bundle.id) this.o.onGranted?.(vpn);
-    if (str(b, 'op', 16) === 'left' && str(b, 'member', 64) === this.bundle.id && this.vpns.delete(vpn)) {
+    const held = this.vpns.get(vpn);
+    if (str(b, 'op', 16) === 'left' && str(b, 'member', 64) === this.bundle.id && held && this.vpns.delete(vpn)) {
+      held.keys.destroy();
       const reason = (typeof b.reason === 'string' ? b.reason : 'revoked') as LeftReason;
       this.p.log('info', `${this.bundle.id}: out of ${vpn} (${reason}), keys dropped`);
       if (this.vpns.size === 0 && this._state === 'joined') this.to('configured');
@@ -220,6 +222,7 @@ export class TerminalAgent {
    */
   async stop(o: { leave?: boolean } = {}): Promise<void> {
     await this.session.stop({ leave: (o.leave ?? true) && this._state === 'joined' });
+    for (const v of this.vpns.values()) v.keys.destroy();
     this.vpns.clear();
     this.to('stopped');
   }

@@ -104,6 +104,13 @@ export class MemberKeys {
     }
   }
 
+  /** Out of the VPN (left, evicted, revoked) or stopping: wipe the keys, forget held frames. */
+  destroy(): void {
+    this.tx.destroy();
+    this.rx.destroy();
+    this.held = [];
+  }
+
   get heldFrames(): number {
     return this.held.length;
   }

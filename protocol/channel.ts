@@ -57,6 +57,11 @@ export class MemoryChannelBook implements ChannelBook {
     this.m.delete(peer);
     if (old) (wipe(old.send), wipe(old.recv));
   }
+  /** Wipe and forget every channel (the agent stops). */
+  clear(): void {
+    for (const k of this.m.values()) (wipe(k.send), wipe(k.recv));
+    this.m.clear();
+  }
 }
 
 /** The requester's view of a request's channel keys (it sends `up`). */

@@ -96,6 +96,12 @@ export class FrameSender {
     return this.epoch;
   }
 
+  /** Wipe the sender key; nothing can be sealed after. */
+  destroy(): void {
+    if (this.key) wipe(this.key);
+    this.key = null;
+  }
+
   /** Seal `payload` for `target` (a member id, or ALL_MEMBERS). */
   seal(payload: Uint8Array, target: string): Uint8Array {
     if (!this.key) throw new KagiError('argument', 'no group key yet');
@@ -149,6 +155,13 @@ export class FrameReceiver {
 
   get currentEpoch(): number {
     return this.current?.epoch ?? -1;
+  }
+
+  /** Wipe every key held (the member left, or the agent stops); nothing opens after. */
+  destroy(): void {
+    if (this.current) this.drop(this.current);
+    if (this.previous) this.drop(this.previous);
+    this.current = this.previous = null;
   }
 
   private drop(e: EpochKeys): void {

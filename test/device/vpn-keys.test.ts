@@ -62,3 +62,13 @@ t.test('the previous epoch is accepted for the grace period after a switch', asy
   t.equal(b.receive(a.seal(enc.encode('too late'), 'all'), 'all', 1200, onDrop), null, 'after grace: dropped');
   t.same(drops, ['epoch'], 'as epoch');
 });
+
+t.test('destroy wipes the keys: nothing seals or opens after', async (t) => {
+  const { a, b, onDrop } = members();
+  const frame = a.seal(enc.encode('before'), 'all');
+  b.destroy();
+  t.equal(b.epoch, -1, 'no epoch held');
+  t.equal(b.receive(frame, 'all', 1, onDrop), 'ahead', 'a frame that would have opened before finds no key: it is not opened');
+  a.destroy();
+  t.throws(() => a.seal(enc.encode('after'), 'all'), /no group key yet/, 'and the sender seals nothing');
+});

@@ -90,3 +90,12 @@ t.test('an answer must come from the peer asked, in time', async (t) => {
   await t.rejects(p.dev.channelRequest({ to: 'config', type: 'keys.fetch', body: {}, timeoutMs: 50 }), { name: 'KagiError', code: 'unexpected' }, 'no answer: unexpected after the timeout');
   t.type(new KagiError('key', 'x'), KagiError);
 });
+
+t.test('a channel book wiped on clear: the keys it handed out are zeros', async (t) => {
+  const book = new MemoryChannelBook();
+  await book.set('config', { send: new Uint8Array(32).fill(7), recv: new Uint8Array(32).fill(9) });
+  const held = (await book.get('config'))!;
+  book.clear();
+  t.equal(await book.get('config'), undefined, 'forgotten');
+  t.ok(held.send.every((x) => x === 0) && held.recv.every((x) => x === 0), 'and wiped in place');
+});

@@ -22,6 +22,7 @@ import type { Bundle } from './bundle.js';
 import type { Platform } from './platform.js';
 import { DeviceSession, RefusedError, type Held } from './session.js';
 import { MemberKeys } from './vpn-keys.js';
+import { detach } from './detach.js';
 
 export type PortState = 'RESTRICTED' | 'FORWARDING';
 
@@ -48,6 +49,7 @@ export class RelayPort {
 export interface RelayOptions {
   timeoutMs?: number;
   attempts?: number;
+  brokerWaitMs?: number;
   graceMs?: number;
   onPortState?(port: string, state: PortState, terminal: string | null): void;
 }
@@ -142,7 +144,7 @@ export class RelayAgent {
     const held = { member: p.terminal, vpns: [...p.vpns.entries()].map(([id, k]) => ({ id, epoch: k.epoch })) };
     p.vpns.clear();
     this.setState(p, 'RESTRICTED');
-    void this.session.leave([held]);
+    detach(this.session.leave([held]), `${this.bundle.id}/${p.name}: leave for ${held.member}`, this.p.log);
   }
 
   /** Bytes from a port's pipe; bad frames are dropped, the port goes on. */
@@ -151,7 +153,7 @@ export class RelayAgent {
     p.lastHeard = this.p.now();
     for (const f of p.decoder.push(chunk)) {
       if (f instanceof KagiError) this.drop(p, f.code, f.message);
-      else void this.onPortFrame(p, f).catch((e) => this.drop(p, isKagiError(e) ? e.code : 'error', (e as Error).message));
+      else detach(this.onPortFrame(p, f).catch((e) => this.drop(p, isKagiError(e) ? e.code : 'error', (e as Error).message)), `${this.bundle.id}/${p.name}: port frame`, this.p.log);
     }
   }
 

@@ -13,6 +13,7 @@ import { ConnectCredentials } from '../../protocol/connect-auth.js';
 import type { NumberStore } from '../../protocol/store.js';
 import type { Transport } from '../../protocol/peer.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from '../../protocol/backoff.js';
+import { detach } from '../../device/detach.js';
 
 export interface MqttLinkOptions {
   url: string;
@@ -62,10 +63,8 @@ export class MqttLink implements Transport {
   }
 
   private prepare(): void {
-    void this.password().then(
-      (p) => (this.next = p),
-      (e: Error) => this.o.log?.('warn', `mqtt ${this.o.clientId}: no fresh connect password: ${e.message}`),
-    );
+    const log = this.o.log ?? (() => {});
+    detach(this.password().then((p) => void (this.next = p)), `mqtt ${this.o.clientId}: fresh connect password`, log, 'warn');
   }
 
   /** Connect; resolves on the first CONNACK, rejects on refusal or timeout. */
@@ -149,14 +148,13 @@ export class MqttLink implements Transport {
   publish(topic: string, payload: Uint8Array, retain = false): Promise<void> {
     const c = this.client;
     if (!c || !c.connected) return Promise.reject(new Error(`${this.o.clientId}: not connected to the broker`));
-    return new Promise<void>((resolve, reject) => {
-      const lost = () => reject(new Error(`${this.o.clientId}: connection lost before the broker acknowledged`));
-      this.inFlight.add(lost);
-      c.publishAsync(topic, Buffer.from(payload), { qos: 1, retain }).then(
-        () => (this.inFlight.delete(lost), resolve()),
-        (e: Error) => (this.inFlight.delete(lost), reject(e)),
-      );
+    let lost!: () => void;
+    const dropped = new Promise<never>((_, reject) => {
+      lost = () => reject(new Error(`${this.o.clientId}: connection lost before the broker acknowledged`));
     });
+    this.inFlight.add(lost);
+    const acked = c.publishAsync(topic, Buffer.from(payload), { qos: 1, retain }).then(() => undefined);
+    return Promise.race([acked, dropped]).finally(() => this.inFlight.delete(lost));
   }
 
   async subscribe(topic: string): Promise<void> {

@@ -142,26 +142,35 @@ function running(t: Test, name: string, c: ChildProcess, stderr: string) {
   t.notMatch(stderr, UNHANDLED, `${name} printed no unhandled rejection`);
 }
 
-const listenPort = (out: string) => Number(/listening on 127\.0\.0\.1:(\d+)/.exec(out)![1]);
+/** Wait until the agent has joined and listens; its listening port. */
+async function joinedAndListening(a: { until(re: RegExp, ms?: number): Promise<string> }): Promise<number> {
+  await a.until(/joined plant/, 60_000);
+  return Number(/listening on 127\.0\.0\.1:(\d+)/.exec(await a.until(/listening on 127\.0\.0\.1:\d+/))![1]);
+}
 
 t.test('kill -9 of the broker and a restart: both agents stay, the tunnel carries again', { skip }, async (t) => {
   const s = await site(t);
   const a = s.agent('term-a');
   const b = s.agent('term-b');
-  const port = listenPort(await a.until(/joined plant/, 60_000));
+  const port = await joinedAndListening(a);
   await b.until(/joined plant/, 60_000);
   t.ok(await echoes(port, Buffer.from('before the outage')), 'the tunnel echoes before the outage');
-  const held = openConnection(port);
-  held.s.write('one\n');
-  t.ok(await waitFor(() => held.got === 'one\n', 10_000), 'a connection carries traffic');
+  const [held, ended, reset] = [openConnection(port), openConnection(port), openConnection(port)];
+  for (const c of [held, ended, reset]) c.s.write('one\n');
+  t.ok(await waitFor(() => [held, ended, reset].every((c) => c.got === 'one\n'), 10_000), 'connections carry traffic');
 
   await s.killBroker();
-  held.s.write('two\n'); // sent while the broker is away: held in the stream's window
+  // While the broker is away: data is held in the stream's window; a FIN
+  // and an RST from the local side must not crash the agent (they did).
+  held.s.write('two\n');
+  ended.s.end();
+  reset.s.resetAndDestroy();
   await s.restartBroker();
 
   t.ok(await echoes(port, Buffer.from('after the outage'.repeat(100))), 'a new connection through the tunnel echoes once the broker is back');
   t.ok(await waitFor(() => held.got === 'one\ntwo\n', 30_000), `the connection held across the outage goes on (got ${JSON.stringify(held.got)})`);
   t.notOk(held.closed, 'and was not reset');
+  t.ok(await waitFor(() => ended.closed, 30_000), 'a FIN sent during the outage got through once the broker was back (the far end closed too)');
   held.s.destroy();
   running(t, 'term-a', a.child, a.stderr());
   running(t, 'term-b', b.child, b.stderr());
@@ -177,7 +186,7 @@ t.test('an agent started while the broker is down waits for it, then joins', { s
   await a.until(waiting, 30_000);
   t.pass('it says which broker it waits for, on each retry');
   await s.restartBroker();
-  const port = listenPort(await a.until(/joined plant/, 60_000));
+  const port = await joinedAndListening(a);
   t.ok(await echoes(port, Buffer.from('started in an outage')), 'a new connection through the tunnel echoes');
   running(t, 'term-a', a.child, a.stderr());
   running(t, 'term-b', b.child, b.stderr());
@@ -188,7 +197,7 @@ t.test('the tunnelling agent evicted: its connection ends cleanly, it rejoins, t
   const up = watch(s.up);
   const a = s.agent('term-a');
   const b = s.agent('term-b');
-  const port = listenPort(await a.until(/joined plant/, 60_000));
+  const port = await joinedAndListening(a);
   await b.until(/joined plant/, 60_000);
   const held = openConnection(port);
   held.s.write('ping\n');
@@ -199,6 +208,8 @@ t.test('the tunnelling agent evicted: its connection ends cleanly, it rejoins, t
   held.s.write('while frozen\n'); // waits in the frozen agent's socket buffer
   a.child.kill('SIGCONT');
   await a.until(/left plant \(evicted\)/, 20_000);
+  const other = openConnection(port);
+  other.s.end(); // a FIN through an agent that is out of the VPN must not crash it (it did)
   t.ok(await waitFor(() => held.closed, 10_000), 'its connection over the VPN is reset at once (the keys are gone)');
   await a.until(/rejoined plant/, 60_000);
   t.ok(await echoes(port, Buffer.from('after the eviction')), 'a new connection through the tunnel echoes');

@@ -7,6 +7,16 @@ import type { Crypto } from '../protocol/crypto/backend.js';
 import type { NumberStore } from '../protocol/store.js';
 import type { Transport } from '../protocol/peer.js';
 
+/**
+ * The broker answered CONNECT with a refusal (CONNACK not authorized, bad
+ * credentials): this identity is unknown or revoked, and asking again will
+ * not change that, so the first connection is not retried. A broker that
+ * is down or unreachable is a plain Error, and is retried.
+ */
+export class BrokerRefusedError extends Error {
+  override readonly name = 'BrokerRefusedError';
+}
+
 export interface Link extends Transport {
   /** Up now (a CONNACK, and no close since). */
   readonly connected: boolean;

@@ -21,7 +21,7 @@ import { asRequester, MemoryChannelBook } from '../protocol/channel.js';
 import { utf8 } from '../protocol/bytes.js';
 import { backoffDelay } from '../protocol/backoff.js';
 import type { Bundle } from './bundle.js';
-import type { Link, LinkOptions, Platform } from './platform.js';
+import { BrokerRefusedError, type Link, type LinkOptions, type Platform } from './platform.js';
 import { detach } from './detach.js';
 
 /** A refusal from the control plane, with its reason. */
@@ -131,8 +131,9 @@ export class DeviceSession {
 
   /**
    * The first connection, retried with backoff and full jitter until it
-   * succeeds, `brokerWaitMs` passes, or stop() is called. Later drops are
-   * the link's own business (it reconnects by itself).
+   * succeeds, `brokerWaitMs` passes, or stop() is called; a refusal by the
+   * broker (unknown or revoked identity) is final. Later drops are the
+   * link's own business (it reconnects by itself).
    */
   private async firstConnect(l: LinkOptions): Promise<Link> {
     const started = this.p.now();
@@ -144,7 +145,7 @@ export class DeviceSession {
         await link.close();
         throw new Error('agent stopping');
       } catch (e) {
-        if (this.stopped) throw e;
+        if (this.stopped || e instanceof BrokerRefusedError) throw e;
         why = (e as Error).message;
       }
       const delay = backoffDelay(attempt, this.random());

@@ -14,6 +14,7 @@ import type { NumberStore } from '../../protocol/store.js';
 import type { Transport } from '../../protocol/peer.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from '../../protocol/backoff.js';
 import { detach } from '../../device/detach.js';
+import { BrokerRefusedError } from '../../device/platform.js';
 
 export interface MqttLinkOptions {
   url: string;
@@ -127,7 +128,9 @@ export class MqttLink implements Transport {
         reject(e);
       };
       const ok = () => (done(), resolve());
-      const refused = (e: Error) => fail(new Error(`broker refused ${this.o.clientId}: ${e.message}`));
+      // A CONNACK refusal carries a reason code (MQTT-3.2.2.3); a socket error does not.
+      const refused = (e: Error & { code?: unknown }) =>
+        fail(typeof e.code === 'number' ? new BrokerRefusedError(`broker refused ${this.o.clientId}: ${e.message}`) : new Error(`cannot reach ${this.o.url}: ${e.message}`));
       const timer = setTimeout(() => fail(new Error(`could not connect to ${this.o.url} within ${timeoutMs} ms`)), timeoutMs);
       client.on('connect', ok);
       client.on('error', refused);

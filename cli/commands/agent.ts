@@ -25,15 +25,27 @@ standard input) or with the bundle's preset credentials, and carries TCP:
   --listen VPN=LOCALPORT:PEER  accept on 127.0.0.1:LOCALPORT, tunnel to device PEER
   --target VPN=HOST:PORT       where to connect streams arriving on VPN
                                (default 127.0.0.1:<the VPN's port>)
-Sequence counters persist in FILE.state. On SIGINT/SIGTERM a joined agent
-leaves its VPNs (the control plane closes them to it and rekeys at once)
-and stops. It answers the control plane's polls; evicted (it stopped
-answering, e.g. frozen or cut off), it joins again by itself with backoff.
+Sequence counters persist in FILE.state. Listeners are bound before the
+agent connects: a LOCALPORT in use is an error naming it, and nothing is
+joined. On SIGINT/SIGTERM (at any stage) a joined agent leaves its VPNs (the
+control plane closes them to it and rekeys at once) and stops. Otherwise it
+never exits by itself: it waits for the broker (saying which, on each
+retry), retries config and join for as long as it takes (logging each
+silent attempt with the broker, whether it is connected, and what to
+check), and answers the control plane's polls; evicted (it stopped
+answering, e.g. frozen or cut off), it resets that VPN's connections and
+joins again by itself with backoff. It exits only when the broker refuses
+its identity (unknown or revoked) or a join is refused.
+While the broker is away, tunnelled connections hold: their bytes wait
+(the socket is paused) and go on once it is back; a connection whose bytes
+wait longer than --tunnel-hold is reset.
 It prints "keys: VPN epoch N" on every new epoch and "left VPN (reason)".
 
 A relay bundle (kind relay) runs a relay: --profile names its board profile
 (board-profiles/NAME.json, e.g. node-relay-4port), whose TCP ports it
-serves; --port-base N moves port i to N+i (0: ephemeral ports). --raw FILE
+serves (node-relay-4port: 127.0.0.1:17101..17104); --port-base N moves
+port i to N+i (0: ephemeral ports); a port in use is an error naming it
+and --port-base, before the relay connects. --raw FILE
 lists raw ports for legacy devices that run no agent, each
 { port, id, mac, user, password, vpn, peer }: the relay joins for the device
 and tunnels the port's TCP to peer once FORWARDING. A plaintext
@@ -48,6 +60,11 @@ options:
                      device and broker keys (a Mosquitto with dynamic security
                      programmed by kagi up --dynsec)
   --bind ADDR        connect to the broker from this source address
+  --broker-wait D    give up (exit 1) if the first broker connection has not
+                     succeeded within D (e.g. 2m; default: wait for ever)
+  --tunnel-hold D    reset a tunnelled connection whose bytes have waited
+                     this long for the peer, e.g. in a broker outage
+                     (default 30s)
 
 An external (roaming) terminal (kind external) has no config step: it joins
 directly, and the control plane opens the network devices for the address it

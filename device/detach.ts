@@ -15,11 +15,16 @@ export type DetachLog = (level: 'debug' | 'info' | 'warn', msg: string) => void;
 
 const failures = new Map<string, number>();
 
-/** Run `p` to completion in the background; a rejection is logged at `level` and counted. */
-export function detach(p: Promise<unknown>, what: string, log: DetachLog, level: 'debug' | 'info' | 'warn' = 'debug'): void {
+/**
+ * Run `p` to completion in the background; a rejection is logged at `level`
+ * and counted under `what`. `what` is a kind of work (a bounded set: it is a
+ * counter's key in firmware that runs for months); which stream or port
+ * goes in `detail`, which is only logged.
+ */
+export function detach(p: Promise<unknown>, what: string, log: DetachLog, level: 'debug' | 'info' | 'warn' = 'debug', detail?: string): void {
   p.then(undefined, (e: unknown) => {
     failures.set(what, (failures.get(what) ?? 0) + 1);
-    log(level, `${what} failed: ${e instanceof Error ? e.message : String(e)}`);
+    log(level, `${what}${detail ? ` (${detail})` : ''} failed: ${e instanceof Error ? e.message : String(e)}`);
   });
 }
 

@@ -144,7 +144,7 @@ export class RelayAgent {
     const held = { member: p.terminal, vpns: [...p.vpns.entries()].map(([id, k]) => ({ id, epoch: k.epoch })) };
     p.vpns.clear();
     this.setState(p, 'RESTRICTED');
-    detach(this.session.leave([held]), `${this.bundle.id}/${p.name}: leave for ${held.member}`, this.p.log);
+    detach(this.session.leave([held]), `${this.bundle.id}: leave for a port's terminal`, this.p.log, 'debug', `${p.name}: ${held.member}`);
   }
 
   /** Bytes from a port's pipe; bad frames are dropped, the port goes on. */
@@ -153,7 +153,7 @@ export class RelayAgent {
     p.lastHeard = this.p.now();
     for (const f of p.decoder.push(chunk)) {
       if (f instanceof KagiError) this.drop(p, f.code, f.message);
-      else detach(this.onPortFrame(p, f).catch((e) => this.drop(p, isKagiError(e) ? e.code : 'error', (e as Error).message)), `${this.bundle.id}/${p.name}: port frame`, this.p.log);
+      else detach(this.onPortFrame(p, f).catch((e) => this.drop(p, isKagiError(e) ? e.code : 'error', (e as Error).message)), `${this.bundle.id}: port frame`, this.p.log, 'debug', p.name);
     }
   }
 

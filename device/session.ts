@@ -265,7 +265,7 @@ export class DeviceSession {
     const now = this.p.now();
     if (!this.peer || now - (this.fetching.get(key) ?? -Infinity) < FETCH_EVERY_MS) return;
     this.fetching.set(key, now);
-    detach(this.fetchNow(this.peer, member, vpn), `${this.bundle.id}: fetch of ${vpn}`, this.p.log);
+    detach(this.fetchNow(this.peer, member, vpn), `${this.bundle.id}: key fetch`, this.p.log, 'debug', `${member} in ${vpn}`);
   }
 
   private async fetchNow(peer: Peer, member: string, vpn: string): Promise<void> {

@@ -90,7 +90,7 @@ export class Stream {
   reset(): void {
     if (this.closed) return;
     this.finish();
-    detach(this.mux.sendRaw(this.peer, encode([this.sid, -1, RST])), `stream ${this.peer}/${this.sid} RST`, this.mux.log);
+    detach(this.mux.sendRaw(this.peer, encode([this.sid, -1, RST])), 'stream RST', this.mux.log, 'debug', `${this.peer}/${this.sid}`);
   }
 
   /**
@@ -118,12 +118,12 @@ export class Stream {
     const oldest = this.unacked[0];
     if (!oldest || now - oldest.sentAt < this.mux.rtoMs) return;
     if (now - oldest.queuedAt >= this.mux.holdMs) {
-      detach(this.mux.sendRaw(this.peer, encode([this.sid, -1, RST])), `stream ${this.peer}/${this.sid} RST`, this.mux.log);
+      detach(this.mux.sendRaw(this.peer, encode([this.sid, -1, RST])), 'stream RST', this.mux.log, 'debug', `${this.peer}/${this.sid}`);
       return this.abort(`unacknowledged for ${now - oldest.queuedAt} ms (hold ${this.mux.holdMs} ms)`);
     }
     for (const it of this.unacked) {
       it.sentAt = now;
-      detach(this.mux.sendRaw(this.peer, it.payload), `stream ${this.peer}/${this.sid} retransmit`, this.mux.log);
+      detach(this.mux.sendRaw(this.peer, it.payload), 'stream retransmit', this.mux.log, 'debug', `${this.peer}/${this.sid}`);
     }
   }
 
@@ -170,12 +170,12 @@ export class Stream {
   close(): void {
     if (this.sentFin || this.closed) return;
     this.sentFin = true;
-    detach(this.end(), `stream ${this.peer}/${this.sid} FIN`, this.mux.log);
+    detach(this.end(), 'stream FIN', this.mux.log, 'debug', `${this.peer}/${this.sid}`);
   }
 
   /** Not sequenced: a lost ACK is made good by the next one, or by a retransmit's re-ACK. */
   private ack(): void {
-    detach(this.mux.sendRaw(this.peer, encode([this.sid, -1, ACK, this.nextRecv - 1])), `stream ${this.peer}/${this.sid} ACK`, this.mux.log);
+    detach(this.mux.sendRaw(this.peer, encode([this.sid, -1, ACK, this.nextRecv - 1])), 'stream ACK', this.mux.log, 'debug', `${this.peer}/${this.sid}`);
   }
 
   get isClosed(): boolean {
@@ -227,7 +227,7 @@ export class StreamMux {
   open(peer: string): Stream {
     const s = new Stream(this, peer, this.o.random32());
     this.streams.set(`${peer}/${s.sid}`, s);
-    detach(s.open(), `stream ${peer}/${s.sid} OPEN`, this.log);
+    detach(s.open(), 'stream OPEN', this.log, 'debug', `${peer}/${s.sid}`);
     return s;
   }
 

@@ -50,12 +50,14 @@ function pipe(sock: Socket, s: Stream, log: DetachLog): void {
   s.events = {
     data: (b) => void sock.write(b),
     end: () => void sock.end(),
-    reset: () => void sock.destroy(),
+    // An RST, not a FIN: the far side's abort (or our lost keys) must not
+    // look like an orderly end, even when our receive buffer is empty.
+    reset: () => void sock.resetAndDestroy(),
   };
   sock.on('data', (chunk: Buffer) => {
     sock.pause();
     // Resolves once the chunk is queued in the window: the pause is our backpressure.
-    detach(s.write(new Uint8Array(chunk)).then(() => sock.resume()), `tunnel write ${s.peer}/${s.sid}`, log);
+    detach(s.write(new Uint8Array(chunk)).then(() => sock.resume()), 'tunnel write', log, 'debug', `${s.peer}/${s.sid}`);
   });
   sock.on('end', () => s.close());
   sock.on('error', () => s.reset());

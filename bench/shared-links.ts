@@ -50,6 +50,9 @@ export class SharedLinks {
         };
         for (const s of l.subscriptions) await route(s);
         const link: Link = {
+          get connected() {
+            return c.connected;
+          },
           publish: async (topic, payload, retain = false) => {
             if (retain) this.retained.add(topic);
             await c.publishAsync(topic, Buffer.from(payload), { qos: 1, retain });

@@ -7,6 +7,7 @@
 import { agent, agentHelp } from './commands/agent.js';
 import { UsageError } from './args.js';
 import type { BoardProfile } from '../device/board-profile.js';
+import { detach } from '../device/detach.js';
 
 declare const __KAGI_BOARD__: { profile: BoardProfile; device: unknown } | undefined;
 
@@ -16,10 +17,12 @@ if (args.includes('--help') || args.includes('-h') || args.length === 0) {
   console.log(`${agentHelp.replace(/kagi agent FILE/g, 'node agent.js FILE')}\n\nThis bundle was built for board profile ${profile?.name ?? '(none)'}; a relay uses its ports without --profile.`);
   process.exit(args.length === 0 ? 2 : 0);
 }
-agent(args, profile).then(
-  (code) => process.exit(code),
-  (e: Error) => {
-    console.error(`kagi agent (${profile?.name ?? 'board'}): ${e.message}`);
+async function main(): Promise<never> {
+  try {
+    process.exit(await agent(args, profile));
+  } catch (e) {
+    console.error(`kagi agent (${profile?.name ?? 'board'}): ${(e as Error).message}`);
     process.exit(e instanceof UsageError ? 2 : 1);
-  },
-);
+  }
+}
+detach(main(), 'kagi agent', (level, msg) => console.error(`${level}: ${msg}`), 'warn');

@@ -7,7 +7,19 @@ import type { Crypto } from '../protocol/crypto/backend.js';
 import type { NumberStore } from '../protocol/store.js';
 import type { Transport } from '../protocol/peer.js';
 
+/**
+ * The broker answered CONNECT with a refusal (CONNACK not authorized, bad
+ * credentials): this identity is unknown or revoked, and asking again will
+ * not change that, so the first connection is not retried. A broker that
+ * is down or unreachable is a plain Error, and is retried.
+ */
+export class BrokerRefusedError extends Error {
+  override readonly name = 'BrokerRefusedError';
+}
+
 export interface Link extends Transport {
+  /** Up now (a CONNACK, and no close since). */
+  readonly connected: boolean;
   publish(topic: string, payload: Uint8Array, retain?: boolean): Promise<void>;
   subscribe(topic: string): Promise<void>;
   close(): Promise<void>;
@@ -29,6 +41,11 @@ export interface Platform {
   crypto: Crypto;
   now(): number;
   numbers: NumberStore;
+  /** One connection attempt: resolves on CONNACK, rejects if it fails (the agent retries). */
   connect(o: LinkOptions): Promise<Link>;
   log(level: 'debug' | 'info' | 'warn', msg: string): void;
+  /** The broker, as an operator would name it in logs (a URL on Node). */
+  broker?: string;
+  /** What to check when the control plane does not answer (the host's own words, e.g. its flags). */
+  brokerHint?: string;
 }

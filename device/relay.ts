@@ -22,6 +22,7 @@ import type { Bundle } from './bundle.js';
 import type { Platform } from './platform.js';
 import { DeviceSession, RefusedError, type Held } from './session.js';
 import { MemberKeys } from './vpn-keys.js';
+import { detach } from './detach.js';
 
 export type PortState = 'RESTRICTED' | 'FORWARDING';
 
@@ -48,6 +49,7 @@ export class RelayPort {
 export interface RelayOptions {
   timeoutMs?: number;
   attempts?: number;
+  brokerWaitMs?: number;
   graceMs?: number;
   onPortState?(port: string, state: PortState, terminal: string | null): void;
 }
@@ -143,7 +145,7 @@ export class RelayAgent {
     for (const k of p.vpns.values()) k.destroy();
     p.vpns.clear();
     this.setState(p, 'RESTRICTED');
-    void this.session.leave([held]);
+    detach(this.session.leave([held]), `${this.bundle.id}: leave for a port's terminal`, this.p.log, 'debug', `${p.name}: ${held.member}`);
   }
 
   /** Bytes from a port's pipe; bad frames are dropped, the port goes on. */
@@ -152,7 +154,7 @@ export class RelayAgent {
     p.lastHeard = this.p.now();
     for (const f of p.decoder.push(chunk)) {
       if (f instanceof KagiError) this.drop(p, f.code, f.message);
-      else void this.onPortFrame(p, f).catch((e) => this.drop(p, isKagiError(e) ? e.code : 'error', (e as Error).message));
+      else detach(this.onPortFrame(p, f).catch((e) => this.drop(p, isKagiError(e) ? e.code : 'error', (e as Error).message)), `${this.bundle.id}: port frame`, this.p.log, 'debug', p.name);
     }
   }
 

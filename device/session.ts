@@ -1,6 +1,8 @@
 /**
  * A device's session with the control plane, shared by every agent kind:
- *  - the MQTT link (with a retained online/offline state and its will);
+ *  - the MQTT link (with a retained online/offline state and its will); the
+ *    first connection is retried with backoff and jitter for as long as it
+ *    takes (or `brokerWaitMs`): an agent started in an outage waits for it;
  *  - the Peer that seals and opens, and its two channels: with the config
  *    server (from our latest authentication) and with the key server (from
  *    the first HPKE key delivery);
@@ -17,8 +19,10 @@ import { parseTopic, topics } from '../protocol/topics.js';
 import { asBody, bytes, list, num, str, type Body } from '../protocol/body.js';
 import { asRequester, MemoryChannelBook } from '../protocol/channel.js';
 import { utf8 } from '../protocol/bytes.js';
+import { backoffDelay } from '../protocol/backoff.js';
 import type { Bundle } from './bundle.js';
-import type { Link, Platform } from './platform.js';
+import { BrokerRefusedError, type Link, type LinkOptions, type Platform } from './platform.js';
+import { detach } from './detach.js';
 
 /** A refusal from the control plane, with its reason. */
 export class RefusedError extends Error {
@@ -53,6 +57,14 @@ export const DEFAULT_LIVENESS: Liveness = { pollIntervalMs: 30_000, continueAfte
 /** At most one fetch per (member, VPN) this often (ms). */
 const FETCH_EVERY_MS = 2_000;
 
+export interface SessionOptions {
+  timeoutMs?: number;
+  /** Attempts per request before giving up (Infinity: never; firmware). */
+  attempts?: number;
+  /** Give up the first connection after this long (ms); default: never. */
+  brokerWaitMs?: number;
+}
+
 export class DeviceSession {
   private link: Link | null = null;
   private peer: Peer | null = null;
@@ -64,12 +76,18 @@ export class DeviceSession {
   private lastContinue = 0;
   private timer: ReturnType<typeof setInterval> | null = null;
   private readonly fetching = new Map<string, number>();
+  /** Wakes the wait between first-connection attempts when we stop. */
+  private wake: (() => void) | null = null;
 
   constructor(
     readonly bundle: Bundle,
     private readonly p: Platform,
-    private readonly o: { timeoutMs?: number; attempts?: number } = {},
+    private readonly o: SessionOptions = {},
   ) {}
+
+  private get broker(): string {
+    return this.p.broker ?? 'the broker';
+  }
 
   async start(h: SessionHandlers): Promise<void> {
     const b = this.bundle;
@@ -89,7 +107,10 @@ export class DeviceSession {
       log: this.p.log,
     });
     const state = topics.state(b.id);
-    this.link = await this.p.connect({
+    const online = () => {
+      if (this.link) detach(this.link.publish(state, utf8('online'), true), `${b.id}: online state`, this.p.log);
+    };
+    this.link = await this.firstConnect({
       clientId: b.id,
       secretKey: b.secretKey,
       brokerPublicKey: b.services.broker,
@@ -97,15 +118,54 @@ export class DeviceSession {
       // A fast extra liveness signal: the broker publishes "offline" when
       // our connection dies; polls remain the signal that decides.
       will: { topic: state, payload: utf8('offline'), retain: true },
-      onConnect: () => void this.link?.publish(state, utf8('online'), true).catch(() => {}),
+      onConnect: online,
       onMessage: (topic, payload) => {
         const t = parseTopic(topic);
         if (t?.area === 'vpn') return h.onFrame(t.a, t.b, payload);
-        void this.peer?.receive(payload).catch((e) => this.p.log('warn', `${b.id}: ${(e as Error).message}`));
+        if (this.peer) detach(this.peer.receive(payload), `${b.id}: incoming message`, this.p.log, 'warn');
       },
     });
-    void this.link.publish(state, utf8('online'), true).catch(() => {});
+    online();
     this.armTick();
+  }
+
+  /**
+   * The first connection, retried with backoff and full jitter until it
+   * succeeds, `brokerWaitMs` passes, or stop() is called; a refusal by the
+   * broker (unknown or revoked identity) is final. Later drops are the
+   * link's own business (it reconnects by itself).
+   */
+  private async firstConnect(l: LinkOptions): Promise<Link> {
+    const started = this.p.now();
+    for (let attempt = 0; ; attempt++) {
+      let why: string;
+      try {
+        const link = await this.p.connect(l);
+        if (!this.stopped) return link;
+        await link.close();
+        throw new Error('agent stopping');
+      } catch (e) {
+        if (this.stopped || e instanceof BrokerRefusedError) throw e;
+        why = (e as Error).message;
+      }
+      const delay = backoffDelay(attempt, this.random());
+      const waited = this.p.now() - started;
+      if (this.o.brokerWaitMs !== undefined && waited + delay > this.o.brokerWaitMs) {
+        throw new Error(`${this.bundle.id}: gave up waiting for ${this.broker} after ${waited} ms (${why})`);
+      }
+      this.p.log('warn', `${this.bundle.id}: waiting for ${this.broker}: ${why}; attempt ${attempt + 2} in ${delay} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => ((this.wake = null), resolve()), delay);
+        this.wake = () => (clearTimeout(timer), (this.wake = null), resolve());
+      });
+      if (this.stopped) throw new Error('agent stopping');
+    }
+  }
+
+  /** Jitter needs no secrecy, but a board's Math.random can be poor: use the crypto RNG. */
+  private random(): number {
+    const b = this.p.crypto.randomBytes(4);
+    return (((b[0]! << 24) >>> 0) + (b[1]! << 16) + (b[2]! << 8) + b[3]!) / 2 ** 32;
   }
 
   /**
@@ -115,7 +175,7 @@ export class DeviceSession {
    */
   private armTick(): void {
     if (this.timer) clearInterval(this.timer);
-    this.timer = setInterval(() => void this.tick(), Math.max(20, Math.min(250, Math.floor(this.liveness.pollIntervalMs / 4))));
+    this.timer = setInterval(() => detach(this.tick(), `${this.bundle.id}: liveness tick`, this.p.log), Math.max(20, Math.min(250, Math.floor(this.liveness.pollIntervalMs / 4))));
   }
 
   publish(topic: string, payload: Uint8Array, retain = false): Promise<void> {
@@ -146,7 +206,7 @@ export class DeviceSession {
         return r;
       } catch (e) {
         if (!isKagiError(e, 'unexpected') || i >= attempts || this.stopped) throw e;
-        this.p.log('info', `${this.bundle.id}: no answer to ${type} (attempt ${i}/${attempts}), retrying`);
+        this.p.log('warn', `${this.bundle.id}: ${(e as Error).message} via ${this.broker} (connected: ${this.link?.connected ? 'yes' : 'no'})${this.p.brokerHint ? ` — ${this.p.brokerHint}` : ''}; attempt ${i + 1}${Number.isFinite(attempts) ? `/${attempts}` : ''}`);
       }
     }
   }
@@ -205,14 +265,15 @@ export class DeviceSession {
     const now = this.p.now();
     if (!this.peer || now - (this.fetching.get(key) ?? -Infinity) < FETCH_EVERY_MS) return;
     this.fetching.set(key, now);
-    const peer = this.peer;
-    void (async () => {
-      const r = await peer.channelRequest({ to: 'keys', type: 'keys.fetch', body: { member, vpn }, timeoutMs: this.o.timeoutMs ?? 10_000 });
-      if (r.type !== 'keys.update') return;
-      const ack = this.handlers!.onKeys(asBody(r.body));
-      await peer.sendChannel('keys', { type: 'keys.updated', body: ack });
-      this.p.log('info', `${this.bundle.id}: fetched the current epoch of ${vpn}${member === this.bundle.id ? '' : ` for ${member}`}`);
-    })().catch((e) => this.p.log('debug', `${this.bundle.id}: fetch of ${vpn} failed: ${(e as Error).message}`));
+    detach(this.fetchNow(this.peer, member, vpn), `${this.bundle.id}: key fetch`, this.p.log, 'debug', `${member} in ${vpn}`);
+  }
+
+  private async fetchNow(peer: Peer, member: string, vpn: string): Promise<void> {
+    const r = await peer.channelRequest({ to: 'keys', type: 'keys.fetch', body: { member, vpn }, timeoutMs: this.o.timeoutMs ?? 10_000 });
+    if (r.type !== 'keys.update') return;
+    const ack = this.handlers!.onKeys(asBody(r.body));
+    await peer.sendChannel('keys', { type: 'keys.updated', body: ack });
+    this.p.log('info', `${this.bundle.id}: fetched the current epoch of ${vpn}${member === this.bundle.id ? '' : ` for ${member}`}`);
   }
 
   /** S403: not polled for longer than continueAfterMs while holding keys. */
@@ -245,11 +306,12 @@ export class DeviceSession {
   async stop(o: { leave?: boolean } = {}): Promise<void> {
     if (o.leave ?? true) await this.leave();
     this.stopped = true;
+    this.wake?.();
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     this.peer?.cancelAll('agent stopping');
     // Graceful: no will is sent, so say offline ourselves (retained, best effort).
-    await this.link?.publish(topics.state(this.bundle.id), utf8('offline'), true).catch(() => {});
+    if (this.link?.connected) await this.link.publish(topics.state(this.bundle.id), utf8('offline'), true).catch(() => {});
     await this.link?.close();
     this.link = null;
     this.channels.clear(); // a memory dump after stop finds no channel key

@@ -6,6 +6,13 @@
  * delivers in order and acknowledges cumulatively, the sender retransmits
  * what is unacknowledged after `rtoMs`.
  *
+ * While the broker is away (or our keys are), sends fail: an item stays
+ * queued and is retransmitted like a lost one, and the window (64 items)
+ * pushes back on the writer, so a stream holds through a short outage. An
+ * item unacknowledged for `holdMs` (default 30 s) aborts the stream: the
+ * local side sees reset(), and an RST goes out if it can. Nothing here
+ * rejects at its caller for a failed send.
+ *
  * Stream items (CBOR arrays inside one VPN frame payload):
  *   [sid, seq, OPEN]          seq 0: open a stream to the peer's target
  *   [sid, seq, DATA, bytes]
@@ -16,10 +23,13 @@
  */
 import { decodeStrict, encode } from '../protocol/cbor.js';
 import { KagiError } from '../protocol/errors.js';
+import { detach, type DetachLog } from './detach.js';
 
 const OPEN = 1, DATA = 2, FIN = 3, ACK = 4, RST = 5;
 export const CHUNK = 16 * 1024;
 const WINDOW = 64;
+/** How long an item may stay unacknowledged before the stream is aborted (ms). */
+export const DEFAULT_HOLD_MS = 30_000;
 
 export interface StreamEvents {
   data(bytes: Uint8Array): void;
@@ -31,6 +41,8 @@ interface Item {
   seq: number;
   payload: Uint8Array;
   sentAt: number;
+  /** First queued (ms): the hold deadline counts from here. */
+  queuedAt: number;
 }
 
 export class Stream {
@@ -44,14 +56,22 @@ export class Stream {
 
   constructor(readonly mux: StreamMux, readonly peer: string, readonly sid: number) {}
 
-  /** Queue an item in the reliable sequence and send it. */
+  /**
+   * Queue an item in the reliable sequence and send it. A failed send is
+   * not an error here: the item is queued, and tick() retransmits it.
+   */
   private async sendItem(kind: number, extra: unknown[] = []): Promise<void> {
     while (this.unacked.length >= WINDOW && !this.closed) await new Promise<void>((r) => this.drainWaiters.push(r));
     if (this.closed) return;
     const seq = this.nextSend++;
     const payload = encode([this.sid, seq, kind, ...extra]);
-    this.unacked.push({ seq, payload, sentAt: this.mux.now() });
-    await this.mux.sendRaw(this.peer, payload);
+    const now = this.mux.now();
+    this.unacked.push({ seq, payload, sentAt: now, queuedAt: now });
+    try {
+      await this.mux.sendRaw(this.peer, payload);
+    } catch (e) {
+      this.mux.log('debug', `stream ${this.peer}/${this.sid}: send of ${seq} failed, will retransmit: ${(e as Error).message}`);
+    }
   }
 
   open(): Promise<void> {
@@ -66,10 +86,22 @@ export class Stream {
     return this.sendItem(FIN);
   }
 
-  async reset(): Promise<void> {
+  /** Abort: forget the stream and tell the peer if we can (best effort). */
+  reset(): void {
     if (this.closed) return;
     this.finish();
-    await this.mux.sendRaw(this.peer, encode([this.sid, -1, RST]));
+    detach(this.mux.sendRaw(this.peer, encode([this.sid, -1, RST])), 'stream RST', this.mux.log, 'debug', `${this.peer}/${this.sid}`);
+  }
+
+  /**
+   * Abort without a word to the peer (our keys are gone, or it held too
+   * long): the local side sees reset().
+   */
+  abort(why: string): void {
+    if (this.closed) return;
+    this.mux.log('info', `stream ${this.peer}/${this.sid} aborted: ${why}`);
+    this.finish();
+    this.events.reset();
   }
 
   private finish(): void {
@@ -78,13 +110,20 @@ export class Stream {
     for (const w of this.drainWaiters.splice(0)) w();
   }
 
-  /** Retransmit everything unacknowledged once the oldest is overdue. */
+  /**
+   * Retransmit everything unacknowledged once the oldest is overdue; past
+   * the hold deadline, abort (and try an RST: the peer may be reachable).
+   */
   tick(now: number): void {
     const oldest = this.unacked[0];
     if (!oldest || now - oldest.sentAt < this.mux.rtoMs) return;
+    if (now - oldest.queuedAt >= this.mux.holdMs) {
+      detach(this.mux.sendRaw(this.peer, encode([this.sid, -1, RST])), 'stream RST', this.mux.log, 'debug', `${this.peer}/${this.sid}`);
+      return this.abort(`unacknowledged for ${now - oldest.queuedAt} ms (hold ${this.mux.holdMs} ms)`);
+    }
     for (const it of this.unacked) {
       it.sentAt = now;
-      void this.mux.sendRaw(this.peer, it.payload).catch(() => {});
+      detach(this.mux.sendRaw(this.peer, it.payload), 'stream retransmit', this.mux.log, 'debug', `${this.peer}/${this.sid}`);
     }
   }
 
@@ -127,15 +166,16 @@ export class Stream {
 
   private sentFin = false;
 
-  /** FIN marks our side done; the stream ends when both sides are. */
-  async close(): Promise<void> {
+  /** FIN marks our side done (queued after our data); the stream ends when both sides are. */
+  close(): void {
     if (this.sentFin || this.closed) return;
     this.sentFin = true;
-    await this.end();
+    detach(this.end(), 'stream FIN', this.mux.log, 'debug', `${this.peer}/${this.sid}`);
   }
 
+  /** Not sequenced: a lost ACK is made good by the next one, or by a retransmit's re-ACK. */
   private ack(): void {
-    void this.mux.sendRaw(this.peer, encode([this.sid, -1, ACK, this.nextRecv - 1])).catch(() => {});
+    detach(this.mux.sendRaw(this.peer, encode([this.sid, -1, ACK, this.nextRecv - 1])), 'stream ACK', this.mux.log, 'debug', `${this.peer}/${this.sid}`);
   }
 
   get isClosed(): boolean {
@@ -149,15 +189,22 @@ export interface MuxOptions {
   accept(s: Stream): void;
   now(): number;
   rtoMs?: number;
+  /** Abort a stream whose oldest item is unacknowledged this long (ms). */
+  holdMs?: number;
   random32(): number;
+  log?: DetachLog;
 }
 
 export class StreamMux {
   private readonly streams = new Map<string, Stream>();
   readonly rtoMs: number;
+  readonly holdMs: number;
+  readonly log: DetachLog;
 
   constructor(private readonly o: MuxOptions) {
     this.rtoMs = o.rtoMs ?? 1000;
+    this.holdMs = o.holdMs ?? DEFAULT_HOLD_MS;
+    this.log = o.log ?? (() => {});
   }
 
   now(): number {
@@ -176,12 +223,17 @@ export class StreamMux {
     return this.streams.size;
   }
 
-  /** Open a stream to `peer`. */
-  async open(peer: string): Promise<Stream> {
+  /** Open a stream to `peer`; the OPEN is queued at once (attach events before the first tick). */
+  open(peer: string): Stream {
     const s = new Stream(this, peer, this.o.random32());
     this.streams.set(`${peer}/${s.sid}`, s);
-    await s.open();
+    detach(s.open(), 'stream OPEN', this.log, 'debug', `${peer}/${s.sid}`);
     return s;
+  }
+
+  /** End every stream at once, locally (the VPN's keys are gone: nothing can reach the peer). */
+  abortAll(why: string): void {
+    for (const s of [...this.streams.values()]) s.abort(why);
   }
 
   /** A decrypted frame payload from `peer`; bad items are dropped. */

@@ -37,8 +37,10 @@ export type LeftReason = 'evicted' | 'revoked' | 'deleted' | 'left';
 
 export interface TerminalOptions {
   timeoutMs?: number;
-  /** Attempts per request before giving up (control plane down, lost messages). */
+  /** Attempts per request before giving up (control plane down, lost messages; Infinity: never). */
   attempts?: number;
+  /** Give up the first broker connection after this long (ms); default: wait for ever. */
+  brokerWaitMs?: number;
   graceMs?: number;
   onData?(vpnId: string, from: string, payload: Uint8Array): void;
   onState?(s: TerminalState): void;

@@ -1,6 +1,9 @@
 /** kagi agent FILE: run a device agent from its bundle. */
 import { readFileSync } from 'node:fs';
-import { int, parse, readStdinLine, UsageError } from '../args.js';
+import { duration, int, parse, readStdinLine, UsageError } from '../args.js';
+import { lastLineOfDefence, rejoiner, startOrSignal, untilSignal } from '../agent-life.js';
+import { BindError } from '../../runtime/node/bind.js';
+import { DEFAULT_HOLD_MS } from '../../device/stream.js';
 import { parseBundle, type Bundle } from '../../device/bundle.js';
 import type { Platform } from '../../device/platform.js';
 import { RelayAgent } from '../../device/relay.js';
@@ -8,8 +11,7 @@ import { PlaintextAgent, parsePlainConfig } from '../../device/plaintext.js';
 import { TcpRelayPorts, connectToPort, loadRelayProfile, relayProfileOf, type RelayProfile } from '../../runtime/node/relay-ports.js';
 import type { BoardProfile } from '../../device/board-profile.js';
 import { RawPorts, loadRawPorts, type RawPortSpec } from '../../runtime/node/raw-ports.js';
-import { RefusedError, TerminalAgent } from '../../device/terminal.js';
-import { backoffDelay } from '../../protocol/backoff.js';
+import { TerminalAgent } from '../../device/terminal.js';
 import { nodePlatform } from '../../runtime/node/platform.js';
 import { Tunnels, parseListen, parseTarget } from '../../runtime/node/tunnel.js';
 
@@ -23,15 +25,27 @@ standard input) or with the bundle's preset credentials, and carries TCP:
   --listen VPN=LOCALPORT:PEER  accept on 127.0.0.1:LOCALPORT, tunnel to device PEER
   --target VPN=HOST:PORT       where to connect streams arriving on VPN
                                (default 127.0.0.1:<the VPN's port>)
-Sequence counters persist in FILE.state. On SIGINT/SIGTERM a joined agent
-leaves its VPNs (the control plane closes them to it and rekeys at once)
-and stops. It answers the control plane's polls; evicted (it stopped
-answering, e.g. frozen or cut off), it joins again by itself with backoff.
+Sequence counters persist in FILE.state. Listeners are bound before the
+agent connects: a LOCALPORT in use is an error naming it, and nothing is
+joined. On SIGINT/SIGTERM (at any stage) a joined agent leaves its VPNs (the
+control plane closes them to it and rekeys at once) and stops. Otherwise it
+never exits by itself: it waits for the broker (saying which, on each
+retry), retries config and join for as long as it takes (logging each
+silent attempt with the broker, whether it is connected, and what to
+check), and answers the control plane's polls; evicted (it stopped
+answering, e.g. frozen or cut off), it resets that VPN's connections and
+joins again by itself with backoff. It exits only when the broker refuses
+its identity (unknown or revoked) or a join is refused.
+While the broker is away, tunnelled connections hold: their bytes wait
+(the socket is paused) and go on once it is back; a connection whose bytes
+wait longer than --tunnel-hold is reset.
 It prints "keys: VPN epoch N" on every new epoch and "left VPN (reason)".
 
 A relay bundle (kind relay) runs a relay: --profile names its board profile
 (board-profiles/NAME.json, e.g. node-relay-4port), whose TCP ports it
-serves; --port-base N moves port i to N+i (0: ephemeral ports). --raw FILE
+serves (node-relay-4port: 127.0.0.1:17101..17104); --port-base N moves
+port i to N+i (0: ephemeral ports); a port in use is an error naming it
+and --port-base, before the relay connects. --raw FILE
 lists raw ports for legacy devices that run no agent, each
 { port, id, mac, user, password, vpn, peer }: the relay joins for the device
 and tunnels the port's TCP to peer once FORWARDING. A plaintext
@@ -46,6 +60,11 @@ options:
                      device and broker keys (a Mosquitto with dynamic security
                      programmed by kagi up --dynsec)
   --bind ADDR        connect to the broker from this source address
+  --broker-wait D    give up (exit 1) if the first broker connection has not
+                     succeeded within D (e.g. 2m; default: wait for ever)
+  --tunnel-hold D    reset a tunnelled connection whose bytes have waited
+                     this long for the peer, e.g. in a broker outage
+                     (default 30s)
 
 An external (roaming) terminal (kind external) has no config step: it joins
 directly, and the control plane opens the network devices for the address it
@@ -62,6 +81,7 @@ export async function agent(args: string[], baked?: BoardProfile): Promise<numbe
     listen: { type: 'string', multiple: true, default: [] }, target: { type: 'string', multiple: true, default: [] },
     broker: { type: 'string' }, 'no-broker-auth': { type: 'boolean', default: false }, 'static-broker-auth': { type: 'boolean', default: false }, verbose: { type: 'boolean', default: false },
     profile: { type: 'string' }, 'port-base': { type: 'string' }, via: { type: 'string' }, raw: { type: 'string' }, bind: { type: 'string' },
+    'broker-wait': { type: 'string' }, 'tunnel-hold': { type: 'string' },
   }, 1);
   const file = positionals[0]!;
   let json: Record<string, unknown>;
@@ -73,18 +93,32 @@ export async function agent(args: string[], baked?: BoardProfile): Promise<numbe
   const log = (level: string, msg: string) => {
     if (level !== 'debug' || v.verbose) console.log(`${level}: ${msg}`);
   };
-  if (json.kind === 'plaintext') return runPlaintext(file, json, v.via, v.user, v['password-stdin']);
+  lastLineOfDefence();
+  // From here on a signal stops the agent cleanly, whatever it is waiting for.
+  const signal = untilSignal();
+  if (json.kind === 'plaintext') return runPlaintext(file, json, v.via, v.user, v['password-stdin'], signal);
   let bundle;
   try {
     bundle = parseBundle(json);
   } catch (e) {
     throw new UsageError(`${file}: ${(e as Error).message}`);
   }
-  const platform = nodePlatform({ brokerUrl: v.broker ?? bundle.broker, stateFile: `${file}.state`, brokerAuth: v['no-broker-auth'] ? 'none' : v['static-broker-auth'] ? 'static' : 'counter', log, ...(v.bind ? { localAddress: v.bind } : {}) });
+  const platform = nodePlatform({
+    brokerUrl: v.broker ?? bundle.broker,
+    stateFile: `${file}.state`,
+    brokerAuth: v['no-broker-auth'] ? 'none' : v['static-broker-auth'] ? 'static' : 'counter',
+    log,
+    brokerHint: 'is kagi up serving this broker? pass --broker URL if it runs elsewhere',
+    ...(v.bind ? { localAddress: v.bind } : {}),
+  });
+  const holdMs = duration(v['tunnel-hold'], 'tunnel-hold', DEFAULT_HOLD_MS);
+  const brokerWait = v['broker-wait'] === undefined ? {} : { brokerWaitMs: duration(v['broker-wait'], 'broker-wait') };
+  // Firmware: requests are retried for as long as it takes, each failure logged.
+  const life: AgentLife = { attempts: Infinity, ...brokerWait, holdMs, log, signal };
   if (bundle.kind === 'relay') {
     if (!v.profile && !baked) throw new UsageError('a relay needs --profile NAME (see board-profiles/)');
     const profile = v.profile ? loadRelayProfile(v.profile) : relayProfileOf(baked!);
-    return runRelay(bundle, platform, profile, v['port-base'], v.raw ? loadRawPorts(v.raw) : []);
+    return runRelay(bundle, platform, profile, v['port-base'], v.raw ? loadRawPorts(v.raw) : [], life);
   }
   if (v.user && !v['password-stdin']) throw new UsageError('--user needs --password-stdin');
   const listens = v.listen.map(parseListen);
@@ -92,13 +126,18 @@ export async function agent(args: string[], baked?: BoardProfile): Promise<numbe
   const user = v.user ?? bundle.user;
   const password = v.user ? await readStdinLine(`password for ${v.user}`) : bundle.password;
   let tunnels: Tunnels | undefined;
-  const rejoin = rejoiner(`${bundle.id}`, () => a.join(user!, password!));
+  let stopping = false;
+  const rejoin = rejoiner(`${bundle.id}`, () => a.join(user!, password!), () => stopping);
   const a: TerminalAgent = new TerminalAgent(bundle, platform, {
+    attempts: life.attempts,
+    ...brokerWait,
     onState: (s) => console.log(`state: ${s}`),
     onData: (vpn, from, p) => tunnels?.onData(vpn, from, p),
     onEpoch: (vpn, epoch) => console.log(`keys: ${vpn} epoch ${epoch}`),
     onLeft: (vpn, reason) => {
       console.log(`left ${vpn} (${reason})`);
+      // The VPN's keys are gone: its connections cannot go on.
+      tunnels?.abort(vpn, `left ${vpn} (${reason})`);
       // Evicted (stopped answering polls, e.g. frozen or cut off): a member
       // that comes back must join again, so the agent does.
       if (reason === 'evicted' && user && password && a.state === 'configured') rejoin();
@@ -109,76 +148,86 @@ export async function agent(args: string[], baked?: BoardProfile): Promise<numbe
       if (user && password && (a.state === 'configured' || a.state === 'joined')) rejoin();
     },
   });
-  tunnels = Tunnels.forAgent(a, listens, targets);
-  await a.start();
-  if (bundle.kind !== 'external') await a.configure(); // S301: external terminals join directly
-  if (user && password) {
-    const vpns = await a.join(user, password);
-    for (const x of vpns) console.log(`joined ${x.id} (${x.protocol}/${x.port}, epoch ${x.epoch})`);
-    const ports = await tunnels.start();
-    listens.forEach((l, i) => console.log(`listening on 127.0.0.1:${ports[i]} → ${l.peer} over ${l.vpn}`));
-  } else {
-    console.log('configured; no user given, so not joining any VPN');
+  tunnels = Tunnels.forAgent(a, listens, targets, { log, holdMs });
+  // Listeners first: a port in use fails here, before the agent joins anything.
+  let ports: number[];
+  try {
+    ports = await tunnels.start();
+  } catch (e) {
+    if (!(e instanceof BindError)) throw e;
+    const l = listens.find((x) => x.localPort === e.port)!;
+    throw new Error(`--listen ${l.vpn}=${l.localPort}:${l.peer}: ${e.message}; pick another LOCALPORT (0: any free port)`);
   }
-  await untilSignal();
-  await tunnels.stop();
-  await a.stop();
+  listens.forEach((l, i) => console.log(`listening on 127.0.0.1:${ports[i]} → ${l.peer} over ${l.vpn}`));
+  const startup = (async () => {
+    await a.start();
+    if (bundle.kind !== 'external') await a.configure(); // S301: external terminals join directly
+    if (!user || !password) return console.log('configured; no user given, so not joining any VPN');
+    for (const x of await a.join(user, password)) console.log(`joined ${x.id} (${x.protocol}/${x.port}, epoch ${x.epoch})`);
+  })();
+  try {
+    if (!(await startOrSignal(startup, signal, log))) await signal;
+  } finally {
+    stopping = true;
+    await tunnels.stop();
+    await a.stop();
+  }
   return 0;
 }
 
-/**
- * Join again after an eviction or a new grant, with backoff and jitter;
- * stops at a refusal (the grant is gone) or when a join succeeds.
- */
-function rejoiner(id: string, join: () => Promise<{ id: string; epoch: number }[]>): () => void {
-  let running = false;
-  return () => {
-    if (running) return;
-    running = true;
-    void (async () => {
-      for (let attempt = 0; attempt < 8; attempt++) {
-        await new Promise((r) => setTimeout(r, backoffDelay(attempt, Math.random())));
-        try {
-          for (const x of await join()) console.log(`rejoined ${x.id} (epoch ${x.epoch})`);
-          return;
-        } catch (e) {
-          console.log(`${id}: rejoin failed: ${(e as Error).message}`);
-          if (e instanceof RefusedError) return;
-        }
-      }
-    })().finally(() => (running = false));
-  };
-}
-
-function untilSignal(): Promise<void> {
-  return new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
-}
-
-async function runRelay(bundle: Bundle, platform: Platform, profile: RelayProfile, portBase: string | undefined, raws: RawPortSpec[]): Promise<number> {
+async function runRelay(bundle: Bundle, platform: Platform, profile: RelayProfile, portBase: string | undefined, raws: RawPortSpec[], o: AgentLife): Promise<number> {
   const base = portBase === undefined ? undefined : int(portBase, 'port-base');
   const specs = profile.ports.map((p, i) => ({ ...p, port: base === undefined ? p.port : base === 0 ? 0 : base + i }));
   const relay = new RelayAgent(bundle, specs.map((p) => p.name), platform, {
+    attempts: o.attempts,
+    ...(o.brokerWaitMs !== undefined ? { brokerWaitMs: o.brokerWaitMs } : {}),
     onPortState: (port, state, terminal) => console.log(`port ${port}: ${state}${terminal ? ` (${terminal})` : ''}`),
   });
   const isRaw = (name: string) => raws.some((r) => r.port === name);
   const ports = new TcpRelayPorts(relay, specs.filter((p) => !isRaw(p.name)));
-  const raw = new RawPorts(relay, raws, specs);
-  await relay.start();
-  console.log(`relay ${bundle.id} configured (profile ${profile.name})`);
-  const bound = await ports.start();
-  for (const [name, port] of Object.entries(bound)) console.log(`port ${name} on 127.0.0.1:${port}: RESTRICTED`);
-  for (const [name, port] of Object.entries(await raw.start())) console.log(`raw port ${name} on 127.0.0.1:${port}: FORWARDING`);
-  await untilSignal();
-  await raw.stop();
-  await ports.stop();
-  await relay.stop();
+  const raw = new RawPorts(relay, raws, specs, { log: o.log, holdMs: o.holdMs });
+  // Ports first: one in use fails here, before the relay connects or joins.
+  const inUse = (e: unknown) => {
+    if (!(e instanceof BindError)) return e;
+    const spec = specs.find((x) => x.port === e.port);
+    return new Error(`relay port ${spec?.name ?? '?'}: ${e.message}; move the relay's ports with --port-base N (port i on N+i; 0: any free ports)`);
+  };
+  let bound: Record<string, number>, rawBound: Record<string, number>;
+  try {
+    bound = await ports.start();
+    rawBound = await raw.listen();
+  } catch (e) {
+    await ports.stop();
+    await raw.stop();
+    throw inUse(e);
+  }
+  const startup = (async () => {
+    await relay.start();
+    console.log(`relay ${bundle.id} configured (profile ${profile.name})`);
+    for (const [name, port] of Object.entries(bound)) console.log(`port ${name} on 127.0.0.1:${port}: RESTRICTED`);
+    await raw.join();
+    for (const [name, port] of Object.entries(rawBound)) console.log(`raw port ${name} on 127.0.0.1:${port}: FORWARDING`);
+  })();
+  try {
+    if (!(await startOrSignal(startup, o.signal, o.log))) await o.signal;
+  } finally {
+    await raw.stop();
+    await ports.stop();
+    await relay.stop();
+  }
   return 0;
 }
 
-async function runPlaintext(file: string, json: unknown, via: string | undefined, user: string | undefined, pwStdin: boolean): Promise<number> {
+/** What every agent kind run here shares: firmware retry policy, the tunnels' hold, the log, the stop signal. */
+interface AgentLife {
+  attempts: number;
+  brokerWaitMs?: number;
+  holdMs: number;
+  log(level: 'debug' | 'info' | 'warn', msg: string): void;
+  signal: Promise<void>;
+}
+
+async function runPlaintext(file: string, json: unknown, via: string | undefined, user: string | undefined, pwStdin: boolean, signal: Promise<void>): Promise<number> {
   const cfg = parsePlainConfig(json);
   const m = via ? /^(.+):(\d+)$/.exec(via) : null;
   if (!m) throw new UsageError('a plaintext terminal needs --via HOST:PORT (its relay port)');
@@ -195,7 +244,7 @@ async function runPlaintext(file: string, json: unknown, via: string | undefined
   if (user && password) {
     for (const x of await p.join(user, password)) console.log(`joined ${x.id} (${x.protocol}/${x.port})`);
   }
-  await untilSignal();
+  await signal;
   sock.destroy();
   return 0;
 }

@@ -16,6 +16,7 @@ import type { NumberStore } from '../../protocol/store.js';
 import { ConnectCredentials } from '../../protocol/connect-auth.js';
 import { backoffDelay, DEFAULT_BACKOFF } from '../../protocol/backoff.js';
 import type { HostBridge } from './host.js';
+import { detach } from '../detach.js';
 
 type LinkState = 'CONNECTING' | 'UP' | 'WAITING' | 'CLOSED';
 
@@ -47,8 +48,12 @@ export class BridgeLink implements Link {
   }
 
   /** The first connection: resolves on CONNACK, rejects if it fails. */
-  connect(): Promise<void> {
-    return new Promise((resolve, reject) => void this.open(resolve, reject).catch(reject));
+  async connect(): Promise<void> {
+    let first!: () => void;
+    let refused!: (e: Error) => void;
+    const answered = new Promise<void>((resolve, reject) => ((first = resolve), (refused = reject)));
+    await this.open(first, refused);
+    await answered;
   }
 
   private async open(first?: () => void, refused?: (e: Error) => void): Promise<void> {
@@ -88,7 +93,7 @@ export class BridgeLink implements Link {
           this.o.host.log('debug', `mqtt ${this.o.clientId}: ${reason}; reconnecting in ${delay} ms`);
           this.retry = this.o.host.setTimer(delay, () => {
             this.retry = null;
-            if (this.state === 'WAITING') void this.open().catch((e: Error) => this.o.host.log('warn', `mqtt ${this.o.clientId}: ${e.message}`));
+            if (this.state === 'WAITING') detach(this.open(), `mqtt ${this.o.clientId}: reconnect`, this.o.host.log, 'warn');
           });
         },
         onMessage: (topic, payload) => {

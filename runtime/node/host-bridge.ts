@@ -8,6 +8,7 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import { randomBytes } from 'node:crypto';
 import type { HostBridge, HostMqttConnect, HostMqttEvents, LogLevel } from '../../device/board/host.js';
+import { detach } from '../../device/detach.js';
 
 export class NodeHostBridge implements HostBridge {
   private readonly timers = new Map<number, ReturnType<typeof setTimeout>>();
@@ -79,14 +80,15 @@ export class NodeHostBridge implements HostBridge {
   mqttPublish(topic: string, payload: Uint8Array, retain: boolean, done: (error?: string) => void): void {
     const c = this.client;
     if (!c) return done('not connected');
-    c.publishAsync(topic, Buffer.from(payload), { qos: 1, retain }).then(() => done(), (e: Error) => done(e.message));
+    // done() is the board's callback: if it throws, that is logged and counted, not lost.
+    detach(c.publishAsync(topic, Buffer.from(payload), { qos: 1, retain }).then(() => done(), (e: Error) => done(e.message)), 'host mqtt publish', (l, m) => this.log(l, m));
   }
 
   mqttSubscribe(topics: string[], done: (error?: string) => void): void {
     const c = this.client;
     if (!c) return done('not connected');
     if (topics.length === 0) return done();
-    c.subscribeAsync(topics, { qos: 1 }).then(() => done(), (e: Error) => done(e.message));
+    detach(c.subscribeAsync(topics, { qos: 1 }).then(() => done(), (e: Error) => done(e.message)), 'host mqtt subscribe', (l, m) => this.log(l, m));
   }
 
   mqttEnd(force: boolean, done: () => void): void {

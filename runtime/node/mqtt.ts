@@ -13,6 +13,8 @@ import { ConnectCredentials } from '../../protocol/connect-auth.js';
 import type { NumberStore } from '../../protocol/store.js';
 import type { Transport } from '../../protocol/peer.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from '../../protocol/backoff.js';
+import { detach } from '../../device/detach.js';
+import { BrokerRefusedError } from '../../device/platform.js';
 
 export interface MqttLinkOptions {
   url: string;
@@ -62,10 +64,8 @@ export class MqttLink implements Transport {
   }
 
   private prepare(): void {
-    void this.password().then(
-      (p) => (this.next = p),
-      (e: Error) => this.o.log?.('warn', `mqtt ${this.o.clientId}: no fresh connect password: ${e.message}`),
-    );
+    const log = this.o.log ?? (() => {});
+    detach(this.password().then((p) => void (this.next = p)), `mqtt ${this.o.clientId}: fresh connect password`, log, 'warn');
   }
 
   /** Connect; resolves on the first CONNACK, rejects on refusal or timeout. */
@@ -128,7 +128,9 @@ export class MqttLink implements Transport {
         reject(e);
       };
       const ok = () => (done(), resolve());
-      const refused = (e: Error) => fail(new Error(`broker refused ${this.o.clientId}: ${e.message}`));
+      // A CONNACK refusal carries a reason code (MQTT-3.2.2.3); a socket error does not.
+      const refused = (e: Error & { code?: unknown }) =>
+        fail(typeof e.code === 'number' ? new BrokerRefusedError(`broker refused ${this.o.clientId}: ${e.message}`) : new Error(`cannot reach ${this.o.url}: ${e.message}`));
       const timer = setTimeout(() => fail(new Error(`could not connect to ${this.o.url} within ${timeoutMs} ms`)), timeoutMs);
       client.on('connect', ok);
       client.on('error', refused);
@@ -149,14 +151,13 @@ export class MqttLink implements Transport {
   publish(topic: string, payload: Uint8Array, retain = false): Promise<void> {
     const c = this.client;
     if (!c || !c.connected) return Promise.reject(new Error(`${this.o.clientId}: not connected to the broker`));
-    return new Promise<void>((resolve, reject) => {
-      const lost = () => reject(new Error(`${this.o.clientId}: connection lost before the broker acknowledged`));
-      this.inFlight.add(lost);
-      c.publishAsync(topic, Buffer.from(payload), { qos: 1, retain }).then(
-        () => (this.inFlight.delete(lost), resolve()),
-        (e: Error) => (this.inFlight.delete(lost), reject(e)),
-      );
+    let lost!: () => void;
+    const dropped = new Promise<never>((_, reject) => {
+      lost = () => reject(new Error(`${this.o.clientId}: connection lost before the broker acknowledged`));
     });
+    this.inFlight.add(lost);
+    const acked = c.publishAsync(topic, Buffer.from(payload), { qos: 1, retain }).then(() => undefined);
+    return Promise.race([acked, dropped]).finally(() => this.inFlight.delete(lost));
   }
 
   async subscribe(topic: string): Promise<void> {

@@ -16,6 +16,8 @@ export interface NodePlatformOptions {
   /** Connect from this source address. */
   localAddress?: string;
   log?: Platform['log'];
+  /** What to check when the control plane does not answer (the CLI names its flags). */
+  brokerHint?: string;
 }
 
 export function nodePlatform(o: NodePlatformOptions): Platform {
@@ -28,6 +30,8 @@ export function nodePlatform(o: NodePlatformOptions): Platform {
     now: () => Date.now(),
     numbers,
     log,
+    broker: o.brokerUrl,
+    ...(o.brokerHint ? { brokerHint: o.brokerHint } : {}),
     async connect(l) {
       const link = new MqttLink({
         url: o.brokerUrl,

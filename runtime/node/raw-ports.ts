@@ -7,7 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { RelayAgent } from '../../device/relay.js';
-import { Tunnels } from './tunnel.js';
+import { Tunnels, type TunnelOptions } from './tunnel.js';
 import type { TcpPortSpec } from './relay-ports.js';
 
 export interface RawPortSpec {
@@ -34,28 +34,40 @@ export function loadRawPorts(file: string): RawPortSpec[] {
 export class RawPorts {
   private readonly tunnels: Tunnels[] = [];
 
-  constructor(private readonly relay: RelayAgent, private readonly specs: RawPortSpec[], private readonly bind: TcpPortSpec[]) {}
+  constructor(private readonly relay: RelayAgent, private readonly specs: RawPortSpec[], private readonly bind: TcpPortSpec[], private readonly o: Omit<TunnelOptions, 'host'> = {}) {}
 
-  /** Configure and join for each legacy device, then listen; name → bound port. */
-  async start(): Promise<Record<string, number>> {
+  /** Listen on each raw port (before anything joins: a port in use fails first); name → bound port. */
+  async listen(): Promise<Record<string, number>> {
     const bound: Record<string, number> = {};
     for (const r of this.specs) {
       const where = this.bind.find((b) => b.name === r.port);
       if (!where) throw new Error(`raw port ${r.port} is not a port of the relay's profile`);
-      await this.relay.configurePort(r.port, r.id, r.mac);
-      const port = this.relay.ports.get(r.port)!;
       const tunnels = new Tunnels(
         { send: (vpn, peer, p) => this.relay.sendFrom(r.port, vpn, peer, p), vpnPort: () => undefined },
         [{ vpn: r.vpn, localPort: where.port, peer: r.peer }],
         [],
-        where.host,
+        { host: where.host, ...this.o },
       );
-      port.onData = (vpn, from, b) => tunnels.onData(vpn, from, b);
-      await this.relay.joinPort(r.port, r.user, r.password);
       const [p] = await tunnels.start();
-      bound[r.port] = p!;
       this.tunnels.push(tunnels);
+      bound[r.port] = p!;
     }
+    return bound;
+  }
+
+  /** Configure and join for each legacy device (the relay is started); connections held until then go on. */
+  async join(): Promise<void> {
+    for (const [i, r] of this.specs.entries()) {
+      await this.relay.configurePort(r.port, r.id, r.mac);
+      this.relay.ports.get(r.port)!.onData = (vpn, from, b) => this.tunnels[i]!.onData(vpn, from, b);
+      await this.relay.joinPort(r.port, r.user, r.password);
+    }
+  }
+
+  /** listen() then join(). */
+  async start(): Promise<Record<string, number>> {
+    const bound = await this.listen();
+    await this.join();
     return bound;
   }
 

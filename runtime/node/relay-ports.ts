@@ -7,6 +7,7 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import type { RelayAgent } from '../../device/relay.js';
 import { KagiError } from '../../protocol/errors.js';
 import { loadProfile } from './board-profiles.js';
+import { listenOn } from './bind.js';
 import type { BoardProfile } from '../../device/board-profile.js';
 
 export interface TcpPortSpec {
@@ -44,7 +45,7 @@ export class TcpRelayPorts {
 
   constructor(private readonly relay: RelayAgent, private readonly specs: TcpPortSpec[]) {}
 
-  /** Listen on every port; resolves with name → bound port. */
+  /** Listen on every port; resolves with name → bound port, or rejects (BindError) with none left bound. */
   async start(): Promise<Record<string, number>> {
     const bound: Record<string, number> = {};
     for (const spec of this.specs) {
@@ -60,19 +61,20 @@ export class TcpRelayPorts {
         });
         sock.on('error', () => {});
       });
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(spec.port, spec.host, resolve);
-      });
+      try {
+        bound[spec.name] = await listenOn(server, spec.port, spec.host);
+      } catch (e) {
+        await this.stop();
+        throw e;
+      }
       this.servers.push(server);
-      bound[spec.name] = (server.address() as { port: number }).port;
     }
     return bound;
   }
 
   async stop(): Promise<void> {
     for (const s of this.sockets) s.destroy();
-    await Promise.all(this.servers.map((s) => new Promise((r) => s.close(r))));
+    await Promise.all(this.servers.splice(0).map((s) => new Promise((r) => s.close(r))));
   }
 }
 

@@ -15,6 +15,8 @@ t.test('the shipped profiles', async (t) => {
   t.match(xs, { runtime: 'xs', mqtt: 'host', crypto: 'portable', random: 'host', storage: 'key-value' }, 'xs-terminal: everything through the host bridge');
   t.equal(xs.budget.ramBytes, 64 * 1024, 'xs-terminal: a 64 KB RAM budget');
   t.same(loadRelayProfile('node-relay-4port').ports.map((p) => p.name), ['p1', 'p2', 'p3', 'p4'], 'node-relay-4port: four TCP ports');
+  // Linux hands out 32768–60999 as ephemeral source ports: a default in there collides now and then (issue 17).
+  for (const n of names) for (const p of loadProfile(n).ports) if (p.kind === 'tcp') t.ok(p.port > 0 && p.port < 32768, `${n}/${p.name}: port ${p.port} is below the ephemeral range`);
   t.throws(() => loadRelayProfile('quickjs-relay-2uart'), { name: 'KagiError', message: /quickjs relay; kagi agent runs node relays/ }, 'kagi agent refuses a non-Node relay profile');
 });
 

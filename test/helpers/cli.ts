@@ -3,6 +3,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { nodeArgs } from './built.js';
 import { deadline } from './deadline.js';
+import { UNHANDLED } from '../../cli/agent-life.js';
 
 const args = (a: string[]) => [...nodeArgs(join('cli', 'kagi.ts')), ...a];
 
@@ -27,10 +28,18 @@ export function kagiAsync(a: string[], input?: string): Promise<{ code: number |
   return new Promise((resolve) => child.once('close', (code) => (clearTimeout(timer), resolve({ code, stdout, stderr }))));
 }
 
+/** What each spawned kagi printed on stderr (read, so a chatty child never blocks on a full pipe). */
+const stderrOf = new WeakMap<ChildProcess, { text: string }>();
+
 /** Spawn `kagi ARGS`, optionally inside a network namespace of the test's own. */
 export function kagiSpawn(a: string[], o: { netns?: string } = {}) {
-  if (o.netns) return spawn('ip', ['netns', 'exec', o.netns, process.execPath, ...args(a)], { stdio: ['pipe', 'pipe', 'pipe'] });
-  return spawn(process.execPath, args(a), { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = o.netns
+    ? spawn('ip', ['netns', 'exec', o.netns, process.execPath, ...args(a)], { stdio: ['pipe', 'pipe', 'pipe'] })
+    : spawn(process.execPath, args(a), { stdio: ['pipe', 'pipe', 'pipe'] });
+  const err = { text: '' };
+  child.stderr.on('data', (d) => (err.text += d));
+  stderrOf.set(child, err);
+  return child;
 }
 
 /** Start `kagi up ARGS`; resolves once it is up, with the broker URL it printed. */
@@ -71,10 +80,14 @@ export function watch(child: ChildProcess): { until(re: RegExp, ms?: number): Pr
 
 /** Stop a child the way an operator does (SIGTERM) and wait until it is gone (SIGKILL after 5 s). */
 export async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const gone = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-  await gone;
-  clearTimeout(timer);
+  if (child.exitCode === null && child.signalCode === null) {
+    const gone = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    await gone;
+    clearTimeout(timer);
+  }
+  // An agent's last line of defence caught a promise nobody handled: a bug, whatever the test asserted.
+  const err = stderrOf.get(child)?.text ?? '';
+  if (err.includes(UNHANDLED)) throw new Error(`a kagi process printed "${UNHANDLED}":\n${err.slice(-2000)}`);
 }

@@ -18,7 +18,7 @@ import type { DesiredState } from '../../network/driver.js';
 import type { ConfigContext } from './context.js';
 
 /** membership.ts's tell: a notice to the holder of `deviceId`'s keys. */
-type Tell = (vpnId: string, deviceId: string, via: string | null, what: Body, summary: string) => Promise<void>;
+type Tell = (vpnId: string, deviceId: string, via: string | null, what: Body, summary: string) => Promise<unknown>;
 
 export function grantNotices(c: ConfigContext, tell: Tell): (state: DesiredState) => Promise<void> {
   /** "device/vpn" granted to the device's user but not joined, as of the last look; null = not looked yet as lease holder. */

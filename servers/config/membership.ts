@@ -2,8 +2,11 @@
  * Membership and the network devices (1b, S108, S304–S306, S404–S405,
  * embodiment 5): the desired state of every network device is computed
  * from the tables (with the bandwidth plan) and applied by one reconcile
- * at a time. A member that disappears from the tables between two
- * reconciles is told to its key holder (S405) and its VPN rekeyed (S404);
+ * at a time. Every removal leaves, in its own transaction, a rekey owed to
+ * the VPN (S404; the key server pays it) and a notice owed to the member's
+ * key holder (S405), which the lease holder delivers after each reconcile
+ * until it gets through — so a removal made while no control plane ran, or
+ * cut short by a crash or a handover, is still told;
  * a VPN whose planned rate changes is told to its members, and a device
  * granted a VPN it has not joined is told so (grant-notices.ts). Leave is
  * one path for every way out: memberships removed here, the rest follows
@@ -33,15 +36,13 @@ export interface Membership {
   /** Take `member` out of `vpnIds` (all when null) and run the leave steps. */
   removeMember(member: string, vpnIds: string[] | null, reason: LeaveReason, why: string): Promise<void>;
   /** Tell the holder of a member's keys about the member in a VPN (S405: left; embodiment 5: rate, cut). */
-  tell(vpnId: string, deviceId: string, via: string | null, what: Body, summary: string): Promise<void>;
+  tell(vpnId: string, deviceId: string, via: string | null, what: Body, summary: string): Promise<boolean>;
   /** A device connected from an address (S304–S306). */
   addressChanged(deviceId: string, address: string): Promise<void>;
 }
 
 export function membership(c: ConfigContext): Membership {
   const { ctx, o } = c;
-  /** Why a (vpn/member) is about to disappear from the tables, for its holder. */
-  const reasons = new Map<string, LeaveReason>();
   /** Members as of the last reconcile, so a removal can be told (S405). */
   let last: DesiredState = { vpns: [] };
   /** After each reconcile: devices granted a VPN they have not joined are told. */
@@ -109,15 +110,7 @@ export function membership(c: ConfigContext): Membership {
     const shrunk = new Set<string>();
     for (const v of last.vpns) {
       const still = now.get(v.id);
-      for (const m of v.members) {
-        if (still?.has(m.deviceId)) continue;
-        const key = `${v.id}/${m.deviceId}`;
-        const reason = reasons.get(key) ?? (still ? 'revoked' : 'deleted');
-        reasons.delete(key);
-        // A holder that left on its own is going away: nobody to tell.
-        if (reason !== 'left' && c.leading()) void tell(v.id, m.deviceId, m.via, { op: 'left', reason }, `out (${reason})`);
-        shrunk.add(v.id);
-      }
+      if (v.members.some((m) => !still?.has(m.deviceId))) shrunk.add(v.id);
     }
     for (const v of state.vpns) {
       const before = last.vpns.find((x) => x.id === v.id);
@@ -131,6 +124,7 @@ export function membership(c: ConfigContext): Membership {
     // Every instance programs its network devices; the lease holder alone
     // tells members and asks for rekeys (once, not once per instance).
     if (c.leading()) for (const v of state.vpns) if (shrunk.has(v.id) && v.members.length > 0) void rekey(v.id);
+    if (c.leading()) await owed(); // before grants: "left (deleted)" goes out before "granted"
     await granted(state);
   }
 
@@ -144,26 +138,56 @@ export function membership(c: ConfigContext): Membership {
     }
   }
 
+  /**
+   * Queue every S405 notice the store says is owed (the lease holder only).
+   * One in flight per notice; one that did not get through waits a backoff
+   * (the holder may be away for a while) and is tried again after a later
+   * reconcile; it is forgotten once delivered, or when its holder is gone.
+   */
+  const owing = new Map<string, { busy: boolean; retryAt: number; tries: number }>();
+  async function owed(): Promise<void> {
+    const now = Date.now();
+    for (const n of await ctx.store.owedNotices()) {
+      const key = `${n.vpnId}/${n.memberId}/${n.since}`;
+      const s = owing.get(key) ?? { busy: false, retryAt: 0, tries: 0 };
+      if (s.busy || now < s.retryAt) continue;
+      owing.set(key, { ...s, busy: true });
+      void tell(n.vpnId, n.memberId, n.holderId === n.memberId ? null : n.holderId, { op: 'left', reason: n.reason }, `out (${n.reason})`)
+        .then(async (done) => {
+          if (!done) return void owing.set(key, { busy: false, tries: s.tries + 1, retryAt: Date.now() + Math.min(60_000, 1000 * 2 ** s.tries) });
+          await ctx.store.noticeDone(n);
+          owing.delete(key);
+        })
+        .catch((e: Error) => (ctx.log('warn', `config: notice to ${n.holderId}: ${e.message}`), owing.set(key, { busy: false, tries: s.tries + 1, retryAt: Date.now() + 5000 })));
+    }
+  }
+
   /** The last notice queued per holder, so the next waits for it. */
-  const queues = new Map<string, Promise<void>>();
-  function tell(vpnId: string, deviceId: string, via: string | null, what: Body, summary: string): Promise<void> {
+  const queues = new Map<string, Promise<boolean>>();
+  function tell(vpnId: string, deviceId: string, via: string | null, what: Body, summary: string): Promise<boolean> {
     const holder = via ?? deviceId;
-    const next = (queues.get(holder) ?? Promise.resolve()).then(() => tellNow(vpnId, deviceId, holder, what, summary));
+    const next = (queues.get(holder) ?? Promise.resolve(true)).then(() => tellNow(vpnId, deviceId, holder, what, summary));
     queues.set(holder, next);
     void next.then(() => queues.get(holder) === next && queues.delete(holder));
     return next;
   }
 
-  /** One notice; failures are logged, never thrown (a holder away must not stop the rest). */
-  async function tellNow(vpnId: string, deviceId: string, holder: string, what: Body, summary: string): Promise<void> {
+  /**
+   * One notice: true once the holder acknowledged it, or when there is no
+   * holder to tell (unknown, revoked). Failures are logged, never thrown
+   * (a holder away must not stop the rest).
+   */
+  async function tellNow(vpnId: string, deviceId: string, holder: string, what: Body, summary: string): Promise<boolean> {
     try {
       const d = await ctx.store.getDevice(holder);
-      if (!d || d.revoked) return;
+      if (!d || d.revoked) return true;
       const r = await c.peer().request({ to: holder, pkR: d.publicKey, topic: topics.inbox(holder), type: 'notice', body: { ...what, vpn: vpnId, member: deviceId }, timeoutMs: ctx.timeoutMs });
       r.secrets.destroy();
       ctx.log('info', `config: told ${holder} that ${deviceId} is ${summary} in ${vpnId}`);
+      return true;
     } catch (e) {
       ctx.log('warn', `config: could not tell ${holder} that ${deviceId} is ${summary} in ${vpnId}: ${(e as Error).message}`);
+      return false;
     }
   }
 
@@ -171,8 +195,8 @@ export function membership(c: ConfigContext): Membership {
     const out = [];
     for (const m of await ctx.store.membershipsOf(member)) {
       if (vpnIds && !vpnIds.includes(m.vpnId)) continue;
-      reasons.set(`${m.vpnId}/${member}`, reason);
-      if (await ctx.store.removeMember(m.vpnId, member)) out.push(m.vpnId);
+      // A holder that left on its own is going away: nobody to tell.
+      if (await ctx.store.removeMember(m.vpnId, member, reason === 'left' ? undefined : reason)) out.push(m.vpnId);
     }
     c.liveness.forget(member);
     await ctx.store.setCommunicating(member, true, Date.now()); // not a member: no mark

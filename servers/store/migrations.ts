@@ -48,6 +48,10 @@ const MIGRATIONS: string[] = [
   // A MAC already registered is refused at device add: found by index, so
   // provisioning thousands of rows does not scan the table per row.
   `CREATE INDEX devices_by_mac ON devices (mac);`,
+  // S405 notices owed to key holders (a member out of a VPN), written with
+  // the removal so that one made while no control plane runs is still told.
+  `CREATE TABLE owed_notices (vpn_id TEXT NOT NULL, member_id TEXT NOT NULL, holder_id TEXT NOT NULL, reason TEXT NOT NULL,
+     since {int64} NOT NULL, PRIMARY KEY (vpn_id, member_id));`,
 ];
 
 const TYPES = {

@@ -12,8 +12,8 @@ import type { NumberStore } from '../../protocol/store.js';
 import { SHARED_SEQ_WINDOW } from '../../protocol/replay.js';
 import type { ChannelBook, ChannelKeys } from '../../protocol/channel.js';
 import { Coalescer } from './coalesce.js';
-import { ConflictError, type AuditRow, type ConfigRow, type MemberRow, type NetworkInfoRow, type SessionKeyRow, type Store, type UserRow } from './store.js';
-import { auditRow, deviceRow, memberRow, networkInfoRow, presenceMap, sessionKeyRow, u8, vpnRow, VPN_COLUMNS } from './rows.js';
+import { ConflictError, type OwedNotice, type AuditRow, type ConfigRow, type MemberRow, type NetworkInfoRow, type SessionKeyRow, type Store, type UserRow } from './store.js';
+import { auditRow, owedNoticeRow, deviceRow, memberRow, networkInfoRow, presenceMap, sessionKeyRow, u8, vpnRow, VPN_COLUMNS } from './rows.js';
 import { migrations } from './migrations.js';
 import { PgAdvisoryLease, type Lease, type LeaseOptions } from './lease.js';
 
@@ -23,6 +23,11 @@ const MIGRATIONS = migrations('postgres');
 
 /** A removal owes its VPN a rekey (store.ts, removeMember): the earliest mark is kept. */
 const OWE_REKEY = 'UPDATE vpns SET rekey_requested_at = $1 WHERE rekey_requested_at = 0';
+
+/** A removal owes the members' key holders a notice (as in sqlite.ts): $1 reason, $2 since, then the WHERE's. */
+const OWE_NOTICE = `INSERT INTO owed_notices (vpn_id, member_id, holder_id, reason, since)
+  SELECT m.vpn_id, m.device_id, COALESCE(ni.relay_id, m.device_id), $1, $2 FROM members m LEFT JOIN network_info ni ON ni.device_id = m.device_id WHERE`;
+const OWE_NOTICE_UPSERT = ' ON CONFLICT (vpn_id, member_id) DO UPDATE SET holder_id = excluded.holder_id, reason = excluded.reason, since = excluded.since';
 
 /** Any 64-bit number: the lock every instance takes to migrate. */
 const MIGRATION_LOCK = 0x6b616769; // "kagi"
@@ -193,6 +198,7 @@ export class PgStore implements Store {
     return this.tx(async (q) => {
       if (((await q('UPDATE devices SET revoked = 1 WHERE id = $1', [id])).rowCount ?? 0) === 0) return false;
       await q(`${OWE_REKEY} AND id IN (SELECT vpn_id FROM members WHERE device_id = $2)`, [Date.now(), id]);
+      await q(`${OWE_NOTICE} m.device_id = $3${OWE_NOTICE_UPSERT}`, ['revoked', Date.now(), id]);
       await q('DELETE FROM members WHERE device_id = $1', [id]);
       await q('DELETE FROM channels WHERE peer = $1', [id]);
       return true;
@@ -231,6 +237,7 @@ export class PgStore implements Store {
   }
   async deleteVpn(id: string) {
     return this.tx(async (q) => {
+      await q(`${OWE_NOTICE} m.vpn_id = $3${OWE_NOTICE_UPSERT}`, ['deleted', Date.now(), id]);
       for (const t of ['grants', 'members', 'session_keys']) await q(`DELETE FROM ${t} WHERE vpn_id = $1`, [id]);
       return ((await q('DELETE FROM vpns WHERE id = $1', [id])).rowCount ?? 0) > 0;
     });
@@ -241,6 +248,7 @@ export class PgStore implements Store {
   }
   async revoke(vpnId: string, userId: string) {
     return this.tx(async (q) => {
+      await q(`${OWE_NOTICE} m.vpn_id = $3 AND m.user_id = $4${OWE_NOTICE_UPSERT}`, ['revoked', Date.now(), vpnId, userId]);
       const m = (await q('DELETE FROM members WHERE vpn_id = $1 AND user_id = $2', [vpnId, userId])).rowCount ?? 0;
       const g = (await q('DELETE FROM grants WHERE vpn_id = $1 AND user_id = $2', [vpnId, userId])).rowCount ?? 0;
       if (m > 0) await q(`${OWE_REKEY} AND id = $2`, [Date.now(), vpnId]);
@@ -266,12 +274,19 @@ export class PgStore implements Store {
       [m.vpnId, m.deviceId, m.userId, m.keyId, m.networkId],
     );
   }
-  async removeMember(vpnId: string, deviceId: string) {
+  async removeMember(vpnId: string, deviceId: string, notice?: OwedNotice['reason']) {
     return this.tx(async (q) => {
+      if (notice) await q(`${OWE_NOTICE} m.vpn_id = $3 AND m.device_id = $4${OWE_NOTICE_UPSERT}`, [notice, Date.now(), vpnId, deviceId]);
       if (((await q('DELETE FROM members WHERE vpn_id = $1 AND device_id = $2', [vpnId, deviceId])).rowCount ?? 0) === 0) return false;
       await q(`${OWE_REKEY} AND id = $2`, [Date.now(), vpnId]);
       return true;
     });
+  }
+  async owedNotices() {
+    return (await this.q('SELECT * FROM owed_notices ORDER BY since, vpn_id, member_id')).rows.map(owedNoticeRow);
+  }
+  async noticeDone(n: Pick<OwedNotice, 'vpnId' | 'memberId' | 'since'>) {
+    await this.q('DELETE FROM owed_notices WHERE vpn_id = $1 AND member_id = $2 AND since = $3', [n.vpnId, n.memberId, n.since]);
   }
   async members(vpnId: string) {
     return (await this.q('SELECT * FROM members WHERE vpn_id = $1 ORDER BY device_id', [vpnId])).rows.map(memberRow);

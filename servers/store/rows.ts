@@ -3,7 +3,7 @@
  * Number(): PostgreSQL returns BIGINT as a string (ms timestamps, rates),
  * SQLite returns numbers; binary columns arrive as Buffers from both.
  */
-import type { AuditRow, DeviceRow, MemberRow, NetworkInfoRow, SessionKeyRow, VpnRow } from './store.js';
+import type { AuditRow, DeviceRow, MemberRow, NetworkInfoRow, OwedNotice, SessionKeyRow, VpnRow } from './store.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- rows are untyped driver output */
 export const u8 = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.length);
@@ -41,3 +41,7 @@ export function auditRow(r: any): AuditRow {
 
 /** Store field → column, for the columns `updateVpn` may change. */
 export const VPN_COLUMNS = { priority: 'priority', maxBandwidth: 'max_bandwidth', rekeyPeriodMs: 'rekey_period_ms', flag: 'flag', totalRate: 'total_rate' } as const;
+
+export function owedNoticeRow(r: Record<string, unknown>): OwedNotice {
+  return { vpnId: String(r.vpn_id), memberId: String(r.member_id), holderId: String(r.holder_id), reason: String(r.reason) as OwedNotice['reason'], since: Number(r.since) };
+}

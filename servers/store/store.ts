@@ -79,6 +79,16 @@ export interface NetworkInfoRow {
   updatedAt: number;
 }
 
+/** An S405 notice owed to the holder of a member's keys: the member is out of the VPN. */
+export interface OwedNotice {
+  vpnId: string;
+  memberId: string;
+  /** The member itself, or the relay that holds its keys. */
+  holderId: string;
+  reason: 'evicted' | 'revoked' | 'deleted';
+  since: number;
+}
+
 export interface Store {
   readonly numbers: NumberStore;
 
@@ -121,12 +131,19 @@ export interface Store {
   members(vpnId: string): Promise<MemberRow[]>;
   /**
    * Remove one membership (leave, eviction); false if it was not there.
+   * With `notice` (evicted, revoked; not a holder's own leave) its key
+   * holder is owed an S405 notice (owedNotices), in the same transaction;
+   * revoke, revokeDevice and deleteVpn owe theirs the same way.
    * Every removal (this, revoke, revokeDevice) marks its VPN as owing a
    * rekey (rekeyRequestedAt) in the same transaction: the key server's
    * lease holder performs owed rekeys on its tick, so a removal made while
    * no control plane runs, or lost to a crash, is still rekeyed.
    */
-  removeMember(vpnId: string, deviceId: string): Promise<boolean>;
+  removeMember(vpnId: string, deviceId: string, notice?: OwedNotice['reason']): Promise<boolean>;
+  /** S405 notices not yet delivered, oldest first. */
+  owedNotices(): Promise<OwedNotice[]>;
+  /** A notice was delivered (or has nobody to go to): forget it, unless a newer one replaced it. */
+  noticeDone(n: Pick<OwedNotice, 'vpnId' | 'memberId' | 'since'>): Promise<void>;
   membershipsOf(deviceId: string): Promise<MemberRow[]>;
 
   putSessionKey(k: SessionKeyRow): Promise<void>;

@@ -96,6 +96,29 @@ t.test('a device revoked while the control plane is down: its VPN is rekeyed onc
   t.throws(() => revokedView.open(frame, Date.now(), 'all'), KagiError, 'a frame sealed after the restart does not open with any key the revoked device held');
 });
 
+t.test('a user revoked while the control plane is down: its device is told at the next start, and the VPN rekeyed', { skip: haveMosquittoBinary ? false : NO_MOSQUITTO }, async (t) => {
+  const url = (await privateBroker(t))!;
+  const data = tempDir(t);
+  const cp = await controlPlane(data, { brokerUrl: url });
+  await vpnWithUsers(cp, 'plant', 5020, { alice: 'alice-password', carol: 'carol-password' });
+  const heard: string[] = [];
+  const a = await joinedAgent(t, cp, 'term-a', 'alice', { brokerAuth: 'none' });
+  const c = await joinedAgent(t, cp, 'term-c', 'carol', { brokerAuth: 'none', onLeft: (vpn, reason) => heard.push(`${vpn}: ${reason}`) });
+  await cp.close();
+
+  const admin = new SqliteStore(data);
+  await revoke(admin, 'plant', 'carol'); // kagi vpn revoke plant carol --data DIR, nothing running
+  t.match(await admin.owedNotices(), [{ vpnId: 'plant', memberId: 'term-c', holderId: 'term-c', reason: 'revoked' }], 'the removal and the notice owed to its holder are one write');
+  await admin.close();
+
+  const again = await controlPlane(data, { brokerUrl: url });
+  t.teardown(() => again.close());
+  t.ok(await until(() => heard.includes('plant: revoked'), 20_000), 'the next start tells the device it is out (S405)');
+  t.notOk(c.vpns.has('plant'), 'and it dropped its keys');
+  t.ok(await until(async () => (await again.store.owedNotices()).length === 0, 10_000), 'the notice is no longer owed once delivered');
+  t.ok(await until(() => a.epochs().plant === 2, 20_000), 'the rest are rekeyed');
+});
+
 t.test('a rekey that fails is retried until it is done', { skip: haveMosquittoBinary ? false : NO_MOSQUITTO }, async (t) => {
   const url = (await privateBroker(t))!;
   const data = tempDir(t);

@@ -128,6 +128,28 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     t.same([...(await s.presentOn('mqtt://127.0.0.1:1883'))], [], 'the last broker wins');
     t.same([...(await s.presentOn('mqtt://127.0.0.1:1884'))].sort(), ['d1', 'd2'], 'both on the other');
 
+    // Removals owe their VPN a rekey and the member's key holder a notice, in one write.
+    await s.addVpn({ id: 'v9', protocol: 'tcp', port: 99, priority: 0, maxBandwidth: 0, flag: 0, totalRate: 0 });
+    await s.addDevice({ id: 'r9', mac: '02:00:00:00:09:01', publicKey: pk, kind: 'relay' });
+    await s.addDevice({ id: 'p9', mac: '02:00:00:00:09:02', publicKey: new Uint8Array(0), kind: 'plaintext', relayId: 'r9', relayPort: 'p1' });
+    await s.putNetworkInfo({ deviceId: 'p9', address: null, relayId: 'r9', relayPort: 'p1', updatedAt: 1 });
+    for (const d of ['d1', 'p9']) await s.putMember({ vpnId: 'v9', deviceId: d, userId: 'u1', keyId: 1, networkId: 'n' });
+    const v9 = async () => (await s.owedNotices()).filter((n) => n.vpnId === 'v9');
+    t.match(await s.owedNotices(), [{ vpnId: 'v1', memberId: 'gone', reason: 'revoked' }], 'the revoked device above is owed its notice');
+    t.equal(await s.removeMember('v9', 'd1'), true, 'a leave');
+    t.same(await v9(), [], 'a holder that leaves on its own is owed no notice');
+    t.ok((await s.getVpn('v9'))!.rekeyRequestedAt > 0, 'but the VPN owes a rekey');
+    t.equal(await s.removeMember('v9', 'p9', 'evicted'), true, 'an eviction');
+    const owed = await v9();
+    t.match(owed, [{ vpnId: 'v9', memberId: 'p9', holderId: 'r9', reason: 'evicted' }], 'owes its holder (the relay) a notice');
+    await s.noticeDone({ ...owed[0]!, since: owed[0]!.since - 1 });
+    t.equal((await v9()).length, 1, 'done for an older notice does not clear a newer one');
+    await s.noticeDone(owed[0]!);
+    t.same(await v9(), [], 'delivered: forgotten');
+    await s.putMember({ vpnId: 'v9', deviceId: 'd1', userId: 'u1', keyId: 1, networkId: 'n' });
+    await s.deleteVpn('v9');
+    t.match(await v9(), [{ vpnId: 'v9', memberId: 'd1', holderId: 'd1', reason: 'deleted' }], 'a deleted VPN owes each member a notice');
+
     // The audit table: oldest first, the newest `limit`.
     for (const [i, op] of ['vpn.add', 'vpn.grant', 'device.revoke'].entries()) await s.audit({ at: 100 + i, actor: 'local:ops@host', op, detail: JSON.stringify({ n: i }) });
     t.same((await s.auditLog(10)).map((a) => a.op), ['vpn.add', 'vpn.grant', 'device.revoke'], 'audit rows in order');

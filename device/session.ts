@@ -5,7 +5,7 @@
  *    takes (or `brokerWaitMs`): an agent started in an outage waits for it;
  *  - the Peer that seals and opens, and its two channels: with the config
  *    server (from our latest authentication) and with the key server (from
- *    the first HPKE key delivery);
+ *    its latest HPKE key delivery);
  *  - `ask`: a request to the auth server through the config server's front
  *    door, retried on silence (control plane restarting, messages lost);
  *  - liveness (embodiment 4): answering polls (S402), sending "continue"
@@ -16,9 +16,9 @@
 import { isKagiError } from '../protocol/errors.js';
 import { Peer, type ChannelMessage, type Incoming, type Reply } from '../protocol/peer.js';
 import { parseTopic, topics } from '../protocol/topics.js';
-import { asBody, bytes, list, num, str, type Body } from '../protocol/body.js';
-import { asRequester, MemoryChannelBook } from '../protocol/channel.js';
-import { utf8 } from '../protocol/bytes.js';
+import { asBody, list, num, str, type Body } from '../protocol/body.js';
+import { asReceiver, asRequester, MemoryChannelBook } from '../protocol/channel.js';
+import { utf8, wipe } from '../protocol/bytes.js';
 import { backoffDelay } from '../protocol/backoff.js';
 import type { Bundle } from './bundle.js';
 import { BrokerRefusedError, type Link, type LinkOptions, type Platform } from './platform.js';
@@ -221,13 +221,12 @@ export class DeviceSession {
 
   private async onRequest(m: Incoming): Promise<Reply | undefined> {
     if (m.env.from !== 'keys' || m.env.type !== 'keys.deliver') return this.handlers!.onRequest(m);
-    const b = asBody(m.body);
-    // The key server's channel for updates comes with its first delivery.
-    if (b.channel !== undefined) {
-      const c = asBody(b.channel);
-      await this.channels.set('keys', { send: bytes(c, 'up', 32), recv: bytes(c, 'down', 32) });
-    }
-    return { type: 'keys.ack', body: this.handlers!.onKeys(b) };
+    // Every delivery renews the keys channel (its HPKE context's export):
+    // taken before we acknowledge, as the key server takes it on our ack.
+    const keys = asReceiver(m.secrets.channelKeys());
+    await this.channels.set('keys', keys); // the book keeps its own copy
+    wipe(keys.send, keys.recv);
+    return { type: 'keys.ack', body: this.handlers!.onKeys(asBody(m.body)) };
   }
 
   private async onChannel(m: ChannelMessage): Promise<Reply | undefined> {

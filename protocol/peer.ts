@@ -8,7 +8,7 @@
  * thrown. The transport (MQTT client or host bridge) and timers are injected.
  */
 import type { Crypto } from './crypto/backend.js';
-import type { ChannelBook } from './channel.js';
+import { channelTag, type ChannelBook } from './channel.js';
 import { KagiError, isKagiError } from './errors.js';
 import { decodeEnvelope, type Envelope } from './envelope.js';
 import { openRequest, openSymmetric, PendingReplies, RequestSecrets, sealRequest, sealSymmetric } from './sealed.js';
@@ -212,8 +212,10 @@ export class Peer {
   }
 
   private async onReply(env: Envelope): Promise<void> {
+    // No seq check: a reply opens only under its request's reply key, and
+    // only once (PendingReplies consumes it), so a replay is 'unexpected';
+    // a replier that lost its counters is not refused for it.
     const body = this.pending.open(this.o.crypto, env);
-    await this.guard.accept(env.from, env.seq);
     const w = this.waiters.get(env.reqId);
     this.waiters.delete(env.reqId);
     w?.resolve({ type: env.type, body });
@@ -227,7 +229,7 @@ export class Peer {
     const keys = await this.o.channels?.get(env.from);
     if (!keys) throw new KagiError('key', `no channel with ${env.from}`);
     const body = openSymmetric(this.o.crypto, env, keys.recv);
-    await this.guard.accept(env.from, env.seq);
+    await this.guard.acceptOnChannel(env.from, channelTag(this.o.crypto, keys), env.seq);
     if (answer && this.waiters.get(env.reqId) === w) {
       this.waiters.delete(env.reqId);
       return w!.resolve({ type: env.type, body });

@@ -15,6 +15,7 @@
  */
 import { isKagiError } from '../protocol/errors.js';
 import { Peer, type ChannelMessage, type Incoming, type Reply } from '../protocol/peer.js';
+import { DEVICE_AGE_BOUNDS } from '../protocol/sealed.js';
 import { parseTopic, topics } from '../protocol/topics.js';
 import { asBody, list, num, str, type Body } from '../protocol/body.js';
 import { asReceiver, asRequester, MemoryChannelBook } from '../protocol/channel.js';
@@ -23,6 +24,8 @@ import { backoffDelay } from '../protocol/backoff.js';
 import type { Bundle } from './bundle.js';
 import { BrokerRefusedError, type Link, type LinkOptions, type Platform } from './platform.js';
 import { detach } from './detach.js';
+
+const isService = (id: string): id is 'auth' | 'config' | 'keys' => id === 'auth' || id === 'config' || id === 'keys';
 
 /** A refusal from the control plane, with its reason. */
 export class RefusedError extends Error {
@@ -99,12 +102,18 @@ export class DeviceSession {
       secretKey: b.secretKey,
       numbers: this.p.numbers,
       transport: { publish: (t, m) => this.publish(t, m) },
-      keyOf: async (id) => (id === 'auth' || id === 'config' || id === 'keys' ? b.services[id] : undefined),
+      keyOf: async (id) => (isService(id) ? b.services[id] : undefined),
       replyTopic: (id) => topics.service(id as 'keys', 'reply'),
       onRequest: (m) => this.onRequest(m),
       channels: this.channels,
       onChannel: (m) => this.onChannel(m),
       log: this.p.log,
+      // Requests carry the time: ours from the platform, corrected by the
+      // services' answers (a board may not know the time until then).
+      now: () => this.p.now(),
+      wallClock: this.p.wallClock ?? true,
+      timeFrom: isService,
+      ageBounds: DEVICE_AGE_BOUNDS,
     });
     const state = topics.state(b.id);
     const online = () => {

@@ -15,7 +15,7 @@ const CONNECT_COUNTER = 'connect:term-a:broker';
 
 t.test('a holder whose counters were reset joins again and converges on the next rekey', async (t) => {
   const data = tempDir(t);
-  const cp = await controlPlane(data, { timeoutMs: 3000 });
+  const cp = await controlPlane(data, { timeoutMs: 3000, rekeyPeriodMs: 0 }); // no periodic rekeys; requests checked every 100 ms
   t.teardown(() => cp.close());
   await vpnWithUsers(cp, 'plant', 5020, { alice: 'alice-password', bob: 'bob-password' });
   const bundle = await device(cp, 'term-a');
@@ -28,6 +28,15 @@ t.test('a holder whose counters were reset joins again and converges on the next
   await b.start();
   await b.configure();
   await b.join('bob', 'bob-password');
+  // A history with the key server longer than the rejoin's attempts: its
+  // acknowledgements used seqs 1..REKEYS + 1, which a window per sender
+  // would refuse to the reset holder for as many attempts.
+  const REKEYS = 6;
+  const keyId = async (id: string) => (await cp.store.membershipsOf(id)).find((m) => m.vpnId === 'plant')?.keyId;
+  for (let epoch = 2; epoch <= REKEYS + 1; epoch++) {
+    await cp.store.setRekeyRequest('plant', Date.now());
+    t.ok(await until(async () => (await keyId('term-a')) === epoch && (await keyId('term-b')) === epoch, 10_000), `before the reset: epoch ${epoch} acknowledged`);
+  }
   const channel1 = (await cp.store.channels('keys').get('term-a'))!;
   t.ok(channel1, 'the key server keeps a keys channel with term-a');
   await first.stop({ leave: false }); // power cut: no leave
@@ -44,14 +53,12 @@ t.test('a holder whose counters were reset joins again and converges on the next
   await again.start();
   await again.configure();
   await again.join('alice', 'alice-password');
-  t.equal(again.epochs().plant, 1, 'joined again, at epoch 1');
+  t.equal(again.epochs().plant, REKEYS + 1, `joined again, at epoch ${REKEYS + 1}`);
   const channel2 = (await cp.store.channels('keys').get('term-a'))!;
   t.notOk(equalCT(channel1.send, channel2.send) || equalCT(channel1.recv, channel2.recv), 'the new delivery gave a new keys channel, both directions');
 
   await cp.store.setRekeyRequest('plant', Date.now());
-  t.ok(await until(() => again.epochs().plant === 2 && b.epochs().plant === 2, 10_000), 'the rekey reaches the reset holder');
-  t.ok(
-    await until(async () => (await cp.store.membershipsOf('term-a')).find((m) => m.vpnId === 'plant')?.keyId === 2, 10_000),
-    'and it acknowledged: its key id in the VPN table moved to epoch 2',
-  );
+  const next = REKEYS + 2;
+  t.ok(await until(() => again.epochs().plant === next && b.epochs().plant === next, 10_000), 'the rekey reaches the reset holder');
+  t.ok(await until(async () => (await keyId('term-a')) === next, 10_000), `and it acknowledged: its key id in the VPN table moved to epoch ${next}`);
 });

@@ -95,6 +95,9 @@ export async function remoteTarget(file: string, timeoutMs: number): Promise<Adm
     transport: { publish: (t, m) => (link ? link.publish(t, m) : Promise.reject(new Error('not connected'))) },
     keyOf: async (id) => (id === 'config' ? pk('config') : undefined),
     replyTopic: () => topics.service('config', 'reply'),
+    // A 'stale' refusal carries the control plane's clock: an admin host
+    // whose clock is off corrects it and asks once more.
+    timeFrom: (id) => id === 'config',
   });
   try {
     link = await platform.connect({

@@ -40,6 +40,12 @@ export interface LinkOptions {
 export interface Platform {
   crypto: Crypto;
   now(): number;
+  /**
+   * Whether now() is the time of day (Unix ms; Node) or only counts (a
+   * board's host before anyone told it the time). Default yes. Without it
+   * the agent learns the time from the control plane's first answer.
+   */
+  wallClock?: boolean;
   numbers: NumberStore;
   /** One connection attempt: resolves on CONNACK, rejects if it fails (the agent retries). */
   connect(o: LinkOptions): Promise<Link>;

@@ -5,7 +5,7 @@
  *    takes (or `brokerWaitMs`): an agent started in an outage waits for it;
  *  - the Peer that seals and opens, and its two channels: with the config
  *    server (from our latest authentication) and with the key server (from
- *    the first HPKE key delivery);
+ *    its latest HPKE key delivery);
  *  - `ask`: a request to the auth server through the config server's front
  *    door, retried on silence (control plane restarting, messages lost);
  *  - liveness (embodiment 4): answering polls (S402), sending "continue"
@@ -15,14 +15,17 @@
  */
 import { isKagiError } from '../protocol/errors.js';
 import { Peer, type ChannelMessage, type Incoming, type Reply } from '../protocol/peer.js';
+import { DEVICE_AGE_BOUNDS } from '../protocol/sealed.js';
 import { parseTopic, topics } from '../protocol/topics.js';
-import { asBody, bytes, list, num, str, type Body } from '../protocol/body.js';
-import { asRequester, MemoryChannelBook } from '../protocol/channel.js';
-import { utf8 } from '../protocol/bytes.js';
+import { asBody, list, num, str, type Body } from '../protocol/body.js';
+import { asReceiver, asRequester, MemoryChannelBook } from '../protocol/channel.js';
+import { utf8, wipe } from '../protocol/bytes.js';
 import { backoffDelay } from '../protocol/backoff.js';
 import type { Bundle } from './bundle.js';
 import { BrokerRefusedError, type Link, type LinkOptions, type Platform } from './platform.js';
 import { detach } from './detach.js';
+
+const isService = (id: string): id is 'auth' | 'config' | 'keys' => id === 'auth' || id === 'config' || id === 'keys';
 
 /** A refusal from the control plane, with its reason. */
 export class RefusedError extends Error {
@@ -99,12 +102,18 @@ export class DeviceSession {
       secretKey: b.secretKey,
       numbers: this.p.numbers,
       transport: { publish: (t, m) => this.publish(t, m) },
-      keyOf: async (id) => (id === 'auth' || id === 'config' || id === 'keys' ? b.services[id] : undefined),
+      keyOf: async (id) => (isService(id) ? b.services[id] : undefined),
       replyTopic: (id) => topics.service(id as 'keys', 'reply'),
       onRequest: (m) => this.onRequest(m),
       channels: this.channels,
       onChannel: (m) => this.onChannel(m),
       log: this.p.log,
+      // Requests carry the time: ours from the platform, corrected by the
+      // services' answers (a board may not know the time until then).
+      now: () => this.p.now(),
+      wallClock: this.p.wallClock ?? true,
+      timeFrom: isService,
+      ageBounds: DEVICE_AGE_BOUNDS,
     });
     const state = topics.state(b.id);
     const online = () => {
@@ -221,13 +230,12 @@ export class DeviceSession {
 
   private async onRequest(m: Incoming): Promise<Reply | undefined> {
     if (m.env.from !== 'keys' || m.env.type !== 'keys.deliver') return this.handlers!.onRequest(m);
-    const b = asBody(m.body);
-    // The key server's channel for updates comes with its first delivery.
-    if (b.channel !== undefined) {
-      const c = asBody(b.channel);
-      await this.channels.set('keys', { send: bytes(c, 'up', 32), recv: bytes(c, 'down', 32) });
-    }
-    return { type: 'keys.ack', body: this.handlers!.onKeys(b) };
+    // Every delivery renews the keys channel (its HPKE context's export):
+    // taken before we acknowledge, as the key server takes it on our ack.
+    const keys = asReceiver(m.secrets.channelKeys());
+    await this.channels.set('keys', keys); // the book keeps its own copy
+    wipe(keys.send, keys.recv);
+    return { type: 'keys.ack', body: this.handlers!.onKeys(asBody(m.body)) };
   }
 
   private async onChannel(m: ChannelMessage): Promise<Reply | undefined> {

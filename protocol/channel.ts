@@ -7,16 +7,32 @@
  *  config channel: exported from the device's authentication request
  *    (`Export("kagi/v1 channel", 64)`), handed by the auth server to the
  *    config server; renewed by every config request.
- *  keys channel: chosen at random by the key server per key holder and
- *    carried inside the first HPKE-sealed key delivery; kept for as long as
- *    the holder exists, so concurrent deliveries (a relay's ports) never
- *    disagree about it.
+ *  keys channel: exported from every HPKE-sealed key delivery
+ *    (`Export("kagi/v1 channel", 64)` of the keys.deliver context), so each
+ *    delivery gives a fresh one: the holder takes it before it acknowledges,
+ *    the key server once the acknowledgement is back (decision 60).
  *
- * Nonces are I2OSP(seq, 12) with seq from the per-pair SendCounter, which
- * persists, and each key serves one direction of one pair: no (key, nonce)
- * repeats.
+ * Nonces are I2OSP(seq, 12) with seq from the per-pair SendCounter, and each
+ * key serves one direction of one pair. A sender that lost its counters
+ * (storage none, a wiped state file) also lost its channels (they live in
+ * memory on a device), and gets new keys before it sends on a channel
+ * again: no (key, nonce) repeats. The receiver's replay window is per
+ * channel (`channelTag`), so such a sender's seq 1 under a new channel is
+ * taken, while what was sealed under the old one no longer opens.
  */
-import { wipe } from './bytes.js';
+import type { Crypto } from './crypto/backend.js';
+import { toHex, utf8, wipe } from './bytes.js';
+
+const TAG_LABEL = utf8('kagi/v1 channel window');
+
+/**
+ * A public name for a channel, from its receive key: the replay window of
+ * channel messages is kept per (sender, tag), so a new channel starts a new
+ * window. HMAC under the key, so the tag says nothing about the key.
+ */
+export function channelTag(c: Crypto, keys: ChannelKeys): string {
+  return toHex(c.hmacSha256(keys.recv, TAG_LABEL).subarray(0, 8));
+}
 
 export interface ChannelKeys {
   /** Seals what we send. */

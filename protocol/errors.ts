@@ -15,6 +15,7 @@ export type KagiErrorCode =
   | 'noncanonical' // well-formed CBOR, but not the one encoding we accept
   | 'auth' // AEAD authentication failed
   | 'replay' // sequence or counter already seen, or too old
+  | 'stale' // a request issued too long ago, or ahead of our clock
   | 'unexpected' // a reply to no request of ours, or from the wrong peer
   | 'epoch' // VPN frame of an epoch we do not (or no longer) hold
   | 'key' // bad key material: length, or an all-zero X25519 result

@@ -8,10 +8,10 @@
  * thrown. The transport (MQTT client or host bridge) and timers are injected.
  */
 import type { Crypto } from './crypto/backend.js';
-import type { ChannelBook } from './channel.js';
+import { channelTag, type ChannelBook } from './channel.js';
 import { KagiError, isKagiError } from './errors.js';
 import { decodeEnvelope, type Envelope } from './envelope.js';
-import { openRequest, openSymmetric, PendingReplies, RequestSecrets, sealRequest, sealSymmetric } from './sealed.js';
+import { checkRequestAge, openRequest, openSymmetric, PendingReplies, RequestSecrets, sealRequest, sealSymmetric, SERVICE_AGE_BOUNDS, wireSeconds, type AgeBounds } from './sealed.js';
 import { ReplayGuard, SendCounter } from './replay.js';
 import type { NumberStore } from './store.js';
 import type { MessageType } from './messages.js';
@@ -75,6 +75,23 @@ export interface PeerOptions {
   onDrop?(reason: string): void;
   setTimeout?: (fn: () => void, ms: number) => unknown;
   clearTimeout?: (t: unknown) => void;
+  /** Our clock (ms; default Date.now): requests carry it as issuedAt, corrected by what a time source told us. */
+  now?(): number;
+  /**
+   * Whether `now` tells the time (a host with a real-time clock; default
+   * yes). A board's clock may only count: until a time source has answered
+   * one of our requests, requests to us are not checked for age.
+   */
+  wallClock?: boolean;
+  /**
+   * Parties whose answer sets our clock (devices: the services; an admin:
+   * config): a 'stale' error from one of them carries its clock, and the
+   * request is sealed once more with the corrected time. Services learn
+   * from nobody (their hosts keep time).
+   */
+  timeFrom?(id: string): boolean;
+  /** What age of a request to us is accepted (default SERVICE_AGE_BOUNDS). */
+  ageBounds?: AgeBounds;
 }
 
 export class Peer {
@@ -85,10 +102,41 @@ export class Peer {
   private readonly waiters = new Map<number, { peer: string; channel: boolean; resolve(r: Reply): void; reject(e: Error): void; timer: unknown }>();
   /** Dropped input by reason: what an operator graphs, not what they log. */
   readonly dropped = new Map<string, number>();
+  /** Seconds to add to our clock, learned from a time source's 'stale' answer. */
+  private clockOffset = 0;
+  /** Our clock is known to be within bounds: a wall clock, or a time source answered us. */
+  private synced: boolean;
 
   constructor(private readonly o: PeerOptions) {
     this.counters = new SendCounter(o.numbers, o.sendBlock ?? 64, `tx:${o.id}:`);
     this.guard = new ReplayGuard(o.numbers, `rx:${o.id}:`);
+    this.synced = o.wallClock ?? true;
+  }
+
+  /** Our corrected clock, in wire seconds. */
+  nowSeconds(): number {
+    return wireSeconds((this.o.now ?? Date.now)() + this.clockOffset * 1000);
+  }
+
+  /** Throws KagiError('stale') for a request issued outside our bounds (not checked before our clock is synced). */
+  checkAge(issuedAt: number): void {
+    if (this.synced) checkRequestAge(issuedAt, this.nowSeconds(), this.o.ageBounds ?? SERVICE_AGE_BOUNDS);
+  }
+
+  /**
+   * A time source answered `r`: our clock is good enough now, and a
+   * 'stale' error (authenticated under our request's reply key) says what
+   * its clock reads. True when that moved our clock.
+   */
+  private learnTime(from: string, r: Reply): boolean {
+    if (!this.o.timeFrom?.(from)) return false;
+    this.synced = true;
+    const clock = r.type === 'error' && r.body instanceof Object ? (r.body as { clock?: unknown }).clock : undefined;
+    if (typeof clock !== 'number' || !Number.isInteger(clock) || clock <= 0) return false;
+    const before = this.clockOffset;
+    this.clockOffset += clock - this.nowSeconds();
+    this.o.log?.('info', `${this.o.id}: our clock was ${clock - wireSeconds((this.o.now ?? Date.now)() + before * 1000)} s off ${from}'s; corrected`);
+    return true;
   }
 
   get id(): string {
@@ -114,9 +162,19 @@ export class Peer {
   async request(
     a: { to: string; pkR: Uint8Array; topic: string; type: MessageType; body: unknown; replyFrom?: string; timeoutMs: number },
   ): Promise<Reply & { secrets: RequestSecrets }> {
+    const r = await this.requestOnce(a);
+    // Refused as stale by a time source: our clock is corrected; once more.
+    if (!this.learnTime(a.replyFrom ?? a.to, r)) return r;
+    r.secrets.destroy();
+    return this.requestOnce(a);
+  }
+
+  private async requestOnce(
+    a: { to: string; pkR: Uint8Array; topic: string; type: MessageType; body: unknown; replyFrom?: string; timeoutMs: number },
+  ): Promise<Reply & { secrets: RequestSecrets }> {
     const seq = await this.counters.take(a.to);
     const reqId = this.newReqId();
-    const { bytes, secrets } = sealRequest(this.o.crypto, { type: a.type, from: this.o.id, to: a.to, seq, reqId }, this.o.secretKey, a.pkR, a.body);
+    const { bytes, secrets } = sealRequest(this.o.crypto, { type: a.type, from: this.o.id, to: a.to, seq, reqId }, this.o.secretKey, a.pkR, a.body, this.nowSeconds());
     const from = a.replyFrom ?? a.to;
     this.pending.expect(reqId, from, secrets);
     const answer = this.wait(reqId, from, false, `${a.type}`, a.timeoutMs);
@@ -212,8 +270,10 @@ export class Peer {
   }
 
   private async onReply(env: Envelope): Promise<void> {
+    // No seq check: a reply opens only under its request's reply key, and
+    // only once (PendingReplies consumes it), so a replay is 'unexpected';
+    // a replier that lost its counters is not refused for it.
     const body = this.pending.open(this.o.crypto, env);
-    await this.guard.accept(env.from, env.seq);
     const w = this.waiters.get(env.reqId);
     this.waiters.delete(env.reqId);
     w?.resolve({ type: env.type, body });
@@ -227,7 +287,7 @@ export class Peer {
     const keys = await this.o.channels?.get(env.from);
     if (!keys) throw new KagiError('key', `no channel with ${env.from}`);
     const body = openSymmetric(this.o.crypto, env, keys.recv);
-    await this.guard.accept(env.from, env.seq);
+    await this.guard.acceptOnChannel(env.from, channelTag(this.o.crypto, keys), env.seq);
     if (answer && this.waiters.get(env.reqId) === w) {
       this.waiters.delete(env.reqId);
       return w!.resolve({ type: env.type, body });
@@ -240,7 +300,18 @@ export class Peer {
   private async onSealed(env: Envelope, bytes: Uint8Array): Promise<void> {
     const pkS = await this.o.keyOf(env.from);
     if (!pkS) throw new KagiError('unexpected', `unknown sender ${env.from}`);
-    const { body, secrets } = openRequest(this.o.crypto, env, this.o.secretKey, pkS);
+    const { body, issuedAt, secrets } = openRequest(this.o.crypto, env, this.o.secretKey, pkS);
+    try {
+      this.checkAge(issuedAt);
+    } catch (e) {
+      // Late (held back, or its sender gave up) or early: refused, not
+      // recorded. The answer carries our clock; a sender still waiting for
+      // it that takes us as its time source corrects its clock and asks
+      // again, one that gave up drops it as unexpected.
+      this.drop('stale', `${env.type} from ${env.from}: ${(e as Error).message}`);
+      await this.sendReply(env.from, env.reqId, secrets.replyKey(), { type: 'error', body: { reason: (e as Error).message, clock: this.nowSeconds() } });
+      return secrets.destroy();
+    }
     await this.guard.accept(env.from, env.seq);
     const reply = await this.o.onRequest?.({ env, body, secrets, bytes });
     if (reply) await this.sendReply(env.from, env.reqId, secrets.replyKey(), reply);

@@ -84,6 +84,8 @@ export class ReplayGuard {
   // through an async store must not both pass.
   private readonly serial = new KeyedSerial();
   private readonly windows = new Map<string, SeqWindow>();
+  /** Channel windows without a claiming store: the current channel's only, by sender. */
+  private readonly channelWindows = new Map<string, { tag: string; w: SeqWindow }>();
 
   constructor(private readonly store: NumberStore, private readonly prefix = 'rx:') {}
 
@@ -110,6 +112,29 @@ export class ReplayGuard {
       if (!next) throw refuse();
       if (next.top !== w?.top) await this.store.set(key, next.top);
       this.windows.set(key, next);
+    });
+  }
+
+  /**
+   * As accept, for a channel message: the window belongs to the channel
+   * named `tag` (channel.ts channelTag), so a renewed channel starts a new
+   * one and a sender that lost its counters (and got a new channel) is
+   * taken from seq 1. On a claiming store (services) the window is a row of
+   * its own; otherwise it lives in memory with the channel it guards (a
+   * device's channels do not survive a restart either).
+   */
+  acceptOnChannel(sender: string, tag: string, seq: number): Promise<void> {
+    const refuse = () => new KagiError('replay', `seq ${seq} from ${sender} on its channel seen or too old`);
+    if (this.store.claim) {
+      return this.store.claim(`${this.prefix}${sender}#${tag}`, seq).then((ok) => {
+        if (!ok) throw refuse();
+      });
+    }
+    return this.serial.run(sender, async () => {
+      const cur = this.channelWindows.get(sender);
+      const next = slideWindow(cur?.tag === tag ? cur.w : undefined, seq);
+      if (!next) throw refuse();
+      this.channelWindows.set(sender, { tag, w: next });
     });
   }
 }

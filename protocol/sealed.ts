@@ -3,6 +3,9 @@
  *
  *  request (kind sealed): HPKE auth mode from the sender's static key to the
  *    receiver's, single shot; the receiver learns which static key sent it.
+ *    The plaintext is [issuedAt, body]: issuedAt (uint32 seconds, Unix
+ *    time by the sender's corrected clock) is authenticated with the body,
+ *    and the receiver refuses a request outside its validity (requestAge).
  *  reply (kind reply): ChaCha20-Poly1305 under a key exported from the
  *    request's HPKE context. Only the two ends of that request know it, so a
  *    reply is bound to its request by the key itself, not only by reqId.
@@ -26,6 +29,42 @@ import { MESSAGE_TYPES, type MessageKind, type MessageType } from './messages.js
 const INFO = utf8('kagi/v1 sealed');
 const REPLY_LABEL = utf8('kagi/v1 reply');
 const CHANNEL_LABEL = utf8('kagi/v1 channel');
+
+/**
+ * How long a request is good for after it was issued (s): three times the
+ * services' default request timeout (10 s), so the broker's queueing and the
+ * config → auth forwarding inside a device's request fit; every requester
+ * gives up well before, and its retry is a new request with a new time.
+ */
+export const REQUEST_VALIDITY_S = 30;
+/** Clock difference between two parties that is tolerated (s). */
+export const CLOCK_SKEW_S = 30;
+
+/**
+ * The ages a receiver accepts: issuedAt within [now − late, now + early].
+ * A service (a real clock, NTP) allows a request to be late by the
+ * validity plus the skew and early by the skew. A device allows both by
+ * validity plus skew: a device whose own requests a service accepted may be
+ * that far behind it, and must still take the service's requests.
+ */
+export interface AgeBounds {
+  late: number;
+  early: number;
+}
+export const SERVICE_AGE_BOUNDS: AgeBounds = { late: REQUEST_VALIDITY_S + CLOCK_SKEW_S, early: CLOCK_SKEW_S };
+export const DEVICE_AGE_BOUNDS: AgeBounds = { late: REQUEST_VALIDITY_S + CLOCK_SKEW_S, early: REQUEST_VALIDITY_S + CLOCK_SKEW_S };
+
+/** Throws KagiError('stale') unless `issuedAt` is within `b` of `now` (both in seconds). Times are public. */
+export function checkRequestAge(issuedAt: number, now: number, b: AgeBounds = SERVICE_AGE_BOUNDS): void {
+  if (issuedAt < now - b.late) throw new KagiError('stale', `request issued ${now - issuedAt} s ago (valid for ${b.late} s)`);
+  if (issuedAt > now + b.early) throw new KagiError('stale', `request issued ${issuedAt - now} s ahead of our clock (at most ${b.early} s)`);
+}
+
+/** Seconds for the wire: a uint32 (0 for a clock that cannot say). */
+export function wireSeconds(ms: number): number {
+  const s = Math.floor(ms / 1000);
+  return Number.isSafeInteger(s) && s >= 0 && s <= LIMITS.maxSeq ? s : 0;
+}
 
 export interface Route {
   type: MessageType;
@@ -68,21 +107,38 @@ function openBody(pt: Uint8Array | null): unknown {
   return decodeStrict(pt, LIMITS.ciphertextBytes);
 }
 
-/** Seal a request to `pkR` from the static key `skS` (HPKE auth mode). */
-export function sealRequest(c: Crypto, r: Route, skS: Uint8Array, pkR: Uint8Array, body: unknown) {
+/**
+ * Seal a request to `pkR` from the static key `skS` (HPKE auth mode),
+ * issued at `issuedAt` (uint32 seconds by the sender's corrected clock).
+ */
+export function sealRequest(c: Crypto, r: Route, skS: Uint8Array, pkR: Uint8Array, body: unknown, issuedAt: number) {
   wantKind(r.type, 'sealed');
+  if (!Number.isInteger(issuedAt) || issuedAt < 0 || issuedAt > LIMITS.maxSeq) throw new KagiError('argument', 'issuedAt must be uint32 seconds');
   const { enc, ctx } = setupSender(c, pkR, { skS, info: INFO });
   const header = encodeEnvelopeHeader({ ...r, enc });
-  const bytes = encodeEnvelope(header, ctx.seal(encode(body), header));
+  const bytes = encodeEnvelope(header, ctx.seal(encode([issuedAt, body]), header));
   return { bytes, secrets: new RequestSecrets(ctx) };
 }
 
-/** Open a sealed request; `pkS` is the static key the sender must hold. */
+/**
+ * Open a sealed request; `pkS` is the static key the sender must hold. Its
+ * age is the caller's to check (checkRequestAge), with its own clock.
+ */
 export function openRequest(c: Crypto, env: Envelope, skR: Uint8Array, pkS: Uint8Array) {
   if (env.kind !== 'sealed' || !env.enc) throw new KagiError('field', `${env.type} is not a sealed request`);
   const ctx = setupRecipient(c, env.enc, skR, { pkS, info: INFO });
-  const body = openBody(ctx.open(env.ciphertext, env.header));
-  return { body, secrets: new RequestSecrets(ctx) };
+  let pt;
+  try {
+    pt = openBody(ctx.open(env.ciphertext, env.header));
+  } catch (e) {
+    ctx.destroy();
+    throw e;
+  }
+  if (!Array.isArray(pt) || pt.length !== 2 || !Number.isInteger(pt[0]) || pt[0] < 0 || pt[0] > LIMITS.maxSeq) {
+    ctx.destroy();
+    throw new KagiError('field', `${env.type}: the sealed plaintext is not [issuedAt, body]`);
+  }
+  return { body: pt[1] as unknown, issuedAt: pt[0] as number, secrets: new RequestSecrets(ctx) };
 }
 
 /** Seal a reply or channel message under a symmetric key. */

@@ -44,6 +44,7 @@ export function bridgePlatform(host: HostBridge, o: BridgePlatformOptions): Plat
   return {
     crypto,
     now: () => host.now(),
+    wallClock: false, // the bridge promises differences only: the time comes from the control plane
     numbers,
     log: (level, msg) => host.log(level, msg),
     async connect(l) {

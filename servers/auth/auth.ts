@@ -20,7 +20,7 @@ import { verifyPassword } from './password.js';
 type Verdict = Body & { ok: boolean };
 
 /** Why a request was refused, as a code (metrics label) and as words (logs, the device). */
-type RefusalCode = 'malformed' | 'unknown-device' | 'not-a-device' | 'revoked' | 'credential' | 'replay' | 'relay-binding' | 'mac' | 'password' | 'no-vpn' | 'unknown-op';
+type RefusalCode = 'malformed' | 'unknown-device' | 'not-a-device' | 'revoked' | 'credential' | 'stale' | 'replay' | 'relay-binding' | 'mac' | 'password' | 'no-vpn' | 'unknown-op';
 
 function refuse(code: RefusalCode, reason: string, extra: Body = {}): Verdict {
   return { ok: false, code, reason, ...extra };
@@ -50,6 +50,15 @@ export async function startAuth(ctx: ServiceContext) {
       return { refusal: refuse('credential', `device credential of ${env.from} does not verify`) };
     }
     const replyKey = opened.secrets.replyKey();
+    try {
+      peer.checkAge(opened.issuedAt);
+    } catch (e) {
+      if (!isKagiError(e, 'stale')) throw e;
+      // Refused under its reply key, with our clock: a device still waiting
+      // corrects its clock and asks again; a request held back finds nobody.
+      opened.secrets.destroy();
+      return { refusal: refuse('stale', `${type} from ${env.from}: ${e.message}`, { replyTo: env.from, reqId: env.reqId, replyKey, clock: peer.nowSeconds() }) };
+    }
     try {
       await peer.guard.accept(env.from, env.seq);
     } catch (e) {

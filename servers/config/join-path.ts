@@ -28,7 +28,9 @@ export function joinPath(c: ConfigContext, members: Membership): (env: Envelope,
 
   async function refuseDevice(v: Body): Promise<void> {
     if (!(v.replyKey instanceof Uint8Array)) return; // nothing to seal a refusal with
-    await c.peer().sendReply(str(v, 'replyTo', 64), num(v, 'reqId'), bytes(v, 'replyKey'), { type: 'error', body: { reason: v.reason } });
+    // A stale request's refusal carries the auth server's clock (decision 61).
+    const clock = typeof v.clock === 'number' ? { clock: v.clock } : {};
+    await c.peer().sendReply(str(v, 'replyTo', 64), num(v, 'reqId'), bytes(v, 'replyKey'), { type: 'error', body: { reason: v.reason, ...clock } });
   }
 
   async function configure(v: Body): Promise<void> {

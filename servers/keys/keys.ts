@@ -3,7 +3,8 @@
  * to members (3a).
  *
  *  issue     at join: HPKE-sealed keys.deliver to the member (or its relay,
- *            for a port), which also carries the holder's keys channel.
+ *            for a port); the holder's keys channel is exported from that
+ *            delivery's HPKE context, so every delivery renews it.
  *  rekey     a new epoch with a fresh random key, wrapped for each
  *            communicating member under its keys channel (one AEAD per
  *            member, not one HPKE seal): periodically (per VPN period), when
@@ -15,7 +16,8 @@
  * A member's key id in the VPN table moves only when it acknowledges.
  */
 import { asBody, list, num, str, type Body } from '../../protocol/body.js';
-import type { ChannelKeys } from '../../protocol/channel.js';
+import { asRequester } from '../../protocol/channel.js';
+import { wipe } from '../../protocol/bytes.js';
 import type { ChannelMessage, Peer, Incoming, Reply } from '../../protocol/peer.js';
 import { topics } from '../../protocol/topics.js';
 import { GROUP_KEY_LENGTH } from '../../protocol/vpn-frame.js';
@@ -58,11 +60,6 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
     return (await ctx.store.currentSessionKey(vpnId))!;
   }
 
-  /** The holder's keys channel, made once and kept (see protocol/channel.ts). */
-  async function channelOf(holder: string): Promise<ChannelKeys> {
-    return (await book.get(holder)) ?? book.setIfAbsent(holder, { send: ctx.crypto.randomBytes(32), recv: ctx.crypto.randomBytes(32) });
-  }
-
   async function holderOf(member: string): Promise<Holder> {
     const info = await ctx.store.getNetworkInfo(member);
     return info?.relayId && info.relayPort ? { member, holder: info.relayId, port: info.relayPort } : { member, holder: member };
@@ -95,16 +92,33 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
     return moved;
   }
 
-  /** Keys for `deviceId`, HPKE-sealed to its holder (itself, or its relay for `port`). */
-  async function issue(h: Holder, vpnIds: string[]): Promise<Reply> {
+  // Deliveries to one holder (a relay's ports joining together) go one at
+  // a time, so the channel this instance keeps is the holder's latest.
+  const deliveries = new KeyedSerial();
+
+  /**
+   * Keys for `deviceId`, HPKE-sealed to its holder (itself, or its relay for
+   * `port`). The keys channel is the delivery's own export: the holder took
+   * it before acknowledging, and we take it once the acknowledgement is in.
+   */
+  function issue(h: Holder, vpnIds: string[]): Promise<Reply> {
+    return deliveries.run(h.holder, () => deliver(h, vpnIds));
+  }
+
+  async function deliver(h: Holder, vpnIds: string[]): Promise<Reply> {
     const device = await ctx.store.getDevice(h.holder);
     if (!device || device.revoked) return { type: 'service.response', body: { ok: false, reason: `no device ${h.holder}` } };
     const vpns = await vpnKeys(vpnIds);
-    const c = await channelOf(h.holder);
-    const body = { vpns, channel: { up: c.recv, down: c.send }, ...(h.port !== undefined ? { port: h.port, member: h.member } : {}) };
+    const body = { vpns, ...(h.port !== undefined ? { port: h.port, member: h.member } : {}) };
     const ack = await peer.request({ to: h.holder, pkR: device.publicKey, topic: topics.inbox(h.holder), type: 'keys.deliver', body, timeoutMs: ctx.timeoutMs });
-    ack.secrets.destroy();
-    if (ack.type !== 'keys.ack') return { type: 'service.response', body: { ok: false, reason: `${h.holder} did not acknowledge keys` } };
+    try {
+      if (ack.type !== 'keys.ack') return { type: 'service.response', body: { ok: false, reason: `${h.holder} did not acknowledge keys` } };
+      const keys = asRequester(ack.secrets.channelKeys());
+      await book.set(h.holder, keys);
+      wipe(keys.send, keys.recv);
+    } finally {
+      ack.secrets.destroy();
+    }
     await record(h.holder, asBody(ack.body));
     const where = h.port !== undefined ? `${h.holder} (port ${h.port}, for ${h.member})` : h.member;
     ctx.log('info', `keys: ${where} holds ${vpns.map((v) => `${String(v.id)}#${String(v.epoch)}`).join(', ')}`);

@@ -10,6 +10,9 @@ import { MemoryNumberStore } from '../../protocol/store.js';
 import { MemoryChannelBook, asReceiver, asRequester } from '../../protocol/channel.js';
 import { KagiError } from '../../protocol/errors.js';
 import { nodeCrypto } from '../../runtime/node/crypto.js';
+import { openRequest, sealRequest } from '../../protocol/sealed.js';
+import { decodeEnvelope } from '../../protocol/envelope.js';
+import { equalCT } from '../../protocol/bytes.js';
 
 const c = nodeCrypto();
 
@@ -32,7 +35,7 @@ function pair(o: { dev?: Partial<PeerOptions>; svc?: Partial<PeerOptions> } = {}
   const svcBook = new MemoryChannelBook();
   const dev = mk('dev-1', { channels: devBook, ...o.dev });
   const svc = mk('config', { channels: svcBook, ...o.svc });
-  return { dev, svc, devBook, svcBook, wire, peers };
+  return { dev, svc, devBook, svcBook, wire, peers, mk };
 }
 
 async function channel(devBook: MemoryChannelBook, svcBook: MemoryChannelBook) {
@@ -99,3 +102,48 @@ t.test('a channel book wiped on clear: the keys it handed out are zeros', async 
   t.equal(await book.get('config'), undefined, 'forgotten');
   t.ok(held.send.every((x) => x === 0) && held.recv.every((x) => x === 0), 'and wiped in place');
 });
+
+t.test('the replay window follows the channel: a sender that lost its counters is taken on a new one', async (t) => {
+  const seen: unknown[] = [];
+  const p = pair({ svc: { onChannel: async (m) => (seen.push(asN(m.body)), undefined) } });
+  await channel(p.devBook, p.svcBook);
+  for (const n of [1, 2, 3]) await p.dev.sendChannel('config', { type: 'continue', body: { n } });
+  await tick();
+  const oldFirst = p.wire[0]!;
+  t.same(seen, [1, 2, 3], 'three messages on the first channel');
+
+  // Restarted with fresh counters and no channel (as a board with storage none).
+  const devBook = new MemoryChannelBook();
+  const dev = p.mk('dev-1', { channels: devBook, numbers: new MemoryNumberStore() });
+  await channel(devBook, p.svcBook);
+  await dev.sendChannel('config', { type: 'continue', body: { n: 4 } });
+  await tick();
+  const fresh = p.wire[p.wire.length - 1]!;
+  t.equal(decodeEnvelope(fresh).seq, 1, 'its seq starts at 1 again');
+  t.same(seen, [1, 2, 3, 4], 'seq 1 on the new channel is taken');
+  await p.svc.receive(oldFirst);
+  t.equal(p.svc.dropped.get('auth'), 1, 'seq 1 of the old channel does not open under the new key: auth');
+  await p.svc.receive(fresh);
+  t.equal(p.svc.dropped.get('replay'), 1, 'seq 1 of the new channel again: replay');
+  t.same(seen, [1, 2, 3, 4], 'nothing old or repeated reached the handler');
+});
+
+t.test('two deliveries give two different channels, each agreed by both ends', async (t) => {
+  const sk = c.generateKeyPair();
+  const rk = c.generateKeyPair();
+  const channels = [1, 2].map((seq) => {
+    const route = { type: 'keys.deliver' as const, from: 'keys', to: 'dev-1', seq, reqId: seq };
+    const { bytes, secrets } = sealRequest(c, route, sk.secretKey, rk.publicKey, { vpns: [] }, 1);
+    const opened = openRequest(c, decodeEnvelope(bytes), rk.secretKey, sk.publicKey);
+    const server = asRequester(secrets.channelKeys());
+    const holder = asReceiver(opened.secrets.channelKeys());
+    t.ok(equalCT(server.send, holder.recv) && equalCT(server.recv, holder.send), `delivery ${seq}: both ends hold the same channel`);
+    return server;
+  });
+  t.notOk(equalCT(channels[0]!.send, channels[1]!.send), 'the second delivery\'s channel is not the first\'s (keys → holder)');
+  t.notOk(equalCT(channels[0]!.recv, channels[1]!.recv), 'nor the other direction');
+});
+
+function asN(b: unknown): unknown {
+  return (b as { n?: unknown }).n;
+}

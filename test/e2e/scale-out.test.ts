@@ -10,7 +10,7 @@
  *    it within the lease time and periodic rekeys go on, one at a time.
  */
 import t from 'tap';
-import { addDevice, addUser, addVpn, grant } from '../../servers/admin.js';
+import { addDevice, addUser, addVpn, grant, revokeDevice } from '../../servers/admin.js';
 import { loadServiceKeys } from '../../servers/identity.js';
 import pg from 'pg';
 import { PgStore, parsePostgresUrl } from '../../servers/store/postgres.js';
@@ -152,4 +152,44 @@ t.test('the key server lease fails over and periodic rekeys happen once', { skip
   await c.end();
   const gaps = times.slice(1).map((x, i) => x - times[i]!);
   t.ok(gaps.length >= 2 && gaps.every((g) => g >= period - 100), `epochs a period apart, never twice at once (gaps ${gaps.join(', ')} ms)`);
+});
+
+t.test('a removal in flight while the key server lease changes hands is rekeyed once', { skip }, async (t) => {
+  const store = postgresSchema(t);
+  const data = tempDir(t);
+  const bundles = await seed(data, store, `ho${process.pid}`, 3, 1);
+  const instances = await startInstances(3, { data, store, group: shareGroup(), args: ['--timeout', '3s', '--lease-retry', '300ms'] });
+  t.teardown(() => Promise.all(instances.map((i) => i.kill())));
+  const agents = bundles.map((b) => agent(b, MOSQUITTO_URL, { brokerAuth: 'none', timeoutMs: 8000, attempts: 4 }));
+  t.teardown(async () => {
+    await Promise.all(agents.map((a) => a.stop({ leave: false })));
+    await clearRetained(bundles.map((b) => topics.state(b.id)));
+  });
+  for (const a of agents) {
+    await a.start();
+    await a.configure();
+    await a.join('u0', 'u0-password');
+  }
+  const holds = (x: (typeof instances)[number]) => x.out().includes('lease keys: held');
+  t.ok(await until(() => instances.filter(holds).length === 1, 5000), 'one instance holds the key server lease');
+  const leader = instances.find(holds)!;
+  const s = await PgStore.open(store);
+  t.teardown(() => s.close());
+  t.equal((await s.currentSessionKey('v0'))!.epoch, 1, 'all three hold epoch 1');
+
+  // The holder dies as the removal is committed: whichever instance takes
+  // the lease finds the rekey owed in the table.
+  const dead = leader.kill();
+  await revokeDevice(s, bundles[2]!.id);
+  await dead;
+  const others = instances.filter((x) => x !== leader);
+  t.ok(await until(() => others.some(holds), 5000), 'another instance takes the lease');
+  t.ok(await until(async () => (await s.currentSessionKey('v0'))!.epoch === 2, 20_000), 'the VPN is rekeyed after the handover');
+  t.ok(await until(() => agents.slice(0, 2).every((a) => a.epochs().v0 === 2), 20_000), 'the two remaining members hold epoch 2');
+  t.equal((await s.getVpn('v0'))!.rekeyRequestedAt, 0, 'nothing is owed any more');
+  const c = new pg.Client({ connectionString: POSTGRES });
+  await c.connect();
+  const epochs = (await c.query(`SELECT epoch FROM ${parsePostgresUrl(store).schema}.session_keys WHERE vpn_id = 'v0' ORDER BY epoch`)).rows.map((r) => Number(r.epoch));
+  await c.end();
+  t.same(epochs, [1, 2], 'once: epoch 2 and no other');
 });

@@ -9,7 +9,7 @@
  *  - The instance holding the key server's lease is killed: another takes
  *    it within the lease time and periodic rekeys go on, one at a time.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { addDevice, addUser, addVpn, grant, revokeDevice } from '../../servers/admin.js';
 import { loadServiceKeys } from '../../servers/identity.js';
 import pg from 'pg';
@@ -108,16 +108,19 @@ t.test('200 terminals join through 3 instances of each service while one of each
   t.ok(served.every((n) => n > 0), `the surviving instances both served joins (${served.join(', ')})`);
 });
 
-t.test('the key server lease fails over and periodic rekeys happen once', { skip }, async (t) => {
+/**
+ * Three instances on a fresh schema with `n` terminals of user u0 joined to
+ * v0 (its rekey period `period`), and which instance holds the keys lease.
+ */
+async function joinedThree(t: Test, prefix: string, n: number, period = 0) {
   const store = postgresSchema(t);
   const data = tempDir(t);
-  const period = 2500;
-  const bundles = await seed(data, store, `lf${process.pid}`, 2, 1, period);
+  const bundles = await seed(data, store, `${prefix}${process.pid}`, n, 1, period);
   const instances = await startInstances(3, { data, store, group: shareGroup(), args: ['--timeout', '3s', '--lease-retry', '300ms'] });
   t.teardown(() => Promise.all(instances.map((i) => i.kill())));
   const agents = bundles.map((b) => agent(b, MOSQUITTO_URL, { brokerAuth: 'none', timeoutMs: 8000, attempts: 4 }));
   t.teardown(async () => {
-    await Promise.all(agents.map((a) => a.stop()));
+    await Promise.all(agents.map((a) => a.stop({ leave: false })));
     await clearRetained(bundles.map((b) => topics.state(b.id)));
   });
   for (const a of agents) {
@@ -126,10 +129,16 @@ t.test('the key server lease fails over and periodic rekeys happen once', { skip
     await a.join('u0', 'u0-password');
   }
   const holds = (x: (typeof instances)[number]) => x.out().includes('lease keys: held');
-  t.ok(await until(() => instances.filter(holds).length === 1, 5000), 'one instance holds the key server lease');
-  const leader = instances.find(holds)!;
   const s = await PgStore.open(store);
   t.teardown(() => s.close());
+  return { store, s, bundles, instances, agents, holds };
+}
+
+t.test('the key server lease fails over and periodic rekeys happen once', { skip }, async (t) => {
+  const period = 2500;
+  const { store, s, instances, agents, holds } = await joinedThree(t, 'lf', 2, period);
+  t.ok(await until(() => instances.filter(holds).length === 1, 5000), 'one instance holds the key server lease');
+  const leader = instances.find(holds)!;
   const epoch = async () => (await s.currentSessionKey('v0'))!.epoch;
   t.ok(await until(async () => (await epoch()) >= 2, period * 3), 'the leader rekeys periodically');
 
@@ -155,26 +164,9 @@ t.test('the key server lease fails over and periodic rekeys happen once', { skip
 });
 
 t.test('a removal in flight while the key server lease changes hands is rekeyed once', { skip }, async (t) => {
-  const store = postgresSchema(t);
-  const data = tempDir(t);
-  const bundles = await seed(data, store, `ho${process.pid}`, 3, 1);
-  const instances = await startInstances(3, { data, store, group: shareGroup(), args: ['--timeout', '3s', '--lease-retry', '300ms'] });
-  t.teardown(() => Promise.all(instances.map((i) => i.kill())));
-  const agents = bundles.map((b) => agent(b, MOSQUITTO_URL, { brokerAuth: 'none', timeoutMs: 8000, attempts: 4 }));
-  t.teardown(async () => {
-    await Promise.all(agents.map((a) => a.stop({ leave: false })));
-    await clearRetained(bundles.map((b) => topics.state(b.id)));
-  });
-  for (const a of agents) {
-    await a.start();
-    await a.configure();
-    await a.join('u0', 'u0-password');
-  }
-  const holds = (x: (typeof instances)[number]) => x.out().includes('lease keys: held');
+  const { store, s, bundles, instances, agents, holds } = await joinedThree(t, 'ho', 3);
   t.ok(await until(() => instances.filter(holds).length === 1, 5000), 'one instance holds the key server lease');
   const leader = instances.find(holds)!;
-  const s = await PgStore.open(store);
-  t.teardown(() => s.close());
   t.equal((await s.currentSessionKey('v0'))!.epoch, 1, 'all three hold epoch 1');
 
   // The holder dies as the removal is committed: whichever instance takes

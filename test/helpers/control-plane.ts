@@ -53,7 +53,7 @@ export interface CpOptions {
 
 export async function controlPlane(dataDir: string, o: CpOptions = {}): Promise<ControlPlane> {
   return startControlPlane({
-    dataDir, crypto, port: 0, timeoutMs: o.timeoutMs ?? 5000,
+    dataDir, crypto, port: 0, timeoutMs: o.timeoutMs ?? deadline(5000),
     ...(o.brokerUrl ? { brokerUrl: o.brokerUrl } : {}),
     ...(o.liveness ? { liveness: o.liveness } : {}),
     ...(o.linkCapacity ? { linkCapacity: o.linkCapacity } : {}),
@@ -127,7 +127,7 @@ export function testPlatform(brokerUrl: string, o: AgentTestOptions = {}): Platf
 }
 
 export function agent(b: Bundle, brokerUrl: string, o: AgentTestOptions = {}): TerminalAgent {
-  return new TerminalAgent(b, testPlatform(brokerUrl, o), { timeoutMs: 3000, attempts: 2, ...o });
+  return new TerminalAgent(b, testPlatform(brokerUrl, o), { timeoutMs: deadline(3000), attempts: 2, ...o });
 }
 
 /**

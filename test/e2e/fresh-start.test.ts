@@ -10,8 +10,10 @@
 import t from 'tap';
 import { controlPlane, joinedAgent, logged, tempDir, typeOf, until, vpnWithUsers } from '../helpers/control-plane.js';
 import { topics } from '../../protocol/topics.js';
+import { deadline } from '../helpers/deadline.js';
 
-const LIVE = { pollIntervalMs: 200, evictAfter: 2, continueAfterMs: 300 };
+// Short, scaled on a busy machine (where the first control plane's own polls could really be missed).
+const LIVE = { pollIntervalMs: deadline(200), evictAfter: 2, continueAfterMs: deadline(300) };
 
 t.test('a second control plane whose broker nobody uses evicts nobody', async (t) => {
   const dir = tempDir(t);
@@ -36,7 +38,8 @@ t.test('a second control plane whose broker nobody uses evicts nobody', async (t
   t.ok(await until(polled, 10_000), `the second polled each holder ${rounds} times, through a broker none of them is on`);
 
   const both = [...first, ...second];
-  t.same(logged(both, /missed a poll|evicted/), [], 'no poll counted as missed, nobody evicted');
+  t.same(logged(second, /missed a poll|evicted/), [], 'the second control plane counted no poll as missed and evicted nobody');
+  t.same(logged(both, /evicted/), [], 'nobody was evicted');
   t.same((await cp1.store.members('plant')).map((m) => m.deviceId), ['term-a', 'term-b'], 'both are still members of the VPN');
   t.same(logged(both, /told .* out \(/), [], 'no left notice (evicted, revoked) was sent');
   t.same(heard, [], 'and no agent heard one');

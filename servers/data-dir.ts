@@ -2,7 +2,7 @@
  * The control plane's data dir: kagi.db (SQLite tables, unless they live in
  * PostgreSQL), keys.json (the services' keys), broker.json (the broker the
  * last `kagi up` served, so the files made for devices and admins point at
- * it) and locks/ (who runs what on it: lock.ts).
+ * it) and locks/ (who runs what on it: data-dir-lock.ts).
  *
  * Only `kagi up` and `kagi init` make one; every other command refuses a dir
  * that holds no kagi data, so a typo in --data is an error, never an empty

@@ -5,7 +5,6 @@
  * looser modes where they already exist.
  */
 import { chmodSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
 
 export const PRIVATE_FILE_MODE = 0o600;
 export const PRIVATE_DIR_MODE = 0o700;
@@ -31,11 +30,6 @@ export function writePrivateFile(path: string, content: string | Uint8Array): vo
 /** Make a directory for secrets (0700); an existing one is left as it is (see looserThan). */
 export function makePrivateDir(dir: string): void {
   mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
-}
-
-/** Make the parent directory of a file that is about to be written. */
-export function makeParentDir(file: string): void {
-  mkdirSync(dirname(file), { recursive: true });
 }
 
 /**

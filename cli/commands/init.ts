@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { DATA_OPTION, parse } from '../args.js';
 import { nodeCrypto } from '../../runtime/node/crypto.js';
 import { openStore } from '../../servers/store/open.js';
+import { redactUrl } from '../../servers/store/postgres.js';
 import { loadServiceKeys } from '../../servers/identity.js';
 import { hasKagiData } from '../../servers/data-dir.js';
 
@@ -27,7 +28,7 @@ export async function init(args: string[]): Promise<number> {
   loadServiceKeys(v.data, nodeCrypto());
   const store = await openStore(v.data, v.store);
   await store.close();
-  const where = v.store ? `keys in ${resolve(v.data)}, tables in ${v.store.replace(/:[^:@/]*@/, ':***@')}` : resolve(v.data);
+  const where = v.store ? `keys in ${resolve(v.data)}, tables in ${redactUrl(v.store)}` : resolve(v.data);
   console.log(existed ? `kagi data already in ${where}: nothing changed` : `kagi data made in ${where}`);
   return 0;
 }

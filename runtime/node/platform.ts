@@ -3,7 +3,7 @@ import type { Platform } from '../../device/platform.js';
 import type { NumberStore } from '../../protocol/store.js';
 import { MemoryNumberStore } from '../../protocol/store.js';
 import { nodeCrypto } from './crypto.js';
-import { checkedRandom, entropyHealthTest } from '../../protocol/entropy.js';
+import { healthyRandom } from '../../protocol/entropy.js';
 import { FileNumberStore } from './file-numbers.js';
 import { MqttLink } from './mqtt.js';
 
@@ -22,7 +22,7 @@ export interface NodePlatformOptions {
 
 export function nodePlatform(o: NodePlatformOptions): Platform {
   const crypto = nodeCrypto();
-  entropyHealthTest(checkedRandom((n) => crypto.randomBytes(n))); // as boards do (protocol/entropy.ts)
+  healthyRandom((n) => crypto.randomBytes(n)); // the start-up test boards run too (protocol/entropy.ts)
   const numbers: NumberStore = o.stateFile ? new FileNumberStore(o.stateFile) : new MemoryNumberStore();
   const log = o.log ?? (() => {});
   return {

@@ -15,19 +15,14 @@ import { Coalescer } from './coalesce.js';
 import { ConflictError, type OwedNotice, type AuditRow, type ConfigRow, type MemberRow, type NetworkInfoRow, type SessionKeyRow, type Store, type UserRow } from './store.js';
 import { auditRow, owedNoticeRow, deviceRow, memberRow, networkInfoRow, presenceMap, sessionKeyRow, u8, vpnRow, VPN_COLUMNS } from './rows.js';
 import { migrations } from './migrations.js';
+import { owedSql } from './owed.js';
 import { PgAdvisoryLease, type Lease, type LeaseOptions } from './lease.js';
 
 import { NoDataError } from '../data-dir.js';
 
 const MIGRATIONS = migrations('postgres');
 
-/** A removal owes its VPN a rekey (store.ts, removeMember): the earliest mark is kept. */
-const OWE_REKEY = 'UPDATE vpns SET rekey_requested_at = $1 WHERE rekey_requested_at = 0';
-
-/** A removal owes the members' key holders a notice (as in sqlite.ts): $1 reason, $2 since, then the WHERE's. */
-const OWE_NOTICE = `INSERT INTO owed_notices (vpn_id, member_id, holder_id, reason, since)
-  SELECT m.vpn_id, m.device_id, COALESCE(ni.relay_id, m.device_id), $1, $2 FROM members m LEFT JOIN network_info ni ON ni.device_id = m.device_id WHERE`;
-const OWE_NOTICE_UPSERT = ' ON CONFLICT (vpn_id, member_id) DO UPDATE SET holder_id = excluded.holder_id, reason = excluded.reason, since = excluded.since';
+const OWED = owedSql((i) => `$${i}`);
 
 /** Any 64-bit number: the lock every instance takes to migrate. */
 const MIGRATION_LOCK = 0x6b616769; // "kagi"
@@ -63,6 +58,11 @@ function isConflict(e: unknown): boolean {
   // 23505 unique_violation, 23503 foreign_key_violation
   const code = (e as { code?: string })?.code;
   return code === '23505' || code === '23503';
+}
+
+/** A connection URL fit for a message: its password replaced by ***. */
+export function redactUrl(url: string): string {
+  return url.replace(/:[^:@/]*@/, ':***@');
 }
 
 /** The connection URL and the schema it asks for (?schema=, default kagi). */
@@ -129,8 +129,8 @@ export class PgStore implements Store {
       await migrate(pool, schema);
     } catch (e) {
       await pool.end();
-      if (e instanceof NoDataError) throw new NoDataError(`PostgreSQL store ${connectionString.replace(/:[^:@/]*@/, ':***@')}: ${e.message}`);
-      throw new Error(`PostgreSQL store ${connectionString.replace(/:[^:@/]*@/, ':***@')}: ${(e as Error).message}`);
+      const m = `PostgreSQL store ${redactUrl(connectionString)}: ${(e as Error).message}`;
+      throw e instanceof NoDataError ? new NoDataError(m) : new Error(m);
     }
     return new PgStore(pool, schema, connectionString);
   }
@@ -197,8 +197,8 @@ export class PgStore implements Store {
   async revokeDevice(id: string) {
     return this.tx(async (q) => {
       if (((await q('UPDATE devices SET revoked = 1 WHERE id = $1', [id])).rowCount ?? 0) === 0) return false;
-      await q(`${OWE_REKEY} AND id IN (SELECT vpn_id FROM members WHERE device_id = $2)`, [Date.now(), id]);
-      await q(`${OWE_NOTICE} m.device_id = $3${OWE_NOTICE_UPSERT}`, ['revoked', Date.now(), id]);
+      await q(`${OWED.rekey} AND id IN (SELECT vpn_id FROM members WHERE device_id = $2)`, [Date.now(), id]);
+      await q(OWED.notice('m.device_id = $3'), ['revoked', Date.now(), id]);
       await q('DELETE FROM members WHERE device_id = $1', [id]);
       await q('DELETE FROM channels WHERE peer = $1', [id]);
       return true;
@@ -237,7 +237,7 @@ export class PgStore implements Store {
   }
   async deleteVpn(id: string) {
     return this.tx(async (q) => {
-      await q(`${OWE_NOTICE} m.vpn_id = $3${OWE_NOTICE_UPSERT}`, ['deleted', Date.now(), id]);
+      await q(OWED.notice('m.vpn_id = $3'), ['deleted', Date.now(), id]);
       for (const t of ['grants', 'members', 'session_keys']) await q(`DELETE FROM ${t} WHERE vpn_id = $1`, [id]);
       return ((await q('DELETE FROM vpns WHERE id = $1', [id])).rowCount ?? 0) > 0;
     });
@@ -248,10 +248,10 @@ export class PgStore implements Store {
   }
   async revoke(vpnId: string, userId: string) {
     return this.tx(async (q) => {
-      await q(`${OWE_NOTICE} m.vpn_id = $3 AND m.user_id = $4${OWE_NOTICE_UPSERT}`, ['revoked', Date.now(), vpnId, userId]);
+      await q(OWED.notice('m.vpn_id = $3 AND m.user_id = $4'), ['revoked', Date.now(), vpnId, userId]);
       const m = (await q('DELETE FROM members WHERE vpn_id = $1 AND user_id = $2', [vpnId, userId])).rowCount ?? 0;
       const g = (await q('DELETE FROM grants WHERE vpn_id = $1 AND user_id = $2', [vpnId, userId])).rowCount ?? 0;
-      if (m > 0) await q(`${OWE_REKEY} AND id = $2`, [Date.now(), vpnId]);
+      if (m > 0) await q(`${OWED.rekey} AND id = $2`, [Date.now(), vpnId]);
       return m + g > 0;
     });
   }
@@ -276,9 +276,9 @@ export class PgStore implements Store {
   }
   async removeMember(vpnId: string, deviceId: string, notice?: OwedNotice['reason']) {
     return this.tx(async (q) => {
-      if (notice) await q(`${OWE_NOTICE} m.vpn_id = $3 AND m.device_id = $4${OWE_NOTICE_UPSERT}`, [notice, Date.now(), vpnId, deviceId]);
+      if (notice) await q(OWED.notice('m.vpn_id = $3 AND m.device_id = $4'), [notice, Date.now(), vpnId, deviceId]);
       if (((await q('DELETE FROM members WHERE vpn_id = $1 AND device_id = $2', [vpnId, deviceId])).rowCount ?? 0) === 0) return false;
-      await q(`${OWE_REKEY} AND id = $2`, [Date.now(), vpnId]);
+      await q(`${OWED.rekey} AND id = $2`, [Date.now(), vpnId]);
       return true;
     });
   }

@@ -13,22 +13,13 @@ import type { ChannelBook } from '../../protocol/channel.js';
 import { WriteBatch } from './write-batch.js';
 import { SoleLease, type Lease } from './lease.js';
 import { migrations } from './migrations.js';
+import { owedSql } from './owed.js';
 import { ConflictError, type OwedNotice, type AuditRow, type ConfigRow, type MemberRow, type NetworkInfoRow, type SessionKeyRow, type Store, type UserRow } from './store.js';
 import { auditRow, owedNoticeRow, deviceRow, memberRow, networkInfoRow, presenceMap, sessionKeyRow, u8, vpnRow, VPN_COLUMNS } from './rows.js';
 
 const MIGRATIONS = migrations('sqlite');
 
-/** A removal owes its VPN a rekey (store.ts, removeMember): the earliest mark is kept. */
-const OWE_REKEY = 'UPDATE vpns SET rekey_requested_at = ? WHERE rekey_requested_at = 0';
-
-/**
- * A removal owes the members' key holders a notice (store.ts, removeMember):
- * params reason, since, then the WHERE's; the holder is the relay a member
- * sits behind, else the member.
- */
-const OWE_NOTICE = `INSERT INTO owed_notices (vpn_id, member_id, holder_id, reason, since)
-  SELECT m.vpn_id, m.device_id, COALESCE(ni.relay_id, m.device_id), ?, ? FROM members m LEFT JOIN network_info ni ON ni.device_id = m.device_id WHERE`;
-const OWE_NOTICE_UPSERT = ' ON CONFLICT (vpn_id, member_id) DO UPDATE SET holder_id = excluded.holder_id, reason = excluded.reason, since = excluded.since';
+const OWED = owedSql(() => '?');
 
 function migrate(db: Database.Database): void {
   db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
@@ -124,8 +115,8 @@ export class SqliteStore implements Store {
   async revokeDevice(id: string) {
     return this.db.transaction(() => {
       if (this.stmt('UPDATE devices SET revoked = 1 WHERE id = ?').run(id).changes === 0) return false;
-      this.stmt(`${OWE_REKEY} AND id IN (SELECT vpn_id FROM members WHERE device_id = ?)`).run(Date.now(), id);
-      this.stmt(`${OWE_NOTICE} m.device_id = ?${OWE_NOTICE_UPSERT}`).run('revoked', Date.now(), id);
+      this.stmt(`${OWED.rekey} AND id IN (SELECT vpn_id FROM members WHERE device_id = ?)`).run(Date.now(), id);
+      this.stmt(OWED.notice('m.device_id = ?')).run('revoked', Date.now(), id);
       this.stmt('DELETE FROM members WHERE device_id = ?').run(id);
       this.stmt('DELETE FROM channels WHERE peer = ?').run(id);
       return true;
@@ -164,7 +155,7 @@ export class SqliteStore implements Store {
 
   async deleteVpn(id: string) {
     return this.db.transaction(() => {
-      this.stmt(`${OWE_NOTICE} m.vpn_id = ?${OWE_NOTICE_UPSERT}`).run('deleted', Date.now(), id);
+      this.stmt(OWED.notice('m.vpn_id = ?')).run('deleted', Date.now(), id);
       for (const t of ['grants', 'members', 'session_keys']) this.stmt(`DELETE FROM ${t} WHERE vpn_id = ?`).run(id);
       return this.stmt('DELETE FROM vpns WHERE id = ?').run(id).changes > 0;
     })();
@@ -175,10 +166,10 @@ export class SqliteStore implements Store {
   }
   async revoke(vpnId: string, userId: string) {
     return this.db.transaction(() => {
-      this.stmt(`${OWE_NOTICE} m.vpn_id = ? AND m.user_id = ?${OWE_NOTICE_UPSERT}`).run('revoked', Date.now(), vpnId, userId);
+      this.stmt(OWED.notice('m.vpn_id = ? AND m.user_id = ?')).run('revoked', Date.now(), vpnId, userId);
       const m = this.stmt('DELETE FROM members WHERE vpn_id = ? AND user_id = ?').run(vpnId, userId).changes;
       const g = this.stmt('DELETE FROM grants WHERE vpn_id = ? AND user_id = ?').run(vpnId, userId).changes;
-      if (m > 0) this.stmt(`${OWE_REKEY} AND id = ?`).run(Date.now(), vpnId);
+      if (m > 0) this.stmt(`${OWED.rekey} AND id = ?`).run(Date.now(), vpnId);
       return m + g > 0;
     })();
   }
@@ -203,9 +194,9 @@ export class SqliteStore implements Store {
   }
   async removeMember(vpnId: string, deviceId: string, notice?: OwedNotice['reason']) {
     return this.db.transaction(() => {
-      if (notice) this.stmt(`${OWE_NOTICE} m.vpn_id = ? AND m.device_id = ?${OWE_NOTICE_UPSERT}`).run(notice, Date.now(), vpnId, deviceId);
+      if (notice) this.stmt(OWED.notice('m.vpn_id = ? AND m.device_id = ?')).run(notice, Date.now(), vpnId, deviceId);
       if (this.stmt('DELETE FROM members WHERE vpn_id = ? AND device_id = ?').run(vpnId, deviceId).changes === 0) return false;
-      this.stmt(`${OWE_REKEY} AND id = ?`).run(Date.now(), vpnId);
+      this.stmt(`${OWED.rekey} AND id = ?`).run(Date.now(), vpnId);
       return true;
     })();
   }

@@ -31,16 +31,16 @@ export function int(v: string | undefined, name: string, fallback?: number): num
   return n;
 }
 
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** A duration like 500ms, 30s, 5m, 1h (a bare number is seconds), in ms. */
+/** A duration like 500ms, 30s, 5m, 1h, 30d (a bare number is seconds), in ms. */
 export function duration(v: string | undefined, name: string, fallbackMs?: number): number {
   if (v === undefined) {
     if (fallbackMs === undefined) throw new UsageError(`--${name} is required`);
     return fallbackMs;
   }
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(v.trim());
-  if (!m) throw new UsageError(`--${name} must be a duration like 500ms, 30s, 5m or 1h, not '${v}'`);
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(v.trim());
+  if (!m) throw new UsageError(`--${name} must be a duration like 500ms, 30s, 5m, 1h or 30d, not '${v}'`);
   return Math.round(Number(m[1]) * UNITS[m[2] ?? 's']!);
 }
 

@@ -37,6 +37,13 @@ export interface LinkOptions {
   onConnect?(): void;
 }
 
+/** Small secrets an agent keeps across restarts (resumption tickets): bytes by key. */
+export interface SecretStore {
+  get(key: string): Promise<Uint8Array | undefined>;
+  set(key: string, value: Uint8Array): Promise<void>;
+  delete(key: string): Promise<void>;
+}
+
 export interface Platform {
   crypto: Crypto;
   now(): number;
@@ -47,6 +54,8 @@ export interface Platform {
    */
   wallClock?: boolean;
   numbers: NumberStore;
+  /** Where tickets persist; memory when absent (they are lost at a restart, and the password is needed again). */
+  secrets?: SecretStore;
   /** One connection attempt: resolves on CONNACK, rejects if it fails (the agent retries). */
   connect(o: LinkOptions): Promise<Link>;
   log(level: 'debug' | 'info' | 'warn', msg: string): void;

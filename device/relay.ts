@@ -23,6 +23,7 @@ import type { Platform } from './platform.js';
 import { DeviceSession, RefusedError, type Held } from './session.js';
 import { MemberKeys } from './vpn-keys.js';
 import { detach } from './detach.js';
+import { MemorySecretStore, TicketWallet } from './tickets.js';
 
 export type PortState = 'RESTRICTED' | 'FORWARDING';
 
@@ -56,12 +57,15 @@ export interface RelayOptions {
 
 export class RelayAgent {
   readonly session: DeviceSession;
+  /** Its ports' terminals' resumption tickets, by TERMINAL/USER. */
+  readonly tickets: TicketWallet;
   readonly ports = new Map<string, RelayPort>();
   config: Body | null = null;
   private pinger: ReturnType<typeof setInterval> | null = null;
 
   constructor(readonly bundle: Bundle, portNames: string[], private readonly p: Platform, private readonly o: RelayOptions = {}) {
     this.session = new DeviceSession(bundle, p, o);
+    this.tickets = new TicketWallet(p.secrets ?? new MemorySecretStore(), p.log);
     for (const n of portNames) this.ports.set(n, new RelayPort(n));
   }
 
@@ -182,11 +186,13 @@ export class RelayAgent {
   }
 
   /** S205–S212: user join for the port's terminal; keys come to us for the port. */
-  async joinPort(name: string, user: string, password: string): Promise<Body[]> {
+  async joinPort(name: string, user: string, password?: string): Promise<Body[]> {
     const p = this.port(name);
     if (!p.terminal) throw new RefusedError('configure first');
     const terminal = p.terminal;
-    const r = await this.session.ask('join.request', 'join', { user, password, onBehalf: { id: terminal, port: p.name } });
+    // The relay keeps the terminal's ticket: the terminal's later joins need no password either.
+    const onBehalf = { id: terminal, port: p.name };
+    const r = await this.tickets.join(`${terminal}/${user}`, password, (c) => this.session.ask('join.request', 'join', { user, ...c, onBehalf }));
     const vpns = list(asBody(r.body), 'vpns').map((x) => asBody(x));
     for (const v of vpns) {
       const k = p.vpns.get(str(v, 'id', 64));
@@ -214,7 +220,8 @@ export class RelayAgent {
   }
 
   private portJoin(p: RelayPort, b: Body): Promise<void> {
-    return this.answer(p, 'joined', async () => ({ vpns: await this.joinPort(p.name, str(b, 'user', 64), str(b, 'password', 1024)) }));
+    const password = b.password === undefined ? undefined : str(b, 'password', 1024);
+    return this.answer(p, 'joined', async () => ({ vpns: await this.joinPort(p.name, str(b, 'user', 64), password) }));
   }
 
   private portData(p: RelayPort, b: Body): Promise<void> {

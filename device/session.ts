@@ -21,15 +21,24 @@ import { asBody, list, num, str, type Body } from '../protocol/body.js';
 import { asReceiver, asRequester, MemoryChannelBook } from '../protocol/channel.js';
 import { utf8, wipe } from '../protocol/bytes.js';
 import { backoffDelay } from '../protocol/backoff.js';
+import { openTicket, type Ticket } from '../protocol/ticket.js';
+import type { RequestSecrets } from '../protocol/sealed.js';
 import type { Bundle } from './bundle.js';
 import { BrokerRefusedError, type Link, type LinkOptions, type Platform } from './platform.js';
 import { detach } from './detach.js';
 
 const isService = (id: string): id is 'auth' | 'config' | 'keys' => id === 'auth' || id === 'config' || id === 'keys';
 
-/** A refusal from the control plane, with its reason. */
+/** A refusal from the control plane, with its reason (and code, and a ticket auth rotated before the refusal). */
 export class RefusedError extends Error {
   override readonly name = 'RefusedError';
+  constructor(
+    message: string,
+    readonly code?: string,
+    readonly ticket?: Ticket,
+  ) {
+    super(message);
+  }
 }
 
 /** What a key holder holds for one member (itself, or a relay port's terminal). */
@@ -198,25 +207,40 @@ export class DeviceSession {
   }
 
   /** A request sealed to the auth server, answered by the config server. */
-  async ask(type: 'config.request' | 'join.request', op: 'request' | 'join', body: Record<string, unknown>): Promise<Reply> {
+  async ask(type: 'config.request' | 'join.request', op: 'request' | 'join', body: Record<string, unknown>): Promise<Reply & { ticket?: Ticket }> {
     const attempts = this.o.attempts ?? 5;
     for (let i = 1; ; i++) {
       try {
         const r = await this.peer!.request({ to: 'auth', pkR: this.bundle.services.auth, topic: topics.service('config', op), type, body, replyFrom: 'config', timeoutMs: this.o.timeoutMs ?? 10_000 });
         try {
-          if (r.type === 'error') throw new RefusedError(String(asBody(r.body).reason));
+          const b = asBody(r.body);
+          const ticket = b.ticket instanceof Uint8Array ? this.openTicket(r.secrets, b.ticket) : undefined;
+          if (r.type === 'error') throw new RefusedError(String(b.reason), typeof b.code === 'string' ? b.code : undefined, ticket);
           // Our own authentication (not one on a port's behalf) renews the
           // config channel, as the config server does on its side.
           if (body.onBehalf === undefined) await this.channels.set('config', asRequester(r.secrets.channelKeys()));
-          this.learnLiveness(asBody(r.body));
+          this.learnLiveness(b);
+          return ticket ? { ...r, ticket } : r;
         } finally {
           r.secrets.destroy();
         }
-        return r;
       } catch (e) {
         if (!isKagiError(e, 'unexpected') || i >= attempts || this.stopped) throw e;
         this.p.log('warn', `${this.bundle.id}: ${(e as Error).message} via ${this.broker} (connected: ${this.link?.connected ? 'yes' : 'no'})${this.p.brokerHint ? ` — ${this.p.brokerHint}` : ''}; attempt ${i + 1}${Number.isFinite(attempts) ? `/${attempts}` : ''}`);
       }
+    }
+  }
+
+  /** A ticket auth sealed under this request's ticket key; one that does not open is logged and ignored. */
+  private openTicket(secrets: RequestSecrets, sealed: Uint8Array): Ticket | undefined {
+    const key = secrets.ticketKey();
+    try {
+      return openTicket(this.p.crypto, key, sealed);
+    } catch (e) {
+      this.p.log('warn', `${this.bundle.id}: a ticket in the answer did not open (${(e as Error).message}): ignored`);
+      return undefined;
+    } finally {
+      wipe(key);
     }
   }
 

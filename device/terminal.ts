@@ -19,6 +19,7 @@ import { asBody, bytes, list, num, str, type Body } from '../protocol/body.js';
 import type { Bundle } from './bundle.js';
 import type { Platform } from './platform.js';
 import { DeviceSession, type Held } from './session.js';
+import { MemorySecretStore, TicketWallet } from './tickets.js';
 import { MemberKeys, type OpenedFrame } from './vpn-keys.js';
 import { ALL_MEMBERS } from '../protocol/vpn-frame.js';
 export { RefusedError } from './session.js';
@@ -57,6 +58,8 @@ export interface TerminalOptions {
 export class TerminalAgent {
   private _state: TerminalState = 'stopped';
   private readonly session: DeviceSession;
+  /** Resumption tickets, by user: a re-join needs no password. */
+  readonly tickets: TicketWallet;
   config: Record<string, unknown> | null = null;
   readonly vpns = new Map<string, { id: string; protocol: string; port: number; keys: MemberKeys }>();
   /** Payloads not sent by reason: 'cut' (the plan cut the VPN), 'rate' (over its rate). */
@@ -66,6 +69,7 @@ export class TerminalAgent {
 
   constructor(readonly bundle: Bundle, private readonly p: Platform, private readonly o: TerminalOptions = {}) {
     this.session = new DeviceSession(bundle, p, o);
+    this.tickets = new TicketWallet(p.secrets ?? new MemorySecretStore(), p.log);
   }
 
   get state(): TerminalState {
@@ -104,14 +108,16 @@ export class TerminalAgent {
   /**
    * S105–S110: user join; keys arrive (keys.deliver) before the answer.
    * An external terminal (S301) has no config step: it joins directly.
+   * With a ticket for `user` no password is sent (or needed); one is
+   * needed for the first join, and again only if the ticket is refused.
    */
-  async join(user: string, password: string): Promise<VpnInfo[]> {
+  async join(user: string, password?: string): Promise<VpnInfo[]> {
     if (this.bundle.kind === 'external') this.need('unconfigured', 'configured', 'joined');
     else this.need('configured', 'joined');
     const before = this._state;
     this.to('joining');
     try {
-      const r = await this.session.ask('join.request', 'join', { user, password });
+      const r = await this.tickets.join(user, password, (c) => this.session.ask('join.request', 'join', { user, ...c }));
       const joined = list(asBody(r.body), 'vpns').map((x) => {
         const v = asBody(x);
         this.vpns.get(str(v, 'id', 64))?.keys.shaper.set(typeof v.rate === 'number' ? v.rate : 0, v.cut === true, this.p.now());

@@ -29,6 +29,7 @@ import { MESSAGE_TYPES, type MessageKind, type MessageType } from './messages.js
 const INFO = utf8('kagi/v1 sealed');
 const REPLY_LABEL = utf8('kagi/v1 reply');
 const CHANNEL_LABEL = utf8('kagi/v1 channel');
+const TICKET_LABEL = utf8('kagi/v1 ticket');
 
 /**
  * How long a request is good for after it was issued (s): three times the
@@ -87,6 +88,15 @@ export class RequestSecrets {
   channelKeys(): { up: Uint8Array; down: Uint8Array } {
     const k = this.ctx.export(CHANNEL_LABEL, 64);
     return { up: k.slice(0, 32), down: k.slice(32) };
+  }
+
+  /**
+   * Key for the resumption ticket the auth server returns to this request
+   * (ticket.ts): an export only the two ends can make. The config server,
+   * which gets the reply and channel keys, cannot derive it.
+   */
+  ticketKey(): Uint8Array {
+    return this.ctx.export(TICKET_LABEL, 32);
   }
 
   destroy(): void {

@@ -14,7 +14,7 @@ import type { Party } from './identity.js';
 import type { Store } from './store/store.js';
 import { statusView } from './status-view.js';
 import {
-  AdminError, addUser, addVpn, deleteVpn, grant, registerAdmin, registerDevice, requestRekey, revoke, revokeAdmin, revokeDevice, setVpn, type NewDevice,
+  AdminError, addUser, setUserPassword, addVpn, deleteVpn, grant, registerAdmin, registerDevice, requestRekey, revoke, revokeAdmin, revokeDevice, setVpn, type NewDevice,
 } from './admin.js';
 
 export interface AdminContext {
@@ -84,6 +84,11 @@ const OPS: Record<string, Op> = {
   'user.add': {
     change: true,
     run: (c, a) => addUser(c.store, id(a), str(a, 'password', 1024)),
+    detail: (a) => pick(a, 'id'),
+  },
+  'user.passwd': {
+    change: true,
+    run: (c, a) => setUserPassword(c.store, id(a), str(a, 'password', 1024)),
     detail: (a) => pick(a, 'id'),
   },
   'vpn.add': {

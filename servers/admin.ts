@@ -123,6 +123,12 @@ export async function addUser(store: Store, id: string, password: string): Promi
   await store.addUser({ id, passwordHash: await hashPassword(password) });
 }
 
+/** A new password for a user; the user's resumption tickets are dropped with the old one. */
+export async function setUserPassword(store: Store, id: string, password: string): Promise<void> {
+  if (password.length < 8) throw new AdminError('password must have at least 8 characters');
+  if (!(await store.setPassword(id, await hashPassword(password)))) throw new AdminError(`no user '${id}'`);
+}
+
 export async function addVpn(store: Store, v: { id: string; protocol: VpnProtocol; port: number; priority?: number; maxBandwidth?: number; rekeyPeriodMs?: number }): Promise<void> {
   checkId(v.id, 'VPN');
   if (v.protocol !== 'tcp' && v.protocol !== 'udp') throw new AdminError(`protocol must be tcp or udp, not '${v.protocol}'`);

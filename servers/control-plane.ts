@@ -49,6 +49,8 @@ export interface ControlPlaneOptions {
   liveness?: Pick<ConfigOptions, 'pollIntervalMs' | 'evictAfter' | 'continueAfterMs'>;
   /** Periodic rekey: default period for VPNs without their own (ms, default 1 h, 0 = off) and how often it is checked. */
   rekeyPeriodMs?: number;
+  /** Resumption tickets' lifetime (ms; default 30 days). */
+  ticketLifetimeMs?: number;
   keysTickMs?: number;
   log?: ServiceContext['log'];
   /** Serve Prometheus metrics on this port (0 = any free one) at /metrics. */
@@ -145,7 +147,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     }
     const brokerAuth = broker ? 'counter' : o.dynsec ? 'static' : 'none';
     const ctx: ServiceContext = { crypto: o.crypto, store, keys, brokerUrl, brokerAuth, timeoutMs: o.timeoutMs ?? 10_000, metrics, log, ...(o.instance ? { instance: o.instance } : {}) };
-    if (run.has('auth')) closers.unshift((await startAuth(ctx)).close);
+    if (run.has('auth')) closers.unshift((await startAuth(ctx, o.ticketLifetimeMs !== undefined ? { ticketLifetimeMs: o.ticketLifetimeMs } : {})).close);
     if (run.has('keys')) closers.unshift((await startKeys(ctx, { rekeyPeriodMs: o.rekeyPeriodMs ?? 3_600_000, ...(o.keysTickMs ? { tickMs: o.keysTickMs } : {}) })).close);
     const config = run.has('config') ? await startConfig(ctx, { drivers, addressOf: (id) => broker?.addresses.get(id), linkCapacity: o.linkCapacity ?? 0, ...o.liveness }) : null;
     if (config) {

@@ -28,6 +28,9 @@ export const METRICS = {
   kagi_frames_dropped_total: { type: 'counter', help: 'VPN frames the embedded broker dropped, by reason' },
   kagi_messages_dropped_total: { type: 'counter', help: "Control messages a service dropped, by reason: replay (seen, or older than the window), unexpected (a reply to another instance's request), not-leader (taken by the lease holder), auth, key, …" },
   kagi_admin_ops_total: { type: 'counter', help: 'Remote admin operations answered, by op and result (ok, refused)' },
+  kagi_tickets_issued_total: { type: 'counter', help: 'Resumption tickets issued, by how (password: a join with the password; rotation: a ticket re-join)' },
+  kagi_ticket_joins_total: { type: 'counter', help: 'Joins made with a resumption ticket instead of the password (no scrypt)' },
+  kagi_ticket_thefts_total: { type: 'counter', help: 'Retired tickets presented again (a copied ticket): the pair\'s tickets were revoked' },
   kagi_lease_held: { type: 'gauge', help: "1 where this instance holds the lease of a service's once-only duties (polls, leave steps, periodic rekeys)" },
 } as const;
 

@@ -6,7 +6,9 @@
 import type { Store } from './store/store.js';
 
 export interface StatusView {
-  devices: { id: string; kind: string; mac: string; revoked: boolean; address: string | null; online: boolean | null; since: string | null; communicating: boolean }[];
+  devices: { id: string; kind: string; mac: string; revoked: boolean; address: string | null; online: boolean | null; since: string | null; communicating: boolean;
+    /** A live resumption ticket (null: never had one), and when the device last re-joined with one. */
+    ticket: { live: boolean; lastUsed: string | null } | null }[];
   ports: { relay: string | null; port: string | null; terminal: string; state: 'FORWARDING' | 'RESTRICTED'; vpns: string[] }[];
   vpns: {
     id: string; protocol: string; port: number; priority: number; maxBandwidth: number; rate: number; cut: boolean; users: number;
@@ -20,6 +22,7 @@ export async function statusView(s: Store): Promise<StatusView> {
   const presence = await s.presence();
   const silent = await s.notCommunicating();
   const info = await s.allNetworkInfo();
+  const tickets = await s.ticketSummary(Date.now());
   const devices = all.filter((d) => d.kind !== 'admin').map((d) => {
     const p = presence.get(d.id);
     return {
@@ -28,6 +31,7 @@ export async function statusView(s: Store): Promise<StatusView> {
       online: p ? p.online : null,
       since: p ? new Date(p.changedAt).toISOString() : null,
       communicating: !silent.has(d.id),
+      ticket: ticketOf(tickets.get(d.id)),
     };
   });
   // Relay ports from the tables: a port forwards while its terminal holds
@@ -47,4 +51,8 @@ export async function statusView(s: Store): Promise<StatusView> {
   }
   const admins = all.filter((d) => d.kind === 'admin').map((d) => ({ id: d.id, revoked: d.revoked }));
   return { devices, ports, vpns, admins };
+}
+
+function ticketOf(t: { live: boolean; lastUsedAt: number | null } | undefined): StatusView['devices'][number]['ticket'] {
+  return t ? { live: t.live, lastUsed: t.lastUsedAt === null ? null : new Date(t.lastUsedAt).toISOString() } : null;
 }

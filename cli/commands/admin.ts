@@ -145,21 +145,25 @@ export async function device(args: string[]): Promise<number> {
 }
 
 export const userHelp = `usage: kagi user add ID --password-stdin [--data DIR | --remote FILE]
+       kagi user passwd ID --password-stdin [--data DIR | --remote FILE]
 
-Adds a user; the password (at least 8 characters) is read from standard
-input and stored as an scrypt hash (with --remote it travels sealed to the
-config server, which hashes it).
+add: adds a user; the password (at least 8 characters) is read from
+standard input and stored as an scrypt hash (with --remote it travels
+sealed to the config server, which hashes it).
+passwd: gives the user a new password (read the same way) and retires every
+resumption ticket the user's devices hold: each must join once more with
+the new password.
 
 ${TARGET_HELP}`;
 
 export async function user(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
-  if (sub !== 'add') throw new UsageError(`unknown 'user ${sub ?? ''}': try 'kagi user add --help'`);
+  if (sub !== 'add' && sub !== 'passwd') throw new UsageError(`unknown 'user ${sub ?? ''}': try 'kagi user --help'`);
   const { values: v, positionals } = parse(rest, { ...TARGET_OPTIONS, 'password-stdin': { type: 'boolean', default: false } }, 1);
   if (!v['password-stdin']) throw new UsageError('--password-stdin is required (passwords never go on the command line)');
-  const password = await readStdinLine(`password for ${positionals[0]}`);
-  await withTarget(v, (t) => t.run('user.add', { id: positionals[0], password }));
-  console.log(`user ${positionals[0]} added`);
+  const password = await readStdinLine(`${sub === 'add' ? 'password' : 'new password'} for ${positionals[0]}`);
+  await withTarget(v, (t) => t.run(`user.${sub}`, { id: positionals[0], password }));
+  console.log(sub === 'add' ? `user ${positionals[0]} added` : `user ${positionals[0]}: password changed, its tickets retired`);
   return 0;
 }
 

@@ -12,19 +12,28 @@ import { TcpRelayPorts, connectToPort, loadRelayProfile, relayProfileOf, type Re
 import type { BoardProfile } from '../../device/board-profile.js';
 import { RawPorts, loadRawPorts, type RawPortSpec } from '../../runtime/node/raw-ports.js';
 import { TerminalAgent } from '../../device/terminal.js';
+import { TicketWallet } from '../../device/tickets.js';
 import { nodePlatform } from '../../runtime/node/platform.js';
 import { Tunnels, parseListen, parseTarget } from '../../runtime/node/tunnel.js';
 
-export const agentHelp = `usage: kagi agent FILE [--user ID --password-stdin] [--listen VPN=LOCALPORT:PEER]... [--target VPN=HOST:PORT]...
+export const agentHelp = `usage: kagi agent FILE [--user ID [--password-stdin]] [--listen VPN=LOCALPORT:PEER]... [--target VPN=HOST:PORT]...
        kagi agent RELAY.json --profile NAME [--port-base N] [--raw FILE]
-       kagi agent PLAIN.json --via HOST:PORT [--user ID --password-stdin]
+       kagi agent PLAIN.json --via HOST:PORT [--user ID [--password-stdin]]
 
 Runs the device agent of bundle FILE: connects to the broker named in the
-bundle (or --broker URL), gets its config, joins as --user (password from
-standard input) or with the bundle's preset credentials, and carries TCP:
+bundle (or --broker URL), gets its config, joins as --user or with the
+bundle's preset credentials, and carries TCP:
   --listen VPN=LOCALPORT:PEER  accept on 127.0.0.1:LOCALPORT, tunnel to device PEER
   --target VPN=HOST:PORT       where to connect streams arriving on VPN
                                (default 127.0.0.1:<the VPN's port>)
+The first join as a user needs the password (--password-stdin reads it
+from standard input); it returns a resumption ticket, kept in FILE.tickets
+(0600), and from then on the agent holds no password: re-joins (after a
+restart, an eviction, a grant) present the ticket. The password is needed
+again only if the ticket is refused (expired, the password changed, the
+ticket seen twice); the agent says so. A relay keeps the tickets of its
+ports' terminals the same way, so a plaintext terminal joins again with
+--user alone.
 Sequence counters persist in FILE.state. Listeners are bound before the
 agent connects: a LOCALPORT in use is an error naming it, and nothing is
 joined. On SIGINT/SIGTERM (at any stage) a joined agent leaves its VPNs (the
@@ -106,6 +115,7 @@ export async function agent(args: string[], baked?: BoardProfile): Promise<numbe
   const platform = nodePlatform({
     brokerUrl: v.broker ?? bundle.broker,
     stateFile: `${file}.state`,
+    secretsFile: `${file}.tickets`,
     brokerAuth: v['no-broker-auth'] ? 'none' : v['static-broker-auth'] ? 'static' : 'counter',
     log,
     brokerHint: 'is kagi up serving this broker? pass --broker URL if it runs elsewhere',
@@ -120,14 +130,22 @@ export async function agent(args: string[], baked?: BoardProfile): Promise<numbe
     const profile = v.profile ? loadRelayProfile(v.profile) : relayProfileOf(baked!);
     return runRelay(bundle, platform, profile, v['port-base'], v.raw ? loadRawPorts(v.raw) : [], life);
   }
-  if (v.user && !v['password-stdin']) throw new UsageError('--user needs --password-stdin');
   const listens = v.listen.map(parseListen);
   const targets = v.target.map(parseTarget);
   const user = v.user ?? bundle.user;
-  const password = v.user ? await readStdinLine(`password for ${v.user}`) : bundle.password;
+  // The password is held only until a ticket replaces it (device/tickets.ts).
+  let password = v.user ? (v['password-stdin'] ? await readStdinLine(`password for ${v.user}`) : undefined) : bundle.password;
+  if (v.user && password === undefined && !(await new TicketWallet(platform.secrets!, log).has(v.user))) {
+    throw new UsageError(`no ticket for ${v.user} in ${file}.tickets: the first join needs the password (--password-stdin)`);
+  }
   let tunnels: Tunnels | undefined;
   let stopping = false;
-  const rejoin = rejoiner(`${bundle.id}`, () => a.join(user!, password!), () => stopping);
+  const join = async () => {
+    const joined = await a.join(user!, password);
+    if (v.user && (await a.tickets.has(user!))) password = undefined;
+    return joined;
+  };
+  const rejoin = rejoiner(`${bundle.id}`, join, () => stopping);
   const a: TerminalAgent = new TerminalAgent(bundle, platform, {
     attempts: life.attempts,
     ...brokerWait,
@@ -140,12 +158,12 @@ export async function agent(args: string[], baked?: BoardProfile): Promise<numbe
       tunnels?.abort(vpn, `left ${vpn} (${reason})`);
       // Evicted (stopped answering polls, e.g. frozen or cut off): a member
       // that comes back must join again, so the agent does.
-      if (reason === 'evicted' && user && password && a.state === 'configured') rejoin();
+      if (reason === 'evicted' && user && a.state === 'configured') rejoin();
     },
     onGranted: (vpn) => {
       console.log(`granted ${vpn}`);
       // A grant made after we joined (or a VPN made again): the join takes it.
-      if (user && password && (a.state === 'configured' || a.state === 'joined')) rejoin();
+      if (user && (a.state === 'configured' || a.state === 'joined')) rejoin();
     },
   });
   tunnels = Tunnels.forAgent(a, listens, targets, { log, holdMs });
@@ -162,8 +180,8 @@ export async function agent(args: string[], baked?: BoardProfile): Promise<numbe
   const startup = (async () => {
     await a.start();
     if (bundle.kind !== 'external') await a.configure(); // S301: external terminals join directly
-    if (!user || !password) return console.log('configured; no user given, so not joining any VPN');
-    for (const x of await a.join(user, password)) console.log(`joined ${x.id} (${x.protocol}/${x.port}, epoch ${x.epoch})`);
+    if (!user) return console.log('configured; no user given, so not joining any VPN');
+    for (const x of await join()) console.log(`joined ${x.id} (${x.protocol}/${x.port}, epoch ${x.epoch})`);
   })();
   try {
     if (!(await startOrSignal(startup, signal, log))) await signal;
@@ -231,8 +249,8 @@ async function runPlaintext(file: string, json: unknown, via: string | undefined
   const cfg = parsePlainConfig(json);
   const m = via ? /^(.+):(\d+)$/.exec(via) : null;
   if (!m) throw new UsageError('a plaintext terminal needs --via HOST:PORT (its relay port)');
-  if (user && !pwStdin) throw new UsageError('--user needs --password-stdin');
-  const password = user ? await readStdinLine(`password for ${user}`) : undefined;
+  // Without --password-stdin the relay joins with the ticket it holds for us.
+  const password = user && pwStdin ? await readStdinLine(`password for ${user}`) : undefined;
   const sock = await connectToPort(m[1]!, Number(m[2]));
   const p = new PlaintextAgent(cfg, { write: (b) => void sock.write(b) }, {
     onData: (vpn, peer, b) => console.log(`data ${vpn} ${peer}: ${new TextDecoder().decode(b)}`),
@@ -241,7 +259,7 @@ async function runPlaintext(file: string, json: unknown, via: string | undefined
   sock.on('data', (d: Buffer) => p.input(new Uint8Array(d)));
   await p.configure();
   console.log(`${cfg.id} configured through ${cfg.relay}/${cfg.port} (${file})`);
-  if (user && password) {
+  if (user) {
     for (const x of await p.join(user, password)) console.log(`joined ${x.id} (${x.protocol}/${x.port})`);
   }
   await signal;

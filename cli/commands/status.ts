@@ -6,7 +6,8 @@ import type { StatusView } from '../../servers/status-view.js';
 export const statusHelp = `usage: kagi status [--json] [--data DIR | --store postgres://… | --remote FILE]
 
 Shows devices (kind, MAC, last address, online or offline and since
-when, whether they answer polls), relay ports (state and the plaintext
+when, whether they answer polls, whether they hold a live resumption ticket
+and when they last re-joined with one), relay ports (state and the plaintext
 terminal bound to each) and the VPN management table (patent Fig. 6): per
 VPN its protocol/port, priority, maximum bandwidth, the rate the bandwidth
 plan gives it (or CUT), user count, current key epoch and when it was
@@ -24,7 +25,7 @@ export async function status(args: string[]): Promise<number> {
   console.log(`devices (${devices.length})`);
   for (const d of devices) {
     const state = d.revoked ? 'REVOKED' : d.online === null ? 'never seen' : `${d.online ? 'online' : 'offline'} since ${ago(d.since!)}`;
-    console.log(`  ${d.id.padEnd(20)} ${d.kind.padEnd(9)} ${d.mac}  ${(d.address ?? '-').padEnd(15)} ${state}${d.communicating ? '' : ', not answering polls'}`);
+    console.log(`  ${d.id.padEnd(20)} ${d.kind.padEnd(9)} ${d.mac}  ${(d.address ?? '-').padEnd(15)} ${state}${d.communicating ? '' : ', not answering polls'}${ticketText(d.ticket)}`);
   }
   console.log(`relay ports (${ports.length})`);
   for (const p of ports) console.log(`  ${`${p.relay}/${p.port}`.padEnd(20)} ${p.state.padEnd(10)} ${p.terminal}  ${p.vpns.join(', ') || '-'}`);
@@ -36,6 +37,11 @@ export async function status(args: string[]): Promise<number> {
   }
   if (admins.length) console.log(`admins (${admins.length}): ${admins.map((a) => `${a.id}${a.revoked ? ' (revoked)' : ''}`).join(', ')}`);
   return 0;
+}
+
+function ticketText(t: StatusView['devices'][number]['ticket']): string {
+  if (!t) return '';
+  return `, ticket ${t.live ? 'live' : 'none live'}${t.lastUsed ? ` (last used ${ago(t.lastUsed)})` : ''}`;
 }
 
 function ago(iso: string): string {

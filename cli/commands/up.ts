@@ -10,9 +10,10 @@ import { startControlPlane } from '../../servers/control-plane.js';
 import { livenessOptions } from '../../servers/config/config.js';
 import { PortInUseError } from '../../broker/broker.js';
 import { DataDirLockedError } from '../../servers/data-dir-lock.js';
+import { DEFAULT_TICKET_LIFETIME_MS } from '../../servers/auth/tickets.js';
 
 export const upHelp = `usage: kagi up [--host H] [--port N] [--broker URL] [--services LIST] [--nftables [--nft-netns NS] [--nft-hook forward|input]] [--dynsec ADMIN --dynsec-password-stdin]
-               [--poll-interval D] [--evict-after N] [--continue-after D] [--rekey-period D] [--timeout D]
+               [--poll-interval D] [--evict-after N] [--continue-after D] [--rekey-period D] [--ticket-lifetime D] [--timeout D]
                [--link-capacity RATE [--tc-dev IFACE [--tc-netns NS]]] [--data DIR] [--store postgres://…]
                [--metrics-port N] [--log-format json|text] [--verbose]
                [--instance NAME [--share-group G] [--lease-retry D]]
@@ -46,6 +47,9 @@ Monitoring and keys (durations like 500ms, 30s, 5m, 1h; a bare number is seconds
                       polls (default 1h; 0 = only on leave and kagi vpn
                       rekey; kagi vpn add --rekey-period sets one VPN's)
   --timeout D         how long a service waits for an answer (default 10s)
+  --ticket-lifetime D how long a resumption ticket lets a device re-join
+                      without the password (default 30d; each re-join
+                      returns a fresh one)
 
 Bandwidth (embodiment 5; rates like 500kbit, 24mbit, 1gbit):
   --link-capacity RATE  the link the VPNs share; the config server plans
@@ -80,7 +84,7 @@ Operations:
 Stops on SIGINT/SIGTERM.`;
 
 export async function up(args: string[]): Promise<number> {
-  const { values: v } = parse(args, { ...DATA_OPTION, host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string' }, broker: { type: 'string' }, verbose: { type: 'boolean', default: false }, services: { type: 'string', default: 'auth,config,keys' }, nftables: { type: 'boolean', default: false }, dynsec: { type: 'string' }, 'dynsec-password-stdin': { type: 'boolean', default: false }, 'nft-netns': { type: 'string' }, 'nft-hook': { type: 'string', default: 'forward' }, 'poll-interval': { type: 'string' }, 'evict-after': { type: 'string' }, 'continue-after': { type: 'string' }, 'rekey-period': { type: 'string' }, timeout: { type: 'string' }, 'link-capacity': { type: 'string' }, 'tc-dev': { type: 'string' }, 'tc-netns': { type: 'string' }, 'metrics-port': { type: 'string' }, 'log-format': { type: 'string' }, instance: { type: 'string' }, 'share-group': { type: 'string', default: 'kagi' }, 'lease-retry': { type: 'string' } }, 0);
+  const { values: v } = parse(args, { ...DATA_OPTION, host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string' }, broker: { type: 'string' }, verbose: { type: 'boolean', default: false }, services: { type: 'string', default: 'auth,config,keys' }, nftables: { type: 'boolean', default: false }, dynsec: { type: 'string' }, 'dynsec-password-stdin': { type: 'boolean', default: false }, 'nft-netns': { type: 'string' }, 'nft-hook': { type: 'string', default: 'forward' }, 'poll-interval': { type: 'string' }, 'evict-after': { type: 'string' }, 'continue-after': { type: 'string' }, 'rekey-period': { type: 'string' }, 'ticket-lifetime': { type: 'string' }, timeout: { type: 'string' }, 'link-capacity': { type: 'string' }, 'tc-dev': { type: 'string' }, 'tc-netns': { type: 'string' }, 'metrics-port': { type: 'string' }, 'log-format': { type: 'string' }, instance: { type: 'string' }, 'share-group': { type: 'string', default: 'kagi' }, 'lease-retry': { type: 'string' } }, 0);
   const log = logger(logFormat(v['log-format'], process.stdout.isTTY === true), v.verbose);
   const linkCapacity = bitrate(v['link-capacity'], 'link-capacity', 0);
   if (v['tc-dev'] && !linkCapacity) throw new UsageError('--tc-dev needs --link-capacity RATE (the link it shapes)');
@@ -109,6 +113,7 @@ export async function up(args: string[]): Promise<number> {
       services: services as Service[],
       liveness,
       rekeyPeriodMs: duration(v['rekey-period'], 'rekey-period', 3_600_000),
+      ticketLifetimeMs: duration(v['ticket-lifetime'], 'ticket-lifetime', DEFAULT_TICKET_LIFETIME_MS),
       timeoutMs: duration(v.timeout, 'timeout', 10_000),
       linkCapacity,
       ...(v['tc-dev'] ? { tc: { dev: v['tc-dev'], ...(v['tc-netns'] ? { netns: v['tc-netns'] } : {}) } } : {}),

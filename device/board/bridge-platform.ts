@@ -3,7 +3,9 @@
  * board's RNG, the board's clock, counters in its key-value storage, and
  * MQTT through the host (bridge-link.ts).
  */
-import type { Platform } from '../platform.js';
+import type { Platform, SecretStore } from '../platform.js';
+import { fromHex, toHex } from '../../protocol/bytes.js';
+import { MemorySecretStore } from '../tickets.js';
 import type { NumberStore } from '../../protocol/store.js';
 import { MemoryNumberStore } from '../../protocol/store.js';
 import { portableCrypto } from '../../protocol/crypto/portable.js';
@@ -22,6 +24,27 @@ export class HostNumberStore implements NumberStore {
 
   async set(key: string, value: number): Promise<void> {
     this.host.storagePut(`n:${key}`, String(value));
+  }
+}
+
+/**
+ * Tickets in the host's key-value storage ("s:" prefix, hex). The bridge
+ * has no delete: an empty value is none.
+ */
+export class HostSecretStore implements SecretStore {
+  constructor(private readonly host: HostBridge) {}
+
+  async get(key: string): Promise<Uint8Array | undefined> {
+    const v = this.host.storageGet(`s:${key}`);
+    return v ? fromHex(v) : undefined;
+  }
+
+  async set(key: string, value: Uint8Array): Promise<void> {
+    this.host.storagePut(`s:${key}`, toHex(value));
+  }
+
+  async delete(key: string): Promise<void> {
+    this.host.storagePut(`s:${key}`, '');
   }
 }
 
@@ -46,6 +69,7 @@ export function bridgePlatform(host: HostBridge, o: BridgePlatformOptions): Plat
     now: () => host.now(),
     wallClock: false, // the bridge promises differences only: the time comes from the control plane
     numbers,
+    secrets: o.storage === 'key-value' ? new HostSecretStore(host) : new MemorySecretStore(),
     log: (level, msg) => host.log(level, msg),
     async connect(l) {
       const link = new BridgeLink({ ...l, host, crypto, numbers, brokerAuth: o.brokerAuth ?? 'counter', random });

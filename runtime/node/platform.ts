@@ -5,12 +5,15 @@ import { MemoryNumberStore } from '../../protocol/store.js';
 import { nodeCrypto } from './crypto.js';
 import { healthyRandom } from '../../protocol/entropy.js';
 import { FileNumberStore } from './file-numbers.js';
+import { FileSecretStore } from './file-secrets.js';
 import { MqttLink } from './mqtt.js';
 
 export interface NodePlatformOptions {
   brokerUrl: string;
   /** File for sequence counters; memory when absent (tests). */
   stateFile?: string;
+  /** File for resumption tickets (0600); memory when absent. */
+  secretsFile?: string;
   /** CONNECT credentials: kagi's counter MAC (default), static (dynsec), or none. */
   brokerAuth?: 'counter' | 'static' | 'none';
   /** Connect from this source address. */
@@ -29,6 +32,7 @@ export function nodePlatform(o: NodePlatformOptions): Platform {
     crypto,
     now: () => Date.now(),
     numbers,
+    ...(o.secretsFile ? { secrets: new FileSecretStore(o.secretsFile) } : {}),
     log,
     broker: o.brokerUrl,
     ...(o.brokerHint ? { brokerHint: o.brokerHint } : {}),

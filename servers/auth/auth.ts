@@ -16,18 +16,28 @@ import type { Incoming, Peer, Reply } from '../../protocol/peer.js';
 import { startService, type ServiceContext } from '../service-host.js';
 import type { DeviceRow } from '../store/store.js';
 import { verifyPassword } from './password.js';
+import { sealTicket, ticketId, TICKET_SECRET_LENGTH, type Ticket } from '../../protocol/ticket.js';
+import { wipe } from '../../protocol/bytes.js';
+import { TicketDesk } from './tickets.js';
 
 type Verdict = Body & { ok: boolean };
 
 /** Why a request was refused, as a code (metrics label) and as words (logs, the device). */
-type RefusalCode = 'malformed' | 'unknown-device' | 'not-a-device' | 'revoked' | 'credential' | 'stale' | 'replay' | 'relay-binding' | 'mac' | 'password' | 'no-vpn' | 'unknown-op';
+type RefusalCode = 'malformed' | 'unknown-device' | 'not-a-device' | 'revoked' | 'credential' | 'stale' | 'replay' | 'relay-binding' | 'mac' | 'password' | 'no-vpn' | 'unknown-op'
+  | 'ticket-unknown' | 'ticket-expired' | 'ticket-reused' | 'ticket-invalid';
+
+export interface AuthOptions {
+  /** How long a resumption ticket is good for (ms; default 30 days). */
+  ticketLifetimeMs?: number;
+}
 
 function refuse(code: RefusalCode, reason: string, extra: Body = {}): Verdict {
   return { ok: false, code, reason, ...extra };
 }
 
-export async function startAuth(ctx: ServiceContext) {
+export async function startAuth(ctx: ServiceContext, o: AuthOptions = {}) {
   let peer!: Peer;
+  const tickets = new TicketDesk(ctx, o.ticketLifetimeMs);
 
   /** Open a device's sealed request forwarded by the config server. */
   async function openDeviceRequest(raw: Uint8Array, type: Envelope['type']) {
@@ -105,25 +115,49 @@ export async function startAuth(ctx: ServiceContext) {
     // Every authentication of a device renews its config channel (an
     // external terminal has no config request to take it from).
     const channel = r.secrets.channelKeys();
+    const ticketKey = r.secrets.ticketKey();
     r.secrets.destroy();
+    try {
+      return await checkUser(r, channel, ticketKey);
+    } finally {
+      wipe(ticketKey);
+    }
+  }
+
+  async function checkUser(r: { env: Envelope; device: DeviceRow; body: Body; replyKey: Uint8Array }, channel: { up: Uint8Array; down: Uint8Array }, ticketKey: Uint8Array): Promise<Verdict> {
     const common = { replyTo: r.env.from, reqId: r.env.reqId, replyKey: r.replyKey };
     const who = await subject(r.device, r.body);
     if (Array.isArray(who)) return refuse(who[0], who[1], common);
     const userId = str(r.body, 'user', 64);
-    const user = await ctx.store.getUser(userId);
-    // One message for both: do not tell a prober which user ids exist.
-    if (!user || !(await verifyPassword(str(r.body, 'password', 1024), user.passwordHash))) {
-      return refuse('password', `wrong user id or password for ${userId}`, common);
+    const presented = r.body.ticket === undefined ? null : asBody(r.body.ticket);
+    if (!presented) {
+      const user = await ctx.store.getUser(userId);
+      // One message for both: do not tell a prober which user ids exist.
+      if (!user || !(await verifyPassword(str(r.body, 'password', 1024), user.passwordHash))) {
+        return refuse('password', `wrong user id or password for ${userId}`, common);
+      }
     }
     const vpns = [];
     for (const id of await ctx.store.grantsOf(userId)) {
       const v = await ctx.store.getVpn(id);
       if (v) vpns.push({ id: v.id, protocol: v.protocol, port: v.port });
     }
+    // Grants are checked at every join: a ticket carries identity, never memberships.
     if (vpns.length === 0) return refuse('no-vpn', `user ${userId} is not a member of any VPN`, common);
+    let ticket: Ticket;
+    if (presented) {
+      const t = await tickets.redeem(who.device.id, userId, { id: ticketId(str(presented, 'id', 64)), secret: bytes(presented, 'secret', TICKET_SECRET_LENGTH) });
+      if ('refusal' in t) return refuse(t.refusal[0], t.refusal[1], common);
+      ticket = t.ticket;
+    } else {
+      ticket = await tickets.issueFirst(who.device.id, userId);
+    }
+    // Sealed for the device alone: the config server forwards it unread.
+    const sealedTicket = sealTicket(ctx.crypto, ticketKey, ticket);
+    wipe(ticket.secret);
     // Behind an external broker the device reports its own addresses (DESIGN §6).
     const addresses = Array.isArray(r.body.addresses) ? r.body.addresses.filter((a) => typeof a === 'string').slice(0, 8) : [];
-    return { ok: true, ...common, deviceId: who.device.id, via: who.via, user: userId, vpns, addresses, channelUp: channel.up, channelDown: channel.down };
+    return { ok: true, ...common, deviceId: who.device.id, via: who.via, user: userId, vpns, addresses, channelUp: channel.up, channelDown: channel.down, ticket: sealedTicket };
   }
 
   async function onRequest(m: Incoming): Promise<Reply | undefined> {

@@ -30,7 +30,12 @@ export function joinPath(c: ConfigContext, members: Membership): (env: Envelope,
     if (!(v.replyKey instanceof Uint8Array)) return; // nothing to seal a refusal with
     // A stale request's refusal carries the auth server's clock (decision 61).
     const clock = typeof v.clock === 'number' ? { clock: v.clock } : {};
-    await c.peer().sendReply(str(v, 'replyTo', 64), num(v, 'reqId'), bytes(v, 'replyKey'), { type: 'error', body: { reason: v.reason, ...clock } });
+    // The code lets an agent act on it (a refused ticket: use the password).
+    const code = typeof v.code === 'string' ? { code: v.code } : {};
+    // A join auth accepted but we could not finish still hands over the
+    // ticket auth rotated: the one the device holds is retired now.
+    const ticket = v.ticket instanceof Uint8Array ? { ticket: v.ticket } : {};
+    await c.peer().sendReply(str(v, 'replyTo', 64), num(v, 'reqId'), bytes(v, 'replyKey'), { type: 'error', body: { reason: v.reason, ...code, ...clock, ...ticket } });
   }
 
   async function configure(v: Body): Promise<void> {
@@ -87,7 +92,7 @@ export function joinPath(c: ConfigContext, members: Membership): (env: Envelope,
     // So grants made later reach it (grant-notices.ts); a plaintext terminal asks through its relay.
     if (!via) await ctx.store.setJoinedAs(deviceId, userId, Date.now());
     if (!via) await renewChannel(deviceId, v);
-    await c.peer().sendReply(replyTo, num(v, 'reqId'), bytes(v, 'replyKey'), { type: 'join.response', body: { user: userId, vpns: out, liveness: c.wire } });
+    await c.peer().sendReply(replyTo, num(v, 'reqId'), bytes(v, 'replyKey'), { type: 'join.response', body: { user: userId, vpns: out, liveness: c.wire, ...(v.ticket instanceof Uint8Array ? { ticket: v.ticket } : {}) } });
     ctx.log('info', `config: ${deviceId} (${userId}) joined ${out.map((x) => x.id).join(', ')}`);
     ctx.metrics.count('kagi_joins_total');
   }

@@ -52,6 +52,13 @@ const MIGRATIONS: string[] = [
   // the removal so that one made while no control plane runs is still told.
   `CREATE TABLE owed_notices (vpn_id TEXT NOT NULL, member_id TEXT NOT NULL, holder_id TEXT NOT NULL, reason TEXT NOT NULL,
      since {int64} NOT NULL, PRIMARY KEY (vpn_id, member_id));`,
+  // Resumption tickets (issue 21, protocol/ticket.ts): a verifier per
+  // ticket, never its secret; a retired ticket stays (used_at, successor)
+  // until it expires, so a second use of it is recognised as a theft.
+  `CREATE TABLE tickets (id TEXT PRIMARY KEY, device_id TEXT NOT NULL, user_id TEXT NOT NULL, verifier {bytes} NOT NULL,
+     issued_at {int64} NOT NULL, expires_at {int64} NOT NULL, used_at {int64}, successor TEXT);
+   CREATE INDEX tickets_by_family ON tickets (device_id, user_id);
+   CREATE INDEX tickets_by_user ON tickets (user_id);`,
 ];
 
 const TYPES = {

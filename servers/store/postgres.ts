@@ -12,10 +12,11 @@ import type { NumberStore } from '../../protocol/store.js';
 import { SHARED_SEQ_WINDOW } from '../../protocol/replay.js';
 import type { ChannelBook, ChannelKeys } from '../../protocol/channel.js';
 import { Coalescer } from './coalesce.js';
-import { ConflictError, type OwedNotice, type AuditRow, type ConfigRow, type MemberRow, type NetworkInfoRow, type SessionKeyRow, type Store, type UserRow } from './store.js';
+import { ConflictError, type OwedNotice, type AuditRow, type ConfigRow, type MemberRow, type NetworkInfoRow, type SessionKeyRow, type Store, type TicketRow, type UserRow } from './store.js';
 import { auditRow, owedNoticeRow, deviceRow, memberRow, networkInfoRow, presenceMap, sessionKeyRow, u8, vpnRow, VPN_COLUMNS } from './rows.js';
 import { migrations } from './migrations.js';
 import { owedSql } from './owed.js';
+import { ticketInsertArgs, ticketRow, ticketSql, ticketSummaryMap } from './tickets-sql.js';
 import { PgAdvisoryLease, type Lease, type LeaseOptions } from './lease.js';
 
 import { NoDataError } from '../data-dir.js';
@@ -23,6 +24,7 @@ import { NoDataError } from '../data-dir.js';
 const MIGRATIONS = migrations('postgres');
 
 const OWED = owedSql((i) => `$${i}`);
+const TICKETS = ticketSql((i) => `$${i}`);
 
 /** Any 64-bit number: the lock every instance takes to migrate. */
 const MIGRATION_LOCK = 0x6b616769; // "kagi"
@@ -201,8 +203,45 @@ export class PgStore implements Store {
       await q(OWED.notice('m.device_id = $3'), ['revoked', Date.now(), id]);
       await q('DELETE FROM members WHERE device_id = $1', [id]);
       await q('DELETE FROM channels WHERE peer = $1', [id]);
+      await q(TICKETS.dropDevice, [id]);
       return true;
     });
+  }
+
+  async setPassword(userId: string, passwordHash: string) {
+    return this.tx(async (q) => {
+      if (((await q('UPDATE users SET password_hash = $1 WHERE id = $2', [passwordHash, userId])).rowCount ?? 0) === 0) return false;
+      await q(TICKETS.dropUser, [userId]);
+      return true;
+    });
+  }
+
+  async getTicket(id: string) {
+    const r = (await this.q(TICKETS.get, [id])).rows[0];
+    return r ? ticketRow(r) : undefined;
+  }
+  async startTicketFamily(t: TicketRow) {
+    await this.tx(async (q) => {
+      await q(TICKETS.dropFamily, [t.deviceId, t.userId]);
+      await q(TICKETS.insert, ticketInsertArgs(t));
+    });
+  }
+  async rotateTicket(oldId: string, next: TicketRow, at: number) {
+    return this.tx(async (q) => {
+      if (((await q(TICKETS.retire, [at, next.id, oldId])).rowCount ?? 0) === 0) return false;
+      await q(TICKETS.dropExpired, [next.deviceId, next.userId, at]);
+      await q(TICKETS.insert, ticketInsertArgs(next));
+      return true;
+    });
+  }
+  async dropTickets(who: { deviceId?: string; userId?: string }) {
+    const r = who.deviceId !== undefined && who.userId !== undefined ? await this.q(TICKETS.dropFamily, [who.deviceId, who.userId])
+      : who.deviceId !== undefined ? await this.q(TICKETS.dropDevice, [who.deviceId])
+      : who.userId !== undefined ? await this.q(TICKETS.dropUser, [who.userId]) : undefined;
+    return r?.rowCount ?? 0;
+  }
+  async ticketSummary(now: number) {
+    return ticketSummaryMap((await this.q(TICKETS.summary, [now])).rows);
   }
 
   async addUser(u: UserRow) {

@@ -14,12 +14,14 @@ import { WriteBatch } from './write-batch.js';
 import { SoleLease, type Lease } from './lease.js';
 import { migrations } from './migrations.js';
 import { owedSql } from './owed.js';
-import { ConflictError, type OwedNotice, type AuditRow, type ConfigRow, type MemberRow, type NetworkInfoRow, type SessionKeyRow, type Store, type UserRow } from './store.js';
+import { ticketInsertArgs, ticketRow, ticketSql, ticketSummaryMap } from './tickets-sql.js';
+import { ConflictError, type OwedNotice, type AuditRow, type ConfigRow, type MemberRow, type NetworkInfoRow, type SessionKeyRow, type Store, type TicketRow, type UserRow } from './store.js';
 import { auditRow, owedNoticeRow, deviceRow, memberRow, networkInfoRow, presenceMap, sessionKeyRow, u8, vpnRow, VPN_COLUMNS } from './rows.js';
 
 const MIGRATIONS = migrations('sqlite');
 
 const OWED = owedSql(() => '?');
+const TICKETS = ticketSql(() => '?');
 
 function migrate(db: Database.Database): void {
   db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
@@ -119,8 +121,45 @@ export class SqliteStore implements Store {
       this.stmt(OWED.notice('m.device_id = ?')).run('revoked', Date.now(), id);
       this.stmt('DELETE FROM members WHERE device_id = ?').run(id);
       this.stmt('DELETE FROM channels WHERE peer = ?').run(id);
+      this.stmt(TICKETS.dropDevice).run(id);
       return true;
     })();
+  }
+
+  async setPassword(userId: string, passwordHash: string) {
+    return this.db.transaction(() => {
+      if (this.stmt('UPDATE users SET password_hash = ? WHERE id = ?').run(passwordHash, userId).changes === 0) return false;
+      this.stmt(TICKETS.dropUser).run(userId);
+      return true;
+    })();
+  }
+
+  async getTicket(id: string) {
+    const r = this.stmt(TICKETS.get).get(id);
+    return r ? ticketRow(r) : undefined;
+  }
+  async startTicketFamily(t: TicketRow) {
+    this.db.transaction(() => {
+      this.stmt(TICKETS.dropFamily).run(t.deviceId, t.userId);
+      this.stmt(TICKETS.insert).run(...ticketInsertArgs(t));
+    })();
+  }
+  async rotateTicket(oldId: string, next: TicketRow, at: number) {
+    return this.db.transaction(() => {
+      if (this.stmt(TICKETS.retire).run(at, next.id, oldId).changes === 0) return false;
+      this.stmt(TICKETS.dropExpired).run(next.deviceId, next.userId, at);
+      this.stmt(TICKETS.insert).run(...ticketInsertArgs(next));
+      return true;
+    })();
+  }
+  async dropTickets(who: { deviceId?: string; userId?: string }) {
+    if (who.deviceId !== undefined && who.userId !== undefined) return this.stmt(TICKETS.dropFamily).run(who.deviceId, who.userId).changes;
+    if (who.deviceId !== undefined) return this.stmt(TICKETS.dropDevice).run(who.deviceId).changes;
+    if (who.userId !== undefined) return this.stmt(TICKETS.dropUser).run(who.userId).changes;
+    return 0;
+  }
+  async ticketSummary(now: number) {
+    return ticketSummaryMap(this.stmt(TICKETS.summary).all(now));
   }
 
   async addUser(u: UserRow) {

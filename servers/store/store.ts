@@ -89,6 +89,21 @@ export interface OwedNotice {
   since: number;
 }
 
+/** A resumption ticket (protocol/ticket.ts) as the auth server keeps it: a verifier, never the secret. */
+export interface TicketRow {
+  id: string;
+  deviceId: string;
+  userId: string;
+  /** SHA-256 of the ticket secret. */
+  verifier: Uint8Array;
+  issuedAt: number;
+  expiresAt: number;
+  /** When it was presented and rotated; null while live. */
+  usedAt: number | null;
+  /** The ticket it was rotated into. */
+  successor: string | null;
+}
+
 export interface Store {
   readonly numbers: NumberStore;
 
@@ -104,6 +119,23 @@ export interface Store {
 
   addUser(u: UserRow): Promise<void>;
   getUser(id: string): Promise<UserRow | undefined>;
+  /** Change a user's password and drop the user's tickets, in one transaction; false if no such user. */
+  setPassword(userId: string, passwordHash: string): Promise<boolean>;
+
+  /** Resumption tickets (issue 21). revokeDevice drops a device's in its transaction. */
+  getTicket(id: string): Promise<TicketRow | undefined>;
+  /** A join with the password: the (device, user) family starts again with this one ticket. */
+  startTicketFamily(t: TicketRow): Promise<void>;
+  /**
+   * Retire `oldId` if it is still live and issue `next` in its family, in
+   * one transaction (expired tickets of the family go with it); false if
+   * `oldId` was not live (someone presented it first).
+   */
+  rotateTicket(oldId: string, next: TicketRow, at: number): Promise<boolean>;
+  /** Drop the tickets of a (device, user) family, or of a device, or of a user; how many went. */
+  dropTickets(who: { deviceId?: string; userId?: string }): Promise<number>;
+  /** Per device with tickets: whether one is live at `now`, and when it last presented one. */
+  ticketSummary(now: number): Promise<Map<string, { live: boolean; lastUsedAt: number | null }>>;
 
   addVpn(v: Omit<VpnRow, 'rekeyPeriodMs' | 'rekeyRequestedAt'> & Partial<Pick<VpnRow, 'rekeyPeriodMs'>>): Promise<void>;
   /** Change a VPN's table row (kagi vpn set, the bandwidth plan); false if no such VPN. */

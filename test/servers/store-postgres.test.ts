@@ -7,6 +7,7 @@ import t from 'tap';
 import pg from 'pg';
 import { PgStore, parsePostgresUrl } from '../../servers/store/postgres.js';
 import { storeContract } from './store-contract.js';
+import { ticketContract } from './tickets-contract.js';
 import { ReplayGuard, SendCounter } from '../../protocol/replay.js';
 import { migrations } from '../../servers/store/migrations.js';
 import { until } from '../helpers/control-plane.js';
@@ -18,6 +19,8 @@ t.test('PostgreSQL', { skip: why ?? false }, async (t) => {
   const url = postgresSchema(t);
   const shared = postgresSchema(t);
   storeContract(t, 'postgres', () => PgStore.open(url));
+  const ticketsUrl = postgresSchema(t);
+  ticketContract(t, 'postgres', () => PgStore.open(ticketsUrl));
 
   t.test('several instances starting at once migrate once', async (t) => {
     const stores = await Promise.all([1, 2, 3].map(() => PgStore.open(shared)));

@@ -171,7 +171,12 @@ export function monitoring(c: ConfigContext, members: Membership): Monitoring {
       ctx.log('info', `config: continue from ${holder}`);
       await vouch(holder, b);
     } else if (m.env.type === 'leave') {
-      for (const cl of await claimed(holder, b)) await members.removeMember(cl.member, cl.vpns, 'left', `${holder} is shutting down`);
+      for (const cl of await claimed(holder, b)) {
+        await members.removeMember(cl.member, cl.vpns, 'left', `${holder} is shutting down`);
+        // Gone by choice: its grants are not "made since it joined" (grant-notices.ts),
+        // or its next start would be told to join again right after it joined.
+        if (cl.member === holder) await ctx.store.clearJoinedAs(holder);
+      }
     }
     return undefined;
   }

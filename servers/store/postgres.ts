@@ -303,6 +303,9 @@ export class PgStore implements Store {
   async setJoinedAs(deviceId: string, userId: string, at: number) {
     await this.q('INSERT INTO joined_as (device_id, user_id, at) VALUES ($1, $2, $3) ON CONFLICT (device_id) DO UPDATE SET user_id = excluded.user_id, at = excluded.at', [deviceId, userId, at]);
   }
+  async clearJoinedAs(deviceId: string) {
+    await this.q('DELETE FROM joined_as WHERE device_id = $1', [deviceId]);
+  }
   async joinedAs() {
     return new Map((await this.q('SELECT device_id, user_id FROM joined_as')).rows.map((r) => [r.device_id as string, r.user_id as string]));
   }

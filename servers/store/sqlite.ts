@@ -222,6 +222,9 @@ export class SqliteStore implements Store {
   async setJoinedAs(deviceId: string, userId: string, at: number) {
     this.stmt('INSERT INTO joined_as (device_id, user_id, at) VALUES (?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET user_id = excluded.user_id, at = excluded.at').run(deviceId, userId, at);
   }
+  async clearJoinedAs(deviceId: string) {
+    this.stmt('DELETE FROM joined_as WHERE device_id = ?').run(deviceId);
+  }
   async joinedAs() {
     return new Map((this.stmt('SELECT device_id, user_id FROM joined_as').all() as { device_id: string; user_id: string }[]).map((r) => [r.device_id, r.user_id]));
   }

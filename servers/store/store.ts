@@ -155,6 +155,8 @@ export interface Store {
   listGrants(): Promise<{ vpnId: string; userId: string }[]>;
   /** A device (one that holds its own keys) joined as this user: the latest wins. */
   setJoinedAs(deviceId: string, userId: string, at: number): Promise<void>;
+  /** The device left on its own (it is shutting down): no grant is owed to it until it joins again. */
+  clearJoinedAs(deviceId: string): Promise<void>;
   /** Who each device last joined as. */
   joinedAs(): Promise<Map<string, string>>;
 

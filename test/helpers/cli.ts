@@ -57,10 +57,11 @@ export function kagiUp(a: string[], o: { netns?: string } = {}): Promise<ChildPr
 }
 
 /** Everything a child prints on stdout, and a wait for a pattern in it. */
-export function watch(child: ChildProcess): { until(re: RegExp, ms?: number): Promise<string> } {
+export function watch(child: ChildProcess): { until(re: RegExp, ms?: number): Promise<string>; text(): string } {
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   return {
+    text: () => out,
     until(re, ms = 15_000) {
       ms = deadline(ms);
       return new Promise((resolve, reject) => {

@@ -35,6 +35,9 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     await s.setJoinedAs('d1', 'u0', 1);
     await s.setJoinedAs('d1', 'u1', 2);
     t.same(await s.joinedAs(), new Map([['d1', 'u1']]), 'who a device joined as: the latest join wins');
+    await s.clearJoinedAs('d1');
+    t.same(await s.joinedAs(), new Map(), 'a device that left on its own has joined as nobody');
+    await s.setJoinedAs('d1', 'u1', 3);
     await t.rejects(s.grant('v1', 'ghost'), { name: 'ConflictError' }, 'grant to a missing user refused');
 
     await s.putMember({ vpnId: 'v1', deviceId: 'd1', userId: 'u1', keyId: 0, networkId: 'n' });

@@ -63,6 +63,14 @@ t.test('relay ports: restricted, forwarding, restricted again', async (t) => {
   t.ok(await until(() => p3.got.length === 1 && p1.got.length === 2), 'relay ↔ relay frames arrive');
   t.same([p3.got[0], p1.got[1]], ['plant:plain-1:relay to relay', 'plant:plain-3:and back'], 'intact both ways');
 
+  // The relay keeps the port's ticket (issue 21): the terminal joins again without its password.
+  t.ok(await relay.tickets.has('plain-1/pam'), "the relay holds plain-1's ticket for pam");
+  const again = await p1.p.join('pam');
+  t.same(again.map((v) => v.id), ['plant'], 'a join with no password goes through on the ticket');
+  const noTicket = await plain(t, cp, 'plain-4', 'relay-2', 'p2', r2.bound.p2!);
+  await noTicket.p.configure();
+  await t.rejects(noTicket.p.join('pam'), /no ticket for plain-4\/pam and no password/, 'a terminal with neither is refused by its relay, which says why');
+
   // Claiming another port's identity, and a user without the VPN.
   const cfg2 = await register(cp, 'plain-2', 'relay-1', 'p2');
   const liar = await connect(t, { ...cfg2, id: 'plain-1' }, bound.p2!);

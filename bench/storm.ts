@@ -1,0 +1,206 @@
+/**
+ * bench/storm: a site loses power and comes back. N devices joined (the
+ * real agent, each with its own MQTT connection and its own state and
+ * ticket files) to `kagi up` running in its own process; then every agent
+ * dies at once (no leave: the power went) and all N start again at once
+ * from their files: connect, config request, join on their resumption
+ * ticket (no password), keys. Prints the time until every device is back in
+ * its VPN (p50, p99, max of each device's time from the restart) beside the
+ * floor measured in the same run: N bare MQTT clients connecting at once to
+ * plain aedes in its own process and making one request/response round
+ * trip each.
+ *
+ * The first joins (the set-up, not measured) use a password whose scrypt
+ * hash is cheap (N=1024): set-up in a minute rather than six. The storm
+ * itself checks no password. Run --runs times (the first is a warm-up for
+ * neither side: both run it, every run is printed).
+ *
+ *   npm run bench:storm -- --n 10000 --runs 3
+ */
+import { parseArgs } from 'node:util';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes, scryptSync } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { addDevice, addVpn, grant } from '../servers/admin.js';
+import { loadServiceKeys } from '../servers/identity.js';
+import { SqliteStore } from '../servers/store/sqlite.js';
+import { parseBundle, type Bundle } from '../device/bundle.js';
+import { TerminalAgent } from '../device/terminal.js';
+import { nodePlatform } from '../runtime/node/platform.js';
+import { nodeCrypto } from '../runtime/node/crypto.js';
+import { noDelay } from './common.js';
+
+const { values } = parseArgs({
+  options: {
+    n: { type: 'string', default: '10000' },
+    runs: { type: 'string', default: '3' },
+    'setup-concurrency': { type: 'string', default: '100' },
+    'cpu-prof': { type: 'string' },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (values.help) {
+  console.log('usage: npm run bench:storm -- [--n 10000] [--runs 3] [--setup-concurrency 100] [--cpu-prof DIR]\n  --cpu-prof DIR  write a V8 CPU profile of kagi up to DIR');
+  process.exit(0);
+}
+const N = Number(values.n);
+const RUNS = Number(values.runs);
+const crypto = nodeCrypto();
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+async function pool(n: number, c: number, job: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(c, n) }, async () => {
+    while (next < n) await job(next++);
+  }));
+}
+
+function progress(what: string, done: number): void {
+  if (done % 1000 === 0 || done === N) process.stderr.write(`\r  ${what}: ${done}/${N}   ${done === N ? '\n' : ''}`);
+}
+
+/** A child that prints `pattern` with a URL when ready. */
+function startChild(args: string[], pattern: RegExp): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      if (out.length < 100_000) out += d;
+      const m = pattern.exec(out);
+      if (m) resolve({ child, url: m[1]! });
+    });
+    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code}: ${out.slice(-2000)}`)));
+  });
+}
+
+function stop(c: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (c.exitCode !== null) return resolve();
+    c.once('exit', () => resolve());
+    c.kill('SIGTERM');
+  });
+}
+
+/** scrypt$N$r$p$salt$hash as servers/auth/password.ts reads it, at a cost chosen here. */
+function cheapHash(password: string): string {
+  const salt = randomBytes(16);
+  return ['scrypt', 1024, 8, 1, salt.toString('hex'), scryptSync(password, salt, 32, { N: 1024, r: 8, p: 1 }).toString('hex')].join('$');
+}
+
+async function seed(data: string, broker: string): Promise<Bundle[]> {
+  const s = new SqliteStore(data);
+  const keys = loadServiceKeys(data, crypto);
+  await addVpn(s, { id: 'plant', protocol: 'tcp', port: 5020 });
+  await s.addUser({ id: 'bench', passwordHash: cheapHash('bench-password') });
+  await grant(s, 'plant', 'bench');
+  const bundles: Bundle[] = [];
+  for (let i = 0; i < N; i++) {
+    const mac = `02:00:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
+    bundles.push(parseBundle(await addDevice(s, keys, crypto, { id: `s${i}`, mac, kind: 'terminal', broker })));
+    progress('registering', i + 1);
+  }
+  await s.close();
+  return bundles;
+}
+
+function makeAgent(b: Bundle, url: string, files: string): TerminalAgent {
+  const platform = nodePlatform({ ...(process.env.STORM_DEBUG ? { log: (l: string, m: string) => console.error(l, m) } : {}), brokerUrl: url, stateFile: join(files, `${b.id}.state`), secretsFile: join(files, `${b.id}.tickets`) });
+  return new TerminalAgent(b, platform, { timeoutMs: 60_000, attempts: Infinity });
+}
+
+/** Every agent starts at once; each one's time from the start until it is back in its VPN (ms). */
+async function kagiStorm(bundles: Bundle[], url: string, files: string): Promise<{ times: number[]; agents: TerminalAgent[] }> {
+  const agents = bundles.map((b) => makeAgent(b, url, files));
+  const t0 = performance.now();
+  let done = 0;
+  const times = await Promise.all(agents.map(async (a) => {
+    await a.start();
+    await a.configure();
+    await a.join('bench'); // the ticket: no password given
+    progress('back in the VPN', ++done);
+    return performance.now() - t0;
+  }));
+  return { times, agents };
+}
+
+/** Power loss: every link dropped, nobody leaves. */
+async function powerLoss(agents: TerminalAgent[]): Promise<void> {
+  await Promise.all(agents.map((a) => a.stop({ leave: false })));
+}
+
+async function floorStorm(url: string): Promise<number[]> {
+  const t0 = performance.now();
+  const clients: mqtt.MqttClient[] = [];
+  const times = await Promise.all(Array.from({ length: N }, async (_, i) => {
+    const c = noDelay(await mqtt.connectAsync(url, { clientId: `floor-${i}`, reconnectPeriod: 0, connectTimeout: 120_000 }));
+    clients.push(c);
+    await c.subscribeAsync(`floor/res/${i}`, { qos: 1 });
+    const got = new Promise<void>((r) => c.once('message', () => r()));
+    await c.publishAsync(`floor/req/${i}`, Buffer.alloc(200), { qos: 1 });
+    await got;
+    return performance.now() - t0;
+  }));
+  await Promise.all(clients.map((c) => c.endAsync(true)));
+  return times;
+}
+
+function summary(times: number[]): { p50: number; p99: number; max: number } {
+  const s = [...times].sort((a, b) => a - b);
+  return { p50: percentile(s, 50), p99: percentile(s, 99), max: s[s.length - 1]! };
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'kagi-storm-'));
+const data = join(dir, 'data');
+const files = join(dir, 'devices');
+mkdirSync(files);
+let up: ChildProcess | undefined;
+let floor: ChildProcess | undefined;
+try {
+  const prof = values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']] : [];
+  // The broker URL is known only once kagi up runs; devices are registered with a placeholder and told it.
+  const bundles = await seed(data, 'mqtt://127.0.0.1:1');
+  const started = await startChild([...prof, 'dist/cli/kagi.js', 'up', '--data', data, '--port', '0', '--timeout', '60s', '--log-format', 'json'], /kagi up: broker (\S+),/);
+  up = started.child;
+  const url = started.url;
+  const fl = await startChild(['dist/bench/floor-server.js'], /floor: (\S+)/);
+  floor = fl.child;
+
+  // Set-up: every device joins once with the password, and keeps the ticket.
+  let joined = 0;
+  let agents: TerminalAgent[] = [];
+  await pool(N, Number(values['setup-concurrency']), async (i) => {
+    const a = makeAgent(bundles[i]!, url, files);
+    agents.push(a);
+    await a.start();
+    await a.configure();
+    await a.join('bench', 'bench-password');
+    progress('first joins (set-up)', ++joined);
+  });
+
+  console.log(`storm: ${N} devices, each its own MQTT connection, kagi up in its own process (SQLite), the agents in this one`);
+  for (let run = 1; run <= RUNS; run++) {
+    await powerLoss(agents);
+    const k = await kagiStorm(bundles, url, files);
+    agents = k.agents;
+    const f = await floorStorm(fl.url);
+    const ks = summary(k.times);
+    const fs = summary(f);
+    const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+    console.log(`run ${run}${run === 1 ? ' (warm-up)' : ''}:`);
+    console.log(`  kagi (connect, config, join on the ticket, keys): p50 ${s(ks.p50)}  p99 ${s(ks.p99)}  all back ${s(ks.max)}`);
+    console.log(`  floor (connect, one round trip, bare MQTT):       p50 ${s(fs.p50)}  p99 ${s(fs.p99)}  all back ${s(fs.max)}`);
+    console.log(`  ratio kagi/floor (all back): ${(ks.max / fs.max).toFixed(2)}x`);
+  }
+  await Promise.all(agents.map((a) => a.stop({ leave: false })));
+} finally {
+  if (up) await stop(up);
+  if (floor) await stop(floor);
+  rmSync(dir, { recursive: true, force: true });
+}
+process.exit(0);

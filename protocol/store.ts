@@ -1,7 +1,7 @@
 /**
  * The one storage shape the protocol layer needs: a number per key. Replay
  * guards keep the highest sequence seen per sender in it, send counters the
- * highest sequence reserved per peer. Servers back it with their Store,
+ * highest sequence reserved per peer and their era. Servers back it with their Store,
  * boards with flash key-value storage, tests with memory.
  */
 export interface NumberStore {

@@ -114,7 +114,9 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
     try {
       if (ack.type !== 'keys.ack') return { type: 'service.response', body: { ok: false, reason: `${h.holder} did not acknowledge keys` } };
       const keys = asRequester(ack.secrets.channelKeys());
-      await book.set(h.holder, keys);
+      // Compare-and-set on the delivery's seq (one shared sequence across
+      // instances): the holder keeps the highest-seq delivery's channel too.
+      await book.set(h.holder, keys, ack.seq);
       wipe(keys.send, keys.recv);
     } finally {
       ack.secrets.destroy();

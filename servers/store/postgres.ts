@@ -314,11 +314,14 @@ export class PgStore implements Store {
   channels(owner: 'config' | 'keys'): ChannelBook {
     return {
       get: (peer) => this.channelGets[owner].call(peer, null),
-      set: async (peer, k) => {
-        await this.q('INSERT INTO channels VALUES ($1, $2, $3, $4) ON CONFLICT (owner, peer) DO UPDATE SET send = excluded.send, recv = excluded.recv', [owner, peer, Buffer.from(k.send), Buffer.from(k.recv)]);
+      set: async (peer, k, seq) => {
+        // With a seq: compare-and-set, the highest delivery's channel wins
+        // (one statement, so two instances acknowledged at once agree).
+        const sql = `INSERT INTO channels (owner, peer, send, recv, seq) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (owner, peer) DO UPDATE SET send = excluded.send, recv = excluded.recv, seq = excluded.seq${seq === undefined ? '' : ' WHERE channels.seq < excluded.seq'}`;
+        return ((await this.q(sql, [owner, peer, Buffer.from(k.send), Buffer.from(k.recv), seq ?? 0])).rowCount ?? 0) > 0;
       },
       setIfAbsent: async (peer, k) => {
-        await this.q('INSERT INTO channels VALUES ($1, $2, $3, $4) ON CONFLICT (owner, peer) DO NOTHING', [owner, peer, Buffer.from(k.send), Buffer.from(k.recv)]);
+        await this.q('INSERT INTO channels (owner, peer, send, recv) VALUES ($1, $2, $3, $4) ON CONFLICT (owner, peer) DO NOTHING', [owner, peer, Buffer.from(k.send), Buffer.from(k.recv)]);
         const r = (await this.q('SELECT send, recv FROM channels WHERE owner = $1 AND peer = $2', [owner, peer])).rows[0];
         return { send: u8(r.send as Buffer), recv: u8(r.recv as Buffer) };
       },

@@ -236,11 +236,13 @@ export class SqliteStore implements Store {
         const r = db.prepare('SELECT send, recv FROM channels WHERE owner = ? AND peer = ?').get(owner, peer) as { send: Buffer; recv: Buffer } | undefined;
         return r ? { send: u8(r.send), recv: u8(r.recv) } : undefined;
       },
-      set: async (peer, k) => {
-        db.prepare('INSERT INTO channels VALUES (?, ?, ?, ?) ON CONFLICT(owner, peer) DO UPDATE SET send = excluded.send, recv = excluded.recv').run(owner, peer, Buffer.from(k.send), Buffer.from(k.recv));
+      set: async (peer, k, seq) => {
+        // With a seq: compare-and-set, the highest delivery's channel wins.
+        const sql = `INSERT INTO channels (owner, peer, send, recv, seq) VALUES (?, ?, ?, ?, ?) ON CONFLICT(owner, peer) DO UPDATE SET send = excluded.send, recv = excluded.recv, seq = excluded.seq${seq === undefined ? '' : ' WHERE channels.seq < excluded.seq'}`;
+        return db.prepare(sql).run(owner, peer, Buffer.from(k.send), Buffer.from(k.recv), seq ?? 0).changes > 0;
       },
       setIfAbsent: async (peer, k) => {
-        db.prepare('INSERT INTO channels VALUES (?, ?, ?, ?) ON CONFLICT(owner, peer) DO NOTHING').run(owner, peer, Buffer.from(k.send), Buffer.from(k.recv));
+        db.prepare('INSERT INTO channels (owner, peer, send, recv) VALUES (?, ?, ?, ?) ON CONFLICT(owner, peer) DO NOTHING').run(owner, peer, Buffer.from(k.send), Buffer.from(k.recv));
         const r = db.prepare('SELECT send, recv FROM channels WHERE owner = ? AND peer = ?').get(owner, peer) as { send: Buffer; recv: Buffer };
         return { send: u8(r.send), recv: u8(r.recv) };
       },

@@ -104,6 +104,19 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     t.same(kept[0], kept[1], 'both callers get the same channel');
     t.same(await s.channels('keys').get('d1'), kept[0], 'and it is the stored one');
 
+    // Keys channels of deliveries acknowledged out of order (two key server
+    // instances at once): the highest delivery seq wins, as at the holder.
+    const ch = (n: number) => ({ send: new Uint8Array(32).fill(n), recv: new Uint8Array(32).fill(n + 1) });
+    const kb = s.channels('keys');
+    t.equal(await kb.set('h1', ch(20), 7), true, 'a first delivery channel (seq 7) is kept');
+    t.equal(await kb.set('h1', ch(30), 9), true, 'a higher seq (9) replaces it');
+    t.equal(await kb.set('h1', ch(40), 8), false, 'a lower seq (8) acknowledged later does not');
+    t.equal(await kb.set('h1', ch(50), 9), false, 'nor does the same seq again');
+    t.same([...(await kb.get('h1'))!.send], [...ch(30).send], 'the book holds the seq-9 channel');
+    const raced = await Promise.all([kb.set('h2', ch(60), 12), kb.set('h2', ch(70), 11)]);
+    t.same(raced, [true, raced[1]], 'two at once: the higher is kept');
+    t.same([...(await kb.get('h2'))!.send], [...ch(60).send], 'whatever order they reach the store in');
+
     // kagi device revoke: marked, out of every VPN, channels gone.
     await s.addDevice({ id: 'gone', mac: '02:00:00:00:00:99', publicKey: pk, kind: 'terminal' });
     await s.putMember({ vpnId: 'v1', deviceId: 'gone', userId: 'u1', keyId: 1, networkId: 'x' });

@@ -15,9 +15,11 @@ export interface NumberStore {
   /**
    * Atomically accept `seq` into the replay window at `key` (see
    * replay.ts): true the first time, false if seen or too old. Replay
-   * guards shared by several instances check with it.
+   * guards shared by several instances check with it. A claim records when
+   * the window was last used, `at` (Unix seconds; default now), so windows
+   * of eras nobody uses any more can be swept.
    */
-  claim?(key: string, seq: number): Promise<boolean>;
+  claim?(key: string, seq: number, at?: number): Promise<boolean>;
   /** How far below the highest seq `claim` still accepts a late one (default SEQ_WINDOW). */
   readonly claimWindow?: number;
 }

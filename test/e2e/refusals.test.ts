@@ -1,7 +1,9 @@
 /**
  * Refusals, each with a clear message and no keys issued: unknown device,
  * MAC not matching its key, wrong password, user without the VPN, replayed
- * join, and a second client trying to take over a connected device's id.
+ * join, a second client trying to take over a connected device's id, and
+ * a board with storage none: each boot's first CONNECT taken, no captured
+ * password twice (decision 70).
  */
 import t from 'tap';
 import mqtt from 'mqtt';

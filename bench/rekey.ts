@@ -108,7 +108,7 @@ async function kagiRun(url: string): Promise<{ membersMs: number; acksMs: number
   const pk = crypto.generateKeyPair().publicKey;
   const sk = crypto.randomBytes(32);
   const h0 = performance.now();
-  for (let i = 0; i < 200; i++) sealRequest(crypto, { type: 'keys.deliver', from: 'keys', to: 'm0', seq: i + 1, reqId: 1 }, sk, pk, { vpns: [] }, 0).secrets.destroy();
+  for (let i = 0; i < 200; i++) sealRequest(crypto, { type: 'keys.deliver', from: 'keys', to: 'm0', seq: i + 1, reqId: 1 }, sk, pk, { vpns: [] }, 0, 0).secrets.destroy();
   const hpkeMsEach = (performance.now() - h0) / 200;
 
   await svc.close();

@@ -103,8 +103,8 @@ export class KagiBroker {
     if (!password) return this.refuse(id, 'no password');
     try {
       const key = connectKey(this.o.crypto, this.o.secretKey, who.publicKey);
-      const counter = verifyConnectPassword(this.o.crypto, key, id, new Uint8Array(password));
-      await this.guard.accept(id, counter);
+      const { counter, era } = verifyConnectPassword(this.o.crypto, key, id, new Uint8Array(password));
+      await this.guard.accept(id, counter, era);
     } catch (e) {
       if (isKagiError(e)) return this.refuse(id, e.code === 'replay' ? 'connect counter reused' : 'bad password');
       throw e;

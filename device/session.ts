@@ -83,6 +83,8 @@ export class DeviceSession {
   private stopped = false;
   private handlers: SessionHandlers | null = null;
   private readonly channels = new MemoryChannelBook();
+  /** The era and seq of the key delivery whose channel we hold. */
+  private keysAt: { era: number; seq: number } | undefined;
   liveness: Liveness = DEFAULT_LIVENESS;
   private lastPoll = 0;
   private lastContinue = 0;
@@ -256,9 +258,18 @@ export class DeviceSession {
     if (m.env.from !== 'keys' || m.env.type !== 'keys.deliver') return this.handlers!.onRequest(m);
     // Every delivery renews the keys channel (its HPKE context's export):
     // taken before we acknowledge, as the key server takes it on our ack.
-    const keys = asReceiver(m.secrets.channelKeys());
-    await this.channels.set('keys', keys); // the book keeps its own copy
-    wipe(keys.send, keys.recv);
+    // Deliveries can arrive out of order (two key server instances at once):
+    // the channel of the highest seq is kept, as the key server's book does;
+    // an older delivery's keys are still taken and acknowledged. A new era
+    // of the key server's counter starts the order again.
+    const at = { era: m.era, seq: m.env.seq };
+    const newer = !this.keysAt || this.keysAt.era !== at.era || at.seq > this.keysAt.seq;
+    if (newer) {
+      const keys = asReceiver(m.secrets.channelKeys());
+      await this.channels.set('keys', keys); // the book keeps its own copy
+      wipe(keys.send, keys.recv);
+      this.keysAt = at;
+    } else this.p.log('debug', `${this.bundle.id}: keys delivery ${at.seq} older than ${this.keysAt!.seq}: its channel not taken`);
     return { type: 'keys.ack', body: this.handlers!.onKeys(asBody(m.body)) };
   }
 
@@ -347,5 +358,6 @@ export class DeviceSession {
     await this.link?.close();
     this.link = null;
     this.channels.clear(); // a memory dump after stop finds no channel key
+    this.keysAt = undefined;
   }
 }

@@ -44,7 +44,13 @@ export interface ChannelKeys {
 /** Where a party keeps its channel keys, by peer id. */
 export interface ChannelBook {
   get(peer: string): Promise<ChannelKeys | undefined>;
-  set(peer: string, keys: ChannelKeys): Promise<void>;
+  /**
+   * Keep `keys` for `peer`. With `seq` (the seq of the key delivery the
+   * channel came with) only if it is higher than the kept channel's, so
+   * every instance ends on the holder's choice, the highest-seq delivery,
+   * whatever order the acknowledgements come in. True when kept.
+   */
+  set(peer: string, keys: ChannelKeys, seq?: number): Promise<boolean>;
   /**
    * Keep `keys` unless the peer has a channel already, and return whichever
    * is kept: atomic, so concurrent first deliveries (a relay's ports, or
@@ -56,13 +62,17 @@ export interface ChannelBook {
 
 export class MemoryChannelBook implements ChannelBook {
   private readonly m = new Map<string, ChannelKeys>();
+  private readonly seqs = new Map<string, number>();
   async get(peer: string): Promise<ChannelKeys | undefined> {
     return this.m.get(peer);
   }
-  async set(peer: string, keys: ChannelKeys): Promise<void> {
+  async set(peer: string, keys: ChannelKeys, seq?: number): Promise<boolean> {
+    if (seq !== undefined && this.m.has(peer) && (this.seqs.get(peer) ?? 0) >= seq) return false;
     const old = this.m.get(peer);
     this.m.set(peer, { send: keys.send.slice(), recv: keys.recv.slice() });
+    this.seqs.set(peer, seq ?? 0);
     if (old) (wipe(old.send), wipe(old.recv));
+    return true;
   }
   async setIfAbsent(peer: string, keys: ChannelKeys): Promise<ChannelKeys> {
     if (!this.m.has(peer)) await this.set(peer, keys);
@@ -71,12 +81,14 @@ export class MemoryChannelBook implements ChannelBook {
   async delete(peer: string): Promise<void> {
     const old = this.m.get(peer);
     this.m.delete(peer);
+    this.seqs.delete(peer);
     if (old) (wipe(old.send), wipe(old.recv));
   }
   /** Wipe and forget every channel (the agent stops). */
   clear(): void {
     for (const k of this.m.values()) (wipe(k.send), wipe(k.recv));
     this.m.clear();
+    this.seqs.clear();
   }
 }
 

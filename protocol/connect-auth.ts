@@ -1,11 +1,14 @@
 /**
- * The MQTT CONNECT password (DESIGN §5): a MAC over (client id, counter)
- * under a key both sides derive from X25519(device key, broker key). The
- * broker remembers the highest counter per client, so a captured password
- * never connects twice.
+ * The MQTT CONNECT password (DESIGN §5): a MAC over (client id, counter,
+ * era) under a key both sides derive from X25519(device key, broker key).
+ * The broker keeps a counter window per client and era (replay.ts), so a
+ * captured password never connects twice within its era's window, and a
+ * client that lost its counters (storage `none`) connects at once in a new
+ * era instead of being locked out.
  *
  *   key      = HKDF(X25519(sk, pk'), salt = "", info = "kagi/v1 connect")
- *   password = counter (uint32 BE) || HMAC-SHA256(key, label || id || counter)[0..16)
+ *   password = counter (uint32 BE) || era (uint32 BE)
+ *              || HMAC-SHA256(key, label || id || counter || era)[0..16)
  */
 import type { Crypto } from './crypto/backend.js';
 import { KagiError } from './errors.js';
@@ -15,7 +18,7 @@ import { SendCounter } from './replay.js';
 import type { NumberStore } from './store.js';
 
 const LABEL = utf8('kagi/v1 connect');
-export const CONNECT_PASSWORD_LENGTH = 20;
+export const CONNECT_PASSWORD_LENGTH = 24;
 
 export function connectKey(c: Crypto, mySecret: Uint8Array, theirPublic: Uint8Array): Uint8Array {
   const dh = c.dh(mySecret, theirPublic);
@@ -24,22 +27,27 @@ export function connectKey(c: Crypto, mySecret: Uint8Array, theirPublic: Uint8Ar
   return k;
 }
 
-function tag(c: Crypto, key: Uint8Array, clientId: string, counter: Uint8Array): Uint8Array {
-  return c.hmacSha256(key, concat(LABEL, utf8(clientId), counter)).subarray(0, 16);
+function tag(c: Crypto, key: Uint8Array, clientId: string, counterAndEra: Uint8Array): Uint8Array {
+  return c.hmacSha256(key, concat(LABEL, utf8(clientId), counterAndEra)).subarray(0, 16);
 }
 
-export function connectPassword(c: Crypto, key: Uint8Array, clientId: string, counter: number): Uint8Array {
+function uint32At(b: Uint8Array, i: number): number {
+  return ((b[i]! << 24) >>> 0) + (b[i + 1]! << 16) + (b[i + 2]! << 8) + b[i + 3]!;
+}
+
+export function connectPassword(c: Crypto, key: Uint8Array, clientId: string, counter: number, era: number): Uint8Array {
   if (!Number.isInteger(counter) || counter < 1 || counter > LIMITS.maxSeq) throw new KagiError('argument', 'connect counter out of range');
-  const ctr = i2osp(counter, 4);
-  return concat(ctr, tag(c, key, clientId, ctr));
+  if (!Number.isInteger(era) || era < 0 || era > LIMITS.maxSeq) throw new KagiError('argument', 'connect era out of range');
+  const ce = concat(i2osp(counter, 4), i2osp(era, 4));
+  return concat(ce, tag(c, key, clientId, ce));
 }
 
-/** Verify a password; returns its counter (the caller checks freshness). */
-export function verifyConnectPassword(c: Crypto, key: Uint8Array, clientId: string, password: Uint8Array): number {
+/** Verify a password; returns its counter and era (the caller checks freshness). */
+export function verifyConnectPassword(c: Crypto, key: Uint8Array, clientId: string, password: Uint8Array): { counter: number; era: number } {
   if (password.length !== CONNECT_PASSWORD_LENGTH) throw new KagiError('field', 'connect password has the wrong length');
-  const ctr = password.subarray(0, 4);
-  if (!equalCT(tag(c, key, clientId, ctr), password.subarray(4))) throw new KagiError('auth', 'connect password does not verify');
-  return ((ctr[0]! << 24) >>> 0) + (ctr[1]! << 16) + (ctr[2]! << 8) + ctr[3]!;
+  const ce = password.subarray(0, 8);
+  if (!equalCT(tag(c, key, clientId, ce), password.subarray(8))) throw new KagiError('auth', 'connect password does not verify');
+  return { counter: uint32At(ce, 0), era: uint32At(ce, 4) };
 }
 
 const STATIC_LABEL = utf8('kagi/v1 static');
@@ -79,7 +87,7 @@ export class ConnectCredentials {
     numbers: NumberStore,
   ) {
     this.key = brokerPublicKey ? connectKey(c, secretKey, brokerPublicKey) : undefined;
-    this.counter = new SendCounter(numbers, 16, `connect:${clientId}:`);
+    this.counter = new SendCounter(numbers, 16, `connect:${clientId}:`, (n) => c.randomBytes(n));
   }
 
   get username(): string | undefined {
@@ -90,7 +98,8 @@ export class ConnectCredentials {
   async password(): Promise<Uint8Array | undefined> {
     if (!this.key) return undefined;
     if (this.mode === 'static') return utf8(staticPassword(this.c, this.key, this.clientId));
-    return connectPassword(this.c, this.key, this.clientId, await this.counter.take('broker'));
+    const { seq, era } = await this.counter.takeWithEra('broker');
+    return connectPassword(this.c, this.key, this.clientId, seq, era);
   }
 }
 

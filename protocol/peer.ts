@@ -25,6 +25,8 @@ export interface Incoming {
   env: Envelope;
   body: unknown;
   secrets: RequestSecrets;
+  /** The era of the sender's seq (replay.ts): seqs of one era are ordered. */
+  era: number;
   /** Raw bytes as received (for forwarding). */
   bytes: Uint8Array;
 }
@@ -108,7 +110,7 @@ export class Peer {
   private synced: boolean;
 
   constructor(private readonly o: PeerOptions) {
-    this.counters = new SendCounter(o.numbers, o.sendBlock ?? 64, `tx:${o.id}:`);
+    this.counters = new SendCounter(o.numbers, o.sendBlock ?? 64, `tx:${o.id}:`, (n) => o.crypto.randomBytes(n));
     this.guard = new ReplayGuard(o.numbers, `rx:${o.id}:`);
     this.synced = o.wallClock ?? true;
   }
@@ -161,7 +163,7 @@ export class Peer {
    */
   async request(
     a: { to: string; pkR: Uint8Array; topic: string; type: MessageType; body: unknown; replyFrom?: string; timeoutMs: number },
-  ): Promise<Reply & { secrets: RequestSecrets }> {
+  ): Promise<Reply & { secrets: RequestSecrets; seq: number }> {
     const r = await this.requestOnce(a);
     // Refused as stale by a time source: our clock is corrected; once more.
     if (!this.learnTime(a.replyFrom ?? a.to, r)) return r;
@@ -171,10 +173,10 @@ export class Peer {
 
   private async requestOnce(
     a: { to: string; pkR: Uint8Array; topic: string; type: MessageType; body: unknown; replyFrom?: string; timeoutMs: number },
-  ): Promise<Reply & { secrets: RequestSecrets }> {
-    const seq = await this.counters.take(a.to);
+  ): Promise<Reply & { secrets: RequestSecrets; seq: number }> {
+    const { seq, era } = await this.counters.takeWithEra(a.to);
     const reqId = this.newReqId();
-    const { bytes, secrets } = sealRequest(this.o.crypto, { type: a.type, from: this.o.id, to: a.to, seq, reqId }, this.o.secretKey, a.pkR, a.body, this.nowSeconds());
+    const { bytes, secrets } = sealRequest(this.o.crypto, { type: a.type, from: this.o.id, to: a.to, seq, reqId }, this.o.secretKey, a.pkR, a.body, this.nowSeconds(), era);
     const from = a.replyFrom ?? a.to;
     this.pending.expect(reqId, from, secrets);
     const answer = this.wait(reqId, from, false, `${a.type}`, a.timeoutMs);
@@ -183,7 +185,7 @@ export class Peer {
     // out the timeout instead of spinning through retries at once.
     const sent = this.o.transport.publish(a.topic, bytes).then(() => answer, () => answer);
     try {
-      return { ...(await Promise.race([sent, answer])), secrets };
+      return { ...(await Promise.race([sent, answer])), secrets, seq };
     } catch (e) {
       secrets.destroy();
       throw e;
@@ -300,7 +302,7 @@ export class Peer {
   private async onSealed(env: Envelope, bytes: Uint8Array): Promise<void> {
     const pkS = await this.o.keyOf(env.from);
     if (!pkS) throw new KagiError('unexpected', `unknown sender ${env.from}`);
-    const { body, issuedAt, secrets } = openRequest(this.o.crypto, env, this.o.secretKey, pkS);
+    const { body, issuedAt, era, secrets } = openRequest(this.o.crypto, env, this.o.secretKey, pkS);
     try {
       this.checkAge(issuedAt);
     } catch (e) {
@@ -312,8 +314,8 @@ export class Peer {
       await this.sendReply(env.from, env.reqId, secrets.replyKey(), { type: 'error', body: { reason: (e as Error).message, clock: this.nowSeconds() } });
       return secrets.destroy();
     }
-    await this.guard.accept(env.from, env.seq);
-    const reply = await this.o.onRequest?.({ env, body, secrets, bytes });
+    await this.guard.accept(env.from, env.seq, era);
+    const reply = await this.o.onRequest?.({ env, body, secrets, era, bytes });
     if (reply) await this.sendReply(env.from, env.reqId, secrets.replyKey(), reply);
     secrets.destroy();
   }

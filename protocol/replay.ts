@@ -13,6 +13,17 @@
  * atomically (servers: several instances, one table) decides for all of
  * them; otherwise the window lives in memory and only its top persists,
  * and after a restart everything at or below that top counts as seen.
+ *
+ * Eras: a sender that lost its counters (a board with storage `none`, a
+ * wiped state file, a reflash) would start at seq 1 again and meet the
+ * receiver's window. So a SendCounter that finds no stored era for a peer
+ * draws a random non-zero 32-bit one and persists it with the counter;
+ * sealed requests and CONNECT passwords carry it, authenticated, and the
+ * receiver keeps one window per (sender, era). A new era starts an empty
+ * window (the reset sender is taken from its first message), while a
+ * replay of an earlier era's message still meets that era's window.
+ * Counters on a store with atomic `add` (services shared by several
+ * instances) are shared and never reset: their era is 0.
  */
 import { KagiError } from './errors.js';
 import { LIMITS } from './limits.js';
@@ -79,6 +90,20 @@ export function slideWindow(w: SeqWindow | undefined, seq: number): SeqWindow | 
   return { top: w.top, bits: (w.bits | bit) >>> 0 };
 }
 
+/** The window key of `sender` in `era`: era 0 keeps the pre-era key, others end in `~ERAHEX`. */
+export function eraKey(base: string, era: number): string {
+  return era === 0 ? base : `${base}~${era.toString(16).padStart(8, '0')}`;
+}
+
+/** A random non-zero uint32 from `random` (eras are public; the loop only skips zero). */
+export function drawEra(random: (n: number) => Uint8Array): number {
+  for (;;) {
+    const b = random(4);
+    const era = ((b[0]! << 24) >>> 0) + (b[1]! << 16) + (b[2]! << 8) + b[3]!;
+    if (era !== 0) return era;
+  }
+}
+
 export class ReplayGuard {
   // Serialises check-and-set per sender: two copies of one message racing
   // through an async store must not both pass.
@@ -90,19 +115,20 @@ export class ReplayGuard {
   constructor(private readonly store: NumberStore, private readonly prefix = 'rx:') {}
 
   /**
-   * Record `seq` from `sender` if it was not seen and is within the window,
-   * else throw KagiError('replay'). Call only after the message
-   * authenticated, so a forger cannot move the window.
+   * Record `seq` from `sender` in its `era` if it was not seen and is
+   * within that era's window, else throw KagiError('replay'). Call only
+   * after the message (and so its era) authenticated, so a forger cannot
+   * move a window.
    */
-  accept(sender: string, seq: number): Promise<void> {
-    const key = this.prefix + sender;
-    const refuse = () => new KagiError('replay', `seq ${seq} from ${sender} seen or too old`);
+  accept(sender: string, seq: number, era = 0): Promise<void> {
+    const key = eraKey(this.prefix + sender, era);
+    const refuse = () => new KagiError('replay', `seq ${seq} from ${sender} (era ${era}) seen or too old`);
     if (this.store.claim) {
       return this.store.claim(key, seq).then((ok) => {
         if (!ok) throw refuse();
       });
     }
-    return this.serial.run(sender, async () => {
+    return this.serial.run(key, async () => {
       let w = this.windows.get(key);
       if (!w) {
         const top = await this.store.get(key);
@@ -142,24 +168,41 @@ export class ReplayGuard {
 export class SendCounter {
   private next = new Map<string, number>();
   private reserved = new Map<string, number>();
+  private readonly eras = new Map<string, number>();
   private readonly serial = new KeyedSerial();
 
+  /**
+   * `random` (the platform's checked source) draws a new era for a peer
+   * whose store holds none; without it (tests of the counter alone) the
+   * era is 0.
+   */
   constructor(
     private readonly store: NumberStore,
     private readonly block = 64,
     private readonly prefix = 'tx:',
+    private readonly random?: (n: number) => Uint8Array,
   ) {}
 
   /** The next sequence for messages to `peer` (starts at 1). */
-  take(peer: string): Promise<number> {
+  async take(peer: string): Promise<number> {
+    return (await this.takeWithEra(peer)).seq;
+  }
+
+  /** The next sequence for messages to `peer`, and the era it counts in (sealed requests and CONNECT carry it). */
+  takeWithEra(peer: string): Promise<{ seq: number; era: number }> {
     return this.serial.run(peer, async () => {
       let n = this.next.get(peer);
       let top = this.reserved.get(peer);
-      if (n === undefined || top === undefined) {
+      let era = this.eras.get(peer);
+      let newEra = false;
+      if (n === undefined || top === undefined || era === undefined) {
         // After a restart, skip whatever the last run may have used (an
         // atomic add below does that by itself).
         top = this.store.add ? 0 : ((await this.store.get(this.prefix + peer)) ?? 0);
         n = top + 1;
+        era = this.store.add || !this.random ? 0 : await this.store.get(`era:${this.prefix}${peer}`);
+        // No era stored: a fresh or wiped store, or one that keeps nothing.
+        if (era === undefined) (era = drawEra(this.random!), (newEra = true));
       }
       if (n > LIMITS.maxSeq) throw new KagiError('exhausted', `sequence to ${peer} exhausted`);
       if (n > top) {
@@ -173,9 +216,14 @@ export class SendCounter {
           await this.store.set(this.prefix + peer, top);
         }
       }
+      // After the counter: a crash between the two leaves a counter
+      // without an era, and the next run draws another era (harmless); the
+      // other order could leave an era whose seqs start again at 1.
+      if (newEra) await this.store.set(`era:${this.prefix}${peer}`, era);
       this.next.set(peer, n + 1);
       this.reserved.set(peer, top);
-      return n;
+      this.eras.set(peer, era);
+      return { seq: n, era };
     });
   }
 }

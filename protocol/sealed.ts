@@ -3,9 +3,11 @@
  *
  *  request (kind sealed): HPKE auth mode from the sender's static key to the
  *    receiver's, single shot; the receiver learns which static key sent it.
- *    The plaintext is [issuedAt, body]: issuedAt (uint32 seconds, Unix
+ *    The plaintext is [issuedAt, body, era]: issuedAt (uint32 seconds, Unix
  *    time by the sender's corrected clock) is authenticated with the body,
- *    and the receiver refuses a request outside its validity (requestAge).
+ *    and the receiver refuses a request outside its validity (requestAge);
+ *    era (uint32) is the sender's counter era (replay.ts), which picks the
+ *    receiver's replay window.
  *  reply (kind reply): ChaCha20-Poly1305 under a key exported from the
  *    request's HPKE context. Only the two ends of that request know it, so a
  *    reply is bound to its request by the key itself, not only by reqId.
@@ -117,16 +119,22 @@ function openBody(pt: Uint8Array | null): unknown {
   return decodeStrict(pt, LIMITS.ciphertextBytes);
 }
 
+function isUint32(n: unknown): n is number {
+  return Number.isInteger(n) && (n as number) >= 0 && (n as number) <= LIMITS.maxSeq;
+}
+
 /**
  * Seal a request to `pkR` from the static key `skS` (HPKE auth mode),
- * issued at `issuedAt` (uint32 seconds by the sender's corrected clock).
+ * issued at `issuedAt` (uint32 seconds by the sender's corrected clock),
+ * its seq counted in the sender's `era` (uint32; 0 for shared counters).
  */
-export function sealRequest(c: Crypto, r: Route, skS: Uint8Array, pkR: Uint8Array, body: unknown, issuedAt: number) {
+export function sealRequest(c: Crypto, r: Route, skS: Uint8Array, pkR: Uint8Array, body: unknown, issuedAt: number, era: number) {
   wantKind(r.type, 'sealed');
-  if (!Number.isInteger(issuedAt) || issuedAt < 0 || issuedAt > LIMITS.maxSeq) throw new KagiError('argument', 'issuedAt must be uint32 seconds');
+  if (!isUint32(issuedAt)) throw new KagiError('argument', 'issuedAt must be uint32 seconds');
+  if (!isUint32(era)) throw new KagiError('argument', 'era must be a uint32');
   const { enc, ctx } = setupSender(c, pkR, { skS, info: INFO });
   const header = encodeEnvelopeHeader({ ...r, enc });
-  const bytes = encodeEnvelope(header, ctx.seal(encode([issuedAt, body]), header));
+  const bytes = encodeEnvelope(header, ctx.seal(encode([issuedAt, body, era]), header));
   return { bytes, secrets: new RequestSecrets(ctx) };
 }
 
@@ -144,11 +152,11 @@ export function openRequest(c: Crypto, env: Envelope, skR: Uint8Array, pkS: Uint
     ctx.destroy();
     throw e;
   }
-  if (!Array.isArray(pt) || pt.length !== 2 || !Number.isInteger(pt[0]) || pt[0] < 0 || pt[0] > LIMITS.maxSeq) {
+  if (!Array.isArray(pt) || pt.length !== 3 || !isUint32(pt[0]) || !isUint32(pt[2])) {
     ctx.destroy();
-    throw new KagiError('field', `${env.type}: the sealed plaintext is not [issuedAt, body]`);
+    throw new KagiError('field', `${env.type}: the sealed plaintext is not [issuedAt, body, era]`);
   }
-  return { body: pt[1] as unknown, issuedAt: pt[0] as number, secrets: new RequestSecrets(ctx) };
+  return { body: pt[1] as unknown, issuedAt: pt[0] as number, era: pt[2] as number, secrets: new RequestSecrets(ctx) };
 }
 
 /** Seal a reply or channel message under a symmetric key. */

@@ -1,7 +1,7 @@
 /**
  * The one storage shape the protocol layer needs: a number per key. Replay
  * guards keep the highest sequence seen per sender in it, send counters the
- * highest sequence reserved per peer. Servers back it with their Store,
+ * highest sequence reserved per peer and their era. Servers back it with their Store,
  * boards with flash key-value storage, tests with memory.
  */
 export interface NumberStore {
@@ -15,9 +15,11 @@ export interface NumberStore {
   /**
    * Atomically accept `seq` into the replay window at `key` (see
    * replay.ts): true the first time, false if seen or too old. Replay
-   * guards shared by several instances check with it.
+   * guards shared by several instances check with it. A claim records when
+   * the window was last used, `at` (Unix seconds; default now), so windows
+   * of eras nobody uses any more can be swept.
    */
-  claim?(key: string, seq: number): Promise<boolean>;
+  claim?(key: string, seq: number, at?: number): Promise<boolean>;
   /** How far below the highest seq `claim` still accepts a late one (default SEQ_WINDOW). */
   readonly claimWindow?: number;
 }

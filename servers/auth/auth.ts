@@ -70,7 +70,7 @@ export async function startAuth(ctx: ServiceContext, o: AuthOptions = {}) {
       return { refusal: refuse('stale', `${type} from ${env.from}: ${e.message}`, { replyTo: env.from, reqId: env.reqId, replyKey, clock: peer.nowSeconds() }) };
     }
     try {
-      await peer.guard.accept(env.from, env.seq);
+      await peer.guard.accept(env.from, env.seq, opened.era);
     } catch (e) {
       if (isKagiError(e, 'replay')) return { refusal: refuse('replay', `replayed ${type} from ${env.from}`) };
       throw e;

@@ -12,7 +12,7 @@
 import type { Envelope } from '../../protocol/envelope.js';
 import { asBody, bytes, list, num, str, type Body } from '../../protocol/body.js';
 import type { Reply } from '../../protocol/peer.js';
-import { asReceiver } from '../../protocol/channel.js';
+import { asReceiver, channelTag } from '../../protocol/channel.js';
 import { publicKeys } from '../identity.js';
 import type { ConfigContext } from './context.js';
 import type { Membership } from './membership.js';
@@ -23,7 +23,10 @@ export function joinPath(c: ConfigContext, members: Membership): (env: Envelope,
 
   /** The device's own authentication renews its config channel (it does the same). */
   async function renewChannel(deviceId: string, v: Body): Promise<void> {
-    await ctx.store.channels('config').set(deviceId, asReceiver({ up: bytes(v, 'channelUp', 32), down: bytes(v, 'channelDown', 32) }));
+    const keys = asReceiver({ up: bytes(v, 'channelUp', 32), down: bytes(v, 'channelDown', 32) });
+    await ctx.store.channels('config').set(deviceId, keys);
+    // The replaced channel's window goes with it: nothing on it opens now.
+    await ctx.store.dropChannelWindows('config', deviceId, channelTag(ctx.crypto, keys));
   }
 
   async function refuseDevice(v: Body): Promise<void> {

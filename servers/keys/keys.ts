@@ -16,7 +16,7 @@
  * A member's key id in the VPN table moves only when it acknowledges.
  */
 import { asBody, list, num, str, type Body } from '../../protocol/body.js';
-import { asRequester } from '../../protocol/channel.js';
+import { asRequester, channelTag } from '../../protocol/channel.js';
 import { wipe } from '../../protocol/bytes.js';
 import type { ChannelMessage, Peer, Incoming, Reply } from '../../protocol/peer.js';
 import { topics } from '../../protocol/topics.js';
@@ -24,6 +24,7 @@ import { GROUP_KEY_LENGTH } from '../../protocol/vpn-frame.js';
 import { KeyedSerial } from '../../protocol/replay.js';
 import { every, startService, type RunningService, type ServiceContext } from '../service-host.js';
 import { ConflictError, type SessionKeyRow } from '../store/store.js';
+import { CONNECT_ERAS_KEPT, ERA_IDLE_SWEEP_S } from '../store/windows.js';
 
 export interface KeysOptions {
   /** Default periodic rekey period (ms) for VPNs without their own; 0 = none. */
@@ -41,6 +42,8 @@ interface Holder {
 
 /** A lagging member is pushed the current epoch at most this often (ms). */
 const PUSH_EVERY_MS = 5_000;
+/** How often the lease holder sweeps replay windows (ms). */
+const SWEEP_EVERY_MS = 60_000;
 /** Rekey reasons as metric labels (a bounded set). */
 const REKEY_WHY = new Set(['periodic', 'requested', 'a member left', 'asked']);
 
@@ -114,7 +117,10 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
     try {
       if (ack.type !== 'keys.ack') return { type: 'service.response', body: { ok: false, reason: `${h.holder} did not acknowledge keys` } };
       const keys = asRequester(ack.secrets.channelKeys());
-      await book.set(h.holder, keys);
+      // Compare-and-set on the delivery's seq (one shared sequence across
+      // instances): the holder keeps the highest-seq delivery's channel too.
+      // The replaced channels' windows go with them (nothing on them opens now).
+      if (await book.set(h.holder, keys, ack.seq)) await ctx.store.dropChannelWindows('keys', h.holder, channelTag(ctx.crypto, keys));
       wipe(keys.send, keys.recv);
     } finally {
       ack.secrets.destroy();
@@ -172,9 +178,11 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
 
   /** Periodic rekeys, operator requests and lagging members, from the tables. */
   const pushed = new Map<string, number>();
+  let swept = 0;
   async function tick(): Promise<void> {
     if (!leading()) return; // another instance has the duty
     const now = Date.now();
+    if (now - swept >= SWEEP_EVERY_MS) await sweep((swept = now));
     for (const v of await ctx.store.listVpns()) {
       const current = await ctx.store.currentSessionKey(v.id);
       if (!current) continue; // no member ever joined: nothing to rekey
@@ -183,6 +191,16 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
       else if (period > 0 && now - current.createdAt >= period) await rekey(v.id, 'periodic');
       else await converge(v.id, current.epoch, now);
     }
+  }
+
+  /**
+   * Replay windows of the whole store (every service's and the broker's;
+   * servers/store/windows.ts says which go and why that is safe), by the
+   * key server's lease holder, like its other duties on the tables.
+   */
+  async function sweep(now: number): Promise<void> {
+    const n = await ctx.store.sweepSeqWindows({ idleBefore: Math.floor(now / 1000) - ERA_IDLE_SWEEP_S, connectEras: CONNECT_ERAS_KEPT });
+    if (n.idle + n.connect > 0) ctx.log('debug', `keys: swept ${n.idle} idle era windows, ${n.connect} CONNECT era windows beyond ${CONNECT_ERAS_KEPT} per client`);
   }
 
   /**

@@ -52,6 +52,12 @@ const MIGRATIONS: string[] = [
   // the removal so that one made while no control plane runs is still told.
   `CREATE TABLE owed_notices (vpn_id TEXT NOT NULL, member_id TEXT NOT NULL, holder_id TEXT NOT NULL, reason TEXT NOT NULL,
      since {int64} NOT NULL, PRIMARY KEY (vpn_id, member_id));`,
+  // Issue 19 (decisions 71, 72): the seq of the key delivery a keys channel
+  // came with, so every instance keeps the channel of the highest-seq
+  // delivery, as the holder does; and when each replay window was last
+  // claimed (s), so windows of eras nobody uses any more can be swept.
+  `ALTER TABLE channels ADD COLUMN seq {int64} NOT NULL DEFAULT 0;
+   ALTER TABLE seq_windows ADD COLUMN used_at {int64} NOT NULL DEFAULT 0;`,
   // Resumption tickets (issue 21, protocol/ticket.ts): a verifier per
   // ticket, never its secret; a retired ticket stays (used_at, successor)
   // until it expires, so a second use of it is recognised as a theft.

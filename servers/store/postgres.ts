@@ -17,6 +17,7 @@ import { auditRow, owedNoticeRow, deviceRow, memberRow, networkInfoRow, presence
 import { migrations } from './migrations.js';
 import { owedSql } from './owed.js';
 import { ticketInsertArgs, ticketRow, ticketSql, ticketSummaryMap } from './tickets-sql.js';
+import { channelWindowPrefix, nowSeconds, windowsSql } from './windows.js';
 import { PgAdvisoryLease, type Lease, type LeaseOptions } from './lease.js';
 
 import { NoDataError } from '../data-dir.js';
@@ -25,6 +26,7 @@ const MIGRATIONS = migrations('postgres');
 
 const OWED = owedSql((i) => `$${i}`);
 const TICKETS = ticketSql((i) => `$${i}`);
+const WINDOWS = windowsSql((i) => `$${i}::text`, (i) => `$${i}::bigint`);
 
 /** Any 64-bit number: the lock every instance takes to migrate. */
 const MIGRATION_LOCK = 0x6b616769; // "kagi"
@@ -40,10 +42,11 @@ const MIGRATION_LOCK = 0x6b616769; // "kagi"
 const W = SHARED_SEQ_WINDOW;
 const WIDE = `COALESCE(seq_windows.wide, ~repeat('0', ${W})::bit(${W}))`;
 const BACK = '(seq_windows.top - excluded.top)';
-const CLAIM = `INSERT INTO seq_windows (key, top, bits, wide)
-  SELECT k, s, 0, set_bit(repeat('0', ${W})::bit(${W}), 0, 1) FROM unnest($1::text[], $2::bigint[]) AS u(k, s)
+const CLAIM = `INSERT INTO seq_windows (key, top, bits, wide, used_at)
+  SELECT k, s, 0, set_bit(repeat('0', ${W})::bit(${W}), 0, 1), a FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(k, s, a)
   ON CONFLICT (key) DO UPDATE SET
   top = GREATEST(seq_windows.top, excluded.top),
+  used_at = GREATEST(seq_windows.used_at, excluded.used_at),
   wide = CASE WHEN excluded.top > seq_windows.top
     THEN set_bit(${WIDE} >> LEAST(excluded.top - seq_windows.top, ${W})::int, 0, 1)
     ELSE set_bit(${WIDE}, ${BACK}::int, 1) END
@@ -86,7 +89,10 @@ export class PgStore implements Store {
   readonly numbers: NumberStore;
   // The per-message calls of the poll round and of every channel message, coalesced (coalesce.ts).
   private readonly adds = new Coalescer<number, number>(async (b) => this.rowsByKey(ADD, [b.map((x) => x.key), b.map((x) => x.arg)], (r) => Number(r.value)), () => 0);
-  private readonly claims = new Coalescer<number, boolean>(async (b) => this.rowsByKey(CLAIM, [b.map((x) => x.key), b.map((x) => x.arg)], () => true), () => false);
+  private readonly claims = new Coalescer<{ seq: number; at: number }, boolean>(
+    async (b) => this.rowsByKey(CLAIM, [b.map((x) => x.key), b.map((x) => x.arg.seq), b.map((x) => x.arg.at)], () => true),
+    () => false,
+  );
   private readonly channelGets = {
     config: this.channelGetter('config'),
     keys: this.channelGetter('keys'),
@@ -113,7 +119,7 @@ export class PgStore implements Store {
       // Counters only move forward, whichever instance writes last.
       set: async (k, v) => void (await this.q('INSERT INTO numbers VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = GREATEST(numbers.value, excluded.value)', [k, v])),
       add: (k, n) => this.adds.call(k, n),
-      claim: (k, seq) => this.claims.call(k, seq),
+      claim: (k, seq, at = nowSeconds()) => this.claims.call(k, { seq, at }),
       claimWindow: SHARED_SEQ_WINDOW,
     };
   }
@@ -204,6 +210,7 @@ export class PgStore implements Store {
       await q('DELETE FROM members WHERE device_id = $1', [id]);
       await q('DELETE FROM channels WHERE peer = $1', [id]);
       await q(TICKETS.dropDevice, [id]);
+      await q(WINDOWS.ofChannelsOf, [id]);
       return true;
     });
   }
@@ -356,16 +363,30 @@ export class PgStore implements Store {
   channels(owner: 'config' | 'keys'): ChannelBook {
     return {
       get: (peer) => this.channelGets[owner].call(peer, null),
-      set: async (peer, k) => {
-        await this.q('INSERT INTO channels VALUES ($1, $2, $3, $4) ON CONFLICT (owner, peer) DO UPDATE SET send = excluded.send, recv = excluded.recv', [owner, peer, Buffer.from(k.send), Buffer.from(k.recv)]);
+      set: async (peer, k, seq) => {
+        // With a seq: compare-and-set, the highest delivery's channel wins
+        // (one statement, so two instances acknowledged at once agree).
+        const sql = `INSERT INTO channels (owner, peer, send, recv, seq) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (owner, peer) DO UPDATE SET send = excluded.send, recv = excluded.recv, seq = excluded.seq${seq === undefined ? '' : ' WHERE channels.seq < excluded.seq'}`;
+        return ((await this.q(sql, [owner, peer, Buffer.from(k.send), Buffer.from(k.recv), seq ?? 0])).rowCount ?? 0) > 0;
       },
       setIfAbsent: async (peer, k) => {
-        await this.q('INSERT INTO channels VALUES ($1, $2, $3, $4) ON CONFLICT (owner, peer) DO NOTHING', [owner, peer, Buffer.from(k.send), Buffer.from(k.recv)]);
+        await this.q('INSERT INTO channels (owner, peer, send, recv) VALUES ($1, $2, $3, $4) ON CONFLICT (owner, peer) DO NOTHING', [owner, peer, Buffer.from(k.send), Buffer.from(k.recv)]);
         const r = (await this.q('SELECT send, recv FROM channels WHERE owner = $1 AND peer = $2', [owner, peer])).rows[0];
         return { send: u8(r.send as Buffer), recv: u8(r.recv as Buffer) };
       },
       delete: async (peer) => void (await this.q('DELETE FROM channels WHERE owner = $1 AND peer = $2', [owner, peer])),
     };
+  }
+
+  async dropChannelWindows(receiver: string, sender: string, keepTag: string) {
+    const prefix = channelWindowPrefix(receiver, sender);
+    return (await this.q(WINDOWS.otherChannels, [prefix, prefix + keepTag])).rowCount ?? 0;
+  }
+  async sweepSeqWindows(o: { idleBefore: number; connectEras: number }) {
+    return this.tx(async (q) => ({
+      idle: (await q(WINDOWS.idleEras, [o.idleBefore])).rowCount ?? 0,
+      connect: (await q(WINDOWS.connectEras, [o.connectEras])).rowCount ?? 0,
+    }));
   }
 
   async setCommunicating(deviceId: string, communicating: boolean, at: number, missed = 0) {

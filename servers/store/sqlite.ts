@@ -16,12 +16,15 @@ import { migrations } from './migrations.js';
 import { owedSql } from './owed.js';
 import { ticketInsertArgs, ticketRow, ticketSql, ticketSummaryMap } from './tickets-sql.js';
 import { ConflictError, type OwedNotice, type AuditRow, type ConfigRow, type MemberRow, type NetworkInfoRow, type SessionKeyRow, type Store, type TicketRow, type UserRow } from './store.js';
+import { channelWindowPrefix, nowSeconds, windowsSql } from './windows.js';
 import { auditRow, owedNoticeRow, deviceRow, memberRow, networkInfoRow, presenceMap, sessionKeyRow, u8, vpnRow, VPN_COLUMNS } from './rows.js';
 
 const MIGRATIONS = migrations('sqlite');
 
 const OWED = owedSql(() => '?');
 const TICKETS = ticketSql(() => '?');
+// Named parameters: a placeholder may appear more than once.
+const WINDOWS = windowsSql((i) => `@p${i}`, (i) => `@p${i}`);
 
 function migrate(db: Database.Database): void {
   db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
@@ -43,6 +46,8 @@ export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly batch: WriteBatch;
   readonly numbers: NumberStore;
+  /** Replay windows as claimed in this process (the table's rows, read through). */
+  private readonly windows = new Map<string, SeqWindow>();
 
   constructor(dataDir: string) {
     makeDataDir(dataDir);
@@ -59,20 +64,20 @@ export class SqliteStore implements Store {
     const get = this.stmt('SELECT value FROM numbers WHERE key = ?');
     const set = this.stmt('INSERT INTO numbers VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value');
     const getWindow = this.stmt('SELECT top, bits FROM seq_windows WHERE key = ?');
-    const setWindow = this.stmt('INSERT INTO seq_windows (key, top, bits) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET top = excluded.top, bits = excluded.bits');
+    const setWindow = this.stmt('INSERT INTO seq_windows (key, top, bits, used_at) VALUES (?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET top = excluded.top, bits = excluded.bits, used_at = MAX(seq_windows.used_at, excluded.used_at)');
     // One process owns the file: windows are decided in memory (read
     // through from the table), so claims in one turn see each other before
     // their group commit lands.
-    const windows = new Map<string, SeqWindow>();
+    const windows = this.windows;
     this.numbers = {
       get: async (k) => (get.get(k) as { value: number } | undefined)?.value,
       set: (k, v) => this.batch.run(() => void set.run(k, v)),
-      claim: async (k, seq) => {
+      claim: async (k, seq, at = nowSeconds()) => {
         const w = windows.get(k) ?? (getWindow.get(k) as SeqWindow | undefined);
         const next = slideWindow(w, seq);
         if (!next) return false;
         windows.set(k, next);
-        await this.batch.run(() => void setWindow.run(k, next.top, next.bits));
+        await this.batch.run(() => void setWindow.run(k, next.top, next.bits, at));
         return true;
       },
     };
@@ -122,6 +127,7 @@ export class SqliteStore implements Store {
       this.stmt('DELETE FROM members WHERE device_id = ?').run(id);
       this.stmt('DELETE FROM channels WHERE peer = ?').run(id);
       this.stmt(TICKETS.dropDevice).run(id);
+      for (const r of this.stmt(`${WINDOWS.ofChannelsOf} RETURNING key`).all({ p1: id }) as { key: string }[]) this.windows.delete(r.key);
       return true;
     })();
   }
@@ -278,16 +284,34 @@ export class SqliteStore implements Store {
         const r = db.prepare('SELECT send, recv FROM channels WHERE owner = ? AND peer = ?').get(owner, peer) as { send: Buffer; recv: Buffer } | undefined;
         return r ? { send: u8(r.send), recv: u8(r.recv) } : undefined;
       },
-      set: async (peer, k) => {
-        db.prepare('INSERT INTO channels VALUES (?, ?, ?, ?) ON CONFLICT(owner, peer) DO UPDATE SET send = excluded.send, recv = excluded.recv').run(owner, peer, Buffer.from(k.send), Buffer.from(k.recv));
+      set: async (peer, k, seq) => {
+        // With a seq: compare-and-set, the highest delivery's channel wins.
+        const sql = `INSERT INTO channels (owner, peer, send, recv, seq) VALUES (?, ?, ?, ?, ?) ON CONFLICT(owner, peer) DO UPDATE SET send = excluded.send, recv = excluded.recv, seq = excluded.seq${seq === undefined ? '' : ' WHERE channels.seq < excluded.seq'}`;
+        return db.prepare(sql).run(owner, peer, Buffer.from(k.send), Buffer.from(k.recv), seq ?? 0).changes > 0;
       },
       setIfAbsent: async (peer, k) => {
-        db.prepare('INSERT INTO channels VALUES (?, ?, ?, ?) ON CONFLICT(owner, peer) DO NOTHING').run(owner, peer, Buffer.from(k.send), Buffer.from(k.recv));
+        db.prepare('INSERT INTO channels (owner, peer, send, recv) VALUES (?, ?, ?, ?) ON CONFLICT(owner, peer) DO NOTHING').run(owner, peer, Buffer.from(k.send), Buffer.from(k.recv));
         const r = db.prepare('SELECT send, recv FROM channels WHERE owner = ? AND peer = ?').get(owner, peer) as { send: Buffer; recv: Buffer };
         return { send: u8(r.send), recv: u8(r.recv) };
       },
       delete: async (peer) => void db.prepare('DELETE FROM channels WHERE owner = ? AND peer = ?').run(owner, peer),
     };
+  }
+
+  async dropChannelWindows(receiver: string, sender: string, keepTag: string) {
+    const prefix = channelWindowPrefix(receiver, sender);
+    return this.forgetWindows(this.stmt(`${WINDOWS.otherChannels} RETURNING key`).all({ p1: prefix, p2: prefix + keepTag }));
+  }
+  async sweepSeqWindows(o: { idleBefore: number; connectEras: number }) {
+    return this.db.transaction(() => ({
+      idle: this.forgetWindows(this.stmt(`${WINDOWS.idleEras} RETURNING key`).all({ p1: o.idleBefore })),
+      connect: this.forgetWindows(this.stmt(`${WINDOWS.connectEras} RETURNING key`).all({ p1: o.connectEras })),
+    }))();
+  }
+  /** Deleted window rows leave this process's read-through copy too; how many. */
+  private forgetWindows(rows: unknown[]): number {
+    for (const r of rows as { key: string }[]) this.windows.delete(r.key);
+    return rows.length;
   }
 
   async setCommunicating(deviceId: string, communicating: boolean, at: number, missed = 0) {

@@ -191,6 +191,19 @@ export interface Store {
    * authentication; keys: chosen per key holder). Secret, like session keys.
    */
   channels(owner: 'config' | 'keys'): ChannelBook;
+  /**
+   * A service replaced `sender`'s channel with it (`receiver`, config or
+   * keys): delete the replay windows of its other channels, keeping the one
+   * of `keepTag` (channel.ts channelTag of the new channel). Revoking a
+   * device does the same for all of its channels. Returns the rows deleted.
+   */
+  dropChannelWindows(receiver: string, sender: string, keepTag: string): Promise<number>;
+  /**
+   * Sweep replay windows (windows.ts): sender-era windows last claimed
+   * before `idleBefore` (s), and CONNECT era windows beyond the newest
+   * `connectEras` per client. Era 0 windows stay. Rows deleted, by kind.
+   */
+  sweepSeqWindows(o: { idleBefore: number; connectEras: number }): Promise<{ idle: number; connect: number }>;
 
   /**
    * Embodiment 4: whether a member answers polls (the key server rekeys

@@ -3,19 +3,19 @@
  * state file, a reflashed device) on the same identity: it joins again and
  * then takes a rekey. Its counters to the key server restart at 1, so it
  * needs a keys channel it never used (a fresh one per delivery) and a
- * replay window that belongs to that channel (issue 19, finding A).
+ * replay window that belongs to that channel (issue 19, finding A); its
+ * counters to the broker and the auth server restart at 1 too, in a new
+ * era, so its first CONNECT and first requests are taken (decision 70).
  */
 import t from 'tap';
-import { agent, controlPlane, device, tempDir, testPlatform, until, vpnWithUsers } from '../helpers/control-plane.js';
+import { agent, controlPlane, device, logged, tempDir, testPlatform, until, vpnWithUsers } from '../helpers/control-plane.js';
 import { TerminalAgent } from '../../device/terminal.js';
 import { equalCT } from '../../protocol/bytes.js';
 
-/** The broker's CONNECT counter is a matter of its own: carry it over, lose everything else. */
-const CONNECT_COUNTER = 'connect:term-a:broker';
-
 t.test('a holder whose counters were reset joins again and converges on the next rekey', async (t) => {
   const data = tempDir(t);
-  const cp = await controlPlane(data, { timeoutMs: 3000, rekeyPeriodMs: 0 }); // no periodic rekeys; requests checked every 100 ms
+  const lines: string[] = [];
+  const cp = await controlPlane(data, { timeoutMs: 3000, rekeyPeriodMs: 0, lines }); // no periodic rekeys; requests checked every 100 ms
   t.teardown(() => cp.close());
   await vpnWithUsers(cp, 'plant', 5020, { alice: 'alice-password', bob: 'bob-password' });
   const bundle = await device(cp, 'term-a');
@@ -41,19 +41,21 @@ t.test('a holder whose counters were reset joins again and converges on the next
   t.ok(channel1, 'the key server keeps a keys channel with term-a');
   await first.stop({ leave: false }); // power cut: no leave
 
-  // The same identity with fresh counters (and, as on a board, fresh channels).
+  // The same identity with fresh counters, the broker's CONNECT counter
+  // included (and, as on a board, fresh channels).
   const platform = testPlatform(cp.brokerUrl);
-  const old = (first as unknown as { p: { numbers: { get(k: string): Promise<number | undefined> } } }).p.numbers;
-  await platform.numbers.set(CONNECT_COUNTER, (await old.get(CONNECT_COUNTER))!);
   t.equal(await platform.numbers.get('tx:term-a:keys'), undefined, 'no counter to the key server survives');
-  // Auth still refuses the reset device's first seqs as replays (see
-  // docs/decisions.md 70): it gets through by retrying, each with a new seq.
-  const again = new TerminalAgent(bundle, platform, { timeoutMs: 1500, attempts: 6 });
+  t.equal(await platform.numbers.get('connect:term-a:broker'), undefined, 'nor to the broker');
+  const refusalsBefore = cp.broker!.refusals.length;
+  // One attempt each: the reset device is taken at once, in its new era.
+  const again = new TerminalAgent(bundle, platform, { timeoutMs: 3000, attempts: 1 });
   t.teardown(() => again.stop({ leave: false }));
   await again.start();
+  t.equal(cp.broker!.refusals.length, refusalsBefore, 'its first CONNECT is accepted');
   await again.configure();
   await again.join('alice', 'alice-password');
-  t.equal(again.epochs().plant, REKEYS + 1, `joined again, at epoch ${REKEYS + 1}`);
+  t.equal(again.epochs().plant, REKEYS + 1, `joined again at the first attempt, at epoch ${REKEYS + 1}`);
+  t.same(logged(lines, /replay/i), [], 'no replay refusal in the control plane\'s log');
   const channel2 = (await cp.store.channels('keys').get('term-a'))!;
   t.notOk(equalCT(channel1.send, channel2.send) || equalCT(channel1.recv, channel2.recv), 'the new delivery gave a new keys channel, both directions');
 

@@ -1,7 +1,9 @@
 /**
  * Refusals, each with a clear message and no keys issued: unknown device,
  * MAC not matching its key, wrong password, user without the VPN, replayed
- * join, and a second client trying to take over a connected device's id.
+ * join, a second client trying to take over a connected device's id, and
+ * a board with storage none: each boot's first CONNECT taken, no captured
+ * password twice (decision 70).
  */
 import t from 'tap';
 import mqtt from 'mqtt';
@@ -9,7 +11,8 @@ import { agent, controlPlane, crypto, device, tempDir, until, vpnWithUsers } fro
 import { addUser, grant } from '../../servers/admin.js';
 import { SqliteStore } from '../../servers/store/sqlite.js';
 import { toHex } from '../../protocol/bytes.js';
-import { connectKey, connectPassword } from '../../protocol/connect-auth.js';
+import { ConnectCredentials, connectKey, connectPassword } from '../../protocol/connect-auth.js';
+import { MemoryNumberStore } from '../../protocol/store.js';
 import { topics } from '../../protocol/topics.js';
 
 t.test('refusals', async (t) => {
@@ -83,7 +86,7 @@ t.test('refusals', async (t) => {
     t.teardown(() => a.stop());
     await a.start();
     const before = cp.broker!.refusals.length;
-    for (const password of [Buffer.alloc(20), Buffer.from(toHex(new Uint8Array(10)))]) {
+    for (const password of [Buffer.alloc(24), Buffer.from(toHex(new Uint8Array(10)))]) {
       const c = mqtt.connect(cp.brokerUrl, { clientId: 'term-t', username: 'kagi', password, reconnectPeriod: 0 });
       const err = await new Promise<Error>((resolve) => c.once('error', resolve));
       c.end(true);
@@ -92,7 +95,7 @@ t.test('refusals', async (t) => {
     // A password that was valid once (captured on the wire) never works twice.
     const r = await device(cp, 'term-r');
     const key = connectKey(crypto, r.secretKey, r.services.broker);
-    const captured = Buffer.from(connectPassword(crypto, key, 'term-r', 1));
+    const captured = Buffer.from(connectPassword(crypto, key, 'term-r', 1, 0));
     const first = await mqtt.connectAsync(cp.brokerUrl, { clientId: 'term-r', username: 'kagi', password: captured, reconnectPeriod: 0 });
     t.ok(first.connected, 'a fresh valid password connects');
     await first.endAsync();
@@ -105,5 +108,29 @@ t.test('refusals', async (t) => {
     t.equal(a.state, 'unconfigured', 'the real device is untouched');
     await a.configure();
     t.equal(a.state, 'configured', 'and keeps working');
+  });
+
+  t.test('a board with storage none: every boot connects at once, no captured password twice', async (t) => {
+    const b = await device(cp, 'term-n');
+    const boot = () => new ConnectCredentials(crypto, 'term-n', b.secretKey, b.services.broker, 'counter', new MemoryNumberStore());
+    const connect = (password: Uint8Array) => mqtt.connectAsync(cp.brokerUrl, { clientId: 'term-n', username: 'kagi', password: Buffer.from(password), reconnectPeriod: 0 });
+    const refused = async (password: Uint8Array) => {
+      const c = mqtt.connect(cp.brokerUrl, { clientId: 'term-n', username: 'kagi', password: Buffer.from(password), reconnectPeriod: 0 });
+      const err = await new Promise<Error>((resolve) => c.once('error', resolve));
+      c.end(true);
+      return err.message;
+    };
+    const captured: Uint8Array[] = [];
+    for (let n = 1; n <= 3; n++) {
+      const password = (await boot().password())!; // counter 1 after every boot: nothing was kept
+      const c = await connect(password);
+      t.ok(c.connected, `boot ${n}: its first CONNECT is accepted`);
+      await c.endAsync();
+      captured.push(password);
+    }
+    for (const [i, password] of captured.entries()) {
+      t.match(await refused(password), /Not authorized/, `boot ${i + 1}'s password replayed: refused`);
+      t.match(cp.broker!.refusals.at(-1), { clientId: 'term-n', reason: 'connect counter reused' }, 'as a reused counter of its era');
+    }
   });
 });

@@ -133,7 +133,7 @@ t.test('two deliveries give two different channels, each agreed by both ends', a
   const rk = c.generateKeyPair();
   const channels = [1, 2].map((seq) => {
     const route = { type: 'keys.deliver' as const, from: 'keys', to: 'dev-1', seq, reqId: seq };
-    const { bytes, secrets } = sealRequest(c, route, sk.secretKey, rk.publicKey, { vpns: [] }, 1);
+    const { bytes, secrets } = sealRequest(c, route, sk.secretKey, rk.publicKey, { vpns: [] }, 1, 0);
     const opened = openRequest(c, decodeEnvelope(bytes), rk.secretKey, sk.publicKey);
     const server = asRequester(secrets.channelKeys());
     const holder = asReceiver(opened.secrets.channelKeys());

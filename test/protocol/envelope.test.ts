@@ -136,11 +136,13 @@ function expectCode(t: Test, fn: () => unknown, code: string, msg: string) {
 
 t.test('request, reply and channel messages', async (t) => {
   const route = { type: 'config.request' as const, from: 'dev-1', to: 'config', seq: 1, reqId: 42 };
-  const { bytes, secrets } = sealRequest(c, route, dev.secretKey, svc.publicKey, { mac: '02:00:00:00:00:01' }, 1_800_000_000);
+  const { bytes, secrets } = sealRequest(c, route, dev.secretKey, svc.publicKey, { mac: '02:00:00:00:00:01' }, 1_800_000_000, 7);
   const env = decodeEnvelope(bytes);
   const opened = openRequest(c, env, svc.secretKey, dev.publicKey);
   t.same(opened.body, { mac: '02:00:00:00:00:01' }, 'the service reads the request');
   t.equal(opened.issuedAt, 1_800_000_000, 'and when it was issued');
+  t.equal(opened.era, 7, 'and the era of its seq');
+  expectCode(t, () => sealRequest(c, route, dev.secretKey, svc.publicKey, {}, 1, 2 ** 32), 'argument', 'an era is a uint32');
   expectCode(t, () => openRequest(c, env, svc.secretKey, c.generateKeyPair().publicKey), 'auth', 'auth mode: another sender key fails');
 
   const pending = new PendingReplies();
@@ -155,7 +157,7 @@ t.test('request, reply and channel messages', async (t) => {
 
   // A reply to another request, even from the right peer, cannot be opened
   // with this request's key: the binding is cryptographic.
-  const second = sealRequest(c, { ...route, seq: 2, reqId: 44 }, dev.secretKey, svc.publicKey, {}, 1);
+  const second = sealRequest(c, { ...route, seq: 2, reqId: 44 }, dev.secretKey, svc.publicKey, {}, 1, 0);
   pending.expect(44, 'config', second.secrets);
   const forged = sealSymmetric(c, { type: 'config.response', from: 'config', to: 'dev-1', seq: 3, reqId: 44 }, opened.secrets.replyKey(), {});
   expectCode(t, () => pending.open(c, decodeEnvelope(forged)), 'auth', 'a reply sealed for another request fails');
@@ -168,12 +170,12 @@ t.test('request, reply and channel messages', async (t) => {
   t.same(openSymmetric(c, decodeEnvelope(poll), dk.down), { n: 1 }, 'poll opens with the down key');
   expectCode(t, () => openSymmetric(c, decodeEnvelope(poll), dk.up), 'auth', 'not with the up key');
   expectCode(t, () => sealSymmetric(c, route, sk.down, {}), 'argument', 'a sealed type cannot go symmetric');
-  expectCode(t, () => sealRequest(c, { ...route, type: 'poll' }, dev.secretKey, svc.publicKey, {}, 1), 'argument', 'a channel type cannot be a request');
+  expectCode(t, () => sealRequest(c, { ...route, type: 'poll' }, dev.secretKey, svc.publicKey, {}, 1, 0), 'argument', 'a channel type cannot be a request');
 });
 
 t.test('any bit flip of a sealed message fails with a typed error', async (t) => {
   const route = { type: 'join.request' as const, from: 'dev-1', to: 'config', seq: 5, reqId: 9 };
-  const { bytes } = sealRequest(c, route, dev.secretKey, svc.publicKey, { user: 'alice', blob: new Uint8Array(40) }, 1);
+  const { bytes } = sealRequest(c, route, dev.secretKey, svc.publicKey, { user: 'alice', blob: new Uint8Array(40) }, 1, 0);
   let checked = 0;
   for (let pos = 0; pos < bytes.length; pos++) {
     for (let bit = 0; bit < 8; bit++) {

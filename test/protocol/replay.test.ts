@@ -142,3 +142,45 @@ t.test('send counter never repeats across restarts', async (t) => {
   t.ok(Math.min(...many) > next, 'and above the earlier ones');
   t.ok(((await store.get('tx:config')) ?? 0) >= Math.max(...many), 'the persisted bound covers every number handed out');
 });
+
+t.test('eras: a sender that lost its counters starts a new window at once; earlier eras keep theirs', async (t) => {
+  const random = (n: number) => crypto.getRandomValues(new Uint8Array(n));
+  const disk = new MemoryNumberStore();
+  const a = new SendCounter(disk, 4, 'tx:', random);
+  const first = await a.takeWithEra('auth');
+  t.equal(first.seq, 1, 'counts from 1');
+  t.not(first.era, 0, 'a store without a counter gets a random non-zero era');
+  t.equal(await disk.get('era:tx:auth'), first.era, 'persisted with the counter');
+  const again = await new SendCounter(disk, 4, 'tx:', random).takeWithEra('auth');
+  t.equal(again.era, first.era, 'a restart with its store keeps the era');
+  t.ok(again.seq > first.seq, 'and goes on counting');
+  const wiped = await new SendCounter(new MemoryNumberStore(), 4, 'tx:', random).takeWithEra('auth');
+  t.equal(wiped.seq, 1, 'a wiped store counts from 1 again');
+  t.not(wiped.era, first.era, 'in a new era');
+  const shared = { get: (k: string) => disk.get(k), set: (k: string, v: number) => disk.set(k, v), add: async () => 1 };
+  t.equal((await new SendCounter(shared, 1, 'tx:', random).takeWithEra('x')).era, 0, 'shared counters (atomic add) use era 0');
+
+  // The receiver, in memory (a device) and on a claiming store (services).
+  const claims = new Map<string, SeqWindow>();
+  const claiming = {
+    get: async () => undefined, set: async () => undefined,
+    claim: async (k: string, seq: number) => {
+      const next = slideWindow(claims.get(k), seq);
+      if (next) claims.set(k, next);
+      return next !== null;
+    },
+  };
+  for (const [name, store] of [['memory', new MemoryNumberStore()], ['claiming store', claiming]] as const) {
+    const g = new ReplayGuard(store, 'rx:me:');
+    for (let seq = 1; seq <= 40; seq++) await g.accept('dev-1', seq, first.era);
+    await g.accept('dev-1', 1, wiped.era);
+    t.pass(`${name}: seq 1 of a new era is taken after 40 of the old`);
+    await t.rejects(g.accept('dev-1', 1, wiped.era), { code: 'replay' }, `${name}: once`);
+    await t.rejects(g.accept('dev-1', 40, first.era), { code: 'replay' }, `${name}: a replay of the earlier era meets its window`);
+    await t.rejects(g.accept('dev-1', 2, first.era), { code: 'replay' }, `${name}: and one below it is too old`);
+    await g.accept('dev-1', 1, 0);
+    t.pass(`${name}: era 0 is a window of its own`);
+  }
+  t.ok(claims.has('rx:me:dev-1'), 'era 0 keeps the pre-era key');
+  t.ok(claims.has(`rx:me:dev-1~${wiped.era.toString(16).padStart(8, '0')}`), 'other eras end in ~ERAHEX');
+});

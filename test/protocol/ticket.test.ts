@@ -15,7 +15,7 @@ for (const c of backends) {
     const device = c.generateKeyPair();
     const auth = c.generateKeyPair();
     const route = { type: 'join.request' as const, from: 'd1', to: 'auth', seq: 1, reqId: 7 };
-    const sent = sealRequest(c, route, device.secretKey, auth.publicKey, { user: 'alice' }, 1_800_000_000);
+    const sent = sealRequest(c, route, device.secretKey, auth.publicKey, { user: 'alice' }, 1_800_000_000, 0);
     const got = openRequest(c, decodeEnvelope(sent.bytes), auth.secretKey, device.publicKey);
     const ticket = { id: '00112233445566778899aabbccddeeff', secret: c.randomBytes(32), expiresAt: 1_900_000_000_000 };
 

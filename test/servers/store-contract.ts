@@ -5,6 +5,7 @@
 import type { Test } from 'tap';
 import type { Store } from '../../servers/store/store.js';
 import { SEQ_WINDOW } from '../../protocol/replay.js';
+import { CONNECT_ERAS_KEPT, ERA_IDLE_SWEEP_S } from '../../servers/store/windows.js';
 
 export function storeContract(t: Test, name: string, open: () => Promise<Store>): void {
   t.test(`Store contract: ${name}`, async (t) => {
@@ -107,6 +108,19 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     t.same(kept[0], kept[1], 'both callers get the same channel');
     t.same(await s.channels('keys').get('d1'), kept[0], 'and it is the stored one');
 
+    // Keys channels of deliveries acknowledged out of order (two key server
+    // instances at once): the highest delivery seq wins, as at the holder.
+    const ch = (n: number) => ({ send: new Uint8Array(32).fill(n), recv: new Uint8Array(32).fill(n + 1) });
+    const kb = s.channels('keys');
+    t.equal(await kb.set('h1', ch(20), 7), true, 'a first delivery channel (seq 7) is kept');
+    t.equal(await kb.set('h1', ch(30), 9), true, 'a higher seq (9) replaces it');
+    t.equal(await kb.set('h1', ch(40), 8), false, 'a lower seq (8) acknowledged later does not');
+    t.equal(await kb.set('h1', ch(50), 9), false, 'nor does the same seq again');
+    t.same([...(await kb.get('h1'))!.send], [...ch(30).send], 'the book holds the seq-9 channel');
+    const raced = await Promise.all([kb.set('h2', ch(60), 12), kb.set('h2', ch(70), 11)]);
+    t.same(raced, [true, raced[1]], 'two at once: the higher is kept');
+    t.same([...(await kb.get('h2'))!.send], [...ch(60).send], 'whatever order they reach the store in');
+
     // kagi device revoke: marked, out of every VPN, channels gone.
     await s.addDevice({ id: 'gone', mac: '02:00:00:00:00:99', publicKey: pk, kind: 'terminal' });
     await s.putMember({ vpnId: 'v1', deviceId: 'gone', userId: 'u1', keyId: 1, networkId: 'x' });
@@ -117,6 +131,42 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     t.same(await s.membershipsOf('gone'), [], 'and is in no VPN');
     t.equal(await s.channels('config').get('gone'), undefined, 'and has no channel left');
     t.equal(await s.revokeDevice('ghost'), false, 'revoking a missing device is false');
+
+    // Replay windows swept (windows.ts): idle era windows, CONNECT eras
+    // beyond the newest K per client, windows of replaced and revoked
+    // devices' channels. Era 0 windows stay.
+    const T = 1_800_000_000;
+    const exists = async (key: string, seq: number) => !(await claim(key, seq)); // a window that remembers seq refuses it
+    const eraKey = (base: string, era: number) => `${base}~${era.toString(16).padStart(8, '0')}`;
+    t.ok(await s.numbers.claim!(eraKey('rx:auth:d7', 0xa1), 5, T - ERA_IDLE_SWEEP_S - 1), 'an era window last used before the bound');
+    t.ok(await s.numbers.claim!(eraKey('rx:auth:d7', 0xa2), 5, T - ERA_IDLE_SWEEP_S + 1), 'one used after it');
+    t.ok(await s.numbers.claim!('rx:auth:d7', 5, T - 10 * ERA_IDLE_SWEEP_S), 'an era 0 window, older still');
+    for (let e = 1; e <= CONNECT_ERAS_KEPT + 3; e++) await s.numbers.claim!(eraKey('connect:d7', e), 1, T - 100_000 + e);
+    t.ok(await s.numbers.claim!(eraKey('connect:d8', 1), 1, T - 100_000), 'another client\'s one CONNECT era, old');
+    const swept = await s.sweepSeqWindows({ idleBefore: T - ERA_IDLE_SWEEP_S, connectEras: CONNECT_ERAS_KEPT });
+    t.same(swept, { idle: 1, connect: 3 }, 'one idle era window and three CONNECT eras beyond the cap swept');
+    t.same(await s.sweepSeqWindows({ idleBefore: T - ERA_IDLE_SWEEP_S, connectEras: CONNECT_ERAS_KEPT }), { idle: 0, connect: 0 }, 'a second sweep finds nothing');
+    t.equal(await exists(eraKey('rx:auth:d7', 0xa1), 5), false, 'the idle era window is gone (its seq is new again)');
+    t.equal(await exists(eraKey('rx:auth:d7', 0xa2), 5), true, 'the current era window is kept');
+    t.equal(await exists('rx:auth:d7', 5), true, 'era 0 windows are never swept');
+    for (const e of [1, 2, 3]) t.equal(await exists(eraKey('connect:d7', e), 1), false, `CONNECT era ${e}, among the oldest, is gone`);
+    t.equal(await exists(eraKey('connect:d7', 4), 1), true, 'the newest 32 are kept');
+    t.equal(await exists(eraKey('connect:d7', CONNECT_ERAS_KEPT + 3), 1), true, 'the newest too');
+    t.equal(await exists(eraKey('connect:d8', 1), 1), true, 'CONNECT eras are never swept by age: capped per client');
+
+    for (const tag of ['aaaa', 'bbbb', 'cccc']) t.ok(await claim(`rx:keys:d7#${tag}`, 1), `a keys channel window ${tag}`);
+    t.ok(await claim('rx:keys:d7.x#aaaa', 1), 'another device whose id starts the same');
+    t.ok(await claim('rx:config:d7#dddd', 1), 'a config channel window');
+    t.equal(await s.dropChannelWindows('keys', 'd7', 'cccc'), 2, 'the channel replaced: the other keys channel windows go');
+    t.equal(await exists('rx:keys:d7#cccc', 1), true, 'the new channel\'s window stays');
+    t.equal(await exists('rx:keys:d7#aaaa', 1), false, 'an old one is gone');
+    t.equal(await exists('rx:keys:d7.x#aaaa', 1), true, 'another device\'s stay');
+    t.equal(await exists('rx:config:d7#dddd', 1), true, 'and other services\'');
+    await s.addDevice({ id: 'd7', mac: '02:00:00:00:00:77', publicKey: pk, kind: 'terminal' });
+    await s.revokeDevice('d7');
+    t.equal(await exists('rx:keys:d7#cccc', 1), false, 'revoked: its keys channel window is gone');
+    t.equal(await exists('rx:config:d7#dddd', 1), false, 'and its config channel window');
+    t.equal(await exists('rx:keys:d7.x#aaaa', 1), true, 'not another device\'s');
 
     // Presence from the retained state topic.
     t.same(await s.presence(), new Map(), 'no presence yet');

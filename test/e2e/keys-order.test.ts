@@ -1,0 +1,65 @@
+/**
+ * Two deliveries to one holder that arrive out of order (two key server
+ * instances delivering at once, or a broker that held one back): the holder
+ * keeps the channel of the highest-seq delivery, as the key server's book
+ * does (decision 71), so the next update opens. Here the first delivery of
+ * a join is held back, the join is retried and acknowledged with a second
+ * delivery, and then the held one arrives late: its keys are taken and
+ * acknowledged, but its (older) channel is not.
+ */
+import t from 'tap';
+import { controlPlane, device, tempDir, testPlatform, typeOf, until, vpnWithUsers } from '../helpers/control-plane.js';
+import { deadline } from '../helpers/deadline.js';
+import { TerminalAgent } from '../../device/terminal.js';
+import type { Platform } from '../../device/platform.js';
+
+t.test('a late, older key delivery does not take the holder off the key server\'s channel', async (t) => {
+  const cp = await controlPlane(tempDir(t), { timeoutMs: deadline(2000), rekeyPeriodMs: 0 });
+  t.teardown(() => cp.close());
+  await vpnWithUsers(cp, 'plant', 5020, { alice: 'alice-password' });
+  const bundle = await device(cp, 'term-a');
+
+  const held: { topic: string; bytes: Uint8Array }[] = [];
+  let holdNextDelivery = false;
+  let acks = 0;
+  let inject: ((topic: string, bytes: Uint8Array) => void) | undefined;
+  const base = testPlatform(cp.brokerUrl);
+  const platform: Platform = {
+    ...base,
+    async connect(l) {
+      inject = l.onMessage;
+      const link = await base.connect({
+        ...l,
+        onMessage: (topic, bytes) => {
+          if (holdNextDelivery && typeOf(bytes) === 'keys.deliver') return void ((holdNextDelivery = false), held.push({ topic, bytes }));
+          l.onMessage(topic, bytes);
+        },
+      });
+      const send = link.publish.bind(link);
+      link.publish = async (topic, bytes, retain) => {
+        if (typeOf(bytes) === 'keys.ack') acks++;
+        await send(topic, bytes, retain);
+      };
+      return link;
+    },
+  };
+  // Our attempts give up before the key server does, so the retried join
+  // is delivered again once the held delivery has timed out.
+  const a = new TerminalAgent(bundle, platform, { timeoutMs: deadline(1500), attempts: 3 });
+  t.teardown(() => a.stop({ leave: false }));
+  await a.start();
+  await a.configure();
+  holdNextDelivery = true;
+  await a.join('alice', 'alice-password');
+  t.equal(held.length, 1, 'the first delivery was held back');
+  t.equal(acks, 1, 'the second was acknowledged');
+  t.equal(a.epochs().plant, 1, 'joined at epoch 1');
+
+  inject!(held[0]!.topic, held[0]!.bytes); // arrives late, still valid
+  t.ok(await until(() => acks === 2, deadline(5000)), 'the late delivery is still taken and acknowledged');
+
+  await cp.store.setRekeyRequest('plant', Date.now());
+  const keyId = async () => (await cp.store.membershipsOf('term-a')).find((m) => m.vpnId === 'plant')?.keyId;
+  t.ok(await until(() => a.epochs().plant === 2, deadline(10_000)), 'the rekey\'s update opens at the holder: it kept the newer channel');
+  t.ok(await until(async () => (await keyId()) === 2, deadline(10_000)), 'and its acknowledgement moves its key id');
+});

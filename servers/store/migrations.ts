@@ -52,6 +52,9 @@ const MIGRATIONS: string[] = [
   // the removal so that one made while no control plane runs is still told.
   `CREATE TABLE owed_notices (vpn_id TEXT NOT NULL, member_id TEXT NOT NULL, holder_id TEXT NOT NULL, reason TEXT NOT NULL,
      since {int64} NOT NULL, PRIMARY KEY (vpn_id, member_id));`,
+  // Failed password attempts per user and per device (servers/auth/throttle.ts),
+  // in the store so that every auth instance on it throttles alike.
+  `CREATE TABLE password_failures (key TEXT PRIMARY KEY, failures INTEGER NOT NULL, blocked_until {int64} NOT NULL);`,
 ];
 
 const TYPES = {

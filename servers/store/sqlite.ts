@@ -131,6 +131,31 @@ export class SqliteStore implements Store {
     return r ? { id: r.id, passwordHash: r.password_hash } : undefined;
   }
 
+  async claimPasswordAttempt(keys: string[], now: number, delayAfter: (failures: number) => number) {
+    const ks = [...new Set(keys)].sort();
+    // One process owns the file, and a synchronous transaction is atomic.
+    return this.db.transaction(() => {
+      const rows = ks.map((k) => this.stmt('SELECT failures, blocked_until FROM password_failures WHERE key = ?').get(k) as { failures: number; blocked_until: number } | undefined);
+      const blocked = Math.max(0, ...rows.map((r) => (r && r.blocked_until > now ? r.blocked_until : 0)));
+      if (blocked > 0) return blocked;
+      ks.forEach((k, i) => {
+        const failures = (rows[i]?.failures ?? 0) + 1;
+        this.stmt('INSERT INTO password_failures VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET failures = excluded.failures, blocked_until = excluded.blocked_until').run(k, failures, now + delayAfter(failures));
+      });
+      return 0;
+    })();
+  }
+  async clearPasswordFailures(keys: string[]) {
+    for (const k of keys) this.stmt('DELETE FROM password_failures WHERE key = ?').run(k);
+  }
+  async prunePasswordFailures(before: number) {
+    return this.stmt('DELETE FROM password_failures WHERE blocked_until < ?').run(before).changes;
+  }
+  async passwordFailures(key: string) {
+    const r = this.stmt('SELECT failures, blocked_until FROM password_failures WHERE key = ?').get(key) as { failures: number; blocked_until: number } | undefined;
+    return r ? { failures: r.failures, blockedUntil: r.blocked_until } : undefined;
+  }
+
   async addVpn(v: Parameters<Store['addVpn']>[0]) {
     this.insert(
       'INSERT INTO vpns (id, protocol, port, priority, max_bandwidth, flag, total_rate, rekey_period_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',

@@ -187,6 +187,23 @@ export interface Store {
   /** Every device's network info in one read (a reconcile or poll round of 10,000 members is one query, not 10,000). */
   allNetworkInfo(): Promise<Map<string, NetworkInfoRow>>;
 
+  /**
+   * Password attempts (servers/auth/throttle.ts), per key (`user:ID`,
+   * `device:ID`). An attempt counts as failed from the moment it is
+   * claimed until `clearPasswordFailures` (a success): a burst of attempts
+   * made at once is counted whole. Claiming is atomic over all `keys`: if
+   * any is blocked (blocked_until > now) nothing changes and the latest
+   * blocked_until comes back; else each key's failures grow by one, it is
+   * blocked until now + delayAfter(its failures), and 0 comes back.
+   */
+  claimPasswordAttempt(keys: string[], now: number, delayAfter: (failures: number) => number): Promise<number>;
+  /** A success: these keys start again from no failures. */
+  clearPasswordFailures(keys: string[]): Promise<void>;
+  /** Forget keys blocked until before `before` (long quiet): how many. */
+  prunePasswordFailures(before: number): Promise<number>;
+  /** Failures on record per key (status, tests). */
+  passwordFailures(key: string): Promise<{ failures: number; blockedUntil: number } | undefined>;
+
   /** The lease of a once-only duty (lease.ts): always held on a store one process owns. */
   lease(name: string, o?: LeaseOptions): Lease;
 

@@ -15,19 +15,28 @@ import { isKagiError } from '../../protocol/errors.js';
 import type { Incoming, Peer, Reply } from '../../protocol/peer.js';
 import { startService, type ServiceContext } from '../service-host.js';
 import type { DeviceRow } from '../store/store.js';
-import { verifyPassword } from './password.js';
+import { PasswordCheck, type PasswordCheckOptions } from './password-check.js';
 
 type Verdict = Body & { ok: boolean };
 
 /** Why a request was refused, as a code (metrics label) and as words (logs, the device). */
-type RefusalCode = 'malformed' | 'unknown-device' | 'not-a-device' | 'revoked' | 'credential' | 'stale' | 'replay' | 'relay-binding' | 'mac' | 'password' | 'no-vpn' | 'unknown-op';
+type RefusalCode = 'malformed' | 'unknown-device' | 'not-a-device' | 'revoked' | 'credential' | 'stale' | 'replay' | 'relay-binding' | 'mac' | 'password' | 'throttled' | 'busy' | 'no-vpn' | 'unknown-op';
+
+export interface AuthOptions {
+  /** The password check's hash pool and throttling (issue 21). */
+  password?: PasswordCheckOptions;
+}
+
+/** How often keys of long-quiet password failures are forgotten. */
+const PRUNE_EVERY_MS = 10 * 60_000;
 
 function refuse(code: RefusalCode, reason: string, extra: Body = {}): Verdict {
   return { ok: false, code, reason, ...extra };
 }
 
-export async function startAuth(ctx: ServiceContext) {
+export async function startAuth(ctx: ServiceContext, o: AuthOptions = {}) {
   let peer!: Peer;
+  const passwords = await PasswordCheck.start(ctx.store, ctx.metrics, o.password);
 
   /** Open a device's sealed request forwarded by the config server. */
   async function openDeviceRequest(raw: Uint8Array, type: Envelope['type']) {
@@ -111,10 +120,14 @@ export async function startAuth(ctx: ServiceContext) {
     if (Array.isArray(who)) return refuse(who[0], who[1], common);
     const userId = str(r.body, 'user', 64);
     const user = await ctx.store.getUser(userId);
-    // One message for both: do not tell a prober which user ids exist.
-    if (!user || !(await verifyPassword(str(r.body, 'password', 1024), user.passwordHash))) {
-      return refuse('password', `wrong user id or password for ${userId}`, common);
+    const pw = await passwords.check(user, userId, who.device.id, str(r.body, 'password', 1024));
+    if (!pw.ok && pw.code === 'password') {
+      // One answer for both, at the same cost: a prober learns no user ids.
+      // The operator's log line (detail) says which.
+      return refuse('password', 'wrong user id or password', { ...common, detail: `${pw.detail} ${userId} from ${who.device.id}` });
     }
+    // The device waits retryAfter seconds (with jitter) and asks again.
+    if (!pw.ok) return refuse(pw.code, pw.code === 'busy' ? 'the auth server is busy: try again later' : 'too many failed password attempts: try again later', { ...common, retryAfter: pw.retryAfter, detail: pw.detail });
     const vpns = [];
     for (const id of await ctx.store.grantsOf(userId)) {
       const v = await ctx.store.getVpn(id);
@@ -132,12 +145,26 @@ export async function startAuth(ctx: ServiceContext) {
     const op = str(b, 'op', 32);
     const raw = bytes(b, 'envelope');
     const verdict = op === 'device.auth' ? await deviceAuth(raw) : op === 'user.join' ? await userJoin(raw) : refuse('unknown-op', `unknown op ${op}`);
+    // The detail is for the operator's log only: not even its length goes on the wire.
+    const { detail, ...body } = verdict;
     if (!verdict.ok) {
-      ctx.log('warn', `auth: refused ${op}: ${String(verdict.reason)}`);
+      ctx.log('warn', `auth: refused ${op}: ${String(verdict.reason)}${typeof detail === 'string' ? ` (${detail})` : ''}`);
       ctx.metrics.count('kagi_refusals_total', { reason: String(verdict.code) });
     }
-    return { type: 'service.response', body: verdict };
+    return { type: 'service.response', body };
   }
 
-  return startService('auth', ctx, { onRequest }, (p) => (peer = p));
+  const pruner = setInterval(() => {
+    passwords.throttle.prune().catch((e: Error) => ctx.log('warn', `auth: forgetting old password failures: ${e.message}`));
+  }, PRUNE_EVERY_MS);
+  pruner.unref();
+  const running = await startService('auth', ctx, { onRequest }, (p) => (peer = p));
+  return {
+    ...running,
+    passwords,
+    close: async () => {
+      clearInterval(pruner);
+      await running.close();
+    },
+  };
 }

@@ -20,7 +20,7 @@ import { asBody, bytes, list, num, str, type Body } from '../protocol/body.js';
 import { PortFrameDecoder, encodePortFrame, type PortFrame, type PortFrameType } from '../protocol/port-frame.js';
 import type { Bundle } from './bundle.js';
 import type { Platform } from './platform.js';
-import { DeviceSession, RefusedError, type Held } from './session.js';
+import { DeviceSession, type SessionOptions, RefusedError, type Held } from './session.js';
 import { MemberKeys } from './vpn-keys.js';
 import { detach } from './detach.js';
 
@@ -50,6 +50,8 @@ export interface RelayOptions {
   timeoutMs?: number;
   attempts?: number;
   brokerWaitMs?: number;
+  /** Told to come back later (throttled, busy): the agent waits that long with jitter and asks again by itself. */
+  onWait?: SessionOptions['onWait'];
   graceMs?: number;
   onPortState?(port: string, state: PortState, terminal: string | null): void;
 }
@@ -186,7 +188,9 @@ export class RelayAgent {
     const p = this.port(name);
     if (!p.terminal) throw new RefusedError('configure first');
     const terminal = p.terminal;
-    const r = await this.session.ask('join.request', 'join', { user, password, onBehalf: { id: terminal, port: p.name } });
+    // Told to come back later, the relay waits and asks again by itself;
+    // the terminal hears why it waits (and keeps waiting for the answer).
+    const r = await this.session.ask('join.request', 'join', { user, password, onBehalf: { id: terminal, port: p.name } }, (w) => this.reply(p, 'waiting', w));
     const vpns = list(asBody(r.body), 'vpns').map((x) => asBody(x));
     for (const v of vpns) {
       const k = p.vpns.get(str(v, 'id', 64));

@@ -20,17 +20,23 @@ import { parseTopic, topics } from '../protocol/topics.js';
 import { asBody, list, num, str, type Body } from '../protocol/body.js';
 import { asReceiver, asRequester, MemoryChannelBook } from '../protocol/channel.js';
 import { utf8, wipe } from '../protocol/bytes.js';
-import { backoffDelay } from '../protocol/backoff.js';
+import { backoffDelay, retryAfterDelay } from '../protocol/backoff.js';
 import type { Bundle } from './bundle.js';
 import { BrokerRefusedError, type Link, type LinkOptions, type Platform } from './platform.js';
 import { detach } from './detach.js';
 
 const isService = (id: string): id is 'auth' | 'config' | 'keys' => id === 'auth' || id === 'config' || id === 'keys';
 
-/** A refusal from the control plane, with its reason. */
+/** A refusal from the control plane, with its reason (and its code, when the services sent one). */
 export class RefusedError extends Error {
   override readonly name = 'RefusedError';
+  constructor(message: string, readonly code?: string) {
+    super(message);
+  }
 }
+
+/** Refusals that say when to ask again (seconds): the session waits and asks again by itself. */
+const COME_BACK_LATER = new Set(['throttled', 'busy']);
 
 /** What a key holder holds for one member (itself, or a relay port's terminal). */
 export interface Held {
@@ -66,6 +72,17 @@ export interface SessionOptions {
   attempts?: number;
   /** Give up the first connection after this long (ms); default: never. */
   brokerWaitMs?: number;
+  /** Told to come back later (throttled, busy): the session waits retryAfter seconds (with jitter) and asks again. */
+  onWait?(w: ComeBackLater): void;
+}
+
+/** A refusal that says when to ask again. */
+export interface ComeBackLater {
+  type: string;
+  code: string;
+  reason: string;
+  /** Seconds. */
+  retryAfter: number;
 }
 
 export class DeviceSession {
@@ -79,8 +96,8 @@ export class DeviceSession {
   private lastContinue = 0;
   private timer: ReturnType<typeof setInterval> | null = null;
   private readonly fetching = new Map<string, number>();
-  /** Wakes the wait between first-connection attempts when we stop. */
-  private wake: (() => void) | null = null;
+  /** Wake the waits (between first-connection attempts, before asking again) when we stop. */
+  private readonly wakers = new Set<() => void>();
 
   constructor(
     readonly bundle: Bundle,
@@ -163,12 +180,18 @@ export class DeviceSession {
         throw new Error(`${this.bundle.id}: gave up waiting for ${this.broker} after ${waited} ms (${why})`);
       }
       this.p.log('warn', `${this.bundle.id}: waiting for ${this.broker}: ${why}; attempt ${attempt + 2} in ${delay} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => ((this.wake = null), resolve()), delay);
-        this.wake = () => (clearTimeout(timer), (this.wake = null), resolve());
-      });
-      if (this.stopped) throw new Error('agent stopping');
+      await this.sleep(delay);
     }
+  }
+
+  /** Wait `ms`, or less if we stop (then throws 'agent stopping'). */
+  private async sleep(ms: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const wake = () => (clearTimeout(timer), this.wakers.delete(wake), resolve());
+      const timer = setTimeout(wake, ms);
+      this.wakers.add(wake);
+    });
+    if (this.stopped) throw new Error('agent stopping');
   }
 
   /** Jitter needs no secrecy, but a board's Math.random can be poor: use the crypto RNG. */
@@ -198,13 +221,25 @@ export class DeviceSession {
   }
 
   /** A request sealed to the auth server, answered by the config server. */
-  async ask(type: 'config.request' | 'join.request', op: 'request' | 'join', body: Record<string, unknown>): Promise<Reply> {
+  async ask(type: 'config.request' | 'join.request', op: 'request' | 'join', body: Record<string, unknown>, onWait?: (w: { code: string; reason: string; retryAfter: number }) => void): Promise<Reply> {
     const attempts = this.o.attempts ?? 5;
     for (let i = 1; ; i++) {
       try {
         const r = await this.peer!.request({ to: 'auth', pkR: this.bundle.services.auth, topic: topics.service('config', op), type, body, replyFrom: 'config', timeoutMs: this.o.timeoutMs ?? 10_000 });
         try {
-          if (r.type === 'error') throw new RefusedError(String(asBody(r.body).reason));
+          if (r.type === 'error') {
+            const b = asBody(r.body);
+            const code = typeof b.code === 'string' ? b.code : undefined;
+            const retryAfter = typeof b.retryAfter === 'number' ? b.retryAfter : undefined;
+            if (code && COME_BACK_LATER.has(code) && retryAfter !== undefined && !this.stopped) {
+              onWait?.({ code, reason: String(b.reason), retryAfter });
+              this.o.onWait?.({ type, code, reason: String(b.reason), retryAfter });
+              await this.comeBackLater(type, code, String(b.reason), retryAfter, body);
+              i--; // an answer, not a lost message: no attempt used
+              continue;
+            }
+            throw new RefusedError(String(b.reason), code);
+          }
           // Our own authentication (not one on a port's behalf) renews the
           // config channel, as the config server does on its side.
           if (body.onBehalf === undefined) await this.channels.set('config', asRequester(r.secrets.channelKeys()));
@@ -218,6 +253,19 @@ export class DeviceSession {
         this.p.log('warn', `${this.bundle.id}: ${(e as Error).message} via ${this.broker} (connected: ${this.link?.connected ? 'yes' : 'no'})${this.p.brokerHint ? ` — ${this.p.brokerHint}` : ''}; attempt ${i + 1}${Number.isFinite(attempts) ? `/${attempts}` : ''}`);
       }
     }
+  }
+
+  /**
+   * Told to come back later (throttled: failed passwords for this user or
+   * device; busy: the auth server's hash queue is full): wait that long
+   * with jitter, saying so once, then ask again. Never gives up for it.
+   */
+  private async comeBackLater(type: string, code: string, reason: string, retryAfterS: number, body: Record<string, unknown>): Promise<void> {
+    const delay = retryAfterDelay(retryAfterS, this.random());
+    const ob = body.onBehalf as { id?: unknown; port?: unknown } | undefined;
+    const whose = ob ? ` for ${String(ob.id)} on port ${String(ob.port)}` : '';
+    this.p.log('warn', `${this.bundle.id}: ${type}${whose} refused for now (${code}: ${reason}); asking again in ${Math.round(delay / 1000)} s`);
+    await this.sleep(delay);
   }
 
   private learnLiveness(b: Body): void {
@@ -314,7 +362,7 @@ export class DeviceSession {
   async stop(o: { leave?: boolean } = {}): Promise<void> {
     if (o.leave ?? true) await this.leave();
     this.stopped = true;
-    this.wake?.();
+    for (const wake of [...this.wakers]) wake();
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     this.peer?.cancelAll('agent stopping');

@@ -237,6 +237,7 @@ async function runPlaintext(file: string, json: unknown, via: string | undefined
   const p = new PlaintextAgent(cfg, { write: (b) => void sock.write(b) }, {
     onData: (vpn, peer, b) => console.log(`data ${vpn} ${peer}: ${new TextDecoder().decode(b)}`),
     onRestricted: (vpn, reason) => console.log(`restricted: ${vpn}${reason ? ` (${reason})` : ''}`),
+    onWaiting: (s, reason) => console.log(`waiting: ${reason}; the relay asks again in about ${s} s`),
   });
   sock.on('data', (d: Buffer) => p.input(new Uint8Array(d)));
   await p.configure();

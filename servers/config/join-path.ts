@@ -28,9 +28,12 @@ export function joinPath(c: ConfigContext, members: Membership): (env: Envelope,
 
   async function refuseDevice(v: Body): Promise<void> {
     if (!(v.replyKey instanceof Uint8Array)) return; // nothing to seal a refusal with
-    // A stale request's refusal carries the auth server's clock (decision 61).
+    // A stale request's refusal carries the auth server's clock (decision 61);
+    // throttled and busy ones the seconds to wait before asking again.
     const clock = typeof v.clock === 'number' ? { clock: v.clock } : {};
-    await c.peer().sendReply(str(v, 'replyTo', 64), num(v, 'reqId'), bytes(v, 'replyKey'), { type: 'error', body: { reason: v.reason, ...clock } });
+    const retry = typeof v.retryAfter === 'number' ? { retryAfter: v.retryAfter } : {};
+    const code = typeof v.code === 'string' ? { code: v.code } : {};
+    await c.peer().sendReply(str(v, 'replyTo', 64), num(v, 'reqId'), bytes(v, 'replyKey'), { type: 'error', body: { reason: v.reason, ...code, ...clock, ...retry } });
   }
 
   async function configure(v: Body): Promise<void> {

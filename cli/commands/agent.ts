@@ -35,7 +35,10 @@ silent attempt with the broker, whether it is connected, and what to
 check), and answers the control plane's polls; evicted (it stopped
 answering, e.g. frozen or cut off), it resets that VPN's connections and
 joins again by itself with backoff. It exits only when the broker refuses
-its identity (unknown or revoked) or a join is refused.
+its identity (unknown or revoked) or a join is refused; a join refused as
+throttled (too many wrong passwords for the user or from the device) or
+busy (the auth server's password queue is full) is not final: the agent
+waits the time the refusal gives, with jitter, says so, and asks again.
 While the broker is away, tunnelled connections hold: their bytes wait
 (the socket is paused) and go on once it is back; a connection whose bytes
 wait longer than --tunnel-hold is reset.

@@ -11,7 +11,9 @@ import { PasswordCheck } from '../../servers/auth/password-check.js';
 import { hashPassword } from '../../servers/auth/password.js';
 import { Metrics } from '../../servers/metrics.js';
 import { SqliteStore } from '../../servers/store/sqlite.js';
+import { PgStore } from '../../servers/store/postgres.js';
 import { tempDir } from '../helpers/control-plane.js';
+import { postgresMissing, postgresSchema } from '../helpers/postgres.js';
 
 t.test('backoff: free failures, then doubling from the base to the cap', async (t) => {
   const p = DEFAULT_THROTTLE;
@@ -77,4 +79,26 @@ t.test('the check: throttled and busy cost no hash; success resets', async (t) =
   slot.release();
   t.equal(metrics.value('kagi_password_busy_total'), 1, 'counted');
   t.equal(await store.passwordFailures('device:d3'), undefined, 'a busy attempt claims nothing');
+});
+
+const noPostgres = await postgresMissing();
+
+t.test('two auth instances on one PostgreSQL store share the counts', { skip: noPostgres ?? false }, async (t) => {
+  const url = postgresSchema(t);
+  const [sa, sb] = [await PgStore.open(url), await PgStore.open(url)];
+  t.teardown(async () => {
+    await sa.close();
+    await sb.close();
+  });
+  const throttle = { free: 2, baseMs: 60_000, capMs: 60_000 };
+  const a = await PasswordCheck.start(sa, new Metrics(), { throttle });
+  const b = await PasswordCheck.start(sb, new Metrics(), { throttle });
+  const alice = { id: 'alice', passwordHash: await hashPassword('alice-password') };
+  // A guesser whose joins the broker spreads over both instances, all at once.
+  const answers = await Promise.all([a, b, a, b, a, b].map((c, i) => c.check(alice, 'alice', 'x', `guess-${i}`)));
+  t.equal(answers.filter((v) => !v.ok && v.code === 'password').length, 2, 'two guesses hashed in all, as on one instance');
+  t.equal(answers.filter((v) => !v.ok && v.code === 'throttled').length, 4, 'the rest throttled, on either instance');
+  t.match(await a.check(alice, 'alice', 'honest', 'alice-password'), { ok: false, code: 'throttled' }, 'alice is throttled for every device');
+  const bob = { id: 'bob', passwordHash: await hashPassword('bob-password') };
+  t.same(await b.check(bob, 'bob', 'honest', 'bob-password'), { ok: true }, 'another user from another device is not');
 });

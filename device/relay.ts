@@ -190,7 +190,7 @@ export class RelayAgent {
     const terminal = p.terminal;
     // Told to come back later, the relay waits and asks again by itself;
     // the terminal hears why it waits (and keeps waiting for the answer).
-    const r = await this.session.ask('join.request', 'join', { user, password, onBehalf: { id: terminal, port: p.name } }, (w) => this.reply(p, 'waiting', w));
+    const r = await this.session.ask('join.request', 'join', { user, password, onBehalf: { id: terminal, port: p.name } }, (w) => this.reply(p, 'waiting', { code: w.code, reason: w.reason, retryAfter: w.retryAfter }));
     const vpns = list(asBody(r.body), 'vpns').map((x) => asBody(x));
     for (const v of vpns) {
       const k = p.vpns.get(str(v, 'id', 64));

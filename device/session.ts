@@ -221,7 +221,7 @@ export class DeviceSession {
   }
 
   /** A request sealed to the auth server, answered by the config server. */
-  async ask(type: 'config.request' | 'join.request', op: 'request' | 'join', body: Record<string, unknown>, onWait?: (w: { code: string; reason: string; retryAfter: number }) => void): Promise<Reply> {
+  async ask(type: 'config.request' | 'join.request', op: 'request' | 'join', body: Record<string, unknown>, onWait?: (w: ComeBackLater) => void): Promise<Reply> {
     const attempts = this.o.attempts ?? 5;
     for (let i = 1; ; i++) {
       try {
@@ -232,9 +232,10 @@ export class DeviceSession {
             const code = typeof b.code === 'string' ? b.code : undefined;
             const retryAfter = typeof b.retryAfter === 'number' ? b.retryAfter : undefined;
             if (code && COME_BACK_LATER.has(code) && retryAfter !== undefined && !this.stopped) {
-              onWait?.({ code, reason: String(b.reason), retryAfter });
-              this.o.onWait?.({ type, code, reason: String(b.reason), retryAfter });
-              await this.comeBackLater(type, code, String(b.reason), retryAfter, body);
+              const w: ComeBackLater = { type, code, reason: String(b.reason), retryAfter };
+              onWait?.(w);
+              this.o.onWait?.(w);
+              await this.comeBackLater(w, body);
               i--; // an answer, not a lost message: no attempt used
               continue;
             }
@@ -260,11 +261,11 @@ export class DeviceSession {
    * device; busy: the auth server's hash queue is full): wait that long
    * with jitter, saying so once, then ask again. Never gives up for it.
    */
-  private async comeBackLater(type: string, code: string, reason: string, retryAfterS: number, body: Record<string, unknown>): Promise<void> {
-    const delay = retryAfterDelay(retryAfterS, this.random());
+  private async comeBackLater(w: ComeBackLater, body: Record<string, unknown>): Promise<void> {
+    const delay = retryAfterDelay(w.retryAfter, this.random());
     const ob = body.onBehalf as { id?: unknown; port?: unknown } | undefined;
     const whose = ob ? ` for ${String(ob.id)} on port ${String(ob.port)}` : '';
-    this.p.log('warn', `${this.bundle.id}: ${type}${whose} refused for now (${code}: ${reason}); asking again in ${Math.round(delay / 1000)} s`);
+    this.p.log('warn', `${this.bundle.id}: ${w.type}${whose} refused for now (${w.code}: ${w.reason}); asking again in ${Math.round(delay / 1000)} s`);
     await this.sleep(delay);
   }
 

@@ -124,7 +124,7 @@ export async function startAuth(ctx: ServiceContext, o: AuthOptions = {}) {
     if (!pw.ok && pw.code === 'password') {
       // One answer for both, at the same cost: a prober learns no user ids.
       // The operator's log line (detail) says which.
-      return refuse('password', 'wrong user id or password', { ...common, detail: `${pw.detail} ${userId} from ${who.device.id}` });
+      return refuse('password', 'wrong user id or password', { ...common, detail: `${pw.detail === 'unknown-user' ? 'unknown user' : 'wrong password for'} ${userId} from ${who.device.id}` });
     }
     // The device waits retryAfter seconds (with jitter) and asks again.
     if (!pw.ok) return refuse(pw.code, pw.code === 'busy' ? 'the auth server is busy: try again later' : 'too many failed password attempts: try again later', { ...common, retryAfter: pw.retryAfter, detail: pw.detail });

@@ -22,7 +22,7 @@ export interface PasswordCheckOptions extends HashPoolOptions {
 
 export type PasswordVerdict =
   | { ok: true }
-  | { ok: false; code: 'password'; detail: 'unknown user' | 'wrong password for' }
+  | { ok: false; code: 'password'; detail: 'unknown-user' | 'wrong-password' }
   | { ok: false; code: 'throttled' | 'busy'; retryAfter: number; detail: string };
 
 export class PasswordCheck {
@@ -60,8 +60,9 @@ export class PasswordCheck {
     const matches = await slot.run(() => verifyPassword(password, user?.passwordHash ?? this.dummy));
     // The dummy's password is 32 random bytes nobody knows; an unknown user never passes.
     const ok = matches && user !== undefined;
-    this.metrics.count('kagi_password_checks_total', { result: ok ? 'ok' : user ? 'wrong-password' : 'unknown-user' });
-    if (!ok) return { ok: false, code: 'password', detail: user ? 'wrong password for' : 'unknown user' };
+    const result = ok ? 'ok' : user ? 'wrong-password' : 'unknown-user';
+    this.metrics.count('kagi_password_checks_total', { result });
+    if (result !== 'ok') return { ok: false, code: 'password', detail: result };
     await this.throttle.succeeded(userId, deviceId);
     return { ok: true };
   }

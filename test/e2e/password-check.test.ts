@@ -40,8 +40,9 @@ t.test('unknown user and wrong password: the same answer', async (t) => {
 });
 
 t.test('failed attempts are throttled per device and user; an honest device is not', async (t) => {
-  const baseMs = deadline(400);
-  const cp = await controlPlane(tempDir(t), { password: { throttle: { free: 3, baseMs, capMs: 4 * baseMs } } });
+  // Short waits for a test, long enough that the joins below start inside the first.
+  const baseMs = deadline(1000);
+  const cp = await controlPlane(tempDir(t), { password: { throttle: { free: 3, baseMs, capMs: 2 * baseMs } } });
   t.teardown(() => cp.close());
   await vpnWithUsers(cp, 'plant', 5020, { alice: 'alice-password', bob: 'bob-password' });
   const waits: ComeBackLater[] = [];
@@ -63,10 +64,10 @@ t.test('failed attempts are throttled per device and user; an honest device is n
   // the retry time by itself and asks again, and that guess is wrong too.
   const hashedBefore = cp.metrics.value('kagi_password_checks_total', { result: 'wrong-password' });
   const refused = t.rejects(guesser.join('alice', 'guess-4'), { code: 'password' }, 'after waiting, the fourth guess is checked (and wrong)');
-  // Meanwhile an honest device joins another user.
-  t.same((await honest.join('bob', 'bob-password')).map((v) => v.id), ['plant'], 'an honest device joins bob meanwhile');
-  // And failures against alice throttle alice from any device.
+  // Failures against alice throttle alice from any device...
   const viaOther = other.join('alice', 'alice-password');
+  // ...but an honest device joins another user meanwhile.
+  t.same((await honest.join('bob', 'bob-password')).map((v) => v.id), ['plant'], 'an honest device joins bob meanwhile');
   await refused;
   t.match(waits, [{ type: 'join.request', code: 'throttled', reason: 'too many failed password attempts: try again later' }], 'the guesser was told throttled, once');
   t.ok(waits[0]!.retryAfter >= 1, `with a retry time (${waits[0]?.retryAfter} s)`);
@@ -113,7 +114,7 @@ t.test('a full hash queue refuses busy, and every agent gets in after waiting', 
 });
 
 t.test('a relay port joining for a plaintext terminal waits out a throttle, and tells the terminal', async (t) => {
-  const baseMs = deadline(400);
+  const baseMs = deadline(1000);
   const cp = await controlPlane(tempDir(t), { password: { throttle: { free: 1, baseMs, capMs: baseMs } } });
   t.teardown(() => cp.close());
   await vpnWithUsers(cp, 'plant', 5020, { alice: 'alice-password' });

@@ -3,11 +3,13 @@
  *  1. a place on the hash pool, or `busy` with a retry time (hash-pool.ts);
  *  2. the attempt claimed against the user's and the device's failures, or
  *     `throttled` with a retry time (throttle.ts): a throttled attempt
- *     costs no hash;
+ *     costs no hash; the device's attempt counts from here, the user's
+ *     only once it failed;
  *  3. scrypt on the pool, against the user's hash, or for an unknown user
  *     against a dummy hash made at start with the same parameters, so both
  *     cost one scrypt and answer the same (`password`).
- * Success clears the failures of the user and the device.
+ * Success clears the failures of the user and the device; a failure adds
+ * one to the user's.
  */
 import { randomBytes } from 'node:crypto';
 import type { Store, UserRow } from '../store/store.js';
@@ -62,7 +64,10 @@ export class PasswordCheck {
     const ok = matches && user !== undefined;
     const result = ok ? 'ok' : user ? 'wrong-password' : 'unknown-user';
     this.metrics.count('kagi_password_checks_total', { result });
-    if (result !== 'ok') return { ok: false, code: 'password', detail: result };
+    if (result !== 'ok') {
+      await this.throttle.failed(userId);
+      return { ok: false, code: 'password', detail: result };
+    }
     await this.throttle.succeeded(userId, deviceId);
     return { ok: true };
   }

@@ -10,6 +10,9 @@
  * that user, so a botnet of provisioned devices gets no more guesses than
  * one) and `device:ID` (one device guessing many users is throttled as a
  * device). An honest device joining another user shares neither key.
+ * The device's attempt counts from its claim (a burst is counted whole);
+ * the user's only once it failed (many honest devices of one user join at
+ * once after a power cut, and must not throttle each other).
  * The price: anyone with a provisioned device can keep a user throttled
  * (decision 90). Unknown user ids are counted the same way as known ones,
  * so throttling does not tell a prober which ids exist.
@@ -42,17 +45,29 @@ export class Throttle {
   constructor(private readonly store: Store, readonly policy: ThrottlePolicy = DEFAULT_THROTTLE) {}
 
   /**
-   * Claim an attempt (counted as failed until `succeeded`): 0 to go on,
-   * else how long (ms) until the user and device may try again.
+   * Claim an attempt: 0 to go on, else how long (ms) until the user and
+   * the device may try again. The device's attempt counts as failed from
+   * here until `succeeded` (a device sends one join at a time, so a burst
+   * of guesses sent at once is counted whole); the user's counts only if
+   * it `failed` (many honest devices of one user join at once after a
+   * power cut, and must not block each other).
    */
   async claim(userId: string, deviceId: string, now = Date.now()): Promise<number> {
-    const until = await this.store.claimPasswordAttempt(throttleKeys(userId, deviceId), now, (f) => delayAfter(this.policy, f));
+    const keys = throttleKeys(userId, deviceId);
+    const until = await this.store.claimPasswordAttempt(keys, [`device:${deviceId}`], now, this.delay);
     return until > 0 ? Math.max(1, until - now) : 0;
+  }
+
+  /** The password was wrong (or the user unknown): one more failure for the user. */
+  async failed(userId: string, now = Date.now()): Promise<void> {
+    await this.store.claimPasswordAttempt([], [`user:${userId}`], now, this.delay);
   }
 
   succeeded(userId: string, deviceId: string): Promise<void> {
     return this.store.clearPasswordFailures(throttleKeys(userId, deviceId));
   }
+
+  private readonly delay = (failures: number) => delayAfter(this.policy, failures);
 
   /** Forget keys quiet for a day (an unknown id a prober tried, a user long past its failures). */
   prune(now = Date.now()): Promise<number> {

@@ -213,19 +213,20 @@ export class PgStore implements Store {
     return r ? { id: r.id as string, passwordHash: r.password_hash as string } : undefined;
   }
 
-  async claimPasswordAttempt(keys: string[], now: number, delayAfter: (failures: number) => number) {
-    const ks = [...new Set(keys)].sort();
+  async claimPasswordAttempt(check: string[], count: string[], now: number, delayAfter: (failures: number) => number) {
+    const counted = [...new Set(count)].sort();
+    const all = [...new Set([...check, ...count])].sort();
     // Rows made first and locked in key order: instances claiming the same
     // keys at once take turns, and never deadlock.
     return this.tx(async (q) => {
-      await q('INSERT INTO password_failures SELECT k, 0, 0 FROM unnest($1::text[]) AS k ON CONFLICT (key) DO NOTHING', [ks]);
-      const rows = (await q('SELECT key, failures, blocked_until FROM password_failures WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE', [ks])).rows;
-      const blocked = Math.max(0, ...rows.map((r) => Number(r.blocked_until)).filter((b) => b > now));
+      await q('INSERT INTO password_failures SELECT k, 0, 0 FROM unnest($1::text[]) AS k ON CONFLICT (key) DO NOTHING', [counted]);
+      const rows = (await q('SELECT key, failures, blocked_until FROM password_failures WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE', [all])).rows;
+      const blocked = Math.max(0, ...rows.filter((r) => check.includes(r.key as string)).map((r) => Number(r.blocked_until)).filter((b) => b > now));
       if (blocked > 0) {
-        await q('DELETE FROM password_failures WHERE key = ANY($1::text[]) AND failures = 0', [ks]); // made above: nothing to keep
+        await q('DELETE FROM password_failures WHERE key = ANY($1::text[]) AND failures = 0', [counted]); // made above: nothing to keep
         return blocked;
       }
-      for (const r of rows) {
+      for (const r of rows.filter((x) => counted.includes(x.key as string))) {
         const failures = Number(r.failures) + 1;
         await q('UPDATE password_failures SET failures = $2, blocked_until = $3 WHERE key = $1', [r.key, failures, now + delayAfter(failures)]);
       }

@@ -131,17 +131,16 @@ export class SqliteStore implements Store {
     return r ? { id: r.id, passwordHash: r.password_hash } : undefined;
   }
 
-  async claimPasswordAttempt(keys: string[], now: number, delayAfter: (failures: number) => number) {
-    const ks = [...new Set(keys)].sort();
+  async claimPasswordAttempt(check: string[], count: string[], now: number, delayAfter: (failures: number) => number) {
+    const read = (k: string) => this.stmt('SELECT failures, blocked_until FROM password_failures WHERE key = ?').get(k) as { failures: number; blocked_until: number } | undefined;
     // One process owns the file, and a synchronous transaction is atomic.
     return this.db.transaction(() => {
-      const rows = ks.map((k) => this.stmt('SELECT failures, blocked_until FROM password_failures WHERE key = ?').get(k) as { failures: number; blocked_until: number } | undefined);
-      const blocked = Math.max(0, ...rows.map((r) => (r && r.blocked_until > now ? r.blocked_until : 0)));
+      const blocked = Math.max(0, ...check.map((k) => read(k)?.blocked_until ?? 0).filter((b) => b > now));
       if (blocked > 0) return blocked;
-      ks.forEach((k, i) => {
-        const failures = (rows[i]?.failures ?? 0) + 1;
+      for (const k of new Set(count)) {
+        const failures = (read(k)?.failures ?? 0) + 1;
         this.stmt('INSERT INTO password_failures VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET failures = excluded.failures, blocked_until = excluded.blocked_until').run(k, failures, now + delayAfter(failures));
-      });
+      }
       return 0;
     })();
   }

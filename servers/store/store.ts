@@ -189,14 +189,15 @@ export interface Store {
 
   /**
    * Password attempts (servers/auth/throttle.ts), per key (`user:ID`,
-   * `device:ID`). An attempt counts as failed from the moment it is
-   * claimed until `clearPasswordFailures` (a success): a burst of attempts
-   * made at once is counted whole. Claiming is atomic over all `keys`: if
-   * any is blocked (blocked_until > now) nothing changes and the latest
-   * blocked_until comes back; else each key's failures grow by one, it is
-   * blocked until now + delayAfter(its failures), and 0 comes back.
+   * `device:ID`). Atomic: if any key of `check` is blocked
+   * (blocked_until > now) nothing changes and the latest blocked_until
+   * comes back; else each key of `count` gets one more failure and is
+   * blocked until now + delayAfter(its failures), and 0 comes back. The
+   * auth server counts a device's attempt when it is claimed (a burst is
+   * counted whole) and a user's only when it failed (with check = []), so
+   * honest joins of one user at once never block each other.
    */
-  claimPasswordAttempt(keys: string[], now: number, delayAfter: (failures: number) => number): Promise<number>;
+  claimPasswordAttempt(check: string[], count: string[], now: number, delayAfter: (failures: number) => number): Promise<number>;
   /** A success: these keys start again from no failures. */
   clearPasswordFailures(keys: string[]): Promise<void>;
   /** Forget keys blocked until before `before` (long quiet): how many. */

@@ -90,7 +90,7 @@ t.test('failed attempts are throttled per device and user; an honest device is n
 });
 
 t.test('a full hash queue refuses busy, and every agent gets in after waiting', async (t) => {
-  const cp = await controlPlane(tempDir(t), { password: { concurrency: 1, maxWaiting: 1 } });
+  const cp = await controlPlane(tempDir(t), { password: { concurrency: 1, maxWaiting: 1, throttle: { free: 3, baseMs: deadline(60_000), capMs: deadline(60_000) } } });
   t.teardown(() => cp.close());
   await vpnWithUsers(cp, 'plant', 5020, { alice: 'alice-password' });
   const waits: ComeBackLater[] = [];
@@ -108,6 +108,7 @@ t.test('a full hash queue refuses busy, and every agent gets in after waiting', 
   const busy = waits.filter((w) => w.code === 'busy');
   t.ok(busy.length > 0, `some were refused busy (${busy.length} waits)`);
   t.ok(busy.every((w) => w.retryAfter >= 1), 'each with a retry time');
+  t.equal(waits.filter((w) => w.code === 'throttled').length, 0, 'ten honest devices of one user joining at once are never throttled');
   t.equal(cp.metrics.value('kagi_password_busy_total'), busy.length, 'each counted');
   t.equal(cp.metrics.value('kagi_refusals_total', { reason: 'busy' }), busy.length, 'and as refusals');
   t.equal(cp.metrics.value('kagi_password_checks_total', { result: 'ok' }), 10, 'ten hashes, one per join: busy cost none');

@@ -16,7 +16,7 @@
  * throttling off): they should be the same, and this is where any
  * difference is reported (the tests do not time it).
  *
- *   npm run bench:onboarding -- --n 1000 --concurrency 50 --probes 200
+ *   npm run bench:onboarding -- --n 1000 --concurrency 50 --probes 200 [--pool N]
  */
 import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
@@ -28,10 +28,12 @@ import { nodePlatform } from '../runtime/node/platform.js';
 import { HashPool } from '../servers/auth/hash-pool.js';
 import { hashPassword, verifyPassword } from '../servers/auth/password.js';
 
-const { values } = parseArgs({ options: { n: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '50' }, probes: { type: 'string', default: '200' } } });
+const { values } = parseArgs({ options: { n: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '50' }, probes: { type: 'string', default: '200' }, pool: { type: 'string' } } });
 const N = Number(values.n);
 const C = Number(values.concurrency);
 const PROBES = Number(values.probes);
+/** The auth server's hash pool (default: its own, the cores). */
+const POOL = values.pool === undefined ? undefined : Number(values.pool);
 const ROUND_TRIPS = 6;
 
 async function pool(n: number, c: number, job: (i: number) => Promise<void>): Promise<void> {
@@ -42,7 +44,7 @@ async function pool(n: number, c: number, job: (i: number) => Promise<void>): Pr
 }
 
 async function kagiRun(): Promise<number> {
-  const { cp, crypto, close } = await benchControlPlane();
+  const { cp, crypto, close } = await benchControlPlane(POOL ? { password: { concurrency: POOL } } : {});
   const bundles: Bundle[] = [];
   for (let i = 0; i < N; i++) {
     const mac = `02:00:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
@@ -91,7 +93,7 @@ async function floorRun(): Promise<number> {
 /** N password checks on a hash pool like the auth server's, C at a time: the hash's own rate. */
 async function scryptRun(): Promise<{ ms: number; concurrency: number }> {
   const hash = await hashPassword('bench-password');
-  const hashes = new HashPool({ maxWaiting: C });
+  const hashes = new HashPool({ maxWaiting: C, ...(POOL ? { concurrency: POOL } : {}) });
   const t0 = performance.now();
   await pool(N, C, async () => {
     const slot = hashes.reserve();

@@ -76,7 +76,7 @@ export function joinPath(c: ConfigContext, members: Membership): (env: Envelope,
     const issued = await c.ask('keys', { op: 'keys.issue', deviceId, vpns: vpns.map((x) => x.id), ...(via ? { deliverTo: via.relay, port: via.port } : {}) });
     if (!issued.ok) {
       ctx.metrics.count('kagi_refusals_total', { reason: 'keys' });
-      return refuseDevice({ ...v, reason: `key distribution failed: ${String(issued.reason)}` });
+      return refuseDevice({ ...v, code: 'keys', reason: `key distribution failed: ${String(issued.reason)}` });
     }
     const epochs = asBody(issued.epochs);
     for (const x of vpns) await ctx.store.putMember({ vpnId: str(x, 'id', 64), deviceId, userId, keyId: num(epochs, str(x, 'id', 64)), networkId });

@@ -148,7 +148,10 @@ export async function startAuth(ctx: ServiceContext, o: AuthOptions = {}) {
     // The detail is for the operator's log only: not even its length goes on the wire.
     const { detail, ...body } = verdict;
     if (!verdict.ok) {
-      ctx.log('warn', `auth: refused ${op}: ${String(verdict.reason)}${typeof detail === 'string' ? ` (${detail})` : ''}`);
+      // Throttled and busy refusals cost a sender no hash, so they come
+      // as fast as it sends: counted, and logged at debug only.
+      const level = verdict.code === 'throttled' || verdict.code === 'busy' ? 'debug' : 'warn';
+      ctx.log(level, `auth: refused ${op}: ${String(verdict.reason)}${typeof detail === 'string' ? ` (${detail})` : ''}`);
       ctx.metrics.count('kagi_refusals_total', { reason: String(verdict.code) });
     }
     return { type: 'service.response', body };

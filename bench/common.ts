@@ -6,7 +6,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { Aedes } from 'aedes';
 import type mqtt from 'mqtt';
 import { nodeCrypto } from '../runtime/node/crypto.js';
-import { startControlPlane, type ControlPlane } from '../servers/control-plane.js';
+import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from '../servers/control-plane.js';
 import { addUser, addVpn, grant } from '../servers/admin.js';
 
 /** Plain aedes on an ephemeral port: the floor the kagi figures are divided by. */
@@ -30,10 +30,10 @@ export function noDelay(c: mqtt.MqttClient): mqtt.MqttClient {
 }
 
 /** A control plane in a temp dir with VPN 'plant' and user 'bench' granted to it. */
-export async function benchControlPlane(): Promise<{ cp: ControlPlane; crypto: ReturnType<typeof nodeCrypto>; close(): Promise<void> }> {
+export async function benchControlPlane(o: Pick<ControlPlaneOptions, 'password'> = {}): Promise<{ cp: ControlPlane; crypto: ReturnType<typeof nodeCrypto>; close(): Promise<void> }> {
   const crypto = nodeCrypto();
   const dir = mkdtempSync(join(tmpdir(), 'kagi-bench-'));
-  const cp = await startControlPlane({ dataDir: dir, crypto, port: 0, timeoutMs: 60_000 });
+  const cp = await startControlPlane({ dataDir: dir, crypto, port: 0, timeoutMs: 60_000, ...o });
   await addVpn(cp.store, { id: 'plant', protocol: 'tcp', port: 5020 });
   await addUser(cp.store, 'bench', 'bench-password');
   await grant(cp.store, 'plant', 'bench');

@@ -5,7 +5,18 @@
  * trips per terminal (a join is 6: config→auth, auth→config, config→keys,
  * keys→terminal and back, plus the terminal's two requests).
  *
- *   npm run bench:onboarding -- --n 1000 --concurrency 50
+ * A first join checks the user's password (scrypt, ~30 ms of a core), so
+ * the joins are also set beside a second floor from the same run: N scrypt
+ * checks of the same password on a hash pool like the auth server's (same
+ * concurrency), submitted at the same concurrency. joins/s ÷ checks/s is
+ * what the protocol leaves of the hash rate (target: at least 80%).
+ *
+ * Then the latency of a refusal for an unknown user beside one for a wrong
+ * password (one agent, mean of --probes each after a warm-up, alternating;
+ * throttling off): they should be the same, and this is where any
+ * difference is reported (the tests do not time it).
+ *
+ *   npm run bench:onboarding -- --n 1000 --concurrency 50 --probes 200 [--pool N]
  */
 import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
@@ -14,10 +25,15 @@ import { benchControlPlane, floorBroker, noDelay } from './common.js';
 import { parseBundle, type Bundle } from '../device/bundle.js';
 import { TerminalAgent } from '../device/terminal.js';
 import { nodePlatform } from '../runtime/node/platform.js';
+import { HashPool } from '../servers/auth/hash-pool.js';
+import { hashPassword, verifyPassword } from '../servers/auth/password.js';
 
-const { values } = parseArgs({ options: { n: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '50' } } });
+const { values } = parseArgs({ options: { n: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '50' }, probes: { type: 'string', default: '200' }, pool: { type: 'string' } } });
 const N = Number(values.n);
 const C = Number(values.concurrency);
+const PROBES = Number(values.probes);
+/** The auth server's hash pool (default: its own, the cores). */
+const POOL = values.pool === undefined ? undefined : Number(values.pool);
 const ROUND_TRIPS = 6;
 
 async function pool(n: number, c: number, job: (i: number) => Promise<void>): Promise<void> {
@@ -28,7 +44,7 @@ async function pool(n: number, c: number, job: (i: number) => Promise<void>): Pr
 }
 
 async function kagiRun(): Promise<number> {
-  const { cp, crypto, close } = await benchControlPlane();
+  const { cp, crypto, close } = await benchControlPlane(POOL ? { password: { concurrency: POOL } } : {});
   const bundles: Bundle[] = [];
   for (let i = 0; i < N; i++) {
     const mac = `02:00:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
@@ -74,11 +90,58 @@ async function floorRun(): Promise<number> {
   return ms;
 }
 
+/** N password checks on a hash pool like the auth server's, C at a time: the hash's own rate. */
+async function scryptRun(): Promise<{ ms: number; concurrency: number }> {
+  const hash = await hashPassword('bench-password');
+  const hashes = new HashPool({ maxWaiting: C, ...(POOL ? { concurrency: POOL } : {}) });
+  const t0 = performance.now();
+  await pool(N, C, async () => {
+    const slot = hashes.reserve();
+    if (!slot) throw new Error('the floor pool refused a check: more than concurrency + maxWaiting at once');
+    if (!(await slot.run(() => verifyPassword('bench-password', hash)))) throw new Error('the floor check failed');
+  });
+  return { ms: performance.now() - t0, concurrency: hashes.concurrency };
+}
+
+/** Mean refusal latency (ms) of an unknown user and of a wrong password, alternating, after a warm-up. */
+async function probeRun(): Promise<{ unknown: number; wrong: number }> {
+  // Throttling off: one device refused hundreds of times in a row.
+  const { cp, crypto, close } = await benchControlPlane({ password: { throttle: { free: Infinity } } });
+  const b = parseBundle(await addDevice(cp.store, cp.keys, crypto, { id: 'prober', mac: '02:00:00:ff:ff:ff', kind: 'terminal', broker: cp.brokerUrl }));
+  const a = new TerminalAgent(b, nodePlatform({ brokerUrl: cp.brokerUrl }), { timeoutMs: 60_000 });
+  await a.start();
+  await a.configure();
+  const refusal = async (user: string) => {
+    const t0 = performance.now();
+    await a.join(user, 'a-guess').then(() => Promise.reject(new Error(`${user} joined with a guess`)), (e: Error) => {
+      if (e.name !== 'RefusedError') throw e;
+    });
+    return performance.now() - t0;
+  };
+  for (let i = 0; i < 20; i++) await refusal(i % 2 ? 'bench' : 'nobody'); // warm-up
+  const sums = { unknown: 0, wrong: 0 };
+  for (let i = 0; i < PROBES; i++) {
+    sums.unknown += await refusal(`nobody-${i}`);
+    sums.wrong += await refusal('bench');
+  }
+  await a.stop();
+  await close();
+  return { unknown: sums.unknown / PROBES, wrong: sums.wrong / PROBES };
+}
+
 const floor = await floorRun();
 const kagi = await kagiRun();
+const scrypt = await scryptRun();
+const probes = await probeRun();
 const rate = (ms: number) => (N / (ms / 1000)).toFixed(1);
 console.log(`onboarding of ${N} terminals, concurrency ${C}`);
 console.log(`  bare MQTT floor (${ROUND_TRIPS} round trips each): ${floor.toFixed(0)} ms  ${rate(floor)} /s`);
-console.log(`  kagi config + join + keys:        ${kagi.toFixed(0)} ms  ${rate(kagi)} joins/s`);
+console.log(`  kagi config + join + keys:        ${kagi.toFixed(0)} ms  ${rate(kagi)} joins/s (first joins: one password check each)`);
 console.log(`  ratio kagi/floor (time): ${(kagi / floor).toFixed(2)}x`);
+console.log(`  scrypt floor (${N} checks, pool of ${scrypt.concurrency}): ${scrypt.ms.toFixed(0)} ms  ${rate(scrypt.ms)} checks/s`);
+console.log(`  joins/s vs checks/s: ${((100 * scrypt.ms) / kagi).toFixed(0)}% of the hash rate (target: at least 80%)`);
+console.log(`refusal latency, mean of ${PROBES} each after 20 warm-up, one agent:`);
+console.log(`  unknown user:   ${probes.unknown.toFixed(2)} ms`);
+console.log(`  wrong password: ${probes.wrong.toFixed(2)} ms`);
+console.log(`  difference: ${(probes.unknown - probes.wrong).toFixed(2)} ms (${((100 * (probes.unknown - probes.wrong)) / probes.wrong).toFixed(1)}%)`);
 process.exit(0);

@@ -34,13 +34,19 @@ export interface Pipe {
 
 export class PlaintextAgent {
   private readonly decoder = new PortFrameDecoder();
-  private waiter: { want: string[]; resolve(f: PortFrame): void; reject(e: Error): void } | null = null;
+  private waiter: { want: string[]; resolve(f: PortFrame): void; reject(e: Error): void; extend(retryAfterS: number, reason: string): void } | null = null;
   config: Record<string, unknown> | null = null;
 
   constructor(
     readonly cfg: PlainConfig,
     private readonly pipe: Pipe,
-    private readonly o: { timeoutMs?: number; onData?(vpn: string, peer: string, bytes: Uint8Array): void; onRestricted?(vpn: string, reason?: string): void } = {},
+    private readonly o: {
+      timeoutMs?: number;
+      onData?(vpn: string, peer: string, bytes: Uint8Array): void;
+      onRestricted?(vpn: string, reason?: string): void;
+      /** The relay waits retryAfter seconds (throttled, busy) before asking again on our behalf. */
+      onWaiting?(retryAfterS: number, reason: string): void;
+    } = {},
   ) {}
 
   /** Bytes from the relay port. */
@@ -50,6 +56,7 @@ export class PlaintextAgent {
       if (f.type === 'ping') this.pipe.write(encodePortFrame({ type: 'pong', body: {} })); // the relay vouches for us while we answer
       else if (f.type === 'data') this.o.onData?.(str(f.body, 'vpn', 64), str(f.body, 'peer', 64), bytes(f.body, 'bytes'));
       else if (f.type === 'restricted') this.o.onRestricted?.(str(f.body, 'vpn', 64), typeof f.body.reason === 'string' ? f.body.reason : undefined);
+      else if (f.type === 'waiting' && this.waiter && typeof f.body.retryAfter === 'number') this.waiter.extend(f.body.retryAfter, typeof f.body.reason === 'string' ? f.body.reason : '');
       else if (this.waiter && (this.waiter.want.includes(f.type) || f.type === 'refused')) {
         const w = this.waiter;
         this.waiter = null;
@@ -61,12 +68,28 @@ export class PlaintextAgent {
 
   private request(f: PortFrame, want: string): Promise<PortFrame> {
     if (this.waiter) return Promise.reject(new KagiError('argument', 'a request is already pending'));
+    const timeoutMs = this.o.timeoutMs ?? 15_000;
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiter = null;
-        reject(new Error(`no ${want} from the relay within ${this.o.timeoutMs ?? 15_000} ms`));
-      }, this.o.timeoutMs ?? 15_000);
-      this.waiter = { want: [want], resolve: (x) => (clearTimeout(timer), resolve(x)), reject: (e) => (clearTimeout(timer), reject(e)) };
+      let timer: ReturnType<typeof setTimeout>;
+      const arm = (ms: number) => {
+        clearTimeout(timer);
+        timer = setTimeout(() => {
+          this.waiter = null;
+          reject(new Error(`no ${want} from the relay within ${ms} ms`));
+        }, ms);
+      };
+      arm(timeoutMs);
+      this.waiter = {
+        want: [want],
+        resolve: (x) => (clearTimeout(timer), resolve(x)),
+        reject: (e) => (clearTimeout(timer), reject(e)),
+        // The relay was told to come back later and will: its wait (at most
+        // twice retryAfter with jitter) plus an ordinary answer's time.
+        extend: (retryAfterS, reason) => {
+          this.o.onWaiting?.(retryAfterS, reason);
+          arm(2 * retryAfterS * 1000 + timeoutMs);
+        },
+      };
       this.pipe.write(encodePortFrame(f));
     });
   }

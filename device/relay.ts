@@ -20,7 +20,7 @@ import { asBody, bytes, list, num, str, type Body } from '../protocol/body.js';
 import { PortFrameDecoder, encodePortFrame, type PortFrame, type PortFrameType } from '../protocol/port-frame.js';
 import type { Bundle } from './bundle.js';
 import type { Platform } from './platform.js';
-import { DeviceSession, RefusedError, type Held } from './session.js';
+import { DeviceSession, type SessionOptions, RefusedError, type Held, type ComeBackLater } from './session.js';
 import { MemberKeys } from './vpn-keys.js';
 import { detach } from './detach.js';
 import { MemorySecretStore, TicketWallet } from './tickets.js';
@@ -51,6 +51,8 @@ export interface RelayOptions {
   timeoutMs?: number;
   attempts?: number;
   brokerWaitMs?: number;
+  /** Told to come back later (throttled, busy): the agent waits that long with jitter and asks again by itself. */
+  onWait?: SessionOptions['onWait'];
   graceMs?: number;
   onPortState?(port: string, state: PortState, terminal: string | null): void;
 }
@@ -191,8 +193,11 @@ export class RelayAgent {
     if (!p.terminal) throw new RefusedError('configure first');
     const terminal = p.terminal;
     // The relay keeps the terminal's ticket: the terminal's later joins need no password either.
+    // Told to come back later, the relay waits and asks again by itself;
+    // the terminal hears why it waits (and keeps waiting for the answer).
     const onBehalf = { id: terminal, port: p.name };
-    const r = await this.tickets.join(`${terminal}/${user}`, password, (c) => this.session.ask('join.request', 'join', { user, ...c, onBehalf }));
+    const waiting = (w: ComeBackLater) => this.reply(p, 'waiting', { code: w.code, reason: w.reason, retryAfter: w.retryAfter });
+    const r = await this.tickets.join(`${terminal}/${user}`, password, (c) => this.session.ask('join.request', 'join', { user, ...c, onBehalf }, waiting));
     const vpns = list(asBody(r.body), 'vpns').map((x) => asBody(x));
     for (const v of vpns) {
       const k = p.vpns.get(str(v, 'id', 64));

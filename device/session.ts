@@ -20,7 +20,7 @@ import { parseTopic, topics } from '../protocol/topics.js';
 import { asBody, list, num, str, type Body } from '../protocol/body.js';
 import { asReceiver, asRequester, MemoryChannelBook } from '../protocol/channel.js';
 import { utf8, wipe } from '../protocol/bytes.js';
-import { backoffDelay } from '../protocol/backoff.js';
+import { backoffDelay, retryAfterDelay } from '../protocol/backoff.js';
 import { openTicket, type Ticket } from '../protocol/ticket.js';
 import type { RequestSecrets } from '../protocol/sealed.js';
 import type { Bundle } from './bundle.js';
@@ -40,6 +40,9 @@ export class RefusedError extends Error {
     super(message);
   }
 }
+
+/** Refusals that say when to ask again (seconds): the session waits and asks again by itself. */
+const COME_BACK_LATER = new Set(['throttled', 'busy']);
 
 /** What a key holder holds for one member (itself, or a relay port's terminal). */
 export interface Held {
@@ -75,6 +78,17 @@ export interface SessionOptions {
   attempts?: number;
   /** Give up the first connection after this long (ms); default: never. */
   brokerWaitMs?: number;
+  /** Told to come back later (throttled, busy): the session waits retryAfter seconds (with jitter) and asks again. */
+  onWait?(w: ComeBackLater): void;
+}
+
+/** A refusal that says when to ask again. */
+export interface ComeBackLater {
+  type: string;
+  code: string;
+  reason: string;
+  /** Seconds. */
+  retryAfter: number;
 }
 
 export class DeviceSession {
@@ -90,8 +104,8 @@ export class DeviceSession {
   private lastContinue = 0;
   private timer: ReturnType<typeof setInterval> | null = null;
   private readonly fetching = new Map<string, number>();
-  /** Wakes the wait between first-connection attempts when we stop. */
-  private wake: (() => void) | null = null;
+  /** Wake the waits (between first-connection attempts, before asking again) when we stop. */
+  private readonly wakers = new Set<() => void>();
 
   constructor(
     readonly bundle: Bundle,
@@ -174,12 +188,18 @@ export class DeviceSession {
         throw new Error(`${this.bundle.id}: gave up waiting for ${this.broker} after ${waited} ms (${why})`);
       }
       this.p.log('warn', `${this.bundle.id}: waiting for ${this.broker}: ${why}; attempt ${attempt + 2} in ${delay} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => ((this.wake = null), resolve()), delay);
-        this.wake = () => (clearTimeout(timer), (this.wake = null), resolve());
-      });
-      if (this.stopped) throw new Error('agent stopping');
+      await this.sleep(delay);
     }
+  }
+
+  /** Wait `ms`, or less if we stop (then throws 'agent stopping'). */
+  private async sleep(ms: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const wake = () => (clearTimeout(timer), this.wakers.delete(wake), resolve());
+      const timer = setTimeout(wake, ms);
+      this.wakers.add(wake);
+    });
+    if (this.stopped) throw new Error('agent stopping');
   }
 
   /** Jitter needs no secrecy, but a board's Math.random can be poor: use the crypto RNG. */
@@ -209,7 +229,7 @@ export class DeviceSession {
   }
 
   /** A request sealed to the auth server, answered by the config server. */
-  async ask(type: 'config.request' | 'join.request', op: 'request' | 'join', body: Record<string, unknown>): Promise<Reply & { ticket?: Ticket }> {
+  async ask(type: 'config.request' | 'join.request', op: 'request' | 'join', body: Record<string, unknown>, onWait?: (w: ComeBackLater) => void): Promise<Reply & { ticket?: Ticket }> {
     const attempts = this.o.attempts ?? 5;
     for (let i = 1; ; i++) {
       try {
@@ -217,7 +237,19 @@ export class DeviceSession {
         try {
           const b = asBody(r.body);
           const ticket = b.ticket instanceof Uint8Array ? this.openTicket(r.secrets, b.ticket) : undefined;
-          if (r.type === 'error') throw new RefusedError(String(b.reason), typeof b.code === 'string' ? b.code : undefined, ticket);
+          if (r.type === 'error') {
+            const code = typeof b.code === 'string' ? b.code : undefined;
+            const retryAfter = typeof b.retryAfter === 'number' ? b.retryAfter : undefined;
+            if (code && COME_BACK_LATER.has(code) && retryAfter !== undefined && !this.stopped) {
+              const w: ComeBackLater = { type, code, reason: String(b.reason), retryAfter };
+              onWait?.(w);
+              this.o.onWait?.(w);
+              await this.comeBackLater(w, body);
+              i--; // an answer, not a lost message: no attempt used
+              continue;
+            }
+            throw new RefusedError(String(b.reason), code, ticket);
+          }
           // Our own authentication (not one on a port's behalf) renews the
           // config channel, as the config server does on its side.
           if (body.onBehalf === undefined) await this.channels.set('config', asRequester(r.secrets.channelKeys()));
@@ -244,6 +276,19 @@ export class DeviceSession {
     } finally {
       wipe(key);
     }
+  }
+
+  /**
+   * Told to come back later (throttled: failed passwords for this user or
+   * device; busy: the auth server's hash queue is full): wait that long
+   * with jitter, saying so once, then ask again. Never gives up for it.
+   */
+  private async comeBackLater(w: ComeBackLater, body: Record<string, unknown>): Promise<void> {
+    const delay = retryAfterDelay(w.retryAfter, this.random());
+    const ob = body.onBehalf as { id?: unknown; port?: unknown } | undefined;
+    const whose = ob ? ` for ${String(ob.id)} on port ${String(ob.port)}` : '';
+    this.p.log('warn', `${this.bundle.id}: ${w.type}${whose} refused for now (${w.code}: ${w.reason}); asking again in ${Math.round(delay / 1000)} s`);
+    await this.sleep(delay);
   }
 
   private learnLiveness(b: Body): void {
@@ -349,7 +394,7 @@ export class DeviceSession {
   async stop(o: { leave?: boolean } = {}): Promise<void> {
     if (o.leave ?? true) await this.leave();
     this.stopped = true;
-    this.wake?.();
+    for (const wake of [...this.wakers]) wake();
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     this.peer?.cancelAll('agent stopping');

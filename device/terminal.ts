@@ -18,7 +18,7 @@ import { topics } from '../protocol/topics.js';
 import { asBody, bytes, list, num, str, type Body } from '../protocol/body.js';
 import type { Bundle } from './bundle.js';
 import type { Platform } from './platform.js';
-import { DeviceSession, type Held } from './session.js';
+import { DeviceSession, type SessionOptions, type Held } from './session.js';
 import { MemorySecretStore, TicketWallet } from './tickets.js';
 import { MemberKeys, type OpenedFrame } from './vpn-keys.js';
 import { ALL_MEMBERS } from '../protocol/vpn-frame.js';
@@ -42,6 +42,8 @@ export interface TerminalOptions {
   attempts?: number;
   /** Give up the first broker connection after this long (ms); default: wait for ever. */
   brokerWaitMs?: number;
+  /** Told to come back later (throttled, busy): the agent waits that long with jitter and asks again by itself. */
+  onWait?: SessionOptions['onWait'];
   graceMs?: number;
   onData?(vpnId: string, from: string, payload: Uint8Array): void;
   onState?(s: TerminalState): void;

@@ -20,3 +20,14 @@ export function backoffDelay(attempt: number, random: number, o: BackoffOptions 
   const cap = Math.min(o.maxMs, o.baseMs * 2 ** Math.min(attempt, 30));
   return Math.max(o.minMs, Math.floor(random * cap));
 }
+
+/**
+ * How long to wait after a refusal that says when to come back
+ * (`throttled`, `busy`: retryAfter seconds): never sooner, plus a uniform
+ * jitter of up to that long again (at most 30 s), so devices refused
+ * together do not come back together. `random` in [0, 1).
+ */
+export function retryAfterDelay(retryAfterS: number, random: number): number {
+  const ms = Math.max(1, retryAfterS) * 1000;
+  return ms + Math.floor(random * Math.min(ms, 30_000));
+}

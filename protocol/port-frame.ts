@@ -18,11 +18,12 @@ export type PortFrameType =
   | 'configured' // relay → plain: { config }
   | 'joined' // relay → plain: { vpns }
   | 'refused' // relay → plain: { reason }
+  | 'waiting' // relay → plain: { code, reason, retryAfter } (throttled or busy: the relay asks again by itself)
   | 'restricted' // relay → plain: { vpn, reason } (VPN deleted, member left or evicted)
   | 'ping' // relay → plain: {} (liveness: is the terminal on this port alive?)
   | 'pong'; // plain → relay: {}
 
-const TYPES = new Set<string>(['config', 'join', 'data', 'configured', 'joined', 'refused', 'restricted', 'ping', 'pong']);
+const TYPES = new Set<string>(['config', 'join', 'data', 'configured', 'joined', 'refused', 'waiting', 'restricted', 'ping', 'pong']);
 
 export interface PortFrame {
   type: PortFrameType;

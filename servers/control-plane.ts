@@ -19,7 +19,7 @@ import { Metrics, serveMetrics } from './metrics.js';
 import type { Store } from './store/store.js';
 import { loadServiceKeys, type ServiceKeys } from './identity.js';
 import { isService, type InstanceOptions, type ServiceContext } from './service-host.js';
-import { startAuth } from './auth/auth.js';
+import { startAuth, type AuthOptions } from './auth/auth.js';
 import { livenessOptions, startConfig, type ConfigOptions } from './config/config.js';
 import { startKeys } from './keys/keys.js';
 import { SERVICES, type Service } from '../protocol/topics.js';
@@ -52,6 +52,8 @@ export interface ControlPlaneOptions {
   /** Resumption tickets' lifetime (ms; default 30 days). */
   ticketLifetimeMs?: number;
   keysTickMs?: number;
+  /** The password check's hash pool (concurrency, queue bound) and throttling. */
+  password?: AuthOptions['password'];
   log?: ServiceContext['log'];
   /** Serve Prometheus metrics on this port (0 = any free one) at /metrics. */
   metricsPort?: number;
@@ -147,7 +149,8 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     }
     const brokerAuth = broker ? 'counter' : o.dynsec ? 'static' : 'none';
     const ctx: ServiceContext = { crypto: o.crypto, store, keys, brokerUrl, brokerAuth, timeoutMs: o.timeoutMs ?? 10_000, metrics, log, ...(o.instance ? { instance: o.instance } : {}) };
-    if (run.has('auth')) closers.unshift((await startAuth(ctx, o.ticketLifetimeMs !== undefined ? { ticketLifetimeMs: o.ticketLifetimeMs } : {})).close);
+    const authOptions = { ...(o.password ? { password: o.password } : {}), ...(o.ticketLifetimeMs !== undefined ? { ticketLifetimeMs: o.ticketLifetimeMs } : {}) };
+    if (run.has('auth')) closers.unshift((await startAuth(ctx, authOptions)).close);
     if (run.has('keys')) closers.unshift((await startKeys(ctx, { rekeyPeriodMs: o.rekeyPeriodMs ?? 3_600_000, ...(o.keysTickMs ? { tickMs: o.keysTickMs } : {}) })).close);
     const config = run.has('config') ? await startConfig(ctx, { drivers, addressOf: (id) => broker?.addresses.get(id), linkCapacity: o.linkCapacity ?? 0, ...o.liveness }) : null;
     if (config) {

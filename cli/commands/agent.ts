@@ -44,7 +44,10 @@ silent attempt with the broker, whether it is connected, and what to
 check), and answers the control plane's polls; evicted (it stopped
 answering, e.g. frozen or cut off), it resets that VPN's connections and
 joins again by itself with backoff. It exits only when the broker refuses
-its identity (unknown or revoked) or a join is refused.
+its identity (unknown or revoked) or a join is refused; a join refused as
+throttled (too many wrong passwords for the user or from the device) or
+busy (the auth server's password queue is full) is not final: the agent
+waits the time the refusal gives, with jitter, says so, and asks again.
 While the broker is away, tunnelled connections hold: their bytes wait
 (the socket is paused) and go on once it is back; a connection whose bytes
 wait longer than --tunnel-hold is reset.
@@ -255,6 +258,7 @@ async function runPlaintext(file: string, json: unknown, via: string | undefined
   const p = new PlaintextAgent(cfg, { write: (b) => void sock.write(b) }, {
     onData: (vpn, peer, b) => console.log(`data ${vpn} ${peer}: ${new TextDecoder().decode(b)}`),
     onRestricted: (vpn, reason) => console.log(`restricted: ${vpn}${reason ? ` (${reason})` : ''}`),
+    onWaiting: (s, reason) => console.log(`waiting: ${reason}; the relay asks again in about ${s} s`),
   });
   sock.on('data', (d: Buffer) => p.input(new Uint8Array(d)));
   await p.configure();

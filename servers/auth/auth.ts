@@ -15,7 +15,7 @@ import { isKagiError } from '../../protocol/errors.js';
 import type { Incoming, Peer, Reply } from '../../protocol/peer.js';
 import { startService, type ServiceContext } from '../service-host.js';
 import type { DeviceRow } from '../store/store.js';
-import { verifyPassword } from './password.js';
+import { PasswordCheck, type PasswordCheckOptions } from './password-check.js';
 import { sealTicket, ticketId, TICKET_SECRET_LENGTH, type Ticket } from '../../protocol/ticket.js';
 import { wipe } from '../../protocol/bytes.js';
 import { TicketDesk } from './tickets.js';
@@ -23,13 +23,18 @@ import { TicketDesk } from './tickets.js';
 type Verdict = Body & { ok: boolean };
 
 /** Why a request was refused, as a code (metrics label) and as words (logs, the device). */
-type RefusalCode = 'malformed' | 'unknown-device' | 'not-a-device' | 'revoked' | 'credential' | 'stale' | 'replay' | 'relay-binding' | 'mac' | 'password' | 'no-vpn' | 'unknown-op'
+type RefusalCode = 'malformed' | 'unknown-device' | 'not-a-device' | 'revoked' | 'credential' | 'stale' | 'replay' | 'relay-binding' | 'mac' | 'password' | 'throttled' | 'busy' | 'no-vpn' | 'unknown-op'
   | 'ticket-unknown' | 'ticket-expired' | 'ticket-reused' | 'ticket-invalid';
 
 export interface AuthOptions {
+  /** The password check's hash pool and throttling (issue 21). */
+  password?: PasswordCheckOptions;
   /** How long a resumption ticket is good for (ms; default 30 days). */
   ticketLifetimeMs?: number;
 }
+
+/** How often keys of long-quiet password failures are forgotten. */
+const PRUNE_EVERY_MS = 10 * 60_000;
 
 function refuse(code: RefusalCode, reason: string, extra: Body = {}): Verdict {
   return { ok: false, code, reason, ...extra };
@@ -37,6 +42,7 @@ function refuse(code: RefusalCode, reason: string, extra: Body = {}): Verdict {
 
 export async function startAuth(ctx: ServiceContext, o: AuthOptions = {}) {
   let peer!: Peer;
+  const passwords = await PasswordCheck.start(ctx.store, ctx.metrics, o.password);
   const tickets = new TicketDesk(ctx, o.ticketLifetimeMs);
 
   /** Open a device's sealed request forwarded by the config server. */
@@ -132,10 +138,14 @@ export async function startAuth(ctx: ServiceContext, o: AuthOptions = {}) {
     const presented = r.body.ticket === undefined ? null : asBody(r.body.ticket);
     if (!presented) {
       const user = await ctx.store.getUser(userId);
-      // One message for both: do not tell a prober which user ids exist.
-      if (!user || !(await verifyPassword(str(r.body, 'password', 1024), user.passwordHash))) {
-        return refuse('password', `wrong user id or password for ${userId}`, common);
+      const pw = await passwords.check(user, userId, who.device.id, str(r.body, 'password', 1024));
+      if (!pw.ok && pw.code === 'password') {
+        // One answer for both, at the same cost: a prober learns no user ids.
+        // The operator's log line (detail) says which.
+        return refuse('password', 'wrong user id or password', { ...common, detail: `${pw.detail === 'unknown-user' ? 'unknown user' : 'wrong password for'} ${userId} from ${who.device.id}` });
       }
+      // The device waits retryAfter seconds (with jitter) and asks again.
+      if (!pw.ok) return refuse(pw.code, pw.code === 'busy' ? 'the auth server is busy: try again later' : 'too many failed password attempts: try again later', { ...common, retryAfter: pw.retryAfter, detail: pw.detail });
     }
     const vpns = [];
     for (const id of await ctx.store.grantsOf(userId)) {
@@ -166,12 +176,29 @@ export async function startAuth(ctx: ServiceContext, o: AuthOptions = {}) {
     const op = str(b, 'op', 32);
     const raw = bytes(b, 'envelope');
     const verdict = op === 'device.auth' ? await deviceAuth(raw) : op === 'user.join' ? await userJoin(raw) : refuse('unknown-op', `unknown op ${op}`);
+    // The detail is for the operator's log only: not even its length goes on the wire.
+    const { detail, ...body } = verdict;
     if (!verdict.ok) {
-      ctx.log('warn', `auth: refused ${op}: ${String(verdict.reason)}`);
+      // Throttled and busy refusals cost a sender no hash, so they come
+      // as fast as it sends: counted, and logged at debug only.
+      const level = verdict.code === 'throttled' || verdict.code === 'busy' ? 'debug' : 'warn';
+      ctx.log(level, `auth: refused ${op}: ${String(verdict.reason)}${typeof detail === 'string' ? ` (${detail})` : ''}`);
       ctx.metrics.count('kagi_refusals_total', { reason: String(verdict.code) });
     }
-    return { type: 'service.response', body: verdict };
+    return { type: 'service.response', body };
   }
 
-  return startService('auth', ctx, { onRequest }, (p) => (peer = p));
+  const pruner = setInterval(() => {
+    passwords.throttle.prune().catch((e: Error) => ctx.log('warn', `auth: forgetting old password failures: ${e.message}`));
+  }, PRUNE_EVERY_MS);
+  pruner.unref();
+  const running = await startService('auth', ctx, { onRequest }, (p) => (peer = p));
+  return {
+    ...running,
+    passwords,
+    close: async () => {
+      clearInterval(pruner);
+      await running.close();
+    },
+  };
 }

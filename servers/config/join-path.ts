@@ -31,14 +31,16 @@ export function joinPath(c: ConfigContext, members: Membership): (env: Envelope,
 
   async function refuseDevice(v: Body): Promise<void> {
     if (!(v.replyKey instanceof Uint8Array)) return; // nothing to seal a refusal with
-    // A stale request's refusal carries the auth server's clock (decision 61).
+    // A stale request's refusal carries the auth server's clock (decision 61);
+    // throttled and busy ones the seconds to wait before asking again.
     const clock = typeof v.clock === 'number' ? { clock: v.clock } : {};
+    const retry = typeof v.retryAfter === 'number' ? { retryAfter: v.retryAfter } : {};
     // The code lets an agent act on it (a refused ticket: use the password).
     const code = typeof v.code === 'string' ? { code: v.code } : {};
     // A join auth accepted but we could not finish still hands over the
     // ticket auth rotated: the one the device holds is retired now.
     const ticket = v.ticket instanceof Uint8Array ? { ticket: v.ticket } : {};
-    await c.peer().sendReply(str(v, 'replyTo', 64), num(v, 'reqId'), bytes(v, 'replyKey'), { type: 'error', body: { reason: v.reason, ...code, ...clock, ...ticket } });
+    await c.peer().sendReply(str(v, 'replyTo', 64), num(v, 'reqId'), bytes(v, 'replyKey'), { type: 'error', body: { reason: v.reason, ...code, ...clock, ...retry, ...ticket } });
   }
 
   async function configure(v: Body): Promise<void> {
@@ -81,7 +83,7 @@ export function joinPath(c: ConfigContext, members: Membership): (env: Envelope,
     const issued = await c.ask('keys', { op: 'keys.issue', deviceId, vpns: vpns.map((x) => x.id), ...(via ? { deliverTo: via.relay, port: via.port } : {}) });
     if (!issued.ok) {
       ctx.metrics.count('kagi_refusals_total', { reason: 'keys' });
-      return refuseDevice({ ...v, reason: `key distribution failed: ${String(issued.reason)}` });
+      return refuseDevice({ ...v, code: 'keys', reason: `key distribution failed: ${String(issued.reason)}` });
     }
     const epochs = asBody(issued.epochs);
     for (const x of vpns) await ctx.store.putMember({ vpnId: str(x, 'id', 64), deviceId, userId, keyId: num(epochs, str(x, 'id', 64)), networkId });

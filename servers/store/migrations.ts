@@ -58,6 +58,9 @@ const MIGRATIONS: string[] = [
   // claimed (s), so windows of eras nobody uses any more can be swept.
   `ALTER TABLE channels ADD COLUMN seq {int64} NOT NULL DEFAULT 0;
    ALTER TABLE seq_windows ADD COLUMN used_at {int64} NOT NULL DEFAULT 0;`,
+  // Failed password attempts per user and per device (servers/auth/throttle.ts),
+  // in the store so that every auth instance on it throttles alike.
+  `CREATE TABLE password_failures (key TEXT PRIMARY KEY, failures INTEGER NOT NULL, blocked_until {int64} NOT NULL);`,
   // Resumption tickets (issue 21, protocol/ticket.ts): a verifier per
   // ticket, never its secret; a retired ticket stays (used_at, successor)
   // until it expires, so a second use of it is recognised as a theft.

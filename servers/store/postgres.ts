@@ -259,6 +259,37 @@ export class PgStore implements Store {
     return r ? { id: r.id as string, passwordHash: r.password_hash as string } : undefined;
   }
 
+  async claimPasswordAttempt(check: string[], count: string[], now: number, delayAfter: (failures: number) => number) {
+    const counted = [...new Set(count)].sort();
+    const all = [...new Set([...check, ...count])].sort();
+    // Rows made first and locked in key order: instances claiming the same
+    // keys at once take turns, and never deadlock.
+    return this.tx(async (q) => {
+      await q('INSERT INTO password_failures SELECT k, 0, 0 FROM unnest($1::text[]) AS k ON CONFLICT (key) DO NOTHING', [counted]);
+      const rows = (await q('SELECT key, failures, blocked_until FROM password_failures WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE', [all])).rows;
+      const blocked = Math.max(0, ...rows.filter((r) => check.includes(r.key as string)).map((r) => Number(r.blocked_until)).filter((b) => b > now));
+      if (blocked > 0) {
+        await q('DELETE FROM password_failures WHERE key = ANY($1::text[]) AND failures = 0', [counted]); // made above: nothing to keep
+        return blocked;
+      }
+      for (const r of rows.filter((x) => counted.includes(x.key as string))) {
+        const failures = Number(r.failures) + 1;
+        await q('UPDATE password_failures SET failures = $2, blocked_until = $3 WHERE key = $1', [r.key, failures, now + delayAfter(failures)]);
+      }
+      return 0;
+    });
+  }
+  async clearPasswordFailures(keys: string[]) {
+    await this.q('DELETE FROM password_failures WHERE key = ANY($1::text[])', [keys]);
+  }
+  async prunePasswordFailures(before: number) {
+    return (await this.q('DELETE FROM password_failures WHERE blocked_until < $1', [before])).rowCount ?? 0;
+  }
+  async passwordFailures(key: string) {
+    const r = (await this.q('SELECT failures, blocked_until FROM password_failures WHERE key = $1', [key])).rows[0];
+    return r ? { failures: Number(r.failures), blockedUntil: Number(r.blocked_until) } : undefined;
+  }
+
   async addVpn(v: Parameters<Store['addVpn']>[0]) {
     await this.insert(
       'INSERT INTO vpns (id, protocol, port, priority, max_bandwidth, flag, total_rate, rekey_period_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)',

@@ -176,6 +176,30 @@ export class SqliteStore implements Store {
     return r ? { id: r.id, passwordHash: r.password_hash } : undefined;
   }
 
+  async claimPasswordAttempt(check: string[], count: string[], now: number, delayAfter: (failures: number) => number) {
+    const read = (k: string) => this.stmt('SELECT failures, blocked_until FROM password_failures WHERE key = ?').get(k) as { failures: number; blocked_until: number } | undefined;
+    // One process owns the file, and a synchronous transaction is atomic.
+    return this.db.transaction(() => {
+      const blocked = Math.max(0, ...check.map((k) => read(k)?.blocked_until ?? 0).filter((b) => b > now));
+      if (blocked > 0) return blocked;
+      for (const k of new Set(count)) {
+        const failures = (read(k)?.failures ?? 0) + 1;
+        this.stmt('INSERT INTO password_failures VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET failures = excluded.failures, blocked_until = excluded.blocked_until').run(k, failures, now + delayAfter(failures));
+      }
+      return 0;
+    })();
+  }
+  async clearPasswordFailures(keys: string[]) {
+    for (const k of keys) this.stmt('DELETE FROM password_failures WHERE key = ?').run(k);
+  }
+  async prunePasswordFailures(before: number) {
+    return this.stmt('DELETE FROM password_failures WHERE blocked_until < ?').run(before).changes;
+  }
+  async passwordFailures(key: string) {
+    const r = this.stmt('SELECT failures, blocked_until FROM password_failures WHERE key = ?').get(key) as { failures: number; blocked_until: number } | undefined;
+    return r ? { failures: r.failures, blockedUntil: r.blocked_until } : undefined;
+  }
+
   async addVpn(v: Parameters<Store['addVpn']>[0]) {
     this.insert(
       'INSERT INTO vpns (id, protocol, port, priority, max_bandwidth, flag, total_rate, rekey_period_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',

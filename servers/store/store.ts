@@ -234,6 +234,24 @@ export interface Store {
   /** Every device's network info in one read (a reconcile or poll round of 10,000 members is one query, not 10,000). */
   allNetworkInfo(): Promise<Map<string, NetworkInfoRow>>;
 
+  /**
+   * Password attempts (servers/auth/throttle.ts), per key (`user:ID`,
+   * `device:ID`). Atomic: if any key of `check` is blocked
+   * (blocked_until > now) nothing changes and the latest blocked_until
+   * comes back; else each key of `count` gets one more failure and is
+   * blocked until now + delayAfter(its failures), and 0 comes back. The
+   * auth server counts a device's attempt when it is claimed (a burst is
+   * counted whole) and a user's only when it failed (with check = []), so
+   * honest joins of one user at once never block each other.
+   */
+  claimPasswordAttempt(check: string[], count: string[], now: number, delayAfter: (failures: number) => number): Promise<number>;
+  /** A success: these keys start again from no failures. */
+  clearPasswordFailures(keys: string[]): Promise<void>;
+  /** Forget keys blocked until before `before` (long quiet): how many. */
+  prunePasswordFailures(before: number): Promise<number>;
+  /** Failures on record per key (status, tests). */
+  passwordFailures(key: string): Promise<{ failures: number; blockedUntil: number } | undefined>;
+
   /** The lease of a once-only duty (lease.ts): always held on a store one process owns. */
   lease(name: string, o?: LeaseOptions): Lease;
 

@@ -49,6 +49,8 @@ export interface CpOptions {
   lines?: string[];
   /** false: skip the data-dir lock, for tests that run two control planes on one dir on purpose. */
   lockDataDir?: boolean;
+  /** The password check's hash pool and throttling. */
+  password?: ControlPlaneOptions['password'];
 }
 
 export async function controlPlane(dataDir: string, o: CpOptions = {}): Promise<ControlPlane> {
@@ -61,6 +63,7 @@ export async function controlPlane(dataDir: string, o: CpOptions = {}): Promise<
     ...(o.metricsPort !== undefined ? { metricsPort: o.metricsPort } : {}),
     ...(o.rekeyPeriodMs !== undefined ? { rekeyPeriodMs: o.rekeyPeriodMs, keysTickMs: 100 } : {}),
     ...(o.lockDataDir === false ? { lockDataDir: false } : {}),
+    ...(o.password ? { password: o.password } : {}),
     log: (level, msg) => o.lines?.push(`${level}: ${msg}`),
   });
 }

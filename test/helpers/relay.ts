@@ -36,11 +36,13 @@ export async function connect(t: Test, cfg: ReturnType<typeof parsePlainConfig>,
   t.teardown(() => sock.destroy());
   const got: string[] = [];
   const restricted: string[] = [];
+  const waiting: string[] = [];
   const p = new PlaintextAgent(cfg, { write: (b) => void sock.write(b) }, {
     timeoutMs: 8000,
+    onWaiting: (s, reason) => waiting.push(`${s}: ${reason}`),
     onData: (vpn, peer, b) => got.push(`${vpn}:${peer}:${dec.decode(b)}`),
     onRestricted: (vpn) => restricted.push(vpn),
   });
   sock.on('data', (d: Buffer) => p.input(new Uint8Array(d)));
-  return { p, sock, got, restricted };
+  return { p, sock, got, restricted, waiting };
 }

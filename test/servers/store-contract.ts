@@ -203,6 +203,35 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     await s.deleteVpn('v9');
     t.match(await v9(), [{ vpnId: 'v9', memberId: 'd1', holderId: 'd1', reason: 'deleted' }], 'a deleted VPN owes each member a notice');
 
+    // Password failures (servers/auth/throttle.ts): a claim checks some
+    // keys and counts others, atomically; a failure counts without a check.
+    const delay = (f: number) => (f < 2 ? 0 : 1000 * f);
+    const attempt = (user: string, dev: string, now: number) => s.claimPasswordAttempt([user, dev], [dev], now, delay);
+    t.equal(await attempt('user:u1', 'device:d1', 1_000), 0, 'a first attempt goes ahead');
+    t.same(await s.passwordFailures('device:d1'), { failures: 1, blockedUntil: 1_000 }, 'the counted key counts it as a failure until cleared');
+    t.equal(await s.passwordFailures('user:u1'), undefined, 'a checked key is only read');
+    t.equal(await attempt('user:u1', 'device:d1', 1_001), 0, 'a second, still free');
+    t.same(await s.passwordFailures('device:d1'), { failures: 2, blockedUntil: 3_001 }, 'blocked for delayAfter(2) from its claim');
+    t.equal(await attempt('user:u1', 'device:d1', 2_000), 3_001, 'a blocked key refuses the claim: until when');
+    t.equal((await s.passwordFailures('device:d1'))!.failures, 2, 'and counts nothing');
+    t.equal(await s.claimPasswordAttempt([], ['user:u1'], 2_000, delay), 0, 'a failure is counted without a check');
+    t.equal(await s.claimPasswordAttempt([], ['user:u1'], 2_001, delay), 0, 'another');
+    t.same(await s.passwordFailures('user:u1'), { failures: 2, blockedUntil: 4_001 }, 'the user is blocked now');
+    t.equal(await s.claimPasswordAttempt([], ['user:u1'], 2_002, delay), 0, 'a failure is counted even while blocked');
+    t.equal(await attempt('user:u1', 'device:d2', 2_500), 5_002, 'a blocked user, whatever the device');
+    t.equal(await s.passwordFailures('device:d2'), undefined, 'a refused claim counts nothing on the other key');
+    t.equal(await attempt('user:u2', 'device:d3', 2_000), 0, 'another user from another device is not affected');
+    t.equal(await attempt('user:u1', 'device:d1', 5_002), 0, 'once both waits are over');
+    t.same(await s.passwordFailures('device:d1'), { failures: 3, blockedUntil: 8_002 }, 'the wait grows with the failures');
+    const burst = await Promise.all([1, 2, 3].map(() => attempt('user:u4', 'device:d4', 10_000)));
+    t.same(burst.filter((b) => b === 0).length, 2, 'a burst at once: only the free attempts go ahead');
+    await s.clearPasswordFailures(['user:u1', 'device:d1']);
+    t.equal(await s.passwordFailures('user:u1'), undefined, 'a success clears the user');
+    t.equal(await s.passwordFailures('device:d1'), undefined, 'and the device');
+    t.equal(await attempt('user:u1', 'device:d1', 5_003), 0, 'who may try at once again');
+    t.equal(await s.prunePasswordFailures(6_000), 2, 'keys quiet since before then are forgotten (d1, d3)');
+    t.equal((await s.passwordFailures('device:d4'))!.failures, 2, 'the others are kept');
+
     // The audit table: oldest first, the newest `limit`.
     for (const [i, op] of ['vpn.add', 'vpn.grant', 'device.revoke'].entries()) await s.audit({ at: 100 + i, actor: 'local:ops@host', op, detail: JSON.stringify({ n: i }) });
     t.same((await s.auditLog(10)).map((a) => a.op), ['vpn.add', 'vpn.grant', 'device.revoke'], 'audit rows in order');

@@ -19,7 +19,7 @@
  *    no slow hash); a copy of its tables presents no ticket.
  *  - Every use rotates: the presented ticket is retired and a new one
  *    returned. A retired ticket presented again means two holders of one
- *    ticket — a cloned device — and revokes the whole family (decision 62).
+ *    ticket — a cloned device — and revokes the whole family (decision 65).
  */
 import type { Crypto } from './crypto/backend.js';
 import { AEAD_NONCE_LENGTH } from './crypto/backend.js';

@@ -14,7 +14,7 @@
  * the user's only once it failed (many honest devices of one user join at
  * once after a power cut, and must not throttle each other).
  * The price: anyone with a provisioned device can keep a user throttled
- * (decision 90). Unknown user ids are counted the same way as known ones,
+ * (decision 67). Unknown user ids are counted the same way as known ones,
  * so throttling does not tell a prober which ids exist.
  */
 import type { Store } from '../store/store.js';

@@ -9,7 +9,7 @@
  * exception keeps an honest device from locking itself out when the reply
  * that carried its new ticket was lost: a retired ticket whose successor
  * was never presented, shown again within LOST_REPLY_GRACE_MS of its
- * retirement, rotates that successor instead (decision 62). A clone that
+ * retirement, rotates that successor instead (decision 65). A clone that
  * gets in this way is caught the next time the other holder presents.
  */
 import { toHex } from '../../protocol/bytes.js';

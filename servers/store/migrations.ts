@@ -52,7 +52,7 @@ const MIGRATIONS: string[] = [
   // the removal so that one made while no control plane runs is still told.
   `CREATE TABLE owed_notices (vpn_id TEXT NOT NULL, member_id TEXT NOT NULL, holder_id TEXT NOT NULL, reason TEXT NOT NULL,
      since {int64} NOT NULL, PRIMARY KEY (vpn_id, member_id));`,
-  // Issue 19 (decisions 71, 72): the seq of the key delivery a keys channel
+  // Issue 19 (decisions 63, 64): the seq of the key delivery a keys channel
   // came with, so every instance keeps the channel of the highest-seq
   // delivery, as the holder does; and when each replay window was last
   // claimed (s), so windows of eras nobody uses any more can be swept.

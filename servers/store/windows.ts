@@ -14,7 +14,7 @@
  *    through;
  *  - CONNECT era windows (`connect:ID~ERA`) beyond the newest
  *    CONNECT_ERAS_KEPT per client: a password carries no time, so these are
- *    never swept by age (decision 72 and docs/protocol.md say what the cap
+ *    never swept by age (decision 64 and docs/protocol.md say what the cap
  *    allows).
  * Era 0 windows (`rx:ME:SENDER`, `connect:ID`) are never swept.
  */

@@ -5,7 +5,7 @@
  * needs a keys channel it never used (a fresh one per delivery) and a
  * replay window that belongs to that channel (issue 19, finding A); its
  * counters to the broker and the auth server restart at 1 too, in a new
- * era, so its first CONNECT and first requests are taken (decision 70).
+ * era, so its first CONNECT and first requests are taken (decision 62).
  */
 import t from 'tap';
 import { agent, controlPlane, device, logged, tempDir, testPlatform, until, vpnWithUsers } from '../helpers/control-plane.js';

@@ -2,7 +2,7 @@
  * Two deliveries to one holder that arrive out of order (two key server
  * instances delivering at once, or a broker that held one back): the holder
  * keeps the channel of the highest-seq delivery, as the key server's book
- * does (decision 71), so the next update opens. Here the first delivery of
+ * does (decision 63), so the next update opens. Here the first delivery of
  * a join is held back, the join is retried and acknowledged with a second
  * delivery, and then the held one arrives late: its keys are taken and
  * acknowledged, but its (older) channel is not.

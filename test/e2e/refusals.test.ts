@@ -3,7 +3,7 @@
  * MAC not matching its key, wrong password, user without the VPN, replayed
  * join, a second client trying to take over a connected device's id, and
  * a board with storage none: each boot's first CONNECT taken, no captured
- * password twice (decision 70).
+ * password twice (decision 62).
  */
 import t from 'tap';
 import mqtt from 'mqtt';

@@ -1,5 +1,5 @@
 /**
- * The key server's lease holder sweeps replay windows (decision 72): a
+ * The key server's lease holder sweeps replay windows (decision 64): a
  * window of a sender era idle past the bound and CONNECT eras beyond the
  * cap are gone after its first tick; current ones and era 0 stay.
  */

@@ -1,5 +1,5 @@
 /**
- * Sender eras (decision 70): a sender that lost its counters (storage none,
+ * Sender eras (decision 62): a sender that lost its counters (storage none,
  * a wiped state file) is taken from its first sealed request, in a new era;
  * every message of an earlier era still meets that era's window.
  */

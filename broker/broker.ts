@@ -21,6 +21,7 @@ import type { NumberStore } from '../protocol/store.js';
 import { parseTopic, SERVICES, type Service } from '../protocol/topics.js';
 import { isKagiError } from '../protocol/errors.js';
 import type { BrokerAcl } from './acl.js';
+import { indexRetained } from './retained-index.js';
 
 /**
  * What the broker counts, as it needs it: servers/metrics.ts's Metrics is
@@ -80,6 +81,8 @@ export class KagiBroker {
 
   static async create(o: BrokerOptions): Promise<KagiBroker> {
     const aedes = await Aedes.createBroker({ connectTimeout: 10_000 });
+    // aedes types do not show its persistence; the instance has it (aedes.js: this.persistence).
+    indexRetained((aedes as unknown as { persistence: Parameters<typeof indexRetained>[0] }).persistence);
     return new KagiBroker(o, aedes);
   }
 

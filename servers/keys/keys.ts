@@ -119,8 +119,13 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
       const keys = asRequester(ack.secrets.channelKeys());
       // Compare-and-set on the delivery's seq (one shared sequence across
       // instances): the holder keeps the highest-seq delivery's channel too.
-      // The replaced channels' windows go with them (nothing on them opens now).
-      if (await book.set(h.holder, keys, ack.seq)) await ctx.store.dropChannelWindows('keys', h.holder, channelTag(ctx.crypto, keys));
+      // The replaced channel's window goes with it (nothing on it opens now).
+      const old = await book.get(h.holder);
+      if ((await book.set(h.holder, keys, ack.seq)) && old) {
+        const tag = channelTag(ctx.crypto, old);
+        wipe(old.send, old.recv);
+        if (tag !== channelTag(ctx.crypto, keys)) await ctx.store.dropChannelWindow('keys', h.holder, tag);
+      }
       wipe(keys.send, keys.recv);
     } finally {
       ack.secrets.destroy();

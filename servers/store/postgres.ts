@@ -409,9 +409,8 @@ export class PgStore implements Store {
     };
   }
 
-  async dropChannelWindows(receiver: string, sender: string, keepTag: string) {
-    const prefix = channelWindowPrefix(receiver, sender);
-    return (await this.q(WINDOWS.otherChannels, [prefix, prefix + keepTag])).rowCount ?? 0;
+  async dropChannelWindow(receiver: string, sender: string, tag: string) {
+    return (await this.q(WINDOWS.oneChannel, [channelWindowPrefix(receiver, sender) + tag])).rowCount ?? 0;
   }
   async sweepSeqWindows(o: { idleBefore: number; connectEras: number }) {
     return this.tx(async (q) => ({

@@ -322,9 +322,8 @@ export class SqliteStore implements Store {
     };
   }
 
-  async dropChannelWindows(receiver: string, sender: string, keepTag: string) {
-    const prefix = channelWindowPrefix(receiver, sender);
-    return this.forgetWindows(this.stmt(`${WINDOWS.otherChannels} RETURNING key`).all({ p1: prefix, p2: prefix + keepTag }));
+  async dropChannelWindow(receiver: string, sender: string, tag: string) {
+    return this.forgetWindows(this.stmt(`${WINDOWS.oneChannel} RETURNING key`).all({ p1: channelWindowPrefix(receiver, sender) + tag }));
   }
   async sweepSeqWindows(o: { idleBefore: number; connectEras: number }) {
     return this.db.transaction(() => ({

@@ -193,11 +193,12 @@ export interface Store {
   channels(owner: 'config' | 'keys'): ChannelBook;
   /**
    * A service replaced `sender`'s channel with it (`receiver`, config or
-   * keys): delete the replay windows of its other channels, keeping the one
-   * of `keepTag` (channel.ts channelTag of the new channel). Revoking a
-   * device does the same for all of its channels. Returns the rows deleted.
+   * keys): delete the replay window of the replaced channel, named by its
+   * tag (channel.ts channelTag). One row by key, so a join costs the same
+   * with 10 devices or 10,000. Revoking a device deletes all of its channel
+   * windows. Returns the rows deleted.
    */
-  dropChannelWindows(receiver: string, sender: string, keepTag: string): Promise<number>;
+  dropChannelWindow(receiver: string, sender: string, tag: string): Promise<number>;
   /**
    * Sweep replay windows (windows.ts): sender-era windows last claimed
    * before `idleBefore` (s), and CONNECT era windows beyond the newest

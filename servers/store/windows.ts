@@ -5,7 +5,8 @@
  *
  * Rows that go:
  *  - a channel's window (`rx:ME:SENDER#TAG`) once the channel is replaced
- *    or its device revoked: a message on a channel the receiver no longer
+ *    (the replaced one's key, by the caller who read it before) or its
+ *    device revoked: a message on a channel the receiver no longer
  *    holds fails to open and never reaches a window;
  *  - a sender era's window (`rx:ME:SENDER~ERA`) idle for ERA_IDLE_SWEEP_S:
  *    every message that could still be claimed in it is a sealed request,
@@ -44,8 +45,8 @@ export function windowsSql(s: (i: number) => string, n: (i: number) => string) {
     /** Params: device id. Every channel window of the device at config and keys (revoked). */
     ofChannelsOf: `DELETE FROM seq_windows WHERE substr(key, 1, length('rx:config:' || ${s(1)}) + 1) = 'rx:config:' || ${s(1)} || '#'
   OR substr(key, 1, length('rx:keys:' || ${s(1)}) + 1) = 'rx:keys:' || ${s(1)} || '#'`,
-    /** Params: prefix (channelWindowPrefix), the key to keep. */
-    otherChannels: `DELETE FROM seq_windows WHERE substr(key, 1, length(${s(1)})) = ${s(1)} AND key <> ${s(2)}`,
+    /** Params: the replaced channel's window key (channelWindowPrefix + tag): by primary key, no scan. */
+    oneChannel: `DELETE FROM seq_windows WHERE key = ${s(1)}`,
     /** Params: idle before (s). */
     idleEras: `DELETE FROM seq_windows WHERE key LIKE 'rx:%~%' AND used_at < ${n(1)}`,
     /** Params: eras kept per client. */

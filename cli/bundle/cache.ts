@@ -13,7 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 let stamp: string | undefined;
 
@@ -85,13 +85,17 @@ async function buildOnce(file: string, build: () => Promise<string>): Promise<st
   }
 }
 
+/** Where the output for `options` is kept. */
+export function cacheFile(dist: string, options: unknown): string {
+  const key = createHash('sha256').update(sourceStamp(dist)).update(JSON.stringify(options)).digest('hex').slice(0, 32);
+  return join(dist, 'boards', '.cache', `${key}.js`);
+}
+
 /** The cached output for `options`, or build it, keep it, and return it. */
 export async function cachedBuild(dist: string, options: unknown, build: () => Promise<string>): Promise<string> {
-  const key = createHash('sha256').update(sourceStamp(dist)).update(JSON.stringify(options)).digest('hex').slice(0, 32);
-  const dir = join(dist, 'boards', '.cache');
-  const file = join(dir, `${key}.js`);
+  const file = cacheFile(dist, options);
   if (existsSync(file)) return readFileSync(file, 'utf8');
-  mkdirSync(dir, { recursive: true });
+  mkdirSync(dirname(file), { recursive: true });
   let pending = building.get(file);
   if (!pending) {
     pending = buildOnce(file, build).finally(() => building.delete(file));

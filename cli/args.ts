@@ -58,11 +58,17 @@ export function bitrate(v: string | undefined, name: string, fallback?: number):
   return Math.round(Number(m[1]) * unit);
 }
 
+/**
+ * Where a command reads standard input: the process's own, or the input a
+ * test gives a command it runs in-process (test/helpers/cli.ts).
+ */
+export const stdio: { stdin: AsyncIterable<unknown> & { isTTY?: boolean } } = { stdin: process.stdin };
+
 /** Read a secret from standard input (first line), never from argv. */
 export async function readStdinLine(what: string): Promise<string> {
-  if (process.stdin.isTTY) process.stderr.write(`${what}: `);
+  if (stdio.stdin.isTTY) process.stderr.write(`${what}: `);
   const chunks: Buffer[] = [];
-  for await (const c of process.stdin) chunks.push(c as Buffer);
+  for await (const c of stdio.stdin) chunks.push(c as Buffer);
   const line = Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0] ?? '';
   if (!line) throw new UsageError(`${what} expected on standard input`);
   return line;

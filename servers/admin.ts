@@ -116,11 +116,12 @@ export async function deleteVpn(store: Store, id: string): Promise<void> {
   if (!(await store.deleteVpn(id))) throw new AdminError(`no VPN '${id}'`);
 }
 
-export async function addUser(store: Store, id: string, password: string): Promise<void> {
+/** `passwordHash`: hashPassword(password) made earlier (test set-ups reuse one); by default made here. */
+export async function addUser(store: Store, id: string, password: string, passwordHash?: string): Promise<void> {
   checkId(id, 'user');
   if (password.length < 8) throw new AdminError('password must have at least 8 characters');
   if (await store.getUser(id)) throw new AdminError(`user '${id}' already exists`);
-  await store.addUser({ id, passwordHash: await hashPassword(password) });
+  await store.addUser({ id, passwordHash: passwordHash ?? (await hashPassword(password)) });
 }
 
 /** A new password for a user; the user's resumption tickets are dropped with the old one. */

@@ -107,11 +107,14 @@ export function checkBundle(profile: BoardProfile, code: string): { bytes: numbe
  * Per-device bundles for a batch (kagi provision --profile): build once with
  * a placeholder where the device file goes, then bake each device in by
  * replacing it; the same bytes as building with that device, at a copy's cost.
+ * The bundle with no device is the template with null put in: the bytes
+ * rollup makes for no device (test/boards/bundle.test.ts builds both), so a
+ * profile costs one rollup run, not two.
  */
 export const DEVICE_PLACEHOLDER = '__KAGI_DEVICE_FILE__';
 
-export async function deviceTemplate(profile: BoardProfile): Promise<(device: Record<string, unknown>) => string> {
-  const code = await generate(profile, DEVICE_PLACEHOLDER);
+export async function deviceTemplate(profile: BoardProfile): Promise<(device: Record<string, unknown> | null) => string> {
+  const code = await generate(profile);
   const quoted = JSON.stringify(DEVICE_PLACEHOLDER);
   const at = code.indexOf(quoted);
   if (at < 0 || code.indexOf(quoted, at + 1) >= 0) throw new KagiError('profile', `${profile.name}: the device placeholder did not survive the build exactly once`);
@@ -122,29 +125,32 @@ export async function deviceTemplate(profile: BoardProfile): Promise<(device: Re
   };
 }
 
-/** Run rollup for a profile (no device, or the placeholder): from the cache when this build of kagi made it before. */
-function generate(profile: BoardProfile, device: typeof DEVICE_PLACEHOLDER | undefined): Promise<string> {
-  return cachedBuild(DIST, { profile, device: device ?? null }, async () => {
-    const opts = rollupOptions(profile, device, join(DIST, 'boards', profile.name));
-    const build = await rollup(opts);
-    try {
-      return (await build.generate(opts.output)).output[0].code;
-    } finally {
-      await build.close();
-    }
-  });
+/** Run rollup for a profile with the device placeholder (rollupCode): from the cache when this build of kagi made it before. */
+function generate(profile: BoardProfile): Promise<string> {
+  return cachedBuild(DIST, { profile, device: DEVICE_PLACEHOLDER }, () => rollupCode(profile, DEVICE_PLACEHOLDER));
+}
+
+/** Run rollup for a profile and a device (or none), uncached. */
+export async function rollupCode(profile: BoardProfile, device: unknown): Promise<string> {
+  const opts = rollupOptions(profile, device, join(DIST, 'boards', profile.name));
+  const build = await rollup(opts);
+  try {
+    return (await build.generate(opts.output)).output[0].code;
+  } finally {
+    await build.close();
+  }
 }
 
 /**
  * Build one profile's bundle; throws when it is over budget or eval-like
  * code slipped in. A bundle with a device baked in holds its secret key: it
- * goes to its own `file` (0600), never into the shared build folder; it is
- * the profile's template with the device file put in (deviceTemplate).
+ * goes to its own `file` (0600), never into the shared build folder. Both
+ * are the profile's template with the device file (or null) put in.
  */
 export async function buildBundle(profile: BoardProfile, o: { device?: Record<string, unknown>; outRoot?: string; file?: string } = {}): Promise<BundleResult> {
   if (o.device !== undefined && !o.file) throw new KagiError('profile', 'a bundle with a device baked in needs its own file');
   const outDir = o.file ? dirname(o.file) : join(o.outRoot ?? join(DIST, 'boards'), profile.name);
-  const code = o.device !== undefined ? (await deviceTemplate(profile))(o.device) : await generate(profile, undefined);
+  const code = (await deviceTemplate(profile))(o.device ?? null);
   const { bytes, gzipBytes } = checkBundle(profile, code);
   const result = { profile: profile.name, file: o.file ?? join(outDir, 'agent.js'), bytes, gzipBytes, budget: profile.budget.flashBytes };
   mkdirSync(outDir, { recursive: true });

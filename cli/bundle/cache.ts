@@ -8,11 +8,12 @@
  * The key is a SHA-256 of what the output depends on: the build options
  * (profile, placeholder or no device), every compiled module the bundle can
  * draw from (DIST's device/, protocol/ and runtime/ trees) and
- * package-lock.json for the dependencies in node_modules.
+ * package-lock.json for the dependencies in node_modules. One process
+ * builds a key at a time (a lock file beside it); the others wait for it.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 
 let stamp: string | undefined;
 
@@ -34,16 +35,71 @@ function sourceStamp(dist: string): string {
   return (stamp = h.digest('hex'));
 }
 
+/** Builds under way in this process, by cache file: one rollup run per key. */
+const building = new Map<string, Promise<string>>();
+
+/** Is the process that wrote this lock file still running? */
+function holderAlive(lock: string): boolean {
+  try {
+    const pid = Number(readFileSync(lock, 'utf8'));
+    // No pid yet: just made, or its maker died before writing one.
+    if (!(pid > 0)) return Date.now() - statSync(lock).mtimeMs < 10_000;
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: it runs, as another user. Anything else (ESRCH, no file, no pid): gone.
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Build into `file` unless another process is already building it (its pid
+ * in `file`.lock): then wait for its result, so processes started together
+ * (test files run in parallel, a provisioning batch beside `kagi bundle`)
+ * share one rollup run. A lock left by a process that died is taken over.
+ */
+async function buildOnce(file: string, build: () => Promise<string>): Promise<string> {
+  const lock = `${file}.lock`;
+  for (;;) {
+    if (existsSync(file)) return readFileSync(file, 'utf8');
+    let fd: number;
+    try {
+      fd = openSync(lock, 'wx');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      if (!holderAlive(lock)) rmSync(lock, { force: true });
+      else await new Promise((r) => setTimeout(r, 100));
+      continue;
+    }
+    try {
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      const code = await build();
+      const tmp = `${file}.tmp-${process.pid}`;
+      writeFileSync(tmp, code);
+      renameSync(tmp, file);
+      return code;
+    } finally {
+      rmSync(lock, { force: true });
+    }
+  }
+}
+
+/** Where the output for `options` is kept. */
+export function cacheFile(dist: string, options: unknown): string {
+  const key = createHash('sha256').update(sourceStamp(dist)).update(JSON.stringify(options)).digest('hex').slice(0, 32);
+  return join(dist, 'boards', '.cache', `${key}.js`);
+}
+
 /** The cached output for `options`, or build it, keep it, and return it. */
 export async function cachedBuild(dist: string, options: unknown, build: () => Promise<string>): Promise<string> {
-  const key = createHash('sha256').update(sourceStamp(dist)).update(JSON.stringify(options)).digest('hex').slice(0, 32);
-  const dir = join(dist, 'boards', '.cache');
-  const file = join(dir, `${key}.js`);
+  const file = cacheFile(dist, options);
   if (existsSync(file)) return readFileSync(file, 'utf8');
-  const code = await build();
-  mkdirSync(dir, { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, code);
-  renameSync(tmp, file); // concurrent builders of one key write the same bytes
-  return code;
+  mkdirSync(dirname(file), { recursive: true });
+  let pending = building.get(file);
+  if (!pending) {
+    pending = buildOnce(file, build).finally(() => building.delete(file));
+    building.set(file, pending);
+  }
+  return pending;
 }

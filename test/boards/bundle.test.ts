@@ -7,7 +7,7 @@ import t from 'tap';
 import { copyFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { buildBundle, evalUses } from '../../cli/bundle/build.js';
+import { buildBundle, evalUses, rollupCode } from '../../cli/bundle/build.js';
 import { listProfiles, loadProfile } from '../../runtime/node/board-profiles.js';
 import { controlPlane, crypto, kagiDataDir, tempDir, vpnWithUsers } from '../helpers/control-plane.js';
 import { kagi, stopChild, watch } from '../helpers/cli.js';
@@ -27,6 +27,14 @@ t.test('every profile builds within its flash budget, with no eval', async (t) =
       t.ok(code.includes(`name:"${name}"`), `${name}: its profile is baked in`);
     }
   }
+});
+
+t.test('the bundle with no device is the bytes rollup makes for no device (one uncached build per run)', async (t) => {
+  // buildBundle puts null into the cached placeholder build; this is the
+  // one test that runs rollup itself, so the shortcut is checked every run.
+  const p = loadProfile('quickjs-terminal');
+  const built = await buildBundle(p, { outRoot: tempDir(t) });
+  t.equal(readFileSync(built.file, 'utf8'), await rollupCode(p, undefined), 'byte for byte');
 });
 
 t.test('the eval check finds what it must', async (t) => {

@@ -1,9 +1,14 @@
-/** The kagi command as a user runs it. */
+/**
+ * The kagi command as a user runs it. Admin commands run in-process
+ * (kagiIn: the binary's own dispatch, output and exit code captured);
+ * help, one admin command end to end, standard input through a pipe,
+ * exit codes and bad arguments also through real spawns.
+ */
 import t from 'tap';
 import { createServer, type AddressInfo } from 'node:net';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { kagi, kagiSpawn, kagiUp, stopChild, watch } from '../helpers/cli.js';
+import { kagi, kagiIn, kagiSpawn, kagiUp, stopChild, watch } from '../helpers/cli.js';
 import { kagiDataDir, tempDir } from '../helpers/control-plane.js';
 
 t.test('help on every command', async (t) => {
@@ -11,7 +16,7 @@ t.test('help on every command', async (t) => {
   t.equal(top.code, 0, 'kagi --help exits 0');
   for (const cmd of ['up', 'device', 'user', 'vpn', 'admin', 'agent', 'status', 'demo', 'version', 'bundle', 'provision', 'audit']) {
     t.match(top.stdout, cmd, `top-level help lists ${cmd}`);
-    const r = kagi([cmd, '--help']);
+    const r = await kagiIn([cmd, '--help']);
     t.ok(r.code === 0 && r.stdout.startsWith('usage: kagi'), `kagi ${cmd} --help prints usage`);
   }
   const bad = kagi(['frobnicate']);
@@ -34,28 +39,28 @@ t.test('admin commands on a data dir', async (t) => {
   const bundle = JSON.parse(readFileSync(out, 'utf8'));
   t.match(bundle, { kagi: 1, id: 'term-1', kind: 'terminal', mac: '02:00:00:00:00:01' }, 'bundle names the device');
   t.equal(statSync(join(data, 'keys.json')).mode & 0o777, 0o600, 'service keys 0600');
-  const again = kagi(['device', 'add', 'term-2', '--mac', '02:00:00:00:00:02', '--out', out, '--data', data]);
+  const again = await kagiIn(['device', 'add', 'term-2', '--mac', '02:00:00:00:00:02', '--out', out, '--data', data]);
   t.equal(again.code, 2, 'refused: the file exists');
   t.match(again.stderr, /exists .* --force/, 'says how to overwrite');
-  t.equal(kagi(['device', 'add', 'term-2', '--mac', 'nope', '--out', join(data, 'x.json'), '--data', data]).code, 1, 'bad MAC refused');
+  t.equal((await kagiIn(['device', 'add', 'term-2', '--mac', 'nope', '--out', join(data, 'x.json'), '--data', data])).code, 1, 'bad MAC refused');
   t.notOk(existsSync(join(data, 'x.json')), 'and no file written');
-  t.equal(kagi(['device', 'add', 'auth', '--mac', '02:00:00:00:00:03', '--out', join(data, 'y.json'), '--data', data]).code, 1, 'service ids are reserved');
+  t.equal((await kagiIn(['device', 'add', 'auth', '--mac', '02:00:00:00:00:03', '--out', join(data, 'y.json'), '--data', data])).code, 1, 'service ids are reserved');
   t.equal(kagi(['user', 'add', 'alice', '--password-stdin', '--data', data], 'alice-password\n').code, 0, 'user add reads stdin');
   t.equal(kagi(['user', 'add', 'bob', '--data', data]).code, 2, 'user add without --password-stdin is a usage error');
-  t.equal(kagi(['vpn', 'add', 'plant', '--protocol', 'tcp', '--port', '5020', '--data', data]).code, 0, 'vpn add');
-  t.equal(kagi(['vpn', 'add', 'bad', '--protocol', 'icmp', '--port', '1', '--data', data]).code, 1, 'bad protocol refused');
-  t.equal(kagi(['vpn', 'add', 'fast', '--protocol', 'udp', '--port', '5021', '--rekey-period', '10m', '--data', data]).code, 0, 'vpn add with its own rekey period');
-  const badPeriod = kagi(['vpn', 'add', 'slow', '--protocol', 'udp', '--port', '5022', '--rekey-period', 'weekly', '--data', data]);
+  t.equal((await kagiIn(['vpn', 'add', 'plant', '--protocol', 'tcp', '--port', '5020', '--data', data])).code, 0, 'vpn add');
+  t.equal((await kagiIn(['vpn', 'add', 'bad', '--protocol', 'icmp', '--port', '1', '--data', data])).code, 1, 'bad protocol refused');
+  t.equal((await kagiIn(['vpn', 'add', 'fast', '--protocol', 'udp', '--port', '5021', '--rekey-period', '10m', '--data', data])).code, 0, 'vpn add with its own rekey period');
+  const badPeriod = await kagiIn(['vpn', 'add', 'slow', '--protocol', 'udp', '--port', '5022', '--rekey-period', 'weekly', '--data', data]);
   t.equal(badPeriod.code, 2, 'a rekey period that is not a duration is a usage error');
   t.match(badPeriod.stderr, /--rekey-period must be a duration like 500ms, 30s, 5m or 1h, not 'weekly'/, 'and says what a duration looks like');
-  const rekey = kagi(['vpn', 'rekey', 'plant', '--data', data]);
+  const rekey = await kagiIn(['vpn', 'rekey', 'plant', '--data', data]);
   t.equal(rekey.code, 0, 'vpn rekey');
   t.match(rekey.stdout, /rekey of plant requested/, 'says the rekey is requested');
-  t.equal(kagi(['vpn', 'rekey', 'nosuch', '--data', data]).code, 1, 'rekey of an unknown VPN refused');
-  t.equal(kagi(['vpn', 'grant', 'plant', 'alice', '--data', data]).code, 0, 'grant');
-  t.equal(kagi(['vpn', 'grant', 'plant', 'nobody', '--data', data]).code, 1, 'grant to an unknown user refused');
-  t.equal(kagi(['vpn', 'revoke', 'plant', 'nobody', '--data', data]).code, 1, 'revoking what was never granted is an error');
-  const st = kagi(['status', '--json', '--data', data]);
+  t.equal((await kagiIn(['vpn', 'rekey', 'nosuch', '--data', data])).code, 1, 'rekey of an unknown VPN refused');
+  t.equal((await kagiIn(['vpn', 'grant', 'plant', 'alice', '--data', data])).code, 0, 'grant');
+  t.equal((await kagiIn(['vpn', 'grant', 'plant', 'nobody', '--data', data])).code, 1, 'grant to an unknown user refused');
+  t.equal((await kagiIn(['vpn', 'revoke', 'plant', 'nobody', '--data', data])).code, 1, 'revoking what was never granted is an error');
+  const st = await kagiIn(['status', '--json', '--data', data]);
   t.equal(st.code, 0, 'status --json');
   const j = JSON.parse(st.stdout);
   t.same(j.devices.map((d: { id: string }) => d.id), ['term-1'], 'status lists the device');
@@ -64,34 +69,34 @@ t.test('admin commands on a data dir', async (t) => {
 
 t.test('the VPN management table through the CLI: priority, maximum bandwidth, status', async (t) => {
   const data = kagiDataDir(t);
-  t.equal(kagi(['vpn', 'add', 'alarms', '--protocol', 'udp', '--port', '5030', '--priority', '10', '--max-bandwidth', '2mbit', '--data', data]).code, 0, 'vpn add with priority and maximum');
-  t.equal(kagi(['vpn', 'add', 'plant', '--protocol', 'tcp', '--port', '5020', '--data', data]).code, 0, 'vpn add with the defaults');
-  const set = kagi(['vpn', 'set', 'plant', '--priority', '5', '--max-bandwidth', '1.5mbit', '--data', data]);
+  t.equal((await kagiIn(['vpn', 'add', 'alarms', '--protocol', 'udp', '--port', '5030', '--priority', '10', '--max-bandwidth', '2mbit', '--data', data])).code, 0, 'vpn add with priority and maximum');
+  t.equal((await kagiIn(['vpn', 'add', 'plant', '--protocol', 'tcp', '--port', '5020', '--data', data])).code, 0, 'vpn add with the defaults');
+  const set = await kagiIn(['vpn', 'set', 'plant', '--priority', '5', '--max-bandwidth', '1.5mbit', '--data', data]);
   t.equal(set.code, 0, 'vpn set');
   t.match(set.stdout, /VPN plant updated/, 'says so');
-  const badRate = kagi(['vpn', 'set', 'plant', '--max-bandwidth', 'fast', '--data', data]);
+  const badRate = await kagiIn(['vpn', 'set', 'plant', '--max-bandwidth', 'fast', '--data', data]);
   t.equal(badRate.code, 2, 'a rate that is not a rate is a usage error');
   t.match(badRate.stderr, /--max-bandwidth must be a rate like 500kbit, 24mbit or 1gbit, not 'fast'/, 'and says what a rate looks like');
-  const nothing = kagi(['vpn', 'set', 'plant', '--data', data]);
+  const nothing = await kagiIn(['vpn', 'set', 'plant', '--data', data]);
   t.equal(nothing.code, 2, 'vpn set with nothing to change is a usage error');
   t.match(nothing.stderr, /nothing to change/, 'and says so');
-  const unknown = kagi(['vpn', 'set', 'nosuch', '--priority', '1', '--data', data]);
+  const unknown = await kagiIn(['vpn', 'set', 'nosuch', '--priority', '1', '--data', data]);
   t.equal(unknown.code, 1, 'vpn set on an unknown VPN is refused');
   t.match(unknown.stderr, /nosuch/, 'naming it');
-  const j = JSON.parse(kagi(['status', '--json', '--data', data]).stdout);
+  const j = JSON.parse((await kagiIn(['status', '--json', '--data', data])).stdout);
   const row = (id: string) => j.vpns.find((x: { id: string }) => x.id === id);
   t.match(row('alarms'), { priority: 10, maxBandwidth: 2_000_000, users: 0, cut: false }, 'status: alarms as added');
   t.match(row('plant'), { priority: 5, maxBandwidth: 1_500_000, users: 0, cut: false }, 'status: plant as set');
-  const table = kagi(['status', '--data', data]).stdout;
+  const table = (await kagiIn(['status', '--data', data])).stdout;
   t.match(table, /alarms\s+udp\/5030\s+priority 10\s+max 2 mbit\/s\s+idle/, 'the table shows priority, maximum and plan (no members: idle)');
   t.match(table, /plant\s+tcp\/5020\s+priority 5\s+max 1\.5 mbit\/s/, 'fractional rates shown as given');
 });
 
 t.test('kagi up: bandwidth flags are checked before anything starts', async (t) => {
-  const noCap = kagi(['up', '--port', '0', '--data', tempDir(t), '--tc-dev', 'eth0']);
+  const noCap = await kagiIn(['up', '--port', '0', '--data', tempDir(t), '--tc-dev', 'eth0']);
   t.equal(noCap.code, 2, '--tc-dev without --link-capacity is a usage error');
   t.match(noCap.stderr, /--tc-dev needs --link-capacity RATE/, 'and says what is missing');
-  const badCap = kagi(['up', '--port', '0', '--data', tempDir(t), '--link-capacity', '10 apples']);
+  const badCap = await kagiIn(['up', '--port', '0', '--data', tempDir(t), '--link-capacity', '10 apples']);
   t.equal(badCap.code, 2, 'a bad capacity is a usage error');
   t.match(badCap.stderr, /--link-capacity must be a rate/, 'naming the flag');
   const noDev = kagi(['up', '--port', '0', '--data', tempDir(t), '--link-capacity', '10mbit', '--tc-dev', 'kagi-nosuch0']);
@@ -101,39 +106,39 @@ t.test('kagi up: bandwidth flags are checked before anything starts', async (t) 
 
 t.test('the audit table records every change made with the CLI, never a secret', async (t) => {
   const data = kagiDataDir(t);
-  const run = (args: string[], input?: string) => kagi([...args, '--data', data], input);
-  t.equal(run(['vpn', 'add', 'plant', '--protocol', 'tcp', '--port', '5020']).code, 0, 'vpn add');
-  t.equal(run(['user', 'add', 'alice', '--password-stdin'], 'secret-password-1\n').code, 0, 'user add');
-  t.equal(run(['vpn', 'grant', 'plant', 'alice']).code, 0, 'grant');
-  t.equal(run(['vpn', 'set', 'plant', '--priority', '3']).code, 0, 'vpn set');
-  t.equal(run(['device', 'add', 'd1', '--mac', '02:00:00:00:00:51', '--out', join(data, 'd1.json')]).code, 0, 'device add');
-  t.equal(run(['vpn', 'grant', 'plant', 'nobody']).code, 1, 'a failed command');
-  t.equal(run(['device', 'revoke', 'd1']).code, 0, 'device revoke');
-  t.equal(run(['vpn', 'rekey', 'plant']).code, 0, 'vpn rekey');
-  t.equal(run(['vpn', 'revoke', 'plant', 'alice']).code, 0, 'vpn revoke');
-  t.equal(run(['vpn', 'delete', 'plant']).code, 0, 'vpn delete');
-  const r = run(['audit', '--json']);
+  const run = (args: string[], input?: string) => kagiIn([...args, '--data', data], input);
+  t.equal((await run(['vpn', 'add', 'plant', '--protocol', 'tcp', '--port', '5020'])).code, 0, 'vpn add');
+  t.equal((await run(['user', 'add', 'alice', '--password-stdin'], 'secret-password-1\n')).code, 0, 'user add');
+  t.equal((await run(['vpn', 'grant', 'plant', 'alice'])).code, 0, 'grant');
+  t.equal((await run(['vpn', 'set', 'plant', '--priority', '3'])).code, 0, 'vpn set');
+  t.equal((await run(['device', 'add', 'd1', '--mac', '02:00:00:00:00:51', '--out', join(data, 'd1.json')])).code, 0, 'device add');
+  t.equal((await run(['vpn', 'grant', 'plant', 'nobody'])).code, 1, 'a failed command');
+  t.equal((await run(['device', 'revoke', 'd1'])).code, 0, 'device revoke');
+  t.equal((await run(['vpn', 'rekey', 'plant'])).code, 0, 'vpn rekey');
+  t.equal((await run(['vpn', 'revoke', 'plant', 'alice'])).code, 0, 'vpn revoke');
+  t.equal((await run(['vpn', 'delete', 'plant'])).code, 0, 'vpn delete');
+  const r = (await run(['audit', '--json']));
   t.equal(r.code, 0, 'kagi audit --json');
   const rows = JSON.parse(r.stdout) as { at: string; actor: string; op: string; detail: Record<string, unknown> }[];
   t.same(rows.map((x) => x.op), ['vpn.add', 'user.add', 'vpn.grant', 'vpn.set', 'device.add', 'device.revoke', 'vpn.rekey', 'vpn.revoke', 'vpn.delete'], 'each change, in order; the failed one is not a change');
   t.match(rows[0], { actor: /^local:.+@.+$/, at: /^\d{4}-\d\d-\d\dT/, detail: { id: 'plant', protocol: 'tcp', port: 5020, priority: 0, maxBandwidth: 0, rekeyPeriodMs: 0 } }, 'who, when and what');
   t.match(rows[4]!.detail, { id: 'd1', mac: '02:00:00:00:00:51', kind: 'terminal' }, 'device add: id, MAC, kind');
   t.notMatch(r.stdout, /secret-password-1|secretKey/, 'no password or key in the audit table');
-  t.match(run(['audit', '--limit', '2']).stdout, /vpn\.revoke[\s\S]*vpn\.delete/, 'the table form, newest last');
-  t.equal(run(['audit', '--limit', 'lots']).code, 2, 'a bad --limit is a usage error');
+  t.match((await run(['audit', '--limit', '2'])).stdout, /vpn\.revoke[\s\S]*vpn\.delete/, 'the table form, newest last');
+  t.equal((await run(['audit', '--limit', 'lots'])).code, 2, 'a bad --limit is a usage error');
 });
 
 t.test('kagi device revoke on a data dir', async (t) => {
   const data = kagiDataDir(t);
-  t.equal(kagi(['device', 'add', 'term-r', '--mac', '02:00:00:00:00:71', '--out', join(data, 'r.json'), '--data', data]).code, 0, 'a device');
-  const r = kagi(['device', 'revoke', 'term-r', '--data', data]);
+  t.equal((await kagiIn(['device', 'add', 'term-r', '--mac', '02:00:00:00:00:71', '--out', join(data, 'r.json'), '--data', data])).code, 0, 'a device');
+  const r = await kagiIn(['device', 'revoke', 'term-r', '--data', data]);
   t.equal(r.code, 0, 'revoke');
   t.match(r.stdout, /device term-r revoked: it can never authenticate again/, 'says what it means');
-  t.match(JSON.parse(kagi(['status', '--json', '--data', data]).stdout).devices, [{ id: 'term-r', revoked: true }], 'status shows it revoked');
-  const unknown = kagi(['device', 'revoke', 'nobody', '--data', data]);
+  t.match(JSON.parse((await kagiIn(['status', '--json', '--data', data])).stdout).devices, [{ id: 'term-r', revoked: true }], 'status shows it revoked');
+  const unknown = await kagiIn(['device', 'revoke', 'nobody', '--data', data]);
   t.equal(unknown.code, 1, 'an unknown device is an error');
   t.match(unknown.stderr, /no device 'nobody'/, 'naming it');
-  t.equal(kagi(['device', 'frob', '--data', data]).code, 2, 'an unknown device subcommand is a usage error');
+  t.equal((await kagiIn(['device', 'frob', '--data', data])).code, 2, 'an unknown device subcommand is a usage error');
 });
 
 t.test('kagi up: JSON log lines when not on a terminal, and /metrics', async (t) => {
@@ -146,17 +151,17 @@ t.test('kagi up: JSON log lines when not on a terminal, and /metrics', async (t)
   const url = /metrics (http:\/\/[^\s"]+)/.exec(line)![1]!;
   const text = await (await fetch(url)).text();
   t.match(text, /# TYPE kagi_joins_total counter\nkagi_joins_total 0/, '/metrics answers in the Prometheus text format');
-  const bad = kagi(['up', '--port', '0', '--data', tempDir(t), '--log-format', 'xml']);
+  const bad = await kagiIn(['up', '--port', '0', '--data', tempDir(t), '--log-format', 'xml']);
   t.equal(bad.code, 2, 'a bad --log-format is a usage error');
   t.match(bad.stderr, /--log-format must be json or text/, 'naming the choices');
 });
 
 t.test('kagi up refuses liveness settings that would evict members that send continue', async (t) => {
-  const r = kagi(['up', '--port', '0', '--data', tempDir(t), '--poll-interval', '10s', '--evict-after', '3', '--continue-after', '2m']);
+  const r = await kagiIn(['up', '--port', '0', '--data', tempDir(t), '--poll-interval', '10s', '--evict-after', '3', '--continue-after', '2m']);
   t.equal(r.code, 2, 'usage error, nothing started');
   t.match(r.stderr, /continue-after \(120000 ms\) must be below evict-after × poll interval \(30000 ms\)/, 'names the rule and the numbers');
   t.match(r.stderr, /pass a continue-after below 30000 ms \(or leave it out: the default fits\), or raise evict-after/, 'and says which flag to change');
-  t.match(kagi(['up', '--help']).stdout, /--poll-interval D[\s\S]*--evict-after N[\s\S]*--continue-after D[\s\S]*--rekey-period D/, 'kagi up --help lists the monitoring flags');
+  t.match((await kagiIn(['up', '--help'])).stdout, /--poll-interval D[\s\S]*--evict-after N[\s\S]*--continue-after D[\s\S]*--rekey-period D/, 'kagi up --help lists the monitoring flags');
 });
 
 t.test('kagi up on a port in use: one line, exit non-zero', async (t) => {
@@ -173,14 +178,14 @@ t.test('kagi up on a port in use: one line, exit non-zero', async (t) => {
 
 t.test('an app server joins by itself with the preset credentials in its bundle', async (t) => {
   const data = kagiDataDir(t);
-  t.equal(kagi(['vpn', 'add', 'plant', '--protocol', 'tcp', '--port', '5020', '--data', data]).code, 0, 'vpn add');
-  t.equal(kagi(['user', 'add', 'app', '--password-stdin', '--data', data], 'app-password\n').code, 0, 'user add');
-  t.equal(kagi(['vpn', 'grant', 'plant', 'app', '--data', data]).code, 0, 'grant');
+  t.equal((await kagiIn(['vpn', 'add', 'plant', '--protocol', 'tcp', '--port', '5020', '--data', data])).code, 0, 'vpn add');
+  t.equal((await kagiIn(['user', 'add', 'app', '--password-stdin', '--data', data], 'app-password\n')).code, 0, 'user add');
+  t.equal((await kagiIn(['vpn', 'grant', 'plant', 'app', '--data', data])).code, 0, 'grant');
   const up = await kagiUp(['--port', '0', '--data', data]);
   t.teardown(() => stopChild(up));
   const brokerUrl = up.brokerUrl;
   const out = join(data, 'app.json');
-  const add = kagi(['device', 'add', 'app-1', '--mac', '02:00:00:00:00:aa', '--out', out, '--broker', brokerUrl, '--user', 'app', '--data', data], 'app-password\n');
+  const add = await kagiIn(['device', 'add', 'app-1', '--mac', '02:00:00:00:00:aa', '--out', out, '--broker', brokerUrl, '--user', 'app', '--data', data], 'app-password\n');
   t.equal(add.code, 0, 'device add --user stores preset credentials');
   t.match(JSON.parse(readFileSync(out, 'utf8')), { user: 'app', password: 'app-password' }, 'in the bundle');
   const agent = kagiSpawn(['agent', out]);
@@ -198,16 +203,16 @@ t.test('an app server joins by itself with the preset credentials in its bundle'
 
 t.test('relay and plaintext terminal through the CLI; vpn delete; status shows the port', async (t) => {
   const data = kagiDataDir(t);
-  const run = (args: string[], input?: string) => kagi([...args, '--data', data], input);
-  t.equal(run(['vpn', 'add', 'plant', '--protocol', 'tcp', '--port', '5020']).code, 0, 'vpn add');
-  t.equal(run(['user', 'add', 'pam', '--password-stdin'], 'pam-password\n').code, 0, 'user add');
-  t.equal(run(['vpn', 'grant', 'plant', 'pam']).code, 0, 'grant');
+  const run = (args: string[], input?: string) => kagiIn([...args, '--data', data], input);
+  t.equal((await run(['vpn', 'add', 'plant', '--protocol', 'tcp', '--port', '5020'])).code, 0, 'vpn add');
+  t.equal((await run(['user', 'add', 'pam', '--password-stdin'], 'pam-password\n')).code, 0, 'user add');
+  t.equal((await run(['vpn', 'grant', 'plant', 'pam'])).code, 0, 'grant');
   const up = await kagiUp(['--port', '0', '--data', data]);
   t.teardown(() => stopChild(up));
-  t.equal(run(['device', 'add', 'relay-1', '--mac', '02:00:00:00:00:b1', '--kind', 'relay', '--out', join(data, 'relay.json'), '--broker', up.brokerUrl]).code, 0, 'relay added');
-  const noBinding = run(['device', 'add', 'plain-x', '--mac', '02:00:00:00:00:c0', '--kind', 'plaintext', '--out', join(data, 'x.json')]);
+  t.equal((await run(['device', 'add', 'relay-1', '--mac', '02:00:00:00:00:b1', '--kind', 'relay', '--out', join(data, 'relay.json'), '--broker', up.brokerUrl])).code, 0, 'relay added');
+  const noBinding = (await run(['device', 'add', 'plain-x', '--mac', '02:00:00:00:00:c0', '--kind', 'plaintext', '--out', join(data, 'x.json')]));
   t.match(noBinding.stderr, /needs --relay ID and --port NAME/, 'a plaintext terminal needs its binding');
-  t.equal(run(['device', 'add', 'plain-1', '--mac', '02:00:00:00:00:c1', '--kind', 'plaintext', '--relay', 'relay-1', '--port', 'p1', '--out', join(data, 'plain.json')]).code, 0, 'plaintext added');
+  t.equal((await run(['device', 'add', 'plain-1', '--mac', '02:00:00:00:00:c1', '--kind', 'plaintext', '--relay', 'relay-1', '--port', 'p1', '--out', join(data, 'plain.json')])).code, 0, 'plaintext added');
   t.notMatch(readFileSync(join(data, 'plain.json'), 'utf8'), /secretKey/, 'its file holds no key');
 
   const relayProc = kagiSpawn(['agent', join(data, 'relay.json'), '--profile', 'node-relay-4port', '--port-base', '0']);
@@ -222,12 +227,12 @@ t.test('relay and plaintext terminal through the CLI; vpn delete; status shows t
   const plain = watch(plainProc);
   t.match(await plain.until(/joined plant/), /plain-1 configured through relay-1\/p1[\s\S]*joined plant \(tcp\/5020\)/, 'the plaintext terminal joined through its relay port');
   t.match(await relay.until(/port p1: FORWARDING/), /port p1: FORWARDING \(plain-1\)/, 'the relay port is FORWARDING');
-  const st = JSON.parse(run(['status', '--json']).stdout);
+  const st = JSON.parse((await run(['status', '--json'])).stdout);
   t.match(st.ports, [{ relay: 'relay-1', port: 'p1', terminal: 'plain-1', state: 'FORWARDING', vpns: ['plant'] }], 'status shows the port, its state and its terminal');
 
-  t.equal(run(['vpn', 'delete', 'plant']).code, 0, 'vpn delete');
+  t.equal((await run(['vpn', 'delete', 'plant'])).code, 0, 'vpn delete');
   t.match(await relay.until(/port p1: RESTRICTED/), /port p1: RESTRICTED/, 'the running relay restricts the port');
   t.match(await plain.until(/restricted: plant/), /restricted: plant/, 'and tells the plaintext terminal');
-  t.match(JSON.parse(run(['status', '--json']).stdout).ports, [{ terminal: 'plain-1', state: 'RESTRICTED' }], 'status agrees');
-  t.equal(run(['vpn', 'delete', 'plant']).code, 1, 'deleting it again is an error');
+  t.match(JSON.parse((await run(['status', '--json'])).stdout).ports, [{ terminal: 'plain-1', state: 'RESTRICTED' }], 'status agrees');
+  t.equal((await run(['vpn', 'delete', 'plant'])).code, 1, 'deleting it again is an error');
 });

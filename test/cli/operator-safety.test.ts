@@ -8,7 +8,7 @@ import t from 'tap';
 import { createConnection, createServer, type AddressInfo } from 'node:net';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { kagi, kagiAsync, kagiSpawn, kagiUp, stopChild, watch } from '../helpers/cli.js';
+import { kagi, kagiAsync, kagiIn, kagiSpawn, kagiUp, stopChild, watch } from '../helpers/cli.js';
 import { controlPlane, kagiDataDir, tempDir } from '../helpers/control-plane.js';
 import { startControlPlane } from '../../servers/control-plane.js';
 import { nodeCrypto } from '../../runtime/node/crypto.js';
@@ -60,7 +60,7 @@ t.test('two kagi up on one data dir: the second is refused, the first keeps its 
   await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
   t.teardown(() => echo.close());
   const echoPort = (echo.address() as AddressInfo).port;
-  const run = (args: string[], input?: string) => kagiAsync([...args, '--data', data], input);
+  const run = (args: string[], input?: string) => kagiIn([...args, '--data', data], input);
 
   const up = await kagiUp(['--port', '0', '--data', data, '--poll-interval', '500ms']);
   t.teardown(() => stopChild(up));
@@ -137,7 +137,7 @@ t.test('two kagi up on one data dir: the second is refused, the first keeps its 
 
 t.test('first-day mistakes get refusals that say what to do', async (t) => {
   const data = kagiDataDir(t);
-  const run = (args: string[], input?: string) => kagiAsync([...args, '--data', data], input);
+  const run = (args: string[], input?: string) => kagiIn([...args, '--data', data], input);
   t.equal((await run(['device', 'add', 'm1', '--mac', '02:00:00:00:17:31', '--out', join(data, 'm1.json')])).code, 0, 'a device');
   const dup = await run(['device', 'add', 'm2', '--mac', '02:00:00:00:17:31', '--out', join(data, 'm2.json')]);
   t.equal(dup.code, 1, 'a MAC already used by another device is refused');
@@ -153,12 +153,12 @@ t.test('first-day mistakes get refusals that say what to do', async (t) => {
   t.equal((await run(['user', 'add', 'alice', '--password-stdin'], 'alice-password\n')).code, 0, 'user add');
   t.match((await run(['user', 'add', 'alice', '--password-stdin'], 'alice-password\n')).stderr, /user 'alice' already exists/, 'a user twice: says so');
 
-  const moved = await kagiAsync(['device', 'set-broker', join(data, 'm1.json'), 'mqtt://10.0.0.5:18830']);
+  const moved = await kagiIn(['device', 'set-broker', join(data, 'm1.json'), 'mqtt://10.0.0.5:18830']);
   t.equal(moved.code, 0, 'device set-broker');
   t.match(moved.stdout, /broker mqtt:\/\/127\.0\.0\.1:1883 → mqtt:\/\/10\.0\.0\.5:18830/, 'says what changed');
   t.equal(JSON.parse(readFileSync(join(data, 'm1.json'), 'utf8')).broker, 'mqtt://10.0.0.5:18830', 'the file names the new broker');
   t.equal(mode(join(data, 'm1.json')), 0o600, 'still 0600');
-  t.equal((await kagiAsync(['device', 'set-broker', join(data, 'm1.json'), 'http://nope'])).code, 2, 'a URL that is not mqtt:// is a usage error');
-  t.equal((await kagiAsync(['admin', 'set-broker', join(data, 'm1.json'), 'mqtt://h:1'])).code, 2, 'admin set-broker on a device file is a usage error');
-  t.match(kagi(['up', '--help']).stdout, /a bare number is seconds/, 'durations without a unit: --help says they are seconds');
+  t.equal((await kagiIn(['device', 'set-broker', join(data, 'm1.json'), 'http://nope'])).code, 2, 'a URL that is not mqtt:// is a usage error');
+  t.equal((await kagiIn(['admin', 'set-broker', join(data, 'm1.json'), 'mqtt://h:1'])).code, 2, 'admin set-broker on a device file is a usage error');
+  t.match((await kagiIn(['up', '--help'])).stdout, /a bare number is seconds/, 'durations without a unit: --help says they are seconds');
 });

@@ -9,7 +9,7 @@ import t, { type Test } from 'tap';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { agent, controlPlane, crypto, device, kagiDataDir, tempDir } from '../helpers/control-plane.js';
-import { kagi, kagiAsync } from '../helpers/cli.js';
+import { kagiAsync, kagiIn } from '../helpers/cli.js';
 import { freePort } from '../helpers/ports.js';
 import { MOSQUITTO_BINARY_SKIP, haveMosquittoBinary, startMosquitto } from '../helpers/mosquitto.js';
 import { localTarget, remoteTarget, type AdminTarget } from '../../cli/remote-admin.js';
@@ -64,7 +64,7 @@ async function withAdmin(t: Test) {
   const cp = await controlPlane(data);
   t.teardown(() => cp.close());
   const adminFile = join(data, 'ops.json');
-  const made = kagi(['admin', 'add', 'ops', '--out', adminFile, '--broker', cp.brokerUrl, '--data', data]);
+  const made = await kagiIn(['admin', 'add', 'ops', '--out', adminFile, '--broker', cp.brokerUrl, '--data', data]);
   t.equal(made.code, 0, `kagi admin add (stderr: ${made.stderr.trim()})`);
   return { data, cp, adminFile };
 }
@@ -106,9 +106,10 @@ t.test('every admin operation over the broker leaves the store as it does on a d
 
 t.test('the CLI with --remote: a device added over the broker configures against the control plane', async (t) => {
   const { data, cp, adminFile } = await withAdmin(t);
-  const remote = (args: string[], input?: string) => kagiAsync([...args, '--remote', adminFile], input);
+  const remote = (args: string[], input?: string) => kagiIn([...args, '--remote', adminFile], input);
 
-  const add = await remote(['vpn', 'add', 'line', '--protocol', 'udp', '--port', '9100', '--priority', '2']);
+  // One command as a separate process end to end; the rest in-process (kagiIn), the same code.
+  const add = await kagiAsync(['vpn', 'add', 'line', '--protocol', 'udp', '--port', '9100', '--priority', '2', '--remote', adminFile]);
   t.equal(add.code, 0, `kagi vpn add --remote (stderr: ${add.stderr.trim()})`);
   t.match(await cp.store.getVpn('line'), { protocol: 'udp', port: 9100, priority: 2 }, 'the VPN is in the running control plane');
   const bundleFile = join(data, 'dev-9.json');
@@ -136,13 +137,13 @@ t.test('the CLI with --remote: a device added over the broker configures against
   const bad = await remote(['vpn', 'grant', 'line', 'nobody']);
   t.equal(bad.code, 1, 'a refused operation exits 1');
   t.match(bad.stderr, /refused by the control plane: no user 'nobody'/, 'with the reason');
-  t.equal((await kagiAsync(['vpn', 'rekey', 'line', '--remote', adminFile, '--store', 'postgres://x/y'])).code, 2, '--remote with --store: usage error');
+  t.equal((await kagiIn(['vpn', 'rekey', 'line', '--remote', adminFile, '--store', 'postgres://x/y'])).code, 2, '--remote with --store: usage error');
 });
 
 t.test('keys that are not a live admin’s are refused and change nothing', async (t) => {
   const { data, cp, adminFile } = await withAdmin(t);
   const before = (await cp.store.auditLog(100)).length;
-  const tryAdd = (file: string, vpn: string) => kagiAsync(['vpn', 'add', vpn, '--protocol', 'tcp', '--port', '1', '--remote', file, '--timeout', '2s']);
+  const tryAdd = (file: string, vpn: string) => kagiIn(['vpn', 'add', vpn, '--protocol', 'tcp', '--port', '1', '--remote', file, '--timeout', '2s']);
   const asFile = (id: string, secretKey: Uint8Array) => {
     const f = join(data, `${id}-as-admin.json`);
     writeFileSync(f, JSON.stringify({ kagi: 1, admin: id, secretKey: toHex(secretKey), services: publicKeys(cp.keys), broker: cp.brokerUrl }));
@@ -162,7 +163,7 @@ t.test('keys that are not a live admin’s are refused and change nothing', asyn
   t.equal(notAdmin.code, 1, 'a device’s own key: exit 1');
   t.match(notAdmin.stderr, /refused by the control plane: not an admin/, 'the config server refuses a device');
 
-  t.equal(kagi(['admin', 'revoke', 'ops', '--data', data]).code, 0, 'kagi admin revoke');
+  t.equal((await kagiIn(['admin', 'revoke', 'ops', '--data', data])).code, 0, 'kagi admin revoke');
   const revoked = await tryAdd(adminFile, 'v4');
   t.equal(revoked.code, 1, 'a revoked admin: exit 1');
   for (const v of ['v1', 'v2', 'v3', 'v4']) t.equal(await cp.store.getVpn(v), undefined, `no VPN ${v}`);

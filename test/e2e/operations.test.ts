@@ -10,7 +10,7 @@ import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { agent, controlPlane, device, joinedAgent, logged, tempDir, until, vpnWithUsers } from '../helpers/control-plane.js';
 import { revokeDevice } from '../../servers/admin.js';
 import { METRICS } from '../../servers/metrics.js';
-import { kagi } from '../helpers/cli.js';
+import { kagiIn } from '../helpers/cli.js';
 
 const enc = new TextEncoder();
 
@@ -84,13 +84,14 @@ t.test('kagi status: online and offline, answering polls, when each VPN was keye
   await vpnWithUsers(cp, 'plant', 5020, { alice: 'alice-password', bob: 'bob-password' });
   const a = await joinedAgent(t, cp, 'term-a', 'alice');
   await joinedAgent(t, cp, 'term-b', 'bob');
-  const status = () => JSON.parse(kagi(['status', '--json', '--data', data]).stdout) as { devices: { id: string; online: boolean | null; since: string | null; communicating: boolean }[]; vpns: { id: string; lastRekey: string | null }[] };
-  const dev = (id: string) => status().devices.find((d) => d.id === id)!;
-  t.ok(await until(() => dev('term-a').online === true), 'a is online (its retained state, recorded by the config server)');
-  t.match(dev('term-a'), { communicating: true, since: /^\d{4}-\d\d-\d\dT/ }, 'answering polls, online since a time');
-  t.match(status().vpns, [{ id: 'plant', lastRekey: /^\d{4}-\d\d-\d\dT/ }], 'the VPN shows when its key was made');
+  // In-process (kagiIn): a spawnSync here would stall the control plane this test runs while it polls.
+  const status = async () => JSON.parse((await kagiIn(['status', '--json', '--data', data])).stdout) as { devices: { id: string; online: boolean | null; since: string | null; communicating: boolean }[]; vpns: { id: string; lastRekey: string | null }[] };
+  const dev = async (id: string) => (await status()).devices.find((d) => d.id === id)!;
+  t.ok(await until(async () => (await dev('term-a')).online === true), 'a is online (its retained state, recorded by the config server)');
+  t.match(await dev('term-a'), { communicating: true, since: /^\d{4}-\d\d-\d\dT/ }, 'answering polls, online since a time');
+  t.match((await status()).vpns, [{ id: 'plant', lastRekey: /^\d{4}-\d\d-\d\dT/ }], 'the VPN shows when its key was made');
   await a.stop();
-  t.ok(await until(() => dev('term-a').online === false), 'a stopped: offline');
-  t.equal(dev('term-b').online, true, 'b still online');
-  t.match(kagi(['status', '--data', data]).stdout, /term-a\s+terminal .*offline since \d+s ago/, 'the table says so in words');
+  t.ok(await until(async () => (await dev('term-a')).online === false), 'a stopped: offline');
+  t.equal((await dev('term-b')).online, true, 'b still online');
+  t.match((await kagiIn(['status', '--data', data])).stdout, /term-a\s+terminal .*offline since \d+s ago/, 'the table says so in words');
 });

@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import { controlPlane, joinedAgent, tempDir, until, vpnWithUsers } from '../helpers/control-plane.js';
-import { kagi } from '../helpers/cli.js';
+import { kagi, kagiIn } from '../helpers/cli.js';
 import { requestRekey } from '../../servers/admin.js';
 import { postgresMissing, postgresSchema } from '../helpers/postgres.js';
 import { existsSync } from 'node:fs';
@@ -40,21 +40,21 @@ t.test('join, frames, rekey and restart with the tables in PostgreSQL', { skip: 
 t.test('the CLI with --store', { skip: why ?? false }, async (t) => {
   const store = postgresSchema(t);
   const data = tempDir(t);
-  const early = kagi(['vpn', 'add', 'plant', '--protocol', 'tcp', '--port', '5020', '--data', data, '--store', store]);
+  const early = await kagiIn(['vpn', 'add', 'plant', '--protocol', 'tcp', '--port', '5020', '--data', data, '--store', store]);
   t.equal(early.code, 1, 'an admin command on a schema without kagi tables is refused');
   t.match(early.stderr, /no kagi tables in schema \w+: check the URL/, 'saying which schema and what to check');
   t.equal(kagi(['init', '--data', data, '--store', store]).code, 0, 'kagi init --store makes the tables and the keys');
-  t.equal(kagi(['vpn', 'add', 'plant', '--protocol', 'tcp', '--port', '5020', '--priority', '4', '--data', data, '--store', store]).code, 0, 'vpn add into PostgreSQL');
-  t.equal(kagi(['user', 'add', 'alice', '--password-stdin', '--data', data, '--store', store], 'alice-password\n').code, 0, 'user add');
-  t.equal(kagi(['vpn', 'grant', 'plant', 'alice', '--data', data, '--store', store]).code, 0, 'grant');
-  const st = kagi(['status', '--json', '--data', data, '--store', store]);
+  t.equal((await kagiIn(['vpn', 'add', 'plant', '--protocol', 'tcp', '--port', '5020', '--priority', '4', '--data', data, '--store', store])).code, 0, 'vpn add into PostgreSQL');
+  t.equal((await kagiIn(['user', 'add', 'alice', '--password-stdin', '--data', data, '--store', store], 'alice-password\n')).code, 0, 'user add');
+  t.equal((await kagiIn(['vpn', 'grant', 'plant', 'alice', '--data', data, '--store', store])).code, 0, 'grant');
+  const st = await kagiIn(['status', '--json', '--data', data, '--store', store]);
   t.equal(st.code, 0, 'status from PostgreSQL');
   t.match(JSON.parse(st.stdout).vpns, [{ id: 'plant', priority: 4 }], 'shows what was added');
-  const local = kagi(['status', '--json', '--data', data]);
+  const local = await kagiIn(['status', '--json', '--data', data]);
   t.equal(local.code, 1, 'status without --store on a PostgreSQL deployment\'s data dir is refused, not an empty fleet');
   t.match(local.stderr, /no kagi\.db.*pass the same --store/, 'and says to pass --store');
   t.notOk(existsSync(join(data, 'kagi.db')), 'no SQLite file made');
-  const bad = kagi(['status', '--data', data, '--store', 'mysql://h/db']);
+  const bad = await kagiIn(['status', '--data', data, '--store', 'mysql://h/db']);
   t.equal(bad.code, 1, 'a store that is not postgres:// is refused');
   t.match(bad.stderr, /--store must be a postgres:\/\/ URL/, 'and says what it takes');
 });

@@ -12,8 +12,10 @@ import { TerminalAgent, type TerminalOptions } from '../../device/terminal.js';
 import { nodePlatform } from '../../runtime/node/platform.js';
 import type { Platform } from '../../device/platform.js';
 import { SqliteStore } from '../../servers/store/sqlite.js';
+import type { Store } from '../../servers/store/store.js';
 import { loadServiceKeys } from '../../servers/identity.js';
 import { deadline } from './deadline.js';
+import { hashPassword } from '../../servers/auth/password.js';
 
 export const crypto = nodeCrypto();
 
@@ -82,10 +84,25 @@ export async function device(cp: ControlPlane, id: string, kind: Bundle['kind'] 
   return parseBundle(await addDevice(cp.store, cp.keys, crypto, { id, mac, kind, broker: cp.brokerUrl }));
 }
 
+/** scrypt hashes of test passwords, one per password per test process. */
+const hashes = new Map<string, Promise<string>>();
+
+/**
+ * Add `user` as addUser does (same checks, same scrypt hash format), but
+ * hash each password once per test process: a set-up that adds alice in
+ * every subtest pays ~0.1–0.3 s of scrypt once, not each time. Logins
+ * still verify against the stored hash as always. Tests of addUser
+ * itself call it directly.
+ */
+export async function addTestUser(store: Store, user: string, password: string): Promise<void> {
+  if (!hashes.has(password)) hashes.set(password, hashPassword(password));
+  await addUser(store, user, password, await hashes.get(password)!);
+}
+
 export async function vpnWithUsers(cp: ControlPlane, vpn: string, port: number, users: Record<string, string>): Promise<void> {
   await addVpn(cp.store, { id: vpn, protocol: 'tcp', port });
   for (const [u, p] of Object.entries(users)) {
-    await addUser(cp.store, u, p);
+    await addTestUser(cp.store, u, p);
     await grant(cp.store, vpn, u);
   }
 }
@@ -142,7 +159,7 @@ export async function seedDataDir(data: string, o: { deviceId: string; mac: stri
   try {
     const b = parseBundle(await addDevice(store, loadServiceKeys(data, crypto), crypto, { id: o.deviceId, mac: o.mac, kind: 'terminal', broker: o.broker }));
     await addVpn(store, { id: 'plant', protocol: 'tcp', port: 5020 });
-    await addUser(store, 'alice', o.password);
+    await addTestUser(store, 'alice', o.password);
     await grant(store, 'plant', 'alice');
     return b;
   } finally {

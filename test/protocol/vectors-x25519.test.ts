@@ -1,57 +1,6 @@
-/**
- * X25519 on both backends: RFC 7748 §5.2 and §6.1, and every Wycheproof
- * x25519 case. Policy for "acceptable" cases: an all-zero shared secret is
- * rejected (RFC 9180 §7.1.4); every other case must give the listed value.
- */
+/** X25519 vectors (RFC 7748, Wycheproof) on both backends; the checks are in test/helpers/vector-checks/x25519.ts. */
 import t from 'tap';
-import { backends } from '../helpers/backends.js';
-import { eachWycheproofCase, hex, loadVectors, toHex } from '../helpers/vectors.js';
-import { isAllZeroCT } from '../../protocol/bytes.js';
-import { KagiError } from '../../protocol/errors.js';
+import { runAsTests, VECTORS_DIR } from '../helpers/vectors.js';
+import { x25519Checks } from '../helpers/vector-checks/x25519.js';
 
-const rfc = loadVectors('rfc/rfc7748_x25519.json');
-const wp = loadVectors('wycheproof/x25519_test.json');
-const slow = process.env.KAGI_SLOW_VECTORS === '1';
-
-for (const c of backends) {
-  t.test(`RFC 7748 on ${c.name}`, async (t) => {
-    for (const v of rfc.scalar_mult) t.equal(toHex(c.x25519Raw(hex(v.scalar), hex(v.u))), v.output, v.section);
-    for (const v of rfc.iterated.vectors) {
-      if (v.iterations > 1000 && !slow) {
-        const why = `RFC 7748 ${v.iterations}-iteration vector SKIPPED (slow): set KAGI_SLOW_VECTORS=1 to run it`;
-        console.error(`*** ${why} ***`);
-        t.pass(why, { skip: why });
-        continue;
-      }
-      let k = hex(rfc.iterated.initial);
-      let u = hex(rfc.iterated.initial);
-      for (let i = 0; i < v.iterations; i++) [k, u] = [c.x25519Raw(k, u), k];
-      t.equal(toHex(k), v.k, `${rfc.iterated.section}: ${v.iterations} iterations`);
-    }
-    const dh = rfc.diffie_hellman;
-    t.equal(toHex(c.publicKey(hex(dh.alice_private))), dh.alice_public, 'alice public key');
-    t.equal(toHex(c.publicKey(hex(dh.bob_private))), dh.bob_public, 'bob public key');
-    t.equal(toHex(c.dh(hex(dh.alice_private), hex(dh.bob_public))), dh.shared, 'shared, alice side');
-    t.equal(toHex(c.dh(hex(dh.bob_private), hex(dh.alice_public))), dh.shared, 'shared, bob side');
-  });
-
-  t.test(`Wycheproof x25519 on ${c.name}`, async (t) => {
-    let rejectedZero = 0;
-    eachWycheproofCase(t, wp, (_g, v) => {
-      const zero = v.flags.includes('ZeroSharedSecret') || isAllZeroCT(hex(v.shared));
-      if (!zero) return toHex(c.dh(hex(v.private), hex(v.public))) === v.shared;
-      // Raw X25519 gives zeros; the DH we use refuses them.
-      const raw = c.x25519Raw(hex(v.private), hex(v.public));
-      let refused = false;
-      try {
-        c.dh(hex(v.private), hex(v.public));
-      } catch (e) {
-        refused = e instanceof KagiError && e.code === 'key';
-      }
-      const ok = isAllZeroCT(raw) && refused && v.result !== 'valid';
-      if (ok) rejectedZero++;
-      return ok;
-    });
-    t.ok(rejectedZero > 0, `${rejectedZero} all-zero shared secrets rejected`);
-  });
-}
+runAsTests(t, x25519Checks(VECTORS_DIR));

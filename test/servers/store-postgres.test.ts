@@ -11,6 +11,7 @@ import { ticketContract } from './tickets-contract.js';
 import { ReplayGuard, SendCounter } from '../../protocol/replay.js';
 import { migrations } from '../../servers/store/migrations.js';
 import { until } from '../helpers/control-plane.js';
+import { deadline } from '../helpers/deadline.js';
 import { POSTGRES as SERVER, postgresMissing, postgresSchema } from '../helpers/postgres.js';
 
 const why = await postgresMissing();
@@ -82,17 +83,24 @@ t.test('leases: one holder at a time, the next takes over when it goes', { skip:
   const other = stores[0]!.lease('config', { retryMs: 100 });
   t.teardown(() => other.close());
   t.ok(await until(() => other.held), 'another duty is another lease');
-  // The holder's server session dies (as when its process is killed).
+  // The holder's server session dies (as when its process is killed). Its
+  // process lives on here, and a living instance asks again like any other
+  // (it won the race back in about one run in seven, and then no other
+  // could take over): so as it steps down, it stops, as a killed one would.
+  // Closing it then ends nothing: the terminated session alone frees the lock.
   const first = holders()[0]!;
   const changes: boolean[] = [];
-  first.onChange((h) => changes.push(h));
+  first.onChange((h) => {
+    changes.push(h);
+    if (!h) void first.close();
+  });
   const c = new pg.Client({ connectionString: SERVER });
   await c.connect();
   await c.query(`SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = hashtext($1)::oid AND objid = hashtext('keys')::oid`, [`kagi:${parsePostgresUrl(url).schema}`]);
   await c.end();
   const t0 = Date.now();
   t.ok(await until(() => holders().length === 1 && !first.held), 'taken over');
-  t.ok(Date.now() - t0 < 2_000, `another instance holds it ${Date.now() - t0} ms later`);
+  t.ok(Date.now() - t0 < deadline(2_000), `another instance holds it ${Date.now() - t0} ms later`);
   t.same(changes.slice(0, 1), [false], 'the old holder stepped down');
   await holders()[0]!.close();
   t.ok(await until(() => holders().length === 1), 'closing the holder hands it on too');

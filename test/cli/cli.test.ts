@@ -52,7 +52,7 @@ t.test('admin commands on a data dir', async (t) => {
   t.equal((await kagiIn(['vpn', 'add', 'fast', '--protocol', 'udp', '--port', '5021', '--rekey-period', '10m', '--data', data])).code, 0, 'vpn add with its own rekey period');
   const badPeriod = await kagiIn(['vpn', 'add', 'slow', '--protocol', 'udp', '--port', '5022', '--rekey-period', 'weekly', '--data', data]);
   t.equal(badPeriod.code, 2, 'a rekey period that is not a duration is a usage error');
-  t.match(badPeriod.stderr, /--rekey-period must be a duration like 500ms, 30s, 5m or 1h, not 'weekly'/, 'and says what a duration looks like');
+  t.match(badPeriod.stderr, /--rekey-period must be a duration like 500ms, 30s, 5m, 1h or 30d, not 'weekly'/, 'and says what a duration looks like');
   const rekey = await kagiIn(['vpn', 'rekey', 'plant', '--data', data]);
   t.equal(rekey.code, 0, 'vpn rekey');
   t.match(rekey.stdout, /rekey of plant requested/, 'says the rekey is requested');

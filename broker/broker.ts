@@ -66,6 +66,7 @@ export class KagiBroker {
   readonly refusals: { clientId: string; reason: string }[] = [];
 
   private constructor(private readonly o: BrokerOptions, aedes: Aedes) {
+    o.crypto.holdStaticKey(o.secretKey); // every CONNECT derives its key with it
     this.aedes = aedes;
     this.guard = new ReplayGuard(o.numbers, 'connect:');
     aedes.authenticate = (client, _user, password, done) =>

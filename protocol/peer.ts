@@ -110,6 +110,7 @@ export class Peer {
   private synced: boolean;
 
   constructor(private readonly o: PeerOptions) {
+    o.crypto.holdStaticKey(o.secretKey); // every request we seal or open uses it
     this.counters = new SendCounter(o.numbers, o.sendBlock ?? 64, `tx:${o.id}:`, (n) => o.crypto.randomBytes(n));
     this.guard = new ReplayGuard(o.numbers, `rx:${o.id}:`);
     this.synced = o.wallClock ?? true;

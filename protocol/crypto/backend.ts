@@ -37,6 +37,13 @@ export interface CryptoPrimitives {
   chacha20Xor(key: Uint8Array, nonce: Uint8Array, counter: number, data: Uint8Array): Uint8Array;
   /** RFC 8439 §2.5 one-time authenticator; absent where the host has none. */
   poly1305?(key: Uint8Array, msg: Uint8Array): Uint8Array;
+  /**
+   * A secret key that will be used for many X25519 operations (a party's
+   * own static key): the backend may prepare it once (node: the parsed key
+   * object, which otherwise costs as much as the DH itself). Held by array
+   * identity until the array is garbage; its content must not change.
+   */
+  holdStatic?(scalar: Uint8Array): void;
 }
 
 function need(what: string, b: Uint8Array, n: number): void {
@@ -74,6 +81,16 @@ export class Crypto {
     need('X25519 scalar', scalar, X25519_KEY_LENGTH);
     need('X25519 u-coordinate', u, X25519_KEY_LENGTH);
     return this.backend.x25519(scalar, u);
+  }
+
+  /**
+   * `secretKey` is this party's static key, used for every request it
+   * seals or opens: let the backend prepare it once. The array must not be
+   * changed afterwards (static keys are never wiped while their party runs).
+   */
+  holdStaticKey(secretKey: Uint8Array): void {
+    need('X25519 secret key', secretKey, X25519_KEY_LENGTH);
+    this.backend.holdStatic?.(secretKey);
   }
 
   /** X25519 Diffie-Hellman; rejects an all-zero result (low-order peer key). */

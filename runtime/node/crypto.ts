@@ -24,18 +24,29 @@ function publicKey(u: Uint8Array): nc.KeyObject {
 
 const u8 = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.length);
 
+/**
+ * Static keys parsed once (holdStatic): node imports a raw X25519 key only
+ * through JWK, and the import cost as much as the DH (40 of 80 µs; the
+ * storm bench's profile had it at 10% of `kagi up`). By array identity, so
+ * nothing about the key's value is kept anywhere new.
+ */
+const held = new WeakMap<Uint8Array, nc.KeyObject>();
+
 export const nodePrimitives: CryptoPrimitives = {
   name: 'node',
   randomBytes: (n) => u8(nc.randomBytes(n)),
   x25519(k, u) {
     try {
-      return u8(nc.diffieHellman({ privateKey: privateKey(k), publicKey: publicKey(u) }));
+      return u8(nc.diffieHellman({ privateKey: held.get(k) ?? privateKey(k), publicKey: publicKey(u) }));
     } catch {
       // OpenSSL refuses to return an all-zero X25519 result (the only way
       // derive fails for well-sized inputs); report it as zeros so the
       // facade's one check decides, exactly as for the portable backend.
       return new Uint8Array(32);
     }
+  },
+  holdStatic(k) {
+    if (!held.has(k)) held.set(k, privateKey(k));
   },
   x25519Base: (k) => u8(Buffer.from(nc.createPublicKey(privateKey(k)).export({ format: 'jwk' }).x!, 'base64url')),
   sha256: (d) => u8(nc.createHash('sha256').update(d).digest()),

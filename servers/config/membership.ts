@@ -51,14 +51,10 @@ export function membership(c: ConfigContext): Membership {
   /** Desired state of every network device, from the tables, with the bandwidth plan. */
   async function desired(): Promise<DesiredState> {
     const rows = await ctx.store.listVpns();
-    const where = await ctx.store.allNetworkInfo();
+    const placed = await ctx.store.placedMembers(); // one query for every VPN's members and where they are
     const vpns: VpnState[] = [];
     for (const v of rows) {
-      const members = [];
-      for (const m of await ctx.store.members(v.id)) {
-        const info = where.get(m.deviceId);
-        members.push({ deviceId: m.deviceId, address: info?.address ?? null, via: info?.relayId ?? null });
-      }
+      const members = placed.get(v.id) ?? [];
       vpns.push({ id: v.id, protocol: v.protocol, port: v.port, members, priority: v.priority, rate: v.maxBandwidth, cut: false });
     }
     const plan = planBandwidth(vpns.map((v, i) => ({ id: v.id, priority: v.priority, maxBandwidth: rows[i]!.maxBandwidth, members: v.members.length })), o.linkCapacity ?? 0);

@@ -13,7 +13,7 @@ import { SHARED_SEQ_WINDOW } from '../../protocol/replay.js';
 import type { ChannelBook, ChannelKeys } from '../../protocol/channel.js';
 import { Coalescer } from './coalesce.js';
 import { ConflictError, type OwedNotice, type AuditRow, type ConfigRow, type MemberRow, type NetworkInfoRow, type SessionKeyRow, type Store, type TicketRow, type UserRow } from './store.js';
-import { auditRow, owedNoticeRow, deviceRow, memberRow, networkInfoRow, presenceMap, sessionKeyRow, u8, vpnRow, VPN_COLUMNS } from './rows.js';
+import { auditRow, owedNoticeRow, deviceRow, memberRow, networkInfoRow, placedMembers, PLACED_MEMBERS_SQL, presenceMap, sessionKeyRow, u8, vpnRow, VPN_COLUMNS } from './rows.js';
 import { migrations } from './migrations.js';
 import { owedSql } from './owed.js';
 import { ticketInsertArgs, ticketRow, ticketSql, ticketSummaryMap } from './tickets-sql.js';
@@ -370,6 +370,9 @@ export class PgStore implements Store {
   }
   async members(vpnId: string) {
     return (await this.q('SELECT * FROM members WHERE vpn_id = $1 ORDER BY device_id', [vpnId])).rows.map(memberRow);
+  }
+  async placedMembers() {
+    return placedMembers((await this.pool.query({ text: PLACED_MEMBERS_SQL, rowMode: 'array' })).rows);
   }
   membershipsOf(deviceId: string) {
     return this.memberships.call(deviceId, null);

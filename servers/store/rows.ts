@@ -3,7 +3,7 @@
  * Number(): PostgreSQL returns BIGINT as a string (ms timestamps, rates),
  * SQLite returns numbers; binary columns arrive as Buffers from both.
  */
-import type { AuditRow, DeviceRow, MemberRow, NetworkInfoRow, OwedNotice, SessionKeyRow, VpnRow } from './store.js';
+import type { AuditRow, DeviceRow, MemberRow, NetworkInfoRow, OwedNotice, PlacedMember, SessionKeyRow, VpnRow } from './store.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- rows are untyped driver output */
 export const u8 = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.length);
@@ -37,6 +37,20 @@ export function presenceMap(rows: any[]): Map<string, { online: boolean; changed
 
 export function auditRow(r: any): AuditRow {
   return { at: Number(r.at), actor: r.actor, op: r.op, detail: r.detail };
+}
+
+/** The one query behind Store.placedMembers, and its rows grouped by VPN (rows: [vpn, device, address, relay]). */
+export const PLACED_MEMBERS_SQL = `SELECT m.vpn_id, m.device_id, n.address, n.relay_id FROM members m
+  LEFT JOIN network_info n ON n.device_id = m.device_id ORDER BY m.vpn_id, m.device_id`;
+
+export function placedMembers(rows: unknown[][]): Map<string, PlacedMember[]> {
+  const out = new Map<string, PlacedMember[]>();
+  for (const [vpn, deviceId, address, via] of rows as [string, string, string | null, string | null][]) {
+    let list = out.get(vpn);
+    if (!list) out.set(vpn, (list = []));
+    list.push({ deviceId, address, via });
+  }
+  return out;
 }
 
 /** Store field → column, for the columns `updateVpn` may change. */

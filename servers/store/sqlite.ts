@@ -17,7 +17,7 @@ import { owedSql } from './owed.js';
 import { ticketInsertArgs, ticketRow, ticketSql, ticketSummaryMap } from './tickets-sql.js';
 import { ConflictError, type OwedNotice, type AuditRow, type ConfigRow, type MemberRow, type NetworkInfoRow, type SessionKeyRow, type Store, type TicketRow, type UserRow } from './store.js';
 import { channelWindowPrefix, nowSeconds, windowsSql } from './windows.js';
-import { auditRow, owedNoticeRow, deviceRow, memberRow, networkInfoRow, presenceMap, sessionKeyRow, u8, vpnRow, VPN_COLUMNS } from './rows.js';
+import { auditRow, owedNoticeRow, deviceRow, memberRow, networkInfoRow, placedMembers, PLACED_MEMBERS_SQL, presenceMap, sessionKeyRow, u8, vpnRow, VPN_COLUMNS } from './rows.js';
 
 const MIGRATIONS = migrations('sqlite');
 
@@ -280,6 +280,9 @@ export class SqliteStore implements Store {
   }
   async members(vpnId: string) {
     return this.stmt('SELECT * FROM members WHERE vpn_id = ? ORDER BY device_id').all(vpnId).map(memberRow);
+  }
+  async placedMembers() {
+    return placedMembers(this.stmt(PLACED_MEMBERS_SQL).raw().all() as unknown[][]);
   }
   async membershipsOf(deviceId: string) {
     return this.stmt('SELECT * FROM members WHERE device_id = ? ORDER BY vpn_id').all(deviceId).map(memberRow);

@@ -56,6 +56,14 @@ export interface MemberRow {
   networkId: string;
 }
 
+/** A member as a reconcile sees it: the device and where it is. */
+export interface PlacedMember {
+  deviceId: string;
+  address: string | null;
+  /** The relay it sits behind, if any. */
+  via: string | null;
+}
+
 /** 3b: one epoch of a VPN's session key. */
 export interface SessionKeyRow {
   vpnId: string;
@@ -163,6 +171,12 @@ export interface Store {
   /** Insert or replace the membership of (vpn, device). */
   putMember(m: MemberRow): Promise<void>;
   members(vpnId: string): Promise<MemberRow[]>;
+  /**
+   * Every VPN's members with where each is (address, relay), by VPN, in
+   * device order: what a reconcile needs, in one query (a reconcile of
+   * 10,000 members read them VPN by VPN beside every network info row).
+   */
+  placedMembers(): Promise<Map<string, PlacedMember[]>>;
   /**
    * Remove one membership (leave, eviction); false if it was not there.
    * With `notice` (evicted, revoked; not a holder's own leave) its key

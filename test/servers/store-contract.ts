@@ -86,6 +86,11 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     t.match(await s.getNetworkInfo('d1'), { address: '10.0.0.2', updatedAt: 6 }, 'network info (1f) keeps the latest');
     t.same([...(await s.allNetworkInfo()).keys()], ['d1'], 'all network info in one read');
     t.match((await s.allNetworkInfo()).get('d1'), { address: '10.0.0.2' }, 'the same rows');
+    await s.addDevice({ id: 'd0', mac: '02:00:00:00:00:00', publicKey: pk, kind: 'terminal' });
+    await s.putMember({ vpnId: 'v1', deviceId: 'd0', userId: 'u1', keyId: 0, networkId: 'n' });
+    t.same(await s.placedMembers(), new Map([['v1', [{ deviceId: 'd0', address: null, via: null }, { deviceId: 'd1', address: '10.0.0.2', via: null }]]]),
+      'members with where they are, by VPN, in device order (no network info: nulls)');
+    await s.removeMember('v1', 'd0');
 
     await s.numbers.set('k', 5);
     t.equal(await s.numbers.get('k'), 5, 'numbers');

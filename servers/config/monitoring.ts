@@ -17,6 +17,7 @@ import type { Transition } from './liveness.js';
 import { Reach } from './reach.js';
 import type { ConfigContext } from './context.js';
 import type { Membership } from './membership.js';
+import type { DeviceRow } from '../store/store.js';
 
 /** A poll round goes out in slices this far apart (ms). */
 const POLL_SLICE_MS = 50;
@@ -56,6 +57,20 @@ export function monitoring(c: ConfigContext, members: Membership): Monitoring {
       }
     }
     return out;
+  }
+
+  /**
+   * What one holder should hold, read for it alone: a will from each of
+   * 10,000 devices going dark at once (a power cut) read every member
+   * 10,000 times before. A relay holds its ports' terminals: the full read
+   * (relays are few).
+   */
+  async function heldBy(holder: DeviceRow): Promise<Held[] | undefined> {
+    if (holder.kind === 'relay') return (await holders()).get(holder.id);
+    if ((await ctx.store.getNetworkInfo(holder.id))?.relayId) return undefined; // its relay holds its keys
+    const vpns = [];
+    for (const m of await ctx.store.membershipsOf(holder.id)) vpns.push({ id: m.vpnId, epoch: (await ctx.store.currentSessionKey(m.vpnId))?.epoch ?? 0 });
+    return vpns.length ? [{ id: holder.id, vpns }] : undefined;
   }
 
   async function holderOf(member: string): Promise<string> {
@@ -189,10 +204,11 @@ export function monitoring(c: ConfigContext, members: Membership): Monitoring {
     if (state !== 'online' && state !== 'offline') return;
     reach.saw(t.a); // this broker carries its state: it is (or was) connected here
     if (!c.leading()) return; // every instance hears it; the lease holder records it
-    if (!(await ctx.store.getDevice(t.a))) return; // not ours (retained leftovers on a shared broker)
+    const device = await ctx.store.getDevice(t.a);
+    if (!device) return; // not ours (retained leftovers on a shared broker)
     await ctx.store.setPresence(t.a, state === 'online', Date.now(), ctx.brokerUrl);
     if (state !== 'offline') return;
-    const held = (await holders()).get(t.a);
+    const held = await heldBy(device);
     if (!held) return;
     ctx.log('info', `config: ${t.a} went offline (will); polling it now`);
     await pollHolder(t.a, held);

@@ -22,6 +22,7 @@ import { parseTopic, SERVICES, type Service } from '../protocol/topics.js';
 import { isKagiError } from '../protocol/errors.js';
 import type { BrokerAcl } from './acl.js';
 import { indexRetained } from './retained-index.js';
+import { boundEmitterDepth } from './emitter-depth.js';
 
 /**
  * What the broker counts, as it needs it: servers/metrics.ts's Metrics is
@@ -84,6 +85,7 @@ export class KagiBroker {
     const aedes = await Aedes.createBroker({ connectTimeout: 10_000 });
     // aedes types do not show its persistence; the instance has it (aedes.js: this.persistence).
     indexRetained((aedes as unknown as { persistence: Parameters<typeof indexRetained>[0] }).persistence);
+    boundEmitterDepth((aedes as unknown as { mq: Parameters<typeof boundEmitterDepth>[0] }).mq);
     return new KagiBroker(o, aedes);
   }
 

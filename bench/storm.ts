@@ -122,7 +122,7 @@ async function kagiStorm(bundles: Bundle[], url: string, files: string): Promise
   const times = await Promise.all(agents.map(async (a) => {
     await a.start();
     await a.configure();
-    await a.join('bench'); // the ticket: no password given
+    await a.join('bench'); // the ticket: no password given (an agent retries what is not a refusal, as kagi agent does)
     progress('back in the VPN', ++done);
     return performance.now() - t0;
   }));

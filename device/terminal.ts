@@ -119,14 +119,23 @@ export class TerminalAgent {
     const before = this._state;
     this.to('joining');
     try {
-      const r = await this.tickets.join(user, password, (c) => this.session.ask('join.request', 'join', { user, ...c }));
-      const joined = list(asBody(r.body), 'vpns').map((x) => {
-        const v = asBody(x);
-        this.vpns.get(str(v, 'id', 64))?.keys.shaper.set(typeof v.rate === 'number' ? v.rate : 0, v.cut === true, this.p.now());
-        return { id: str(v, 'id', 64), protocol: str(v, 'protocol', 8), port: num(v, 'port'), epoch: num(v, 'epoch') };
-      });
+      let joined: VpnInfo[] = [];
+      // Keys come before the answer; a "you are out" notice of an earlier
+      // removal can still cross the join and drop them (a device evicted in
+      // an outage, joining again). The join is an upsert: ask again.
+      for (let attempt = 1; ; attempt++) {
+        const r = await this.tickets.join(user, password, (c) => this.session.ask('join.request', 'join', { user, ...c }));
+        joined = list(asBody(r.body), 'vpns').map((x) => {
+          const v = asBody(x);
+          this.vpns.get(str(v, 'id', 64))?.keys.shaper.set(typeof v.rate === 'number' ? v.rate : 0, v.cut === true, this.p.now());
+          return { id: str(v, 'id', 64), protocol: str(v, 'protocol', 8), port: num(v, 'port'), epoch: num(v, 'epoch') };
+        });
+        const keyless = joined.filter((v) => !this.vpns.has(v.id)).map((v) => v.id);
+        if (keyless.length === 0) break;
+        if (attempt >= 3) throw new KagiError('field', `joined ${keyless.join(', ')} but no keys for it arrived`);
+        this.p.log('warn', `${this.bundle.id}: joined ${keyless.join(', ')} but its keys were taken back meanwhile; joining again`);
+      }
       for (const v of joined) {
-        if (!this.vpns.has(v.id)) throw new KagiError('field', `joined ${v.id} but no keys for it arrived`);
         await this.session.subscribe(topics.vpnMember(v.id, this.bundle.id));
         await this.session.subscribe(topics.vpnAll(v.id));
       }

@@ -350,7 +350,8 @@ export class PgStore implements Store {
 
   async putMember(m: MemberRow) {
     await this.q(
-      'INSERT INTO members VALUES ($1, $2, $3, $4, $5) ON CONFLICT (vpn_id, device_id) DO UPDATE SET user_id = excluded.user_id, key_id = excluded.key_id, network_id = excluded.network_id',
+      `WITH moot AS (DELETE FROM owed_notices WHERE vpn_id = $1 AND member_id = $2)
+       INSERT INTO members VALUES ($1, $2, $3, $4, $5) ON CONFLICT (vpn_id, device_id) DO UPDATE SET user_id = excluded.user_id, key_id = excluded.key_id, network_id = excluded.network_id`,
       [m.vpnId, m.deviceId, m.userId, m.keyId, m.networkId],
     );
   }

@@ -260,9 +260,11 @@ export class SqliteStore implements Store {
   }
 
   putMember(m: MemberRow) {
-    return this.batch.run(() => this.db
-      .prepare('INSERT INTO members VALUES (?, ?, ?, ?, ?) ON CONFLICT(vpn_id, device_id) DO UPDATE SET user_id = excluded.user_id, key_id = excluded.key_id, network_id = excluded.network_id')
-      .run(m.vpnId, m.deviceId, m.userId, m.keyId, m.networkId));
+    return this.batch.run(() => {
+      this.stmt('DELETE FROM owed_notices WHERE vpn_id = ? AND member_id = ?').run(m.vpnId, m.deviceId);
+      this.stmt('INSERT INTO members VALUES (?, ?, ?, ?, ?) ON CONFLICT(vpn_id, device_id) DO UPDATE SET user_id = excluded.user_id, key_id = excluded.key_id, network_id = excluded.network_id')
+        .run(m.vpnId, m.deviceId, m.userId, m.keyId, m.networkId);
+    });
   }
   async removeMember(vpnId: string, deviceId: string, notice?: OwedNotice['reason']) {
     return this.db.transaction(() => {

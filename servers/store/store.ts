@@ -168,7 +168,12 @@ export interface Store {
   /** Who each device last joined as. */
   joinedAs(): Promise<Map<string, string>>;
 
-  /** Insert or replace the membership of (vpn, device). */
+  /**
+   * Insert or replace the membership of (vpn, device). A notice still owed
+   * for the member's earlier removal goes in the same write: it is back,
+   * and "you are out" would now be false (a device evicted in a power cut
+   * that re-joined was told so after its join, and dropped its new keys).
+   */
   putMember(m: MemberRow): Promise<void>;
   members(vpnId: string): Promise<MemberRow[]>;
   /**

@@ -202,6 +202,13 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     t.equal(await s.removeMember('v9', 'p9', 'evicted'), true, 'an eviction');
     const owed = await v9();
     t.match(owed, [{ vpnId: 'v9', memberId: 'p9', holderId: 'r9', reason: 'evicted' }], 'owes its holder (the relay) a notice');
+    await s.addDevice({ id: 'p8', mac: '02:00:00:00:00:98', publicKey: pk, kind: 'plaintext' });
+    await s.putMember({ vpnId: 'v9', deviceId: 'p8', userId: 'u1', keyId: 1, networkId: 'n' });
+    await s.removeMember('v9', 'p8', 'evicted');
+    t.equal((await v9()).length, 2, 'another eviction owes another notice');
+    await s.putMember({ vpnId: 'v9', deviceId: 'p8', userId: 'u1', keyId: 2, networkId: 'n' });
+    t.same((await v9()).map((n) => n.memberId), ['p9'], 'the member is back (a re-join): its notice is moot and gone');
+    await s.removeMember('v9', 'p8');
     await s.noticeDone({ ...owed[0]!, since: owed[0]!.since - 1 });
     t.equal((await v9()).length, 1, 'done for an older notice does not clear a newer one');
     await s.noticeDone(owed[0]!);

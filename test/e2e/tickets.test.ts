@@ -10,7 +10,7 @@ import t from 'tap';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort } from '../helpers/ports.js';
-import { kagi, kagiSpawn, kagiUp, stopChild, watch } from '../helpers/cli.js';
+import { kagi, kagiIn, kagiSpawn, kagiUp, stopChild, watch } from '../helpers/cli.js';
 import { tempDir } from '../helpers/control-plane.js';
 
 const PASSWORD = 'alice-password';
@@ -34,14 +34,20 @@ function exited(child: ReturnType<typeof kagiSpawn>): Promise<{ code: number | n
   return new Promise((r) => child.once('exit', (code) => r({ code, text })));
 }
 
-t.test('tickets through the CLI', async (t) => {
+/** A data dir made with the admin commands (in-process): device term (its file), user alice, VPN plant granted to her. */
+async function site(t: Parameters<typeof tempDir>[0] & { equal(a: unknown, b: unknown, m: string): unknown }, mac: string) {
   const data = tempDir(t);
   const file = join(data, 'term.json');
-  ok(t, kagi(['init', '--data', data]), 'init');
-  ok(t, kagi(['device', 'add', 'term', '--mac', '02:00:00:00:21:01', '--out', file, '--data', data]), 'device add');
-  ok(t, kagi(['user', 'add', 'alice', '--password-stdin', '--data', data], `${PASSWORD}\n`), 'user add');
-  ok(t, kagi(['vpn', 'add', 'plant', '--protocol', 'tcp', '--port', '5020', '--data', data]), 'vpn add');
-  ok(t, kagi(['vpn', 'grant', 'plant', 'alice', '--data', data]), 'grant');
+  ok(t, await kagiIn(['init', '--data', data]), 'init');
+  ok(t, await kagiIn(['device', 'add', 'term', '--mac', mac, '--out', file, '--data', data]), 'device add');
+  ok(t, await kagiIn(['user', 'add', 'alice', '--password-stdin', '--data', data], `${PASSWORD}\n`), 'user add');
+  ok(t, await kagiIn(['vpn', 'add', 'plant', '--protocol', 'tcp', '--port', '5020', '--data', data]), 'vpn add');
+  ok(t, await kagiIn(['vpn', 'grant', 'plant', 'alice', '--data', data]), 'grant');
+  return { data, file };
+}
+
+t.test('tickets through the CLI', async (t) => {
+  const { data, file } = await site(t, '02:00:00:00:21:01');
 
   const port = await freePort();
   const up = await kagiUp(['--port', String(port), '--data', data]);
@@ -119,13 +125,7 @@ t.test('tickets through the CLI', async (t) => {
 });
 
 t.test('an expired ticket is refused with its own reason; the password still works', async (t) => {
-  const data = tempDir(t);
-  const file = join(data, 'term.json');
-  ok(t, kagi(['init', '--data', data]), 'init');
-  ok(t, kagi(['device', 'add', 'term', '--mac', '02:00:00:00:21:02', '--out', file, '--data', data]), 'device add');
-  ok(t, kagi(['user', 'add', 'alice', '--password-stdin', '--data', data], `${PASSWORD}\n`), 'user add');
-  ok(t, kagi(['vpn', 'add', 'plant', '--protocol', 'tcp', '--port', '5020', '--data', data]), 'vpn add');
-  ok(t, kagi(['vpn', 'grant', 'plant', 'alice', '--data', data]), 'grant');
+  const { data, file } = await site(t, '02:00:00:00:21:02');
   const up = await kagiUp(['--port', String(await freePort()), '--data', data, '--ticket-lifetime', '1ms']);
   t.teardown(() => stopChild(up));
   let a = startAgent(file, up.brokerUrl, [], PASSWORD);

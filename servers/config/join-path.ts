@@ -12,8 +12,8 @@
 import type { Envelope } from '../../protocol/envelope.js';
 import { asBody, bytes, list, num, str, type Body } from '../../protocol/body.js';
 import type { Reply } from '../../protocol/peer.js';
-import { asReceiver, channelTag } from '../../protocol/channel.js';
-import { wipe } from '../../protocol/bytes.js';
+import { asReceiver } from '../../protocol/channel.js';
+import { replaceChannel } from '../store/windows.js';
 import { publicKeys } from '../identity.js';
 import type { ConfigContext } from './context.js';
 import type { Membership } from './membership.js';
@@ -25,15 +25,7 @@ export function joinPath(c: ConfigContext, members: Membership): (env: Envelope,
   /** The device's own authentication renews its config channel (it does the same). */
   async function renewChannel(deviceId: string, v: Body): Promise<void> {
     const keys = asReceiver({ up: bytes(v, 'channelUp', 32), down: bytes(v, 'channelDown', 32) });
-    const book = ctx.store.channels('config');
-    const old = await book.get(deviceId);
-    await book.set(deviceId, keys);
-    // The replaced channel's window goes with it: nothing on it opens now.
-    if (old) {
-      const tag = channelTag(ctx.crypto, old);
-      wipe(old.send, old.recv);
-      if (tag !== channelTag(ctx.crypto, keys)) await ctx.store.dropChannelWindow('config', deviceId, tag);
-    }
+    await replaceChannel(ctx.store, ctx.crypto, 'config', deviceId, keys);
   }
 
   async function refuseDevice(v: Body): Promise<void> {

@@ -16,8 +16,9 @@
  * A member's key id in the VPN table moves only when it acknowledges.
  */
 import { asBody, list, num, str, type Body } from '../../protocol/body.js';
-import { asRequester, channelTag } from '../../protocol/channel.js';
+import { asRequester } from '../../protocol/channel.js';
 import { wipe } from '../../protocol/bytes.js';
+import { replaceChannel } from '../store/windows.js';
 import type { ChannelMessage, Peer, Incoming, Reply } from '../../protocol/peer.js';
 import { topics } from '../../protocol/topics.js';
 import { GROUP_KEY_LENGTH } from '../../protocol/vpn-frame.js';
@@ -49,7 +50,6 @@ const REKEY_WHY = new Set(['periodic', 'requested', 'a member left', 'asked']);
 
 export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
   let peer!: Peer;
-  const book = ctx.store.channels('keys');
 
   /** The VPN's current key, made (epoch 1) on first use. */
   async function currentKey(vpnId: string): Promise<SessionKeyRow> {
@@ -120,12 +120,7 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
       // Compare-and-set on the delivery's seq (one shared sequence across
       // instances): the holder keeps the highest-seq delivery's channel too.
       // The replaced channel's window goes with it (nothing on it opens now).
-      const old = await book.get(h.holder);
-      if ((await book.set(h.holder, keys, ack.seq)) && old) {
-        const tag = channelTag(ctx.crypto, old);
-        wipe(old.send, old.recv);
-        if (tag !== channelTag(ctx.crypto, keys)) await ctx.store.dropChannelWindow('keys', h.holder, tag);
-      }
+      await replaceChannel(ctx.store, ctx.crypto, 'keys', h.holder, keys, ack.seq);
       wipe(keys.send, keys.recv);
     } finally {
       ack.secrets.destroy();

@@ -20,6 +20,10 @@
  * Era 0 windows (`rx:ME:SENDER`, `connect:ID`) are never swept.
  */
 import { CLOCK_SKEW_S, REQUEST_VALIDITY_S } from '../../protocol/sealed.js';
+import { channelTag, type ChannelKeys } from '../../protocol/channel.js';
+import { wipe } from '../../protocol/bytes.js';
+import type { Crypto } from '../../protocol/crypto/backend.js';
+import type { Store } from './store.js';
 
 /** Idle time after which an era's window of sealed requests goes: ten times the 60 s a request can be late. */
 export const ERA_IDLE_SWEEP_S = 10 * (REQUEST_VALIDITY_S + CLOCK_SKEW_S);
@@ -54,4 +58,22 @@ export function windowsSql(s: (i: number) => string, n: (i: number) => string) {
     SELECT key, ROW_NUMBER() OVER (PARTITION BY substr(key, 1, length(key) - ${ERA_SUFFIX}) ORDER BY used_at DESC, key DESC) AS n
     FROM seq_windows WHERE key LIKE 'connect:%~%') ranked WHERE n > ${n(1)})`,
   };
+}
+
+/**
+ * Store `keys` as the channel `owner` (config, keys) holds with `peer`
+ * (compare-and-set on `seq` where given) and delete the replay window of
+ * the channel it replaced, named by its tag: nothing on that channel opens
+ * any more. Returns whether `keys` was kept.
+ */
+export async function replaceChannel(store: Store, c: Crypto, owner: 'config' | 'keys', peer: string, keys: ChannelKeys, seq?: number): Promise<boolean> {
+  const book = store.channels(owner);
+  const old = await book.get(peer);
+  const kept = await book.set(peer, keys, seq);
+  if (old) {
+    const tag = channelTag(c, old);
+    wipe(old.send, old.recv);
+    if (kept && tag !== channelTag(c, keys)) await store.dropChannelWindow(owner, peer, tag);
+  }
+  return kept;
 }

@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { randomFillSync } from 'node:crypto';
 import { addDevice } from '../servers/admin.js';
-import { benchControlPlane } from './common.js';
+import { benchControlPlane, benchJson, type BenchRow } from './common.js';
 import { buildBundle, formatSize } from '../cli/bundle/build.js';
 import { listProfiles, loadProfile } from '../runtime/node/board-profiles.js';
 import { QuickJsBoard } from '../runtime/quickjs/board-host.js';
@@ -78,6 +78,7 @@ async function main(): Promise<void> {
     }
     const floorNative = median(nodeNative);
     const floorPortable = median(nodePortable);
+    const rows: BenchRow[] = [];
     console.log(`floor: configure + join on Node: ${floorNative.toFixed(0)} ms (node:crypto), ${floorPortable.toFixed(0)} ms (portable crypto)\n`);
     console.log('| profile | runtime | bundle min | gzip | flash budget | heap peak in join | configure + join | vs Node (portable) | vs Node (node:crypto) |');
     console.log('|---|---|---|---|---|---|---|---|---|');
@@ -98,6 +99,7 @@ async function main(): Promise<void> {
         time = `${ms.toFixed(0)} ms`;
         vsPortable = `${(ms / floorPortable).toFixed(1)}×`;
         vsNative = `${(ms / floorNative).toFixed(1)}×`;
+        rows.push({ figure: `QuickJS configure + join, ${name}`, value: ms, unit: 'ms', floor: floorPortable, ratio: ms / floorPortable, target: 'none (reported)', met: true });
       } else if (p.runtime === 'xs') {
         heap = 'no XS engine here';
       } else if (p.runtime === 'node' && p.role === 'terminal') {
@@ -106,6 +108,7 @@ async function main(): Promise<void> {
       const row = `| ${name} | ${p.runtime} ${p.role} | ${formatSize(r.bytes)} | ${formatSize(r.gzipBytes)} | ${formatSize(p.budget.flashBytes)} | ${heap} | ${time} | ${vsPortable} | ${vsNative} |`;
       console.log(row);
     }
+    benchJson(rows);
   } finally {
     await close();
   }

@@ -7,7 +7,11 @@ import { Aedes } from 'aedes';
 import type mqtt from 'mqtt';
 import { nodeCrypto } from '../runtime/node/crypto.js';
 import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from '../servers/control-plane.js';
-import { addUser, addVpn, grant } from '../servers/admin.js';
+import { randomBytes, scryptSync } from 'node:crypto';
+import { addDevice, addUser, addVpn, grant } from '../servers/admin.js';
+import { SqliteStore } from '../servers/store/sqlite.js';
+import { loadServiceKeys } from '../servers/identity.js';
+import { parseBundle, type Bundle } from '../device/bundle.js';
 
 /** Plain aedes on an ephemeral port: the floor the kagi figures are divided by. */
 export async function floorBroker(): Promise<{ url: string; close(): Promise<void> }> {
@@ -45,4 +49,71 @@ export async function benchControlPlane(o: Pick<ControlPlaneOptions, 'password'>
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** One figure of a bench, as `npm run bench` (bench/all.ts) tabulates it. */
+export interface BenchRow {
+  figure: string;
+  value: number;
+  unit: string;
+  floor: number;
+  ratio: number;
+  /** What the figure should reach, in words ("≤ 2×", "≥ 80%", "≤ 4 KiB"). */
+  target: string;
+  met: boolean;
+}
+
+/** With KAGI_BENCH_JSON=1, the bench's last line: `BENCH_JSON ` + the rows, for bench/all.ts. */
+export function benchJson(rows: BenchRow[]): void {
+  if (process.env.KAGI_BENCH_JSON === '1') console.log(`BENCH_JSON ${JSON.stringify(rows)}`);
+}
+
+/** This process's CPU time (user + system, every thread) since `before`, in ms. */
+export function cpuMsSince(before: NodeJS.CpuUsage): number {
+  const d = process.cpuUsage(before);
+  return (d.user + d.system) / 1000;
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** scrypt$N$r$p$salt$hash as servers/auth/password.ts reads it, at N=1024: set-ups where scrypt is not what is measured. */
+export function cheapHash(password: string): string {
+  const salt = randomBytes(16);
+  return ['scrypt', 1024, 8, 1, salt.toString('hex'), scryptSync(password, salt, 32, { N: 1024, r: 8, p: 1 }).toString('hex')].join('$');
+}
+
+/**
+ * A data dir for `kagi up` in its own process: VPN plant, user bench
+ * (password bench-password, cheap hash) granted it, and N terminals named
+ * id(i). Their broker URL is a placeholder: the agents are told the real one.
+ */
+export async function seedFleet(data: string, n: number, id: (i: number) => string, progress?: (done: number) => void): Promise<Bundle[]> {
+  const crypto = nodeCrypto();
+  const s = new SqliteStore(data);
+  const keys = loadServiceKeys(data, crypto);
+  await addVpn(s, { id: 'plant', protocol: 'tcp', port: 5020 });
+  await s.addUser({ id: 'bench', passwordHash: cheapHash('bench-password') });
+  await grant(s, 'plant', 'bench');
+  const out: Bundle[] = [];
+  for (let i = 0; i < n; i++) {
+    const mac = `02:00:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
+    out.push(parseBundle(await addDevice(s, keys, crypto, { id: id(i), mac, kind: 'terminal', broker: 'mqtt://127.0.0.1:1' })));
+    progress?.(i + 1);
+  }
+  await s.close();
+  return out;
+}
+
+/** A command-line value that must be a whole number ≥ 1; anything else ends the bench with exit code 2, naming the flag. */
+export function positiveArg(bench: string, name: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) {
+    console.error(`${bench}: --${name} must be a whole number ≥ 1, not ${JSON.stringify(v)}`);
+    process.exit(2);
+  }
+  return n;
 }

@@ -26,7 +26,7 @@
 import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
 import { addDevice } from '../servers/admin.js';
-import { benchControlPlane, floorBroker, noDelay } from './common.js';
+import { benchControlPlane, benchJson, cpuMsSince, floorBroker, noDelay } from './common.js';
 import { parseBundle, type Bundle } from '../device/bundle.js';
 import { TerminalAgent } from '../device/terminal.js';
 import { nodePlatform } from '../runtime/node/platform.js';
@@ -42,6 +42,14 @@ const PROBES = Number(values.probes);
 const POOL = values.pool === undefined ? undefined : Number(values.pool);
 const ROUND_TRIPS = 6;
 
+/**
+ * With KAGI_BENCH_MARKS set: a phase's start and end on stderr, in the
+ * clock of a --cpu-prof profile's timestamps (µs), to cut the phase out.
+ */
+function mark(label: string): void {
+  if (process.env.KAGI_BENCH_MARKS) console.error(`mark ${label} ${process.hrtime.bigint() / 1000n}`);
+}
+
 async function pool(n: number, c: number, job: (i: number) => Promise<void>): Promise<void> {
   let next = 0;
   await Promise.all(Array.from({ length: Math.min(c, n) }, async () => {
@@ -50,7 +58,7 @@ async function pool(n: number, c: number, job: (i: number) => Promise<void>): Pr
 }
 
 /** First joins (the password), then re-joins of the same terminals as new agents holding only their tickets. */
-async function kagiRun(): Promise<{ first: number; rejoin: number }> {
+async function kagiRun(): Promise<{ first: number; rejoin: number; rejoinCpuMs: number }> {
   const { cp, crypto, close } = await benchControlPlane(POOL ? { password: { concurrency: POOL } } : {});
   const bundles: Bundle[] = [];
   for (let i = 0; i < N; i++) {
@@ -59,8 +67,10 @@ async function kagiRun(): Promise<{ first: number; rejoin: number }> {
   }
   // Each terminal's ticket store outlives its agent, as FILE.tickets does.
   const wallets = bundles.map(() => new MemorySecretStore());
-  const phase = async (password: string | undefined): Promise<number> => {
+  const phase = async (password: string | undefined): Promise<{ ms: number; cpuMs: number }> => {
     const agents: TerminalAgent[] = [];
+    mark(`${password ? 'first' : 'rejoin'}-start`);
+    const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     await pool(N, C, async (i) => {
       const a = new TerminalAgent(bundles[i]!, { ...nodePlatform({ brokerUrl: cp.brokerUrl }), secrets: wallets[i]! }, { timeoutMs: 60_000 });
@@ -70,22 +80,25 @@ async function kagiRun(): Promise<{ first: number; rejoin: number }> {
       await a.join('bench', password);
     });
     const ms = performance.now() - t0;
+    const cpuMs = cpuMsSince(cpu0);
+    mark(`${password ? 'first' : 'rejoin'}-end`);
     for (const a of agents) await a.stop();
-    return ms;
+    return { ms, cpuMs };
   };
   const first = await phase('bench-password');
   const rejoin = await phase(undefined);
   await close();
-  return { first, rejoin };
+  return { first: first.ms, rejoin: rejoin.ms, rejoinCpuMs: rejoin.cpuMs };
 }
 
-async function floorRun(): Promise<number> {
+async function floorRun(): Promise<{ ms: number; cpuMs: number }> {
   const broker = await floorBroker();
   const url = broker.url;
   const responder = noDelay(await mqtt.connectAsync(url, { clientId: 'floor-svc' }));
   await responder.subscribeAsync('floor/req/+', { qos: 1 });
   responder.on('message', (topic, payload) => void responder.publish(`floor/res/${topic.split('/')[2]}`, payload, { qos: 1 }));
   const clients: mqtt.MqttClient[] = [];
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await pool(N, C, async (i) => {
     const c = noDelay(await mqtt.connectAsync(url, { clientId: `floor-${i}` }));
@@ -98,10 +111,11 @@ async function floorRun(): Promise<number> {
     }
   });
   const ms = performance.now() - t0;
+  const cpuMs = cpuMsSince(cpu0);
   for (const c of clients) await c.endAsync();
   await responder.endAsync();
   await broker.close();
-  return ms;
+  return { ms, cpuMs };
 }
 
 /** N password checks on a hash pool like the auth server's, C at a time: the hash's own rate. */
@@ -143,7 +157,8 @@ async function probeRun(): Promise<{ unknown: number; wrong: number }> {
   return { unknown: sums.unknown / PROBES, wrong: sums.wrong / PROBES };
 }
 
-const floor = await floorRun();
+const floorRun1 = await floorRun();
+const floor = floorRun1.ms;
 const kagi = await kagiRun();
 const scrypt = await scryptRun();
 const probes = await probeRun();
@@ -154,10 +169,16 @@ console.log(`  kagi config + join + keys:        ${kagi.first.toFixed(0)} ms  ${
 console.log(`  ratio kagi/floor (time): ${(kagi.first / floor).toFixed(2)}x`);
 console.log(`  kagi re-joins on tickets:         ${kagi.rejoin.toFixed(0)} ms  ${rate(kagi.rejoin)} joins/s (new agents, connect + config + join, no password)`);
 console.log(`  ratio re-joins/floor (time): ${(kagi.rejoin / floor).toFixed(2)}x (target: at most 2x)`);
+console.log(`  CPU per re-join: ${(kagi.rejoinCpuMs / N).toFixed(2)} ms vs ${(floorRun1.cpuMs / N).toFixed(2)} ms per floor set: ${(kagi.rejoinCpuMs / floorRun1.cpuMs).toFixed(2)}x (the process's CPU time, steadier than the wall on a shared machine)`);
 console.log(`  scrypt floor (${N} checks, pool of ${scrypt.concurrency}): ${scrypt.ms.toFixed(0)} ms  ${rate(scrypt.ms)} checks/s`);
 console.log(`  joins/s vs checks/s: ${((100 * scrypt.ms) / kagi.first).toFixed(0)}% of the hash rate (target: at least 80%)`);
 console.log(`refusal latency, mean of ${PROBES} each after 20 warm-up, one agent:`);
 console.log(`  unknown user:   ${probes.unknown.toFixed(2)} ms`);
 console.log(`  wrong password: ${probes.wrong.toFixed(2)} ms`);
 console.log(`  difference: ${(probes.unknown - probes.wrong).toFixed(2)} ms (${((100 * (probes.unknown - probes.wrong)) / probes.wrong).toFixed(1)}%)`);
+const perS = (ms: number) => N / (ms / 1000);
+benchJson([
+  { figure: `first joins (password), ${N} terminals`, value: perS(kagi.first), unit: 'joins/s', floor: perS(scrypt.ms), ratio: scrypt.ms / kagi.first, target: '≥ 0.8 of the scrypt rate', met: scrypt.ms / kagi.first >= 0.8 },
+  { figure: `re-joins on tickets, ${N} terminals`, value: perS(kagi.rejoin), unit: 'joins/s', floor: perS(floor), ratio: kagi.rejoin / floor, target: '≤ 2× the bare-MQTT time', met: kagi.rejoin / floor <= 2 },
+]);
 process.exit(0);

@@ -18,7 +18,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { floorBroker, noDelay } from './common.js';
+import { benchJson, floorBroker, noDelay } from './common.js';
 import { nodeCrypto } from '../runtime/node/crypto.js';
 import { SqliteStore } from '../servers/store/sqlite.js';
 import { loadServiceKeys } from '../servers/identity.js';
@@ -144,6 +144,7 @@ try {
   console.log(`  kagi:  every member holds the new epoch            ${k.membersMs.toFixed(0)} ms   ratio ${(k.membersMs / floor).toFixed(2)}`);
   console.log(`  kagi:  every acknowledgement recorded              ${k.acksMs.toFixed(0)} ms   ratio ${(k.acksMs / floor).toFixed(2)}`);
   console.log(`  for scale: one HPKE seal per member would add ~${(k.hpkeMsEach * N).toFixed(0)} ms of sender CPU (${(k.hpkeMsEach * 1000).toFixed(0)} µs each)`);
+  benchJson([{ figure: `rekey of ${N} members, until all hold the key`, value: k.membersMs / 1000, unit: 's', floor: floor / 1000, ratio: k.membersMs / floor, target: '≤ 2×', met: k.membersMs / floor <= 2 }]);
 } finally {
   await broker.close();
 }

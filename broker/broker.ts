@@ -6,22 +6,30 @@
  * once (the highest per client is kept in the store). A valid, fresh
  * password may take over its own id (MQTT-3.1.4-3); anything else is refused
  * and the connected client stays.
- * ACL: services may use the whole tree. A device publishes only to service
- * requests, its own state topic and VPNs it is an active member of, and
+ * ACL: services may use the whole tree. A device publishes only to the
+ * service ops it uses, its own state topic (the only retained one) and VPNs
+ * it is an active member of, each within its class's size
+ * (publish-policy.ts); anything else closes its connection, counted. Within
+ * those, per-client quotas (quota.ts) drop and count what is over, and
+ * close a client that stays over. Both run before the message goes
+ * anywhere, so no service spends a store read or crypto on it. A device
  * subscribes only to its inbox and its VPNs' topics. Forwarding re-checks
  * membership, so a member that left stops receiving at once.
  */
 import { Aedes, type Client, type PublishPacket, type Subscription, type AuthenticateError } from 'aedes';
 import { createServer, type Server } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import type { Crypto } from '../protocol/crypto/backend.js';
 import { connectKey, verifyConnectPassword } from '../protocol/connect-auth.js';
 import { ReplayGuard } from '../protocol/replay.js';
 import type { NumberStore } from '../protocol/store.js';
-import { parseTopic, SERVICES, type Service } from '../protocol/topics.js';
+import { parseTopic } from '../protocol/topics.js';
 import { isKagiError } from '../protocol/errors.js';
 import type { BrokerAcl } from './acl.js';
 import { indexRetained } from './retained-index.js';
+import { checkDevicePublish, type PublishRefusal } from './publish-policy.js';
+import { Quotas, type QuotaLimits, type QuotaReason } from './quota.js';
 import { boundEmitterDepth } from './emitter-depth.js';
 
 /**
@@ -29,7 +37,7 @@ import { boundEmitterDepth } from './emitter-depth.js';
  * one; the broker does not import it (services sit above the broker).
  */
 export interface BrokerMetrics {
-  count(name: 'kagi_frames_forwarded_total' | 'kagi_frames_dropped_total', labels?: Record<string, string>): void;
+  count(name: 'kagi_frames_forwarded_total' | 'kagi_frames_dropped_total' | 'kagi_broker_refused_total' | 'kagi_broker_dropped_total' | 'kagi_broker_disconnects_total', labels?: Record<string, string>): void;
   gauge(name: 'kagi_connected_clients', read: () => number): void;
 }
 
@@ -51,7 +59,21 @@ export interface BrokerOptions {
   metrics?: BrokerMetrics;
   /** A client was admitted, from this address. */
   onConnect?(clientId: string, address: string): void;
+  /** Per-device publish quotas (quota.ts DEFAULT_QUOTA for what is not given). */
+  quota?: Partial<QuotaLimits>;
 }
+
+/**
+ * Where a dropped publish goes: aedes can only refuse a publish by closing
+ * the connection, so one over quota is acknowledged (QoS 1) and sent here,
+ * emptied, where nobody subscribes ($-topics match no wildcard,
+ * MQTT-4.7.2-1) and nothing is retained.
+ */
+const DROPPED_TOPIC = '$kagi/dropped';
+
+const EMPTY = Buffer.alloc(0);
+/** How long a client over its quota is not read after a dropped publish (ms). */
+const HOLD_BACK_MS = 100;
 
 export class PortInUseError extends Error {
   override readonly name = 'PortInUseError';
@@ -59,12 +81,19 @@ export class PortInUseError extends Error {
 
 export class KagiBroker {
   readonly aedes: Aedes;
-  private server: Server | null = null;
+  private readonly servers: Server[] = [];
   private readonly guard: ReplayGuard;
   private readonly kinds = new Map<string, 'device' | 'service'>();
   /** Last address each client connected from, for the network info table. */
   readonly addresses = new Map<string, string>();
   readonly refusals: { clientId: string; reason: string }[] = [];
+  /** Per-device publish quotas. */
+  readonly quotas: Quotas;
+  /** Publishes refused (connection closed) and dropped (over quota), by reason: for tests and the flood bench. */
+  readonly publishes = { refused: new Map<PublishRefusal, number>(), dropped: new Map<QuotaReason, number>(), disconnected: 0 };
+  private readonly sweeper: ReturnType<typeof setInterval>;
+  /** Connections told to go for their quota, whose packets in hand still come through. */
+  private readonly closing = new WeakSet<Client>();
 
   private constructor(private readonly o: BrokerOptions, aedes: Aedes) {
     o.crypto.holdStaticKey(o.secretKey); // every CONNECT derives its key with it
@@ -75,7 +104,24 @@ export class KagiBroker {
         (refusal) => done(refusal, refusal === null),
         (e: Error) => done(this.refuse(client.id, `lookup failed: ${e.message}`), false),
       );
-    aedes.authorizePublish = (client, packet, cb) => cb(this.mayPublish(client, packet) ? null : new Error('not authorized'));
+    this.quotas = new Quotas(o.quota);
+    aedes.authorizePublish = (client, packet, cb) => {
+      const v = this.mayPublish(client, packet);
+      // A dropped publish is answered HOLD_BACK_MS late: aedes reads a
+      // client's next chunk only once every packet of the last is done, so
+      // a flood waits in its own TCP window instead of costing the broker
+      // a parse and a drop each (paced by TCP, not by us).
+      if (v === 'held') setTimeout(() => cb(null), HOLD_BACK_MS);
+      else cb(v ? new Error(`not authorized: ${v}`) : null);
+    };
+    aedes.published = (_packet, client, done) => {
+      if (client && _packet.qos > 0 && _packet.topic !== DROPPED_TOPIC && !this.isService(client)) this.quotas.delivered(client.id);
+      done();
+    };
+    aedes.on('clientDisconnect', (client) => this.quotas.closed(client.id));
+    // Quota state of clients gone quiet is forgotten (bounded memory after a flood).
+    this.sweeper = setInterval(() => this.quotas.sweep((id) => this.clients[id] !== undefined), 10_000);
+    this.sweeper.unref();
     aedes.authorizeSubscribe = (client, sub, cb) => cb(null, this.maySubscribe(client, sub) ? sub : null);
     aedes.authorizeForward = (client, packet) => this.forward(client, packet);
     o.metrics?.gauge('kagi_connected_clients', () => aedes.connectedClients);
@@ -129,13 +175,42 @@ export class KagiBroker {
     return client === null || this.kinds.get(client.id) === 'service';
   }
 
-  private mayPublish(client: Client | null, packet: PublishPacket): boolean {
-    if (this.isService(client)) return true;
-    const t = parseTopic(packet.topic);
-    if (!t || !client) return false;
-    if (t.area === 'svc') return SERVICES.includes(t.a as Service);
-    if (t.area === 'dev') return t.a === client.id && t.b === 'state';
-    return this.o.acl.isMember(t.a, client.id);
+  /**
+   * A publish of a device: refused (the reason; aedes closes the
+   * connection) when no honest agent would send it, dropped when over its
+   * quota ('held': rewritten to DROPPED_TOPIC, so it is acknowledged and
+   * goes nowhere), or admitted. A will is checked like any publish, but not
+   * against the quota: it is the broker's message about the client.
+   */
+  private mayPublish(client: Client | null, packet: PublishPacket): PublishRefusal | 'held' | null {
+    if (this.isService(client)) return null;
+    if (!client) return 'acl';
+    const bytes = packet.payload?.length ?? 0;
+    const v = checkDevicePublish(client.id, { topic: packet.topic, retain: packet.retain, bytes }, this.o.acl);
+    if (!v.ok) {
+      this.publishes.refused.set(v.reason, (this.publishes.refused.get(v.reason) ?? 0) + 1);
+      this.o.metrics?.count('kagi_broker_refused_total', { reason: v.reason });
+      this.log('debug', `broker: refused a publish of ${client.id} (${v.reason}): closing its connection`);
+      return v.reason;
+    }
+    if (packet === (client as unknown as { will?: unknown }).will) return null;
+    const q = this.quotas.admit(client.id, { topic: packet.topic, bytes, qos: packet.qos, retain: packet.retain, control: v.cls === 'control' });
+    if (q.admit) return null;
+    this.publishes.dropped.set(q.reason, (this.publishes.dropped.get(q.reason) ?? 0) + 1);
+    this.o.metrics?.count('kagi_broker_dropped_total', { reason: q.reason });
+    Object.assign(packet, { topic: DROPPED_TOPIC, payload: EMPTY, retain: false });
+    if (q.disconnect) this.overQuota(client, q.reason);
+    return 'held';
+  }
+
+  /** A client that stayed over its quota: closed (once per connection). */
+  private overQuota(client: Client, reason: QuotaReason): void {
+    if (client.closed || this.closing.has(client)) return;
+    this.closing.add(client);
+    this.publishes.disconnected++;
+    this.o.metrics?.count('kagi_broker_disconnects_total', { reason });
+    this.log('warn', `broker: disconnecting ${client.id}: over its ${reason} quota for ${this.quotas.limits.overForMs} ms`);
+    setImmediate(() => client.close()); // after aedes is done with the packet in hand
   }
 
   /**
@@ -169,19 +244,38 @@ export class KagiBroker {
 
   /** Listen on host:port (port 0 = ephemeral); resolves to the bound port. */
   listen(host: string, port: number): Promise<number> {
+    // Small control messages and frames: no Nagle delay on the broker side.
+    const server = createServer((sock) => {
+      sock.setNoDelay(true);
+      this.aedes.handle(sock);
+    });
+    return this.bind(server, host, port, `choose another with --port N (0 picks a free one), or use the broker already there with --broker mqtt://${host}:${port}`);
+  }
+
+  /**
+   * Also serve MQTT over TLS on host:port with this certificate (PEM chain,
+   * leaf first) and key; resolves to the bound port. The same broker: the
+   * same CONNECT check, ACL and clients as the plain listener.
+   */
+  listenTls(host: string, port: number, tls: { cert: string; key: string }): Promise<number> {
+    const server = createTlsServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' }, (sock) => {
+      sock.setNoDelay(true);
+      this.aedes.handle(sock);
+    });
+    // A failed handshake (a scanner, a client that refused our certificate)
+    // is the client's business: counted by nobody, logged at debug.
+    server.on('tlsClientError', (e) => this.o.log?.('debug', `broker: TLS handshake failed: ${e.message}`));
+    return this.bind(server, host, port, `choose another with --tls-port N (0 picks a free one)`);
+  }
+
+  private bind(server: Server, host: string, port: number, hint: string): Promise<number> {
     return new Promise((resolve, reject) => {
-      // Small control messages and frames: no Nagle delay on the broker side.
-      const server = createServer((sock) => {
-        sock.setNoDelay(true);
-        this.aedes.handle(sock);
-      });
       server.once('error', (e: NodeJS.ErrnoException) => {
-        if (e.code === 'EADDRINUSE') {
-          reject(new PortInUseError(`port ${port} on ${host} is in use: choose another with --port N (0 picks a free one), or use the broker already there with --broker mqtt://${host}:${port}`));
-        } else reject(e);
+        if (e.code === 'EADDRINUSE') reject(new PortInUseError(`port ${port} on ${host} is in use: ${hint}`));
+        else reject(e);
       });
       server.listen(port, host, () => {
-        this.server = server;
+        this.servers.push(server);
         resolve((server.address() as AddressInfo).port);
       });
     });
@@ -207,7 +301,8 @@ export class KagiBroker {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.sweeper);
     await new Promise<void>((r) => this.aedes.close(() => r()));
-    if (this.server) await new Promise<void>((r) => this.server!.close(() => r()));
+    for (const server of this.servers) await new Promise<void>((r) => server.close(() => r()));
   }
 }

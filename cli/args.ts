@@ -8,15 +8,18 @@ export class UsageError extends Error {
 /** Every command on the tables: --data DIR (SQLite and keys.json), --store postgres://… (the tables in PostgreSQL). */
 export const DATA_OPTION = { data: { type: 'string', default: './kagi-data' }, store: { type: 'string' } } as const;
 
-export function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T, positionals: number) {
+/** Parse `args`; `positionals` arguments are expected (or from `positionals` to `max`). */
+export function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T, positionals: number, max = positionals) {
   let r;
   try {
     r = parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-  if (r.positionals.length !== positionals) {
-    throw new UsageError(`expected ${positionals} argument${positionals === 1 ? '' : 's'}, got ${r.positionals.length}`);
+  const n = r.positionals.length;
+  if (n < positionals || n > max) {
+    const want = max === positionals ? `${positionals}` : `${positionals} to ${max}`;
+    throw new UsageError(`expected ${want} argument${max === 1 ? '' : 's'}, got ${n}`);
   }
   return r;
 }
@@ -42,6 +45,20 @@ export function duration(v: string | undefined, name: string, fallbackMs?: numbe
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(v.trim());
   if (!m) throw new UsageError(`--${name} must be a duration like 500ms, 30s, 5m, 1h or 30d, not '${v}'`);
   return Math.round(Number(m[1]) * UNITS[m[2] ?? 's']!);
+}
+
+const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kib: 1024, m: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gib: 1024 ** 3 };
+
+/** A byte count like 512, 64KiB, 32MiB, 1GiB (k, m, g are the same binary units), in bytes. */
+export function byteSize(v: string | undefined, name: string, fallback?: number): number {
+  if (v === undefined) {
+    if (fallback === undefined) throw new UsageError(`--${name} is required`);
+    return fallback;
+  }
+  const m = /^(\d+)\s*([a-z]*)$/i.exec(v.trim());
+  const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined) throw new UsageError(`--${name} must be a size like 512, 64KiB or 32MiB, not '${v}'`);
+  return Number(m[1]) * unit;
 }
 
 const RATE_UNITS: Record<string, number> = { '': 1, bit: 1, k: 1e3, kbit: 1e3, m: 1e6, mbit: 1e6, g: 1e9, gbit: 1e9 };

@@ -26,7 +26,8 @@ import { openStore } from '../servers/store/open.js';
 import { loadServiceKeys, publicKeys, PARTIES, type Party } from '../servers/identity.js';
 import { storeRunner, type AdminRunner } from '../servers/admin-ops.js';
 import { AdminError } from '../servers/admin.js';
-import { DEFAULT_BROKER, recordedBroker } from '../servers/data-dir.js';
+import { DEFAULT_BROKER, recordedBroker, type FileBroker } from '../servers/data-dir.js';
+import { BrokerTlsError, isTlsUrl, normalizePin, parseBrokerTls, type BrokerTls } from '../protocol/broker-tls.js';
 import type { Link } from '../device/platform.js';
 import { DATA_OPTION, UsageError, duration } from './args.js';
 
@@ -47,6 +48,8 @@ export interface AdminFile {
   secretKey: Uint8Array;
   services: Record<Party, string>;
   broker: string;
+  /** How an mqtts:// broker is checked (protocol/broker-tls.ts). */
+  brokerTls?: BrokerTls;
   brokerAuth: BrokerAuth;
 }
 
@@ -65,10 +68,16 @@ export function readAdminFile(file: string): AdminFile {
   if (!hex32(j.secretKey)) throw bad('secretKey must be 64 hex characters');
   const s = (j.services ?? {}) as Record<string, unknown>;
   for (const p of PARTIES) if (!hex32(s[p])) throw bad(`services.${p} must be 64 hex characters`);
-  if (typeof j.broker !== 'string' || !/^mqtts?:\/\//.test(j.broker)) throw bad('broker must be an mqtt:// URL');
+  if (typeof j.broker !== 'string' || !/^mqtts?:\/\//.test(j.broker)) throw bad('broker must be an mqtt:// or mqtts:// URL');
   const brokerAuth = j.brokerAuth ?? 'counter';
   if (brokerAuth !== 'counter' && brokerAuth !== 'static' && brokerAuth !== 'none') throw bad('brokerAuth must be counter, static or none');
-  return { id: j.admin, secretKey: fromHex(j.secretKey as string), services: s as Record<Party, string>, broker: j.broker, brokerAuth };
+  let brokerTls: BrokerTls | undefined;
+  try {
+    brokerTls = parseBrokerTls(j.brokerTls, j.broker);
+  } catch (e) {
+    throw bad((e as Error).message);
+  }
+  return { id: j.admin, secretKey: fromHex(j.secretKey as string), services: s as Record<Party, string>, broker: j.broker, ...(brokerTls ? { brokerTls } : {}), brokerAuth };
 }
 
 /** The CLI on a data dir (SQLite and keys.json) or on --store postgres://…. */
@@ -84,7 +93,7 @@ export async function localTarget(v: { data: string; store?: string | undefined 
 /** A running control plane, through the broker, as the admin of `file`. */
 export async function remoteTarget(file: string, timeoutMs: number): Promise<AdminTarget> {
   const a = readAdminFile(file);
-  const platform = nodePlatform({ brokerUrl: a.broker, stateFile: `${file}.state`, brokerAuth: a.brokerAuth });
+  const platform = nodePlatform({ brokerUrl: a.broker, ...(a.brokerTls ? { brokerTls: a.brokerTls } : {}), stateFile: `${file}.state`, brokerAuth: a.brokerAuth });
   const pk = (p: Party) => fromHex(a.services[p]);
   let link: Link | undefined;
   const peer = new Peer({
@@ -145,18 +154,71 @@ export const TARGET_HELP = `  --data DIR         control plane data dir (default
   --timeout D        how long to wait for the control plane's answer with
                      --remote (default 10s; a bare number is seconds)`;
 
+/** --broker-pin HEX (repeatable) and --broker-ca FILE: how the files made check an mqtts:// broker. */
+export const BROKER_TLS_OPTIONS = { 'broker-pin': { type: 'string', multiple: true }, 'broker-ca': { type: 'string' } } as const;
+
+/** What --help says about BROKER_TLS_OPTIONS. */
+export const BROKER_TLS_HELP = `  --broker-pin HEX   (mqtts://) pin the broker certificate's public key: the
+                     SHA-256 of its SubjectPublicKeyInfo, as kagi up --tls-cert
+                     prints it or as openssl x509 -pubkey -noout -in CERT |
+                     openssl pkey -pubin -outform der | sha256sum does;
+                     repeat for a key roll-over. Default: the pin kagi up
+                     recorded on --data (or the --remote file's)
+  --broker-ca FILE   (mqtts://) trust only this CA (PEM) for the broker's
+                     certificate, and check the URL's host name against it`;
+
+type BrokerTlsFlags = { 'broker-pin'?: string[] | undefined; 'broker-ca'?: string | undefined };
+
+/** The brokerTls the flags name, if they name one. */
+function brokerTlsFlags(v: BrokerTlsFlags): BrokerTls | undefined {
+  const out: BrokerTls = {};
+  try {
+    if (v['broker-pin']?.length) out.spkiSha256 = v['broker-pin'].map(normalizePin);
+  } catch (e) {
+    throw new UsageError(`--broker-pin: ${(e as Error).message}`);
+  }
+  if (v['broker-ca'] !== undefined) {
+    let pem: string;
+    try {
+      pem = readFileSync(v['broker-ca'], 'utf8');
+    } catch (e) {
+      throw new UsageError(`--broker-ca ${v['broker-ca']}: ${(e as Error).message}`);
+    }
+    try {
+      out.ca = parseBrokerTls({ ca: pem }, 'mqtts://x')!.ca!;
+    } catch (e) {
+      throw new UsageError(`--broker-ca ${v['broker-ca']}: ${e instanceof BrokerTlsError ? 'not a PEM certificate (-----BEGIN CERTIFICATE-----)' : (e as Error).message}`);
+    }
+  }
+  return out.spkiSha256 || out.ca ? out : undefined;
+}
+
 /**
  * The broker to write into a device or admin file: --broker if given, else
  * the --remote admin file's, else the one kagi up last served on --data
- * (data-dir.ts), else MQTT's own port on this host.
+ * (data-dir.ts), else MQTT's own port on this host. Its brokerTls: the
+ * --broker-pin/--broker-ca flags, else that of the file or record the URL
+ * came from; an mqtts:// --broker without flags takes the recorded pin (the
+ * same broker under the name others reach it by, decision 84), and a
+ * broker that is not that one is then refused by every agent, loudly.
  */
-export function brokerFor(v: { broker?: string | undefined; remote?: string | undefined; data: string }): string {
+export function brokerFor(v: { broker?: string | undefined; remote?: string | undefined; data: string } & BrokerTlsFlags): FileBroker {
+  const flags = brokerTlsFlags(v);
+  const known = (): FileBroker | undefined => (v.remote ? readAdminFile(v.remote) : v.data ? recordedBroker(v.data) : undefined);
+  let b: FileBroker;
   if (v.broker !== undefined) {
-    if (!/^mqtts?:\/\/[^/\s]+/.test(v.broker)) throw new UsageError(`--broker must be a URL like mqtt://host:1883, not '${v.broker}'`);
-    return v.broker;
+    if (!/^mqtts?:\/\/[^/\s]+/.test(v.broker)) throw new UsageError(`--broker must be a URL like mqtt://host:1883 or mqtts://host:8883, not '${v.broker}'`);
+    const recorded = isTlsUrl(v.broker) && !flags ? known()?.brokerTls : undefined;
+    b = { broker: v.broker, ...(recorded ? { brokerTls: recorded } : {}) };
+  } else {
+    const k = known() ?? { broker: DEFAULT_BROKER };
+    b = { broker: k.broker, ...(k.brokerTls ? { brokerTls: k.brokerTls } : {}) };
   }
-  if (v.remote) return readAdminFile(v.remote).broker;
-  return recordedBroker(v.data) ?? DEFAULT_BROKER;
+  if (flags) {
+    if (!isTlsUrl(b.broker)) throw new UsageError(`--broker-pin and --broker-ca are for an mqtts:// broker; ${b.broker} is plain MQTT (give --broker mqtts://HOST:PORT)`);
+    b.brokerTls = flags;
+  }
+  return b;
 }
 
 /** Run `fn` on the target the options name, and close it. */

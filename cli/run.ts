@@ -16,16 +16,17 @@ commands:
   provision   make and register many devices from a CSV
   user add    add a user (password from standard input)
   vpn         add, set, grant, revoke, rekey and delete VPNs
-  admin       add, revoke and list operator identities for --remote
+  admin       add, revoke and list operator identities for --remote; login to the console
   agent       run a device agent from its bundle
   bundle      build the agent for a board profile as one file
   status      devices and VPNs (--json)
+  why         why a device is (not) in a VPN: each step, the first failing one marked
   audit       who changed what, when
   demo        the whole first story in one process on ephemeral ports
   version     print the version
 
 Every command takes --help; admin commands (device, provision, user, vpn,
-admin, status, audit) take --data DIR (default ./kagi-data; made only by
+admin, status, why, audit) take --data DIR (default ./kagi-data; made only by
 kagi up or kagi init, refused when it holds no kagi data) and
 --store postgres://user@host/db[?schema=NAME] for the tables in PostgreSQL,
 or --remote admin.json to run on a running control plane over its broker.`;
@@ -51,6 +52,7 @@ const commands: Record<string, () => Promise<Command>> = {
   provision: async () => import('./commands/provision.js').then((m) => ({ help: m.provisionHelp, run: m.provision })),
   audit: async () => import('./commands/audit.js').then((m) => ({ help: m.auditHelp, run: m.audit })),
   status: async () => import('./commands/status.js').then((m) => ({ help: m.statusHelp, run: m.status })),
+  why: async () => import('./commands/why.js').then((m) => ({ help: m.whyHelp, run: m.why })),
   demo: async () => import('./commands/demo.js').then((m) => ({ help: m.demoHelp, run: m.demo })),
   version: async () => ({
     help: 'usage: kagi version\n\nPrints the installed kagi version.',

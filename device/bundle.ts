@@ -5,6 +5,7 @@
  */
 import { fromHex } from '../protocol/bytes.js';
 import { ID_PATTERN, MAC_PATTERN } from '../protocol/limits.js';
+import { BrokerTlsError, parseBrokerTls, type BrokerTls } from '../protocol/broker-tls.js';
 
 export { MAC_PATTERN }; // its home is protocol/limits.ts, shared with servers/
 
@@ -15,6 +16,8 @@ export interface Bundle {
   secretKey: Uint8Array;
   services: { broker: Uint8Array; auth: Uint8Array; config: Uint8Array; keys: Uint8Array };
   broker: string;
+  /** How an mqtts:// broker is checked: a pin of its key or its CA (protocol/broker-tls.ts). */
+  brokerTls?: BrokerTls;
   /** Preset credentials (app servers join automatically). */
   user?: string;
   password?: string;
@@ -37,7 +40,7 @@ export function parseBundle(json: unknown): Bundle {
   if (typeof b.id !== 'string' || !ID_PATTERN.test(b.id)) throw new BundleError('bundle: id must match [A-Za-z0-9._:-]{1,64}');
   if (typeof b.mac !== 'string' || !MAC_PATTERN.test(b.mac)) throw new BundleError('bundle: mac must look like 02:00:00:00:00:01');
   if (!['terminal', 'relay', 'plaintext', 'external'].includes(b.kind as string)) throw new BundleError('bundle: kind must be terminal, relay, plaintext or external');
-  if (typeof b.broker !== 'string' || !/^mqtts?:\/\//.test(b.broker)) throw new BundleError('bundle: broker must be an mqtt:// URL');
+  if (typeof b.broker !== 'string' || !/^mqtts?:\/\//.test(b.broker)) throw new BundleError('bundle: broker must be an mqtt:// or mqtts:// URL');
   const s = (b.services ?? {}) as Record<string, unknown>;
   const out: Bundle = {
     id: b.id,
@@ -47,6 +50,13 @@ export function parseBundle(json: unknown): Bundle {
     services: { broker: hex32(s.broker, 'services.broker'), auth: hex32(s.auth, 'services.auth'), config: hex32(s.config, 'services.config'), keys: hex32(s.keys, 'services.keys') },
     broker: b.broker,
   };
+  try {
+    const tls = parseBrokerTls(b.brokerTls, b.broker);
+    if (tls) out.brokerTls = tls;
+  } catch (e) {
+    if (e instanceof BrokerTlsError) throw new BundleError(`bundle: ${e.message}`);
+    throw e;
+  }
   if (b.user !== undefined) {
     if (typeof b.user !== 'string' || typeof b.password !== 'string') throw new BundleError('bundle: user and password go together, as strings');
     out.user = b.user;

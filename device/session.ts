@@ -141,8 +141,11 @@ export class DeviceSession {
       ageBounds: DEVICE_AGE_BOUNDS,
     });
     const state = topics.state(b.id);
+    // At every connect: say so (the services resend what we may have missed
+    // while away), and resend our own requests still waiting for an answer.
     const online = () => {
       if (this.link) detach(this.link.publish(state, utf8('online'), true), `${b.id}: online state`, this.p.log);
+      if (this.peer) detach(this.peer.resend(), `${b.id}: resend after reconnect`, this.p.log);
     };
     this.link = await this.firstConnect({
       clientId: b.id,

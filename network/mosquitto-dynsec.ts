@@ -15,7 +15,9 @@
  * down is enforced at the first reconcile after start; Mosquitto then
  * refuses its CONNECT, as the embedded broker does.
  */
+import { DEVICE_OPS, SERVICES, topics } from '../protocol/topics.js';
 import mqtt, { type MqttClient } from 'mqtt';
+import type { Duplex } from 'node:stream';
 import type { DesiredState, NetworkDriver } from './driver.js';
 
 const CONTROL = '$CONTROL/dynamic-security/v1';
@@ -24,10 +26,16 @@ export interface DynsecOptions {
   url: string;
   username: string;
   password: string;
+  /**
+   * The connection to an mqtts:// broker, checked as the services check it
+   * (its pin or CA: runtime/node/broker-tls.ts), so the admin password
+   * never goes to a broker that is not the one named. Default: MQTT.js's own.
+   */
+  stream?: () => Duplex;
 }
 
 type Command = Record<string, unknown> & { command: string };
-type Response = { command: string; error?: string; data?: Record<string, unknown> };
+type Response = { command: string; error?: string; data?: Record<string, unknown>; correlationData?: string };
 
 export const vpnRole = (vpnId: string) => `kagi-vpn-${vpnId}`;
 export const memberRole = (vpnId: string, deviceId: string) => `kagi-member-${vpnId}-${deviceId}`;
@@ -37,32 +45,62 @@ export class MosquittoDynsecDriver implements NetworkDriver {
   readonly name = 'mosquitto-dynsec';
   private client: MqttClient | null = null;
   private queue: Promise<unknown> = Promise.resolve();
-  private waiting: ((r: Response[]) => void) | null = null;
+  /** The batch waiting for its responses (one at a time: send() queues them). */
+  private waiting: { batch: string; resolve(r: Response[]): void; reject(e: Error): void } | null = null;
+  private batches = 0;
+  /**
+   * Our MQTT client id: unique per driver, not per process. Two drivers
+   * with one id (a test's admin beside kagi up's, two control planes in a
+   * process) take the session from each other at every reconnect, and
+   * commands published in between are lost.
+   */
+  private readonly clientId = `kagi-dynsec-${process.pid}-${Math.random().toString(16).slice(2, 10)}`;
 
   constructor(private readonly o: DynsecOptions) {}
 
   private async connect(): Promise<MqttClient> {
     if (this.client) return this.client;
-    const c = await mqtt.connectAsync(this.o.url, { username: this.o.username, password: this.o.password, clientId: `kagi-dynsec-${process.pid}`, reconnectPeriod: 1000 });
+    const options = { username: this.o.username, password: this.o.password, clientId: this.clientId, reconnectPeriod: 1000 };
+    const c = this.o.stream ? await firstConnect(new mqtt.MqttClient(this.o.stream, options)) : await mqtt.connectAsync(this.o.url, options);
     await c.subscribeAsync(`${CONTROL}/response`, { qos: 1 });
-    c.on('message', (_t, p) => {
-      const w = this.waiting;
-      this.waiting = null;
-      w?.((JSON.parse(p.toString()) as { responses: Response[] }).responses);
-    });
+    c.on('message', (_t, p) => this.onResponses(p));
     this.client = c;
     return c;
   }
 
-  /** Send commands, one batch at a time, and return Mosquitto's responses. */
+  /**
+   * Responses are matched to their batch by the correlationData every
+   * command carries (our client id, the batch's number, the command's
+   * index). Mosquitto publishes every admin's responses to every
+   * subscriber of the response topic: another admin's (mosquitto_ctrl,
+   * another driver) or one that comes after its batch gave up resolves
+   * nothing.
+   */
+  private onResponses(payload: Buffer): void {
+    let responses: Response[];
+    try {
+      responses = (JSON.parse(payload.toString()) as { responses?: Response[] }).responses ?? [];
+    } catch {
+      return;
+    }
+    const w = this.waiting;
+    if (!w || !responses.length || !responses.every((r) => r.correlationData?.startsWith(`${w.batch}:`))) return;
+    this.waiting = null;
+    w.resolve(responses);
+  }
+
+  /** Send commands, one batch at a time, and return Mosquitto's responses (in the commands' order). */
   send(commands: Command[]): Promise<Response[]> {
     const run = this.queue.then(async () => {
       const c = await this.connect();
+      const batch = `${this.clientId}/${++this.batches}`;
       const answer = new Promise<Response[]>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error('mosquitto-dynsec: no response from $CONTROL (is the plugin loaded, is the admin allowed?)')), 5000);
-        this.waiting = (r) => (clearTimeout(timer), resolve(r));
+        const timer = setTimeout(() => this.giveUp(new Error('mosquitto-dynsec: no response from $CONTROL (is the plugin loaded, is the admin allowed?)')), 5000);
+        this.waiting = { batch, resolve: (r) => (clearTimeout(timer), resolve(r)), reject: (e) => (clearTimeout(timer), reject(e)) };
       });
-      await c.publishAsync(CONTROL, JSON.stringify({ commands }), { qos: 1 });
+      const tagged = commands.map((cmd, i) => ({ ...cmd, correlationData: `${batch}:${i}` }));
+      // A publish that fails ends the batch with its error (never a second, unheard rejection).
+      await c.publishAsync(CONTROL, JSON.stringify({ commands: tagged }), { qos: 1 }).catch((e: Error) => this.giveUp(e));
       return answer;
     });
     this.queue = run.catch(() => {});
@@ -99,17 +137,21 @@ export class MosquittoDynsecDriver implements NetworkDriver {
   }
 
   /**
-   * A kagi service (the whole tree) or a device (service requests, its own
-   * inbox and state topic: what the embedded broker allows a device).
+   * A kagi service (the whole tree) or a device (the service ops it uses,
+   * its own inbox and state topic: the topics the embedded broker allows a
+   * device; retain, sizes and quotas are not dynsec's, docs/decisions.md 105).
    */
   async ensureAccount(username: string, password: string, kind: 'service' | 'device'): Promise<void> {
     const rolename = kind === 'service' ? 'kagi-service' : `kagi-device-${username}`;
+    const ops = SERVICES.flatMap((svc) => DEVICE_OPS[svc].map((op): [string, string] => ['publishClientSend', topics.service(svc, op)]));
     await this.role(
       rolename,
       kind === 'service'
         ? [['publishClientSend', 'kagi/#'], ['subscribePattern', 'kagi/#']]
-        : [['publishClientSend', 'kagi/v1/svc/#'], ['publishClientSend', `kagi/v1/dev/${username}/state`], ['subscribePattern', `kagi/v1/dev/${username}/in`]],
+        : [...ops, ['publishClientSend', `kagi/v1/dev/${username}/state`], ['subscribePattern', `kagi/v1/dev/${username}/in`]],
     );
+    // Roles made before issue 23 allowed the whole service tree.
+    if (kind === 'device') await this.must([{ command: 'removeRoleACL', rolename, acltype: 'publishClientSend', topic: 'kagi/v1/svc/#' }], /not found/i);
     await this.ensureClient(username, password, [rolename]);
   }
 
@@ -162,8 +204,24 @@ export class MosquittoDynsecDriver implements NetworkDriver {
     if (changes.length) await this.must(changes);
   }
 
+  private giveUp(e: Error): void {
+    const w = this.waiting;
+    this.waiting = null;
+    w?.reject(e);
+  }
+
   async close(): Promise<void> {
+    this.giveUp(new Error('mosquitto-dynsec: closed'));
     await this.client?.endAsync();
     this.client = null;
   }
+}
+
+/** The client's first CONNACK, or its first error (and then no more tries). */
+function firstConnect(c: MqttClient): Promise<MqttClient> {
+  return new Promise((resolve, reject) => {
+    c.once('connect', () => (c.off('error', fail), resolve(c)));
+    const fail = (e: Error) => (c.end(true), reject(e));
+    c.once('error', fail);
+  });
 }

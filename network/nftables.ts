@@ -18,8 +18,8 @@ export interface NftablesOptions {
   hook?: 'forward' | 'input';
 }
 
-/** nft identifiers are [A-Za-z_][A-Za-z0-9_]*: VPN ids may not be. */
-function setName(vpnId: string, family: 'v4' | 'v6'): string {
+/** The set of a VPN's member addresses (kagi why names it). nft identifiers are [A-Za-z_][A-Za-z0-9_]*: VPN ids may not be. */
+export function nftSetName(vpnId: string, family: 'v4' | 'v6'): string {
   const safe = vpnId.replace(/[^A-Za-z0-9_]/g, '_').slice(0, 40);
   const h = createHash('sha256').update(vpnId).digest('hex').slice(0, 8);
   return `vpn_${safe}_${h}_${family}`;
@@ -55,7 +55,7 @@ export class NftablesDriver implements NetworkDriver {
     for (const v of state.vpns) {
       const addrs = v.members.map((m) => m.address).filter((a): a is string => !!a).map(normalizeAddress);
       for (const [family, type, test, match] of [['v4', 'ipv4_addr', isIPv4, 'ip saddr'], ['v6', 'ipv6_addr', isIPv6, 'ip6 saddr']] as const) {
-        const name = setName(v.id, family);
+        const name = nftSetName(v.id, family);
         const elems = [...new Set(addrs.filter((a) => test(a)))].sort();
         lines.push(`  set ${name} { type ${type};${elems.length ? ` elements = { ${elems.join(', ')} };` : ''} }`);
         rules.push(`    ${v.protocol} dport ${v.port} ${match} @${name} accept`);

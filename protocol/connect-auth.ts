@@ -21,7 +21,7 @@ const LABEL = utf8('kagi/v1 connect');
 export const CONNECT_PASSWORD_LENGTH = 24;
 
 export function connectKey(c: Crypto, mySecret: Uint8Array, theirPublic: Uint8Array): Uint8Array {
-  const dh = c.dh(mySecret, theirPublic);
+  const dh = c.staticDh(mySecret, theirPublic);
   const k = c.hkdf(dh, new Uint8Array(0), LABEL, 32);
   wipe(dh);
   return k;

@@ -77,7 +77,7 @@ function encap(c: Crypto, pkR: Uint8Array, skS: Uint8Array | undefined, ikmE: Ui
   const parts = [c.dh(eph.secretKey, pkR)];
   let kemContext = concat(enc, pkR);
   if (skS) {
-    parts.push(c.dh(skS, pkR));
+    parts.push(c.staticDh(skS, pkR));
     kemContext = concat(kemContext, c.publicKey(skS));
   }
   const dh = concat(...parts);
@@ -90,10 +90,10 @@ function encap(c: Crypto, pkR: Uint8Array, skS: Uint8Array | undefined, ikmE: Ui
 function decap(c: Crypto, enc: Uint8Array, skR: Uint8Array, pkS: Uint8Array | undefined): Uint8Array {
   if (enc.length !== N_ENC) throw new KagiError('key', `enc must be ${N_ENC} bytes`);
   const pkR = c.publicKey(skR);
-  const parts = [c.dh(skR, enc)];
+  const parts = [c.dh(skR, enc, true)];
   let kemContext = concat(enc, pkR);
   if (pkS) {
-    parts.push(c.dh(skR, pkS));
+    parts.push(c.staticDh(skR, pkS));
     kemContext = concat(kemContext, pkS);
   }
   const dh = concat(...parts);
@@ -113,15 +113,33 @@ function verifyPsk(mode: HpkeMode, psk: Uint8Array, pskId: Uint8Array): void {
   if (wants && psk.length < 32) throw new KagiError('argument', 'HPKE: psk shorter than 32 bytes');
 }
 
+/**
+ * psk_id_hash ‖ info_hash of the key schedule: functions of public inputs
+ * only (no key, no secret), and kagi seals every request with one info and
+ * no psk_id, so they are computed once per info rather than at every setup
+ * (two of its eight HMAC-based steps). With a psk_id they are computed
+ * each time: nothing of a psk mode is kept.
+ */
+const publicHashCache = new Map<string, Uint8Array>();
+function publicHashes(c: Crypto, pskId: Uint8Array, info: Uint8Array): Uint8Array {
+  const compute = () => concat(labeledExtract(c, SUITE_HPKE, EMPTY, 'psk_id_hash', pskId), labeledExtract(c, SUITE_HPKE, EMPTY, 'info_hash', info));
+  if (pskId.length > 0 || info.length > 256) return compute();
+  const key = String.fromCharCode(...info);
+  let h = publicHashCache.get(key);
+  if (!h) {
+    if (publicHashCache.size >= 16) publicHashCache.clear();
+    publicHashCache.set(key, (h = compute()));
+  }
+  return h;
+}
+
 /** §5.1 KeySchedule. */
 function keySchedule(c: Crypto, mode: HpkeMode, sharedSecret: Uint8Array, o: SetupOptions, role: 'S' | 'R'): HpkeContext {
   const info = o.info ?? EMPTY;
   const psk = o.psk ?? EMPTY;
   const pskId = o.pskId ?? EMPTY;
   verifyPsk(mode, psk, pskId);
-  const pskIdHash = labeledExtract(c, SUITE_HPKE, EMPTY, 'psk_id_hash', pskId);
-  const infoHash = labeledExtract(c, SUITE_HPKE, EMPTY, 'info_hash', info);
-  const ksc = concat(Uint8Array.of(mode), pskIdHash, infoHash);
+  const ksc = concat(Uint8Array.of(mode), publicHashes(c, pskId, info));
   const secret = labeledExtract(c, SUITE_HPKE, sharedSecret, 'secret', psk);
   const key = labeledExpand(c, SUITE_HPKE, secret, 'key', ksc, AEAD_KEY_LENGTH);
   const baseNonce = labeledExpand(c, SUITE_HPKE, secret, 'base_nonce', ksc, AEAD_NONCE_LENGTH);

@@ -7,7 +7,7 @@
  */
 import { KagiError } from './errors.js';
 import { concat, i2osp } from './bytes.js';
-import { decodeStrict, encode } from './cbor.js';
+import { byteStringHead, decodeStrict, encodeParts } from './cbor.js';
 
 export const MAX_PORT_FRAME = 64 * 1024;
 
@@ -30,10 +30,37 @@ export interface PortFrame {
   body: Record<string, unknown>;
 }
 
+/** Length and CBOR in one allocation: a data frame's bytes are copied once, never through the CBOR encoder. */
 export function encodePortFrame(f: PortFrame): Uint8Array {
-  const payload = encode([f.type, f.body]);
-  if (payload.length > MAX_PORT_FRAME) throw new KagiError('size', `port frame of ${payload.length} bytes exceeds ${MAX_PORT_FRAME}`);
-  return concat(i2osp(payload.length, 4), payload);
+  const parts = dataFrameParts(f) ?? encodeParts([f.type, f.body]);
+  let length = 0;
+  for (const p of parts) length += p.length;
+  if (length > MAX_PORT_FRAME) throw new KagiError('size', `port frame of ${length} bytes exceeds ${MAX_PORT_FRAME}`);
+  return concat(i2osp(length, 4), ...parts);
+}
+
+/** CBOR of ['data', { vpn, peer, bytes: }] up to the bytes' head, by vpn and peer: the same for every frame between two members. */
+const dataPrefixes = new Map<string, Uint8Array>();
+const MAX_DATA_PREFIXES = 256;
+
+/**
+ * A data frame as { vpn, peer, bytes } (how relay and plaintext terminal
+ * write them) in parts, its fixed prefix encoded once: exactly
+ * encodeParts(['data', body]). Anything else: null.
+ */
+function dataFrameParts(f: PortFrame): Uint8Array[] | null {
+  const b = f.body;
+  if (f.type !== 'data' || typeof b.vpn !== 'string' || typeof b.peer !== 'string' || !(b.bytes instanceof Uint8Array)) return null;
+  const keys = Object.keys(b);
+  if (keys.length !== 3 || keys[0] !== 'vpn' || keys[1] !== 'peer' || keys[2] !== 'bytes') return null;
+  const key = `${b.vpn.length}:${b.vpn}${b.peer}`; // unambiguous whatever the strings hold
+  let prefix = dataPrefixes.get(key);
+  if (!prefix) {
+    if (dataPrefixes.size >= MAX_DATA_PREFIXES) dataPrefixes.clear();
+    prefix = encodeParts(['data', { vpn: b.vpn, peer: b.peer, bytes: new Uint8Array(0) }])[0]!;
+    dataPrefixes.set(key, prefix);
+  }
+  return [prefix, byteStringHead(b.bytes.length), b.bytes];
 }
 
 function decodePayload(b: Uint8Array): PortFrame {
@@ -51,7 +78,7 @@ function decodePayload(b: Uint8Array): PortFrame {
  * never desynchronises the link.
  */
 export class PortFrameDecoder {
-  private buf = new Uint8Array(0);
+  private buf: Uint8Array = new Uint8Array(0);
   private skip = 0;
 
   push(chunk: Uint8Array): (PortFrame | KagiError)[] {
@@ -81,7 +108,8 @@ export class PortFrameDecoder {
       }
       data = data.subarray(4 + len);
     }
-    this.buf = data.slice();
+    // `data` is our own copy (concat always allocates): keep the rest as a view of it.
+    this.buf = data;
     return out;
   }
 }

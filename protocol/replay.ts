@@ -165,10 +165,18 @@ export class ReplayGuard {
   }
 }
 
+/** Where a peer's sequence stands: the next seq, the top of the reserved block, the era. */
+interface PeerCount {
+  next: number;
+  reserved: number;
+  era: number;
+}
+
 export class SendCounter {
-  private next = new Map<string, number>();
-  private reserved = new Map<string, number>();
-  private readonly eras = new Map<string, number>();
+  // One entry per peer (a service holds one for every device it talks to):
+  // one map of small records rather than three maps, for memory per idle
+  // device (decision 99).
+  private readonly peers = new Map<string, PeerCount>();
   private readonly serial = new KeyedSerial();
 
   /**
@@ -191,9 +199,10 @@ export class SendCounter {
   /** The next sequence for messages to `peer`, and the era it counts in (sealed requests and CONNECT carry it). */
   takeWithEra(peer: string): Promise<{ seq: number; era: number }> {
     return this.serial.run(peer, async () => {
-      let n = this.next.get(peer);
-      let top = this.reserved.get(peer);
-      let era = this.eras.get(peer);
+      const held = this.peers.get(peer);
+      let n = held?.next;
+      let top = held?.reserved;
+      let era = held?.era;
       let newEra = false;
       if (n === undefined || top === undefined || era === undefined) {
         // After a restart, skip whatever the last run may have used (an
@@ -220,9 +229,11 @@ export class SendCounter {
       // without an era, and the next run draws another era (harmless); the
       // other order could leave an era whose seqs start again at 1.
       if (newEra) await this.store.set(`era:${this.prefix}${peer}`, era);
-      this.next.set(peer, n + 1);
-      this.reserved.set(peer, top);
-      this.eras.set(peer, era);
+      if (held) {
+        held.next = n + 1;
+        held.reserved = top;
+        held.era = era;
+      } else this.peers.set(peer, { next: n + 1, reserved: top, era });
       return { seq: n, era };
     });
   }

@@ -19,8 +19,8 @@ import type { Crypto } from './crypto/backend.js';
 import { AEAD_NONCE_LENGTH, AEAD_TAG_LENGTH } from './crypto/backend.js';
 import { KagiError } from './errors.js';
 import { ID_PATTERN, LIMITS } from './limits.js';
-import { concat, i2osp, toHex, utf8, wipe } from './bytes.js';
-import { appendBytes, decodeStrict, encodeHeader, expectArray, expectBytes, expectString, expectUint, receivedHeader } from './cbor.js';
+import { concat, equalCT, i2osp, toHex, utf8, wipe } from './bytes.js';
+import { byteStringHead, decodeStrict, encodeHeader, expectArray, expectBytes, expectString, expectUint, receivedHeader, uintHead } from './cbor.js';
 import { ReplayWindow, DEFAULT_WINDOW } from './replay-window.js';
 
 /** 2: the header names the target (version 1 did not). */
@@ -30,6 +30,8 @@ export const ALL_MEMBERS = 'all';
 export const GROUP_KEY_LENGTH = 32;
 export const BOOT_SALT_LENGTH = 16;
 const INFO = utf8('kagi/v1 vpn');
+/** A sender to many targets keeps this many encoded headers at most (then starts again). */
+const MAX_CACHED_HEADERS = 64;
 
 export interface Frame {
   vpnId: string;
@@ -69,6 +71,8 @@ export class FrameSender {
   private epoch = -1;
   private key: Uint8Array | null = null;
   private counter = 0;
+  /** Encoded header fields before the counter, by target; for this epoch only. */
+  private readonly headers = new Map<string, Uint8Array>();
   readonly bootSalt: Uint8Array;
 
   constructor(
@@ -90,6 +94,7 @@ export class FrameSender {
     this.key = senderKey(this.c, groupKey, this.sender, this.bootSalt);
     this.epoch = epoch;
     this.counter = 0;
+    this.headers.clear();
   }
 
   get currentEpoch(): number {
@@ -108,13 +113,32 @@ export class FrameSender {
     expectString(target, ID_PATTERN, 'target');
     if (this.counter > LIMITS.maxFrameCounter) throw new KagiError('exhausted', 'frame counter exhausted: rekey needed');
     const counter = this.counter++;
-    const header = encodeHeader([FRAME_VERSION, this.vpnId, this.epoch, this.sender, target, this.bootSalt, counter]);
-    return appendBytes(header, this.c.seal(this.key, i2osp(counter, AEAD_NONCE_LENGTH), payload, header));
+    const header = this.header(target, counter);
+    // header || cbor(ciphertext): the byte string's head is known before sealing, so the ciphertext is written once, into the frame.
+    const prefix = concat(header, byteStringHead(payload.length + AEAD_TAG_LENGTH));
+    return this.c.sealAfter(prefix, this.key, i2osp(counter, AEAD_NONCE_LENGTH), payload, header);
+  }
+
+  /**
+   * encodeHeader([version, vpnId, epoch, sender, target, bootSalt, counter]):
+   * all but the counter are the same for every frame of an epoch to one
+   * target, so they are encoded once and the counter's CBOR appended.
+   */
+  private header(target: string, counter: number): Uint8Array {
+    let fixed = this.headers.get(target);
+    if (!fixed) {
+      if (this.headers.size >= MAX_CACHED_HEADERS) this.headers.clear();
+      const zero = encodeHeader([FRAME_VERSION, this.vpnId, this.epoch, this.sender, target, this.bootSalt, 0]);
+      fixed = zero.subarray(0, zero.length - 1); // counter 0 is the one byte 0x00
+      this.headers.set(target, fixed);
+    }
+    return concat(fixed, uintHead(counter));
   }
 }
 
 interface PeerState {
-  bootSalt: string;
+  /** The sender's current boot salt; hex only where it is retired (a Set key). */
+  bootSalt: Uint8Array;
   key: Uint8Array;
   window: ReplayWindow;
   retired: Set<string>;
@@ -188,14 +212,15 @@ export class FrameReceiver {
     const f = decodeFrame(bytes);
     if (f.target !== target) throw new KagiError('unexpected', `frame for ${f.target} on the topic of ${target}`);
     const e = this.keysFor(f, now);
-    const salt = toHex(f.bootSalt);
     const known = e.peers.get(f.sender);
     let state: PeerState;
-    if (known && known.bootSalt === salt) {
+    // The usual case, a sender's current boot, costs a 16-byte comparison:
+    // its key is derived once per boot and epoch, not per frame.
+    if (known && equalCT(known.bootSalt, f.bootSalt)) {
       state = known;
     } else {
-      if (known?.retired.has(salt)) throw new KagiError('replay', `frame from an earlier boot of ${f.sender}`);
-      state = { bootSalt: salt, key: senderKey(this.c, e.groupKey, f.sender, f.bootSalt), window: new ReplayWindow(this.windowSize), retired: known?.retired ?? new Set() };
+      if (known?.retired.has(toHex(f.bootSalt))) throw new KagiError('replay', `frame from an earlier boot of ${f.sender}`);
+      state = { bootSalt: f.bootSalt.slice(), key: senderKey(this.c, e.groupKey, f.sender, f.bootSalt), window: new ReplayWindow(this.windowSize), retired: known?.retired ?? new Set() };
     }
     if (!state.window.check(f.counter)) throw new KagiError('replay', `counter ${f.counter} from ${f.sender} replayed or too old`);
     const payload = this.c.open(state.key, i2osp(f.counter, AEAD_NONCE_LENGTH), f.ciphertext, f.header);
@@ -211,7 +236,7 @@ export class FrameReceiver {
   /** A sender restarted: its new boot replaces the old, which is retired. */
   private adopt(e: EpochKeys, sender: string, old: PeerState | undefined, next: PeerState): void {
     if (old) {
-      next.retired.add(old.bootSalt);
+      next.retired.add(toHex(old.bootSalt));
       if (next.retired.size > MAX_RETIRED) next.retired.delete(next.retired.values().next().value!);
       wipe(old.key);
     }

@@ -13,6 +13,7 @@ import { toHex } from '../protocol/bytes.js';
 import type { Party } from './identity.js';
 import type { Store } from './store/store.js';
 import { statusView } from './status-view.js';
+import { explainDevice, type WhySettings } from './why/explain.js';
 import {
   AdminError, addUser, setUserPassword, addVpn, deleteVpn, grant, registerAdmin, registerDevice, requestRekey, revoke, revokeAdmin, revokeDevice, setVpn, type NewDevice,
 } from './admin.js';
@@ -23,6 +24,8 @@ export interface AdminContext {
   services(): Promise<Record<Party, string>>;
   /** Who asks, as the audit table names them. */
   actor: string;
+  /** What the control plane runs with, for kagi why (the config server knows; a data dir does not). */
+  why?: WhySettings;
 }
 
 interface Op {
@@ -120,6 +123,11 @@ const OPS: Record<string, Op> = {
     run: async (c) => (await c.store.listDevices()).filter((d) => d.kind === 'admin').map((d) => ({ id: d.id, revoked: d.revoked })),
   },
   'status': { change: false, run: (c) => statusView(c.store) },
+  'why': {
+    change: false,
+    // The control plane's own settings win; a data dir takes the operator's word (--evict-after).
+    run: (c, a) => explainDevice(c.store, id(a, 'device'), opt(a, 'vpn', id), c.why ?? { evictAfter: opt(a, 'evictAfter', num) ?? 3 }),
+  },
   'audit': {
     change: false,
     run: async (c, a) => {

@@ -11,6 +11,7 @@ import { publicKeys, type Party, type ServiceKeys } from './identity.js';
 import { isService } from './service-host.js';
 import type { DeviceKind, Store, VpnProtocol } from './store/store.js';
 import { ALL_MEMBERS } from '../protocol/vpn-frame.js';
+import type { BrokerTls } from '../protocol/broker-tls.js';
 
 export class AdminError extends Error {
   override readonly name = 'AdminError';
@@ -56,11 +57,11 @@ export async function registerDevice(store: Store, d: NewDevice): Promise<void> 
 /** The device file of a registered device (holding its private key). */
 export function deviceBundle(
   d: NewDevice, secretKey: Uint8Array | undefined, services: Record<Party, string>,
-  o: { broker: string; user?: string; password?: string },
+  o: { broker: string; brokerTls?: BrokerTls | undefined; user?: string; password?: string },
 ): Record<string, unknown> {
   const mac = d.mac.toLowerCase();
   if (d.kind === 'plaintext') return { kagi: 1, id: d.id, mac, kind: 'plaintext', relay: d.relay, port: d.port };
-  const bundle: Record<string, unknown> = { kagi: 1, id: d.id, mac, kind: d.kind, secretKey: toHex(secretKey!), services, broker: o.broker };
+  const bundle: Record<string, unknown> = { kagi: 1, id: d.id, mac, kind: d.kind, secretKey: toHex(secretKey!), services, broker: o.broker, ...(o.brokerTls ? { brokerTls: o.brokerTls } : {}) };
   if (o.user) Object.assign(bundle, { user: o.user, password: o.password });
   return bundle;
 }
@@ -68,7 +69,7 @@ export function deviceBundle(
 /** Make a key pair, register the device and return its file (tests, bench, demo: one process). */
 export async function addDevice(
   store: Store, keys: ServiceKeys, c: Crypto,
-  d: Omit<NewDevice, 'publicKey'> & { broker: string; user?: string; password?: string },
+  d: Omit<NewDevice, 'publicKey'> & { broker: string; brokerTls?: BrokerTls | undefined; user?: string; password?: string },
 ): Promise<Record<string, unknown>> {
   const kp = d.kind === 'plaintext' ? undefined : c.generateKeyPair();
   const nd: NewDevice = { id: d.id, mac: d.mac, kind: d.kind, ...(kp ? { publicKey: kp.publicKey } : {}), ...(d.relay ? { relay: d.relay } : {}), ...(d.port ? { port: d.port } : {}) };

@@ -5,6 +5,8 @@
 import type { Crypto } from '../protocol/crypto/backend.js';
 import { KagiBroker } from '../broker/broker.js';
 import { BrokerAcl } from '../broker/acl.js';
+import type { QuotaLimits } from '../broker/quota.js';
+import type { Peer } from '../protocol/peer.js';
 import { BrokerAclDriver } from '../network/broker-acl.js';
 import { MemoryDriver } from '../network/memory.js';
 import type { NetworkDriver } from '../network/driver.js';
@@ -14,11 +16,14 @@ import { MosquittoDynsecDriver, type DynsecOptions } from '../network/mosquitto-
 import { connectKey, staticPassword } from '../protocol/connect-auth.js';
 import { openStore } from './store/open.js';
 import { lockDataDir, type DataDirLock } from './data-dir-lock.js';
-import { dataDirWarnings, makeDataDir, recordBroker } from './data-dir.js';
+import { dataDirWarnings, makeDataDir, recordBroker, type FileBroker } from './data-dir.js';
+import { isTlsUrl, type BrokerTls } from '../protocol/broker-tls.js';
+import { brokerTlsStream, leafCertificate, spkiSha256 } from '../runtime/node/broker-tls.js';
 import { Metrics, serveMetrics } from './metrics.js';
 import type { Store } from './store/store.js';
 import { loadServiceKeys, type ServiceKeys } from './identity.js';
 import { isService, type InstanceOptions, type ServiceContext } from './service-host.js';
+import { LocalServices } from './local-services.js';
 import { startAuth, type AuthOptions } from './auth/auth.js';
 import { livenessOptions, startConfig, type ConfigOptions } from './config/config.js';
 import { startKeys } from './keys/keys.js';
@@ -34,6 +39,14 @@ export interface ControlPlaneOptions {
   port?: number;
   /** Use this broker instead of starting the embedded one. */
   brokerUrl?: string;
+  /** How an mqtts:// brokerUrl is checked (a pin of its key, or its CA). */
+  brokerTls?: BrokerTls;
+  /**
+   * The embedded broker also serves MQTT over TLS on host:port with this
+   * certificate (PEM, leaf first) and key; device and admin files then name
+   * it (mqtts://, pinned), and clear MQTT is served on loopback only.
+   */
+  tls?: { cert: string; key: string; port: number };
   timeoutMs?: number;
   /** Which services this process runs (default all three). */
   services?: Service[];
@@ -45,6 +58,8 @@ export interface ControlPlaneOptions {
   linkCapacity?: number;
   /** Also enforce the bandwidth plan with tc HTB on this interface (needs linkCapacity). */
   tc?: { dev: string; netns?: string };
+  /** How often the config server reads every table and reconciles when idle (ms, default 500; it stretches to ten full runs' length). */
+  reconcileMs?: number;
   /** Monitoring (embodiment 4): poll interval, polls missed before eviction, continue-after. */
   liveness?: Pick<ConfigOptions, 'pollIntervalMs' | 'evictAfter' | 'continueAfterMs'>;
   /** Periodic rekey: default period for VPNs without their own (ms, default 1 h, 0 = off) and how often it is checked. */
@@ -57,11 +72,15 @@ export interface ControlPlaneOptions {
   log?: ServiceContext['log'];
   /** Serve Prometheus metrics on this port (0 = any free one) at /metrics. */
   metricsPort?: number;
+  /** Serve the web console (servers/console/) on host:port (port 0 = any free one); sessions last sessionMs. */
+  console?: { host: string; port: number; sessionMs?: number };
   /**
    * Run as one of several instances of each service (needs brokerUrl, an
    * MQTT 5 broker with shared subscriptions, and a PostgreSQL store).
    */
   instance?: InstanceOptions;
+  /** The embedded broker's per-device quotas (broker/quota.ts; defaults for what is not given). */
+  quota?: Partial<QuotaLimits>;
   /**
    * Hold the data dir's lock for each duty run here (default: yes, unless
    * several instances share PostgreSQL). Off only for tests that start two
@@ -74,19 +93,30 @@ export interface ControlPlane {
   store: Store;
   keys: ServiceKeys;
   broker: KagiBroker | null;
+  /** Where the services connect. */
   brokerUrl: string;
+  /** What device and admin files made now name (broker.json): the TLS listener, pinned, when there is one. */
+  fileBroker: FileBroker;
   memory: MemoryDriver;
   acl: BrokerAcl;
   metrics: Metrics;
   /** Where /metrics is served, when asked for. */
   metricsUrl: string | null;
+  /** Where the web console is served, when asked for. */
+  consoleUrl: string | null;
   reconcile(): Promise<void>;
+  /** The Peer of each service run here: what the broker hands it goes to its `receive` (the fuzz test feeds it directly). */
+  peers: Partial<Record<Service, Peer>>;
   close(): Promise<void>;
 }
 
 export async function startControlPlane(o: ControlPlaneOptions): Promise<ControlPlane> {
-  const log = o.log ?? (() => {});
-  livenessOptions(o.liveness ?? {}); // bad intervals fail here, before anything starts
+  // Loaded only when asked for, like the CLI's commands. It lists recent
+  // refusals and evictions from the services' log lines (console/recent.ts).
+  const ui = o.console ? await import('./console/server.js') : null;
+  const recent = ui ? new ui.RecentEvents() : null;
+  const log = recent ? recent.tap(o.log ?? (() => {})) : (o.log ?? (() => {}));
+  const live = livenessOptions(o.liveness ?? {}); // bad intervals fail here, before anything starts
   if (o.instance && (!o.brokerUrl || !o.store)) throw new Error('instance: several instances share an external broker (--broker) and a PostgreSQL store (--store)');
   makeDataDir(o.dataDir);
   for (const w of dataDirWarnings(o.dataDir)) log('warn', `data dir: ${w}`);
@@ -107,13 +137,18 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   const memory = new MemoryDriver();
   const metrics = new Metrics();
   let metricsUrl: string | null = null;
+  let consoleUrl: string | null = null;
   const drivers: NetworkDriver[] = [memory];
   let broker: KagiBroker | null = null;
   let brokerUrl = o.brokerUrl;
+  let fileBroker: FileBroker | undefined;
   const closers: (() => Promise<void>)[] = [];
   let onAddress: (id: string, address: string) => void = () => {};
   try {
-    if (o.dynsec) drivers.push(await dynsecDriver(o.dynsec, store, keys, o.crypto, closers));
+    if (o.dynsec) {
+      const stream = isTlsUrl(o.dynsec.url) ? brokerTlsStream(new URL(o.dynsec.url), o.brokerTls) : undefined;
+      drivers.push(await dynsecDriver({ ...o.dynsec, ...(stream ? { stream } : {}) }, store, keys, o.crypto, closers));
+    }
     if (o.tc) {
       const tc = new TcDriver({ dev: o.tc.dev, capacity: o.linkCapacity ?? 0, ...(o.tc.netns ? { netns: o.tc.netns } : {}) });
       await tc.check(); // refuse to start rather than run unshaped
@@ -132,6 +167,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
         acl,
         log,
         metrics,
+        ...(o.quota ? { quota: o.quota } : {}),
         onConnect: (id, address) => onAddress(id, address),
         lookup: async (id) => {
           if (isService(id)) return { publicKey: keys[id].publicKey, kind: 'service' };
@@ -141,19 +177,36 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
         },
       });
       const host = o.host ?? '127.0.0.1';
-      const port = await broker.listen(host, o.port ?? 1883);
       closers.push(() => broker!.close());
-      brokerUrl = `mqtt://${host}:${port}`;
+      // With TLS, clear MQTT stays on this host: the services here, local tools (decision 83).
+      const plainHost = o.tls ? '127.0.0.1' : host;
+      const port = await broker.listen(plainHost, o.port ?? 1883);
+      brokerUrl = `mqtt://${plainHost}:${port}`;
+      if (o.tls) {
+        const tlsPort = await broker.listenTls(host, o.tls.port, o.tls);
+        fileBroker = { broker: `mqtts://${host.includes(':') ? `[${host}]` : host}:${tlsPort}`, brokerTls: { spkiSha256: [spkiSha256(leafCertificate(o.tls.cert))] } };
+      }
       const b = broker;
       drivers.push(new BrokerAclDriver(acl, (id) => b.disconnect(id)));
     }
     const brokerAuth = broker ? 'counter' : o.dynsec ? 'static' : 'none';
-    const ctx: ServiceContext = { crypto: o.crypto, store, keys, brokerUrl, brokerAuth, timeoutMs: o.timeoutMs ?? 10_000, metrics, log, ...(o.instance ? { instance: o.instance } : {}) };
+    fileBroker ??= { broker: brokerUrl, ...(o.brokerTls ? { brokerTls: o.brokerTls } : {}) };
+    const ctx: ServiceContext = { crypto: o.crypto, store, keys, brokerUrl, ...(o.brokerTls && !broker ? { brokerTls: o.brokerTls } : {}), brokerAuth, timeoutMs: o.timeoutMs ?? 10_000, metrics, log, ...(o.instance ? { instance: o.instance } : {}), local: new LocalServices() };
     const authOptions = { ...(o.password ? { password: o.password } : {}), ...(o.ticketLifetimeMs !== undefined ? { ticketLifetimeMs: o.ticketLifetimeMs } : {}) };
-    if (run.has('auth')) closers.unshift((await startAuth(ctx, authOptions)).close);
-    if (run.has('keys')) closers.unshift((await startKeys(ctx, { rekeyPeriodMs: o.rekeyPeriodMs ?? 3_600_000, ...(o.keysTickMs ? { tickMs: o.keysTickMs } : {}) })).close);
-    const config = run.has('config') ? await startConfig(ctx, { drivers, addressOf: (id) => broker?.addresses.get(id), linkCapacity: o.linkCapacity ?? 0, ...o.liveness }) : null;
+    const peers: Partial<Record<Service, Peer>> = {};
+    if (run.has('auth')) {
+      const auth = await startAuth(ctx, authOptions);
+      closers.unshift(auth.close);
+      peers.auth = auth.peer;
+    }
+    if (run.has('keys')) {
+      const keysService = await startKeys(ctx, { rekeyPeriodMs: o.rekeyPeriodMs ?? 3_600_000, ...(o.keysTickMs ? { tickMs: o.keysTickMs } : {}) });
+      closers.unshift(keysService.close);
+      peers.keys = keysService.peer;
+    }
+    const config = run.has('config') ? await startConfig(ctx, { drivers, addressOf: (id) => broker?.addresses.get(id), linkCapacity: o.linkCapacity ?? 0, ...o.liveness, ...(o.reconcileMs ? { reconcileMs: o.reconcileMs } : {}) }) : null;
     if (config) {
+      peers.config = config.peer;
       closers.unshift(config.close);
       onAddress = (id, address) => {
         config.connected(id);
@@ -166,10 +219,17 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       closers.push(m.close);
       metricsUrl = `http://${host}:${m.port}/metrics`;
     }
-    lock?.describe(brokerUrl);
-    recordBroker(o.dataDir, brokerUrl);
+    if (o.console && ui && recent) {
+      // The device page's why reads with kagi up's own settings, as `kagi why --remote` does.
+      const why = { evictAfter: live.evictAfter, pollIntervalMs: live.pollIntervalMs, drivers: drivers.map((d) => d.name) };
+      const running = await ui.startConsole({ ...o.console, crypto: o.crypto, store, keys, metrics, recent, log, why, ...(config ? { reconcile: config.reconcile } : {}) });
+      closers.unshift(running.close); // first: its live streams end before the store closes
+      consoleUrl = running.url;
+    }
+    lock?.describe(fileBroker.broker);
+    recordBroker(o.dataDir, fileBroker);
     return {
-      store, keys, broker, brokerUrl, memory, acl, metrics, metricsUrl,
+      store, keys, broker, brokerUrl, fileBroker, memory, acl, metrics, metricsUrl, consoleUrl, peers,
       reconcile: config ? config.reconcile : async () => {},
       close: async () => {
         // The devices on our own broker lose it now: say so, so that

@@ -10,6 +10,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { parseBrokerTls, type BrokerTls } from '../protocol/broker-tls.js';
 import { looserThan, makePrivateDir, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, writePrivateFile } from './private-file.js';
 
 export const DB_FILE = 'kagi.db';
@@ -58,16 +59,24 @@ export function dataDirWarnings(dir: string): string[] {
   ];
 }
 
-/** Record the broker this control plane serves, for the files made afterwards. */
-export function recordBroker(dir: string, url: string): void {
-  writePrivateFile(join(dir, BROKER_FILE), JSON.stringify({ broker: url, recordedAt: new Date().toISOString() }, null, 2) + '\n');
+/** The broker device and admin files name, and how an mqtts:// one is checked. */
+export interface FileBroker {
+  broker: string;
+  brokerTls?: BrokerTls;
 }
 
-/** The broker the last `kagi up` on `dir` served, if it said. */
-export function recordedBroker(dir: string): string | undefined {
+/** Record the broker this control plane serves, for the files made afterwards. */
+export function recordBroker(dir: string, b: FileBroker): void {
+  writePrivateFile(join(dir, BROKER_FILE), JSON.stringify({ broker: b.broker, ...(b.brokerTls ? { brokerTls: b.brokerTls } : {}), recordedAt: new Date().toISOString() }, null, 2) + '\n');
+}
+
+/** The broker the last `kagi up` on `dir` served, if it said (and said it well). */
+export function recordedBroker(dir: string): FileBroker | undefined {
   try {
-    const j = JSON.parse(readFileSync(join(dir, BROKER_FILE), 'utf8')) as { broker?: unknown };
-    return typeof j.broker === 'string' && /^mqtts?:\/\//.test(j.broker) ? j.broker : undefined;
+    const j = JSON.parse(readFileSync(join(dir, BROKER_FILE), 'utf8')) as { broker?: unknown; brokerTls?: unknown };
+    if (typeof j.broker !== 'string' || !/^mqtts?:\/\//.test(j.broker)) return undefined;
+    const brokerTls = parseBrokerTls(j.brokerTls, j.broker);
+    return { broker: j.broker, ...(brokerTls ? { brokerTls } : {}) };
   } catch {
     return undefined;
   }

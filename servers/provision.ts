@@ -15,6 +15,7 @@ import { isService } from './service-host.js';
 import type { AdminRunner } from './admin-ops.js';
 import { writePrivateFile } from './private-file.js';
 import { ALL_MEMBERS } from '../protocol/vpn-frame.js';
+import type { FileBroker } from './data-dir.js';
 
 export interface ProvisionRow {
   /** 1-based line in the CSV file. */
@@ -98,7 +99,8 @@ export function parseDeviceCsv(text: string, o: { profiles?: Set<string>; defaul
 export type RowResult = 'made' | 'resumed' | 'done';
 
 /** Make and register one device, or find it already done. Throws (with a message for the operator) when it conflicts. */
-export async function provisionRow(admin: AdminRunner, c: Crypto, row: ProvisionRow, outDir: string, broker: string, allowDuplicateMac = false): Promise<RowResult> {
+export async function provisionRow(admin: AdminRunner, c: Crypto, row: ProvisionRow, outDir: string, broker: string | FileBroker, allowDuplicateMac = false): Promise<RowResult> {
+  const b: FileBroker = typeof broker === 'string' ? { broker } : broker;
   const file = join(outDir, `${row.id}.json`);
   const existing = (await admin.run('device.get', { id: row.id })) as { mac: string; publicKey: Uint8Array; revoked: boolean } | null;
   let bundle: Record<string, unknown> | undefined;
@@ -123,7 +125,7 @@ export async function provisionRow(admin: AdminRunner, c: Crypto, row: Provision
     return 'resumed';
   }
   const kp = c.generateKeyPair();
-  const out = { kagi: 1, id: row.id, mac: row.mac, kind: row.kind, secretKey: toHex(kp.secretKey), services: await admin.services(), broker, ...(row.profile ? { profile: row.profile } : {}) };
+  const out = { kagi: 1, id: row.id, mac: row.mac, kind: row.kind, secretKey: toHex(kp.secretKey), services: await admin.services(), broker: b.broker, ...(b.brokerTls ? { brokerTls: b.brokerTls } : {}), ...(row.profile ? { profile: row.profile } : {}) };
   writePrivateFile(file, `${JSON.stringify(out, null, 2)}\n`);
   await register(kp.publicKey);
   return 'made';

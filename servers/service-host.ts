@@ -3,12 +3,15 @@
  * keys from keys.json, device keys from the store) and where replies go.
  */
 import type { Crypto } from '../protocol/crypto/backend.js';
-import { Peer, type PeerOptions } from '../protocol/peer.js';
-import { SERVICES, topics, type Service } from '../protocol/topics.js';
+import { Peer, type Incoming, type PeerOptions, type Reply } from '../protocol/peer.js';
+import { SERVICES, parseState, topics, type Service } from '../protocol/topics.js';
 import { MqttLink } from '../runtime/node/mqtt.js';
+import type { BrokerTls } from '../protocol/broker-tls.js';
 import type { Store } from './store/store.js';
 import type { ServiceKeys } from './identity.js';
 import type { Metrics } from './metrics.js';
+import type { LocalServices } from './local-services.js';
+import type { Body } from '../protocol/body.js';
 import { SoleLease, type Lease } from './store/lease.js';
 
 export interface ServiceContext {
@@ -16,6 +19,8 @@ export interface ServiceContext {
   store: Store;
   keys: ServiceKeys;
   brokerUrl: string;
+  /** How an mqtts:// brokerUrl is checked (kagi up --broker-pin / --broker-ca). */
+  brokerTls?: BrokerTls;
   /** CONNECT credentials: counter (embedded broker), static (dynsec), none. */
   brokerAuth: 'counter' | 'static' | 'none';
   timeoutMs: number;
@@ -23,6 +28,8 @@ export interface ServiceContext {
   metrics: Metrics;
   /** One of several instances of each service on a shared broker and store (see startService). */
   instance?: InstanceOptions;
+  /** The services run in this process, which answer each other by a call (local-services.ts). */
+  local?: LocalServices;
   log(level: 'debug' | 'info' | 'warn', msg: string): void;
 }
 
@@ -76,12 +83,20 @@ export interface RunningService {
 export async function startService(
   name: Service,
   ctx: ServiceContext,
-  handlers: Pick<PeerOptions, 'onRequest' | 'onForeign' | 'onChannel'>,
+  handlers: Pick<PeerOptions, 'onRequest' | 'onForeign' | 'onChannel' | 'takesRequest' | 'takesChannel'> & {
+    /**
+     * The service's answer to another service's `service.request` (auth,
+     * keys): taken over the broker (as the Peer's onRequest) and, where the
+     * asker runs in this process, by a call (local-services.ts).
+     */
+    serve?: (from: string, body: unknown) => Promise<Body | undefined>;
+  },
   bind?: (peer: Peer) => void,
-  /** More topics than the service's own, with their handler (the config server's device state). */
-  extra?: { topics: string[]; onMessage(topic: string, payload: Uint8Array): void },
+  /** Each device state message (the config server's liveness), after startService's own use of it. */
+  onState?: (topic: string, payload: Uint8Array) => void,
 ): Promise<RunningService> {
   let peer: Peer | undefined;
+  const { serve, ...peerHandlers } = handlers;
   // The auth server has no once-only duties: every instance is the same.
   const lease = name === 'auth' ? new SoleLease(name) : ctx.store.lease(name, { ...(ctx.instance?.leaseRetryMs ? { retryMs: ctx.instance.leaseRetryMs } : {}), log: ctx.log });
   if (name !== 'auth') {
@@ -98,9 +113,17 @@ export async function startService(
     brokerPublicKey: ctx.brokerAuth === 'none' ? undefined : ctx.keys.broker.publicKey,
     authMode: ctx.brokerAuth === 'static' ? 'static' : 'counter',
     numbers: ctx.store.numbers,
-    subscriptions: [...serviceSubscriptions(name, ctx.instance), ...(extra?.topics ?? [])],
+    ...(ctx.brokerTls ? { tls: ctx.brokerTls } : {}),
+    // The services that ask devices (config, keys) hear their state: a
+    // device whose connection came back is sent again what it may have
+    // missed (Peer.resend), and config keeps its liveness by it.
+    subscriptions: [...serviceSubscriptions(name, ctx.instance), ...(name === 'auth' ? [] : [topics.state('+')])],
     onMessage: (topic, payload) => {
-      if (extra && !topic.startsWith(topics.serviceAll(name).slice(0, -1))) return extra.onMessage(topic, payload);
+      if (!topic.startsWith(topics.serviceAll(name).slice(0, -1))) {
+        const said = parseState(topic, payload);
+        if (said?.state === 'online' && peer) void peer.resend(said.deviceId);
+        return onState?.(topic, payload);
+      }
       void peer?.receive(payload).catch((e) => ctx.log('warn', `${name}: ${(e as Error).message}`));
     },
     log: ctx.log,
@@ -121,7 +144,8 @@ export async function startService(
     ...(ctx.instance ? { sendBlock: 1 } : {}),
     takesUnsolicited: () => lease.held,
     onDrop: (reason) => ctx.metrics.count('kagi_messages_dropped_total', { service: name, reason }),
-    ...handlers,
+    ...peerHandlers,
+    ...(serve ? { onRequest: (m: Incoming) => serviceRequest(serve, m) } : {}),
   });
   bind?.(peer);
   try {
@@ -131,17 +155,26 @@ export async function startService(
     throw e;
   }
   ctx.log('info', `${name} service up${ctx.instance ? ` (instance ${ctx.instance.name})` : ''}`);
+  const closeDoor = serve && ctx.local?.open(name, serve);
   return {
     name,
     peer,
     link,
     lease,
     close: async () => {
+      closeDoor?.();
       peer!.cancelAll(`${name} service stopping`);
       await link.close();
       await lease.close();
     },
   };
+}
+
+/** A `service.request` that came over the broker, answered by `serve` (no reply when it does not take it). */
+async function serviceRequest(serve: (from: string, body: unknown) => Promise<Body | undefined>, m: Incoming): Promise<Reply | undefined> {
+  if (m.env.type !== 'service.request') return undefined;
+  const body = await serve(m.env.from, m.body);
+  return body && { type: 'service.response', body };
 }
 
 async function deviceKey(store: Store, id: string): Promise<Uint8Array | undefined> {

@@ -111,7 +111,11 @@ export function checkBundle(profile: BoardProfile, code: string): { bytes: numbe
  * rollup makes for no device (test/boards/bundle.test.ts builds both), so a
  * profile costs one rollup run, not two.
  */
-export const DEVICE_PLACEHOLDER = '__KAGI_DEVICE_FILE__';
+// Its only identifier characters are those of `null`: terser names
+// variables by how often each character occurs in the output, so the
+// template and the build with no device (`device:null`) are mangled alike
+// (a placeholder of other letters made them differ once the code changed).
+export const DEVICE_PLACEHOLDER = '#<null>#';
 
 export async function deviceTemplate(profile: BoardProfile): Promise<(device: Record<string, unknown> | null) => string> {
   const code = await generate(profile);

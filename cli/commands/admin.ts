@@ -9,11 +9,13 @@ import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { writePrivateFile } from '../../servers/private-file.js';
 import { deviceCard, qrPng, qrTerminal } from '../device-card.js';
 import { UsageError, bitrate, duration, int, parse, readStdinLine } from '../args.js';
-import { TARGET_HELP, TARGET_OPTIONS, brokerFor, readAdminFile, withTarget, type AdminTarget } from '../remote-admin.js';
+import { BROKER_TLS_HELP, BROKER_TLS_OPTIONS, TARGET_HELP, TARGET_OPTIONS, brokerFor, readAdminFile, withTarget, type AdminTarget } from '../remote-admin.js';
 import { nodeCrypto } from '../../runtime/node/crypto.js';
-import { toHex } from '../../protocol/bytes.js';
+import { fromHex, toHex } from '../../protocol/bytes.js';
+import { makeLoginToken } from '../../servers/console/login-token.js';
 import { deviceBundle, type NewDevice } from '../../servers/admin.js';
 import { parseBundle } from '../../device/bundle.js';
+import { describeBrokerTls, isTlsUrl, type BrokerTls } from '../../protocol/broker-tls.js';
 import type { Party } from '../../servers/identity.js';
 import type { VpnProtocol } from '../../servers/store/store.js';
 
@@ -48,7 +50,7 @@ async function oneOp(rest: string[], n: number, op: string, args: (p: string[]) 
  * rewritten 0600 in one step.
  */
 function setBroker(rest: string[], what: 'device' | 'admin', check: (file: string, json: unknown) => void): number {
-  const { positionals } = parse(rest, {}, 2);
+  const { values: v, positionals } = parse(rest, BROKER_TLS_OPTIONS, 2);
   const [file, url] = positionals as [string, string];
   let json: Record<string, unknown>;
   try {
@@ -57,10 +59,17 @@ function setBroker(rest: string[], what: 'device' | 'admin', check: (file: strin
   } catch (e) {
     throw new UsageError(`${file}: ${(e as Error).message.replace(/^--remote \S+: /, '')}`);
   }
-  const broker = brokerFor({ broker: url, data: '' });
+  const b = brokerFor({ ...v, broker: url, data: '' });
+  // The file's own pin goes on with it to another address of the same
+  // broker (mqtts:// again, no flags); a plain URL drops it, flags replace it.
+  const kept = isTlsUrl(b.broker) && !b.brokerTls && json.brokerTls !== undefined ? json.brokerTls : undefined;
   const before = json.broker;
-  writePrivateFile(file, JSON.stringify({ ...json, broker }, null, 2) + '\n');
-  console.log(`${what} file ${file}: broker ${String(before)} → ${broker}`);
+  const { brokerTls: _dropped, ...rest2 } = json;
+  const next = { ...rest2, broker: b.broker, ...(b.brokerTls ? { brokerTls: b.brokerTls } : kept ? { brokerTls: kept } : {}) };
+  check(file, next);
+  writePrivateFile(file, JSON.stringify(next, null, 2) + '\n');
+  const how = next.brokerTls ? ` (TLS: ${describeBrokerTls(next.brokerTls as BrokerTls)})` : isTlsUrl(b.broker) ? ' (TLS: the system CA store)' : '';
+  console.log(`${what} file ${file}: broker ${String(before)} → ${b.broker}${how}`);
   return 0;
 }
 
@@ -71,7 +80,7 @@ function refuseOverwrite(out: string, force: boolean, what: string): void {
 export const deviceHelp = `usage: kagi device add ID --mac MAC --out FILE [options]
        kagi device revoke ID
        kagi device card FILE [--png OUT]
-       kagi device set-broker FILE URL
+       kagi device set-broker FILE URL [--broker-pin HEX | --broker-ca FILE]
 
 add     registers a device and writes its bundle (identity, private key,
         service keys) to FILE with mode 0600.
@@ -79,7 +88,8 @@ card    shows the device id and its public-key fingerprint, as text and as
         a QR code (--png OUT also writes it as an image), for an installer
         to check on site against kagi provision's output
 set-broker  points the device file FILE at another broker (e.g. the one
-        kagi up prints, when it is not on port 1883)
+        kagi up prints, when it is not on port 1883); an mqtts:// URL keeps
+        the file's pin unless --broker-pin/--broker-ca give a new one
 revoke  revokes a device for good: it leaves every VPN, can never
         authenticate again, and a running control plane disconnects it
         from the broker and rekeys its VPNs within about a second.
@@ -93,7 +103,8 @@ options:
                      (refused by default: usually a typo or a relabelled board)
   --broker URL       broker URL written into the bundle (default: the one
                      kagi up last served on --data, or the --remote file's;
-                     else mqtt://127.0.0.1:1883)
+                     else mqtt://127.0.0.1:1883); mqtts://HOST:PORT for TLS
+${BROKER_TLS_HELP}
   --user ID          preset user for an app server that joins by itself;
                      its password is read from standard input
   --relay ID         (plaintext) the relay the terminal sits behind
@@ -127,7 +138,7 @@ export async function device(args: string[]): Promise<number> {
   if (sub === 'set-broker') return setBroker(rest, 'device', (_f, j) => void parseBundle(j));
   if (sub === 'revoke') return oneOp(rest, 1, 'device.revoke', (p) => ({ id: p[0] }), (p) => `device ${p[0]} revoked: it can never authenticate again; a running control plane disconnects it and rekeys its VPNs`);
   if (sub !== 'add') throw new UsageError(`unknown 'device ${sub ?? ''}': try 'kagi device --help'`);
-  const { values: v, positionals } = parse(rest, { ...TARGET_OPTIONS, mac: { type: 'string' }, kind: { type: 'string', default: 'terminal' }, out: { type: 'string' }, force: { type: 'boolean', default: false }, broker: { type: 'string' }, 'allow-duplicate-mac': { type: 'boolean', default: false }, user: { type: 'string' }, relay: { type: 'string' }, port: { type: 'string' } }, 1);
+  const { values: v, positionals } = parse(rest, { ...TARGET_OPTIONS, mac: { type: 'string' }, kind: { type: 'string', default: 'terminal' }, out: { type: 'string' }, force: { type: 'boolean', default: false }, broker: { type: 'string' }, 'allow-duplicate-mac': { type: 'boolean', default: false }, user: { type: 'string' }, relay: { type: 'string' }, port: { type: 'string' }, ...BROKER_TLS_OPTIONS }, 1);
   if (!v.mac) throw new UsageError('--mac is required');
   if (!v.out) throw new UsageError('--out is required');
   if (!['terminal', 'relay', 'plaintext', 'external'].includes(v.kind)) throw new UsageError(`--kind must be terminal, relay, plaintext or external`);
@@ -137,10 +148,10 @@ export async function device(args: string[]): Promise<number> {
   const kp = v.kind === 'plaintext' ? undefined : nodeCrypto().generateKeyPair();
   const d: NewDevice = { id: positionals[0]!, mac: v.mac, kind: v.kind as NewDevice['kind'], ...(kp ? { publicKey: kp.publicKey } : {}), ...(v.relay ? { relay: v.relay } : {}), ...(v.port ? { port: v.port } : {}), ...(v['allow-duplicate-mac'] ? { allowDuplicateMac: true } : {}) };
   await withTarget(v, async (t) => {
-    const bundle = deviceBundle(d, kp?.secretKey, await t.services(), { broker, ...(v.user ? { user: v.user, password } : {}) });
+    const bundle = deviceBundle(d, kp?.secretKey, await t.services(), { ...broker, ...(v.user ? { user: v.user, password } : {}) });
     await writeRegistered(v.out!, bundle, () => t.run('device.add', { ...d, ...(v.user ? { user: v.user } : {}) }));
   });
-  console.log(`device ${positionals[0]} added (${v.kind}, ${v.mac}); bundle written to ${v.out}`);
+  console.log(`device ${positionals[0]} added (${v.kind}, ${v.mac}); bundle written to ${v.out}${v.kind === 'plaintext' ? '' : `, broker ${broker.broker}${isTlsUrl(broker.broker) ? ` (TLS: ${describeBrokerTls(broker.brokerTls)})` : ''}`}`);
   return 0;
 }
 
@@ -229,10 +240,11 @@ export async function vpn(args: string[]): Promise<number> {
   throw new UsageError(`unknown 'vpn ${sub ?? ''}': try 'kagi vpn --help'`);
 }
 
-export const adminHelp = `usage: kagi admin add ID --out FILE [--broker URL] [--broker-auth MODE] [--force]
+export const adminHelp = `usage: kagi admin add ID --out FILE [--broker URL] [--broker-pin HEX | --broker-ca FILE] [--broker-auth MODE] [--force]
        kagi admin revoke ID
        kagi admin list
-       kagi admin set-broker FILE URL
+       kagi admin set-broker FILE URL [--broker-pin HEX | --broker-ca FILE]
+       kagi admin login FILE --url URL
 
 add     makes an operator identity for the remote admin API: a key pair
         made here, its public key registered with the control plane, and
@@ -241,14 +253,22 @@ add     makes an operator identity for the remote admin API: a key pair
 revoke  the admin's requests are refused from now on (and, on the
         embedded broker, its connection too)
 list    the admins and whether they are revoked
-set-broker  points the admin file FILE at another broker
+set-broker  points the admin file FILE at another broker (an mqtts:// URL
+        keeps the file's pin unless --broker-pin/--broker-ca give a new one)
+login   prints a one-time URL that signs the admin of FILE in to the web
+        console of kagi up --ui-port (URL: the console's address, as
+        kagi up prints it). Made on this machine from FILE's key, no
+        password and no network: open it within 5 minutes, once. The
+        session it starts lasts as long as kagi up --ui-session says.
 
 options:
   --out FILE         where to write the admin file (required; refused if it exists)
   --force            overwrite FILE
   --broker URL       the control plane's broker, written into FILE
                      (default: the --remote file's, else the one kagi up
-                     last served on --data, else mqtt://127.0.0.1:1883)
+                     last served on --data, else mqtt://127.0.0.1:1883);
+                     mqtts://HOST:PORT for TLS
+${BROKER_TLS_HELP}
   --broker-auth MODE how the admin logs in to that broker: counter (kagi's
                      embedded broker, default), static (Mosquitto with
                      kagi up --dynsec) or none (a broker that checks nothing)
@@ -269,9 +289,10 @@ export async function admin(args: string[]): Promise<number> {
     return 0;
   }
   if (sub === 'set-broker') return setBroker(rest, 'admin', (f) => void readAdminFile(f));
+  if (sub === 'login') return adminLogin(rest);
   if (sub === 'revoke') return oneOp(rest, 1, 'admin.revoke', (p) => ({ id: p[0] }), (p) => `admin ${p[0]} revoked`);
   if (sub !== 'add') throw new UsageError(`unknown 'admin ${sub ?? ''}': try 'kagi admin --help'`);
-  const { values: v, positionals } = parse(rest, { ...TARGET_OPTIONS, out: { type: 'string' }, force: { type: 'boolean', default: false }, broker: { type: 'string' }, 'broker-auth': { type: 'string' } }, 1);
+  const { values: v, positionals } = parse(rest, { ...TARGET_OPTIONS, out: { type: 'string' }, force: { type: 'boolean', default: false }, broker: { type: 'string' }, 'broker-auth': { type: 'string' }, ...BROKER_TLS_OPTIONS }, 1);
   if (!v.out) throw new UsageError('--out is required');
   const via = v.remote ? readAdminFile(v.remote) : undefined;
   const brokerAuth = v['broker-auth'] ?? via?.brokerAuth ?? 'counter';
@@ -280,9 +301,28 @@ export async function admin(args: string[]): Promise<number> {
   const kp = nodeCrypto().generateKeyPair();
   await withTarget(v, async (t: AdminTarget) => {
     const services: Record<Party, string> = await t.services();
-    const file = { kagi: 1, admin: positionals[0], secretKey: toHex(kp.secretKey), services, broker: brokerFor(v), brokerAuth };
+    const file = { kagi: 1, admin: positionals[0], secretKey: toHex(kp.secretKey), services, ...brokerFor(v), brokerAuth };
     await writeRegistered(v.out!, file, () => t.run('admin.add', { id: positionals[0], publicKey: kp.publicKey }));
   });
   console.log(`admin ${positionals[0]} added; its file is ${v.out} (keep it like a password): kagi … --remote ${v.out}`);
+  return 0;
+}
+
+/** `kagi admin login FILE --url URL`: the console's sign-in link, made here (servers/console/login-token.ts). */
+function adminLogin(rest: string[]): number {
+  const { values: v, positionals } = parse(rest, { url: { type: 'string' } }, 1);
+  if (!v.url) throw new UsageError("--url is required: the console's address, as kagi up --ui-port prints it (e.g. http://127.0.0.1:8080/)");
+  let url: URL;
+  try {
+    url = new URL(v.url);
+  } catch {
+    throw new UsageError(`--url: not a URL: ${v.url}`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--url: the console speaks http(s), not ${url.protocol}`);
+  const a = readAdminFile(positionals[0]!);
+  const token = makeLoginToken(nodeCrypto(), a.id, a.secretKey, fromHex(a.services.config));
+  // In the fragment: a browser never sends it to the server, nor in a Referer; the page posts it once.
+  url.hash = `login=${token}`;
+  console.log(url.href);
   return 0;
 }

@@ -1,5 +1,9 @@
 /** kagi agent FILE: run a device agent from its bundle. */
+import { isTlsUrl } from '../../protocol/broker-tls.js';
 import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { backoffDelay } from '../../protocol/backoff.js';
+import { detach, type DetachLog } from '../../device/detach.js';
 import { duration, int, parse, readStdinLine, UsageError } from '../args.js';
 import { lastLineOfDefence, rejoiner, startOrSignal, untilSignal } from '../agent-life.js';
 import { BindError } from '../../runtime/node/bind.js';
@@ -63,10 +67,12 @@ lists raw ports for legacy devices that run no agent, each
 and tunnels the port's TCP to peer once FORWARDING. A plaintext
 terminal file (kind plaintext) runs a plaintext terminal through its relay
 port --via HOST:PORT, joins as --user, and prints what arrives from the
-VPN.
+VPN; a port not there yet, or closed by a relay restart, is waited for
+with backoff and joined through again (the relay holds its ticket).
 
 options:
-  --broker URL       override the bundle's broker URL
+  --broker URL       override the bundle's broker URL (an mqtts:// one is
+                     still checked against the file's brokerTls pin or CA)
   --no-broker-auth   send no CONNECT password (a broker that does not check it)
   --static-broker-auth  username = device id and a password derived from the
                      device and broker keys (a Mosquitto with dynamic security
@@ -115,8 +121,13 @@ export async function agent(args: string[], baked?: BoardProfile): Promise<numbe
   } catch (e) {
     throw new UsageError(`${file}: ${(e as Error).message}`);
   }
+  const brokerUrl = v.broker ?? bundle.broker;
+  if (!/^mqtts?:\/\/[^/\s]+/.test(brokerUrl)) throw new UsageError(`--broker must be a URL like mqtt://host:1883 or mqtts://host:8883, not '${brokerUrl}'`);
+  // An mqtts:// --broker is the same broker under another name: the file's pin still holds.
+  if (bundle.brokerTls && !isTlsUrl(brokerUrl)) log('warn', `${bundle.id}: --broker ${brokerUrl} is plain MQTT: the TLS pin in ${file} is not used`);
   const platform = nodePlatform({
-    brokerUrl: v.broker ?? bundle.broker,
+    brokerUrl,
+    ...(bundle.brokerTls && isTlsUrl(brokerUrl) ? { brokerTls: bundle.brokerTls } : {}),
     stateFile: `${file}.state`,
     secretsFile: `${file}.tickets`,
     brokerAuth: v['no-broker-auth'] ? 'none' : v['static-broker-auth'] ? 'static' : 'counter',
@@ -248,25 +259,68 @@ interface AgentLife {
   signal: Promise<void>;
 }
 
+/**
+ * A plaintext terminal on its relay port, for as long as it is not told to
+ * stop: a port not there yet (the relay still starting) or gone (the relay
+ * restarted) is waited for with backoff and connected again, and the
+ * terminal configures and joins again through it (the relay joins with the
+ * ticket it holds for us). Firmware: nothing here exits on its own but a
+ * refusal.
+ */
 async function runPlaintext(file: string, json: unknown, via: string | undefined, user: string | undefined, pwStdin: boolean, signal: Promise<void>): Promise<number> {
   const cfg = parsePlainConfig(json);
   const m = via ? /^(.+):(\d+)$/.exec(via) : null;
   if (!m) throw new UsageError('a plaintext terminal needs --via HOST:PORT (its relay port)');
-  // Without --password-stdin the relay joins with the ticket it holds for us.
-  const password = user && pwStdin ? await readStdinLine(`password for ${user}`) : undefined;
-  const sock = await connectToPort(m[1]!, Number(m[2]));
-  const p = new PlaintextAgent(cfg, { write: (b) => void sock.write(b) }, {
-    onData: (vpn, peer, b) => console.log(`data ${vpn} ${peer}: ${new TextDecoder().decode(b)}`),
-    onRestricted: (vpn, reason) => console.log(`restricted: ${vpn}${reason ? ` (${reason})` : ''}`),
-    onWaiting: (s, reason) => console.log(`waiting: ${reason}; the relay asks again in about ${s} s`),
-  });
-  sock.on('data', (d: Buffer) => p.input(new Uint8Array(d)));
-  await p.configure();
-  console.log(`${cfg.id} configured through ${cfg.relay}/${cfg.port} (${file})`);
-  if (user) {
-    for (const x of await p.join(user, password)) console.log(`joined ${x.id} (${x.protocol}/${x.port})`);
+  const [host, port] = [m[1]!, Number(m[2])];
+  // Without --password-stdin the relay joins with the ticket it holds for us;
+  // after the first join it holds one, so the password is not kept.
+  let password = user && pwStdin ? await readStdinLine(`password for ${user}`) : undefined;
+  let stopped = false;
+  const log: DetachLog = (level, msg) => void (level !== 'debug' && console.log(`${level}: ${msg}`));
+  detach(signal.then(() => void (stopped = true)), 'plaintext terminal: stop', log);
+  /** Wait `ms` before the next attempt, or less if we are told to stop. */
+  const pause = (ms: number) => Promise.race([signal, new Promise((r) => setTimeout(r, ms))]);
+  for (let attempt = 0; !stopped; ) {
+    let sock: Socket;
+    try {
+      sock = await connectToPort(host, port);
+    } catch (e) {
+      const delay = backoffDelay(attempt++, Math.random());
+      console.log(`waiting for the relay port ${host}:${port}: ${(e as Error).message}; attempt ${attempt + 1} in ${delay} ms`);
+      await pause(delay);
+      continue;
+    }
+    attempt = 0;
+    const closed = new Promise<void>((r) => sock.once('close', () => r()));
+    sock.on('error', () => {}); // the close that follows says it
+    // Races the requests: a port that closes mid-request ends them (handled once here, raced twice).
+    const lost = closed.then((): never => {
+      throw new Error('the relay port closed');
+    });
+    detach(lost, 'plaintext terminal: relay port', log); // raced below; a close after the race is expected
+    const p = new PlaintextAgent(cfg, { write: (b) => void sock.write(b) }, {
+      onData: (vpn, peer, b) => console.log(`data ${vpn} ${peer}: ${new TextDecoder().decode(b)}`),
+      onRestricted: (vpn, reason) => console.log(`restricted: ${vpn}${reason ? ` (${reason})` : ''}`),
+      onWaiting: (s, reason) => console.log(`waiting: ${reason}; the relay asks again in about ${s} s`),
+    });
+    sock.on('data', (d: Buffer) => p.input(new Uint8Array(d)));
+    try {
+      await Promise.race([p.configure(), lost]);
+      console.log(`${cfg.id} configured through ${cfg.relay}/${cfg.port} (${file})`);
+      if (user) {
+        for (const x of await Promise.race([p.join(user, password), lost])) console.log(`joined ${x.id} (${x.protocol}/${x.port})`);
+        password = undefined;
+      }
+    } catch (e) {
+      sock.destroy();
+      if ((e as Error).message.startsWith('refused:')) throw e; // the control plane said no: the operator must act
+      console.log(`${cfg.id}: ${(e as Error).message}; connecting again`);
+      await pause(backoffDelay(attempt++, Math.random()));
+      continue;
+    }
+    await Promise.race([signal, closed]);
+    sock.destroy();
+    if (!stopped) console.log(`${cfg.id}: the relay port closed; connecting again`);
   }
-  await signal;
-  sock.destroy();
   return 0;
 }

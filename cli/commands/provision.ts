@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { writePrivateFile } from '../../servers/private-file.js';
 import { join } from 'node:path';
 import { parse, UsageError } from '../args.js';
-import { RemoteSilentError, TARGET_HELP, TARGET_OPTIONS, brokerFor, withTarget } from '../remote-admin.js';
+import { BROKER_TLS_HELP, BROKER_TLS_OPTIONS, RemoteSilentError, TARGET_HELP, TARGET_OPTIONS, brokerFor, withTarget } from '../remote-admin.js';
 import { nodeCrypto } from '../../runtime/node/crypto.js';
 import { parseDeviceCsv, provisionRow, type RowError, type RowResult } from '../../servers/provision.js';
 import { listProfiles, loadProfile } from '../../runtime/node/board-profiles.js';
@@ -12,7 +12,7 @@ import { deviceCard, qrPng } from '../device-card.js';
 import type { Crypto } from '../../protocol/crypto/backend.js';
 import type { ProvisionRow } from '../../servers/provision.js';
 
-export const provisionHelp = `usage: kagi provision --csv FILE --out DIR [--profile NAME] [--broker URL] [--data DIR | --store URL | --remote FILE]
+export const provisionHelp = `usage: kagi provision --csv FILE --out DIR [--profile NAME] [--broker URL [--broker-pin HEX | --broker-ca FILE]] [--data DIR | --store URL | --remote FILE]
 
 Makes and registers every device of a CSV file: one device file per row,
 DIR/ID.json (mode 0600), as kagi device add writes. The first line names
@@ -39,7 +39,9 @@ control plane that stops answering stops the run (run it again to resume).
                      (refused per row by default)
   --broker URL       broker URL written into the device files (default: the
                      one kagi up last served on --data, or the --remote
-                     file's; else mqtt://127.0.0.1:1883)
+                     file's; else mqtt://127.0.0.1:1883); mqtts://HOST:PORT
+                     for TLS
+${BROKER_TLS_HELP}
 ${TARGET_HELP}`;
 
 /** A progress bar on a terminal, a line per tenth elsewhere (logs, CI). */
@@ -76,7 +78,7 @@ async function boardFiles(c: Crypto, row: ProvisionRow, out: string): Promise<vo
 }
 
 export async function provision(args: string[]): Promise<number> {
-  const { values: v } = parse(args, { ...TARGET_OPTIONS, csv: { type: 'string' }, out: { type: 'string' }, profile: { type: 'string' }, broker: { type: 'string' }, 'allow-duplicate-mac': { type: 'boolean', default: false } }, 0);
+  const { values: v } = parse(args, { ...TARGET_OPTIONS, csv: { type: 'string' }, out: { type: 'string' }, profile: { type: 'string' }, broker: { type: 'string' }, 'allow-duplicate-mac': { type: 'boolean', default: false }, ...BROKER_TLS_OPTIONS }, 0);
   if (!v.csv) throw new UsageError('--csv FILE is required');
   if (!v.out) throw new UsageError('--out DIR is required');
   let text: string;

@@ -8,7 +8,7 @@
  * and HKDF-Expand live here, once, so both backends behave identically.
  */
 import { KagiError } from '../errors.js';
-import { concat, isAllZeroCT, wipe } from '../bytes.js';
+import { concat, isAllZeroCT, toHex, wipe } from '../bytes.js';
 
 export const X25519_KEY_LENGTH = 32;
 export const AEAD_KEY_LENGTH = 32;
@@ -22,8 +22,12 @@ export const HKDF_MAX_OUTPUT = 255 * SHA256_LENGTH;
 export interface CryptoPrimitives {
   readonly name: string;
   randomBytes(n: number): Uint8Array;
-  /** RFC 7748 X25519(k, u); may return all zeros (checked by the caller). */
-  x25519(scalar: Uint8Array, u: Uint8Array): Uint8Array;
+  /**
+   * RFC 7748 X25519(k, u); may return all zeros (checked by the caller).
+   * `once`: u is an ephemeral key that will not come again (an HPKE enc),
+   * so a backend that caches parsed peer keys should not keep it.
+   */
+  x25519(scalar: Uint8Array, u: Uint8Array, once?: boolean): Uint8Array;
   x25519Base(scalar: Uint8Array): Uint8Array;
   sha256(data: Uint8Array): Uint8Array;
   hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array;
@@ -33,6 +37,12 @@ export interface CryptoPrimitives {
   aeadSeal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array;
   /** null when authentication fails. */
   aeadOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8Array | null;
+  /**
+   * prefix || aeadSeal(...) in one allocation (a VPN frame: its header,
+   * then the ciphertext); absent where the backend cannot do better than
+   * concatenating.
+   */
+  aeadSealAfter?(prefix: Uint8Array, key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array;
   /** RFC 8439 §2.4 keystream XOR starting at block `counter`. */
   chacha20Xor(key: Uint8Array, nonce: Uint8Array, counter: number, data: Uint8Array): Uint8Array;
   /** RFC 8439 §2.5 one-time authenticator; absent where the host has none. */
@@ -46,6 +56,21 @@ export interface CryptoPrimitives {
   holdStatic?(scalar: Uint8Array): void;
 }
 
+/**
+ * Static–static shared secrets kept per held static key (see staticDh): a
+ * bound on how many peers' secrets one party keeps. 16,384 covers a fleet
+ * of that many devices at a service (about 2.5 MB at the bound); beyond it
+ * the least recently used is wiped and computed again when next needed.
+ */
+export const STATIC_DH_CACHE = 16_384;
+
+/** What holdStaticKey keeps for one of our own static keys. */
+interface HeldStatic {
+  publicKey: Uint8Array;
+  /** X25519(ours, peer) by the peer's public key (hex), least recently used first. */
+  shared: Map<string, Uint8Array>;
+}
+
 function need(what: string, b: Uint8Array, n: number): void {
   if (!(b instanceof Uint8Array) || b.length !== n) {
     throw new KagiError('key', `${what} must be ${n} bytes`);
@@ -56,7 +81,15 @@ function need(what: string, b: Uint8Array, n: number): void {
  * A checked facade over a backend: the only thing the rest of kagi calls.
  */
 export class Crypto {
-  constructor(readonly backend: CryptoPrimitives) {}
+  /** Our own static keys, by array identity (holdStaticKey). */
+  private readonly statics = new WeakMap<Uint8Array, HeldStatic>();
+
+  /** How many peers' static–static secrets each held key keeps. */
+  private readonly staticDhBound: number;
+
+  constructor(readonly backend: CryptoPrimitives, o: { staticDhCache?: number } = {}) {
+    this.staticDhBound = o.staticDhCache ?? STATIC_DH_CACHE;
+  }
 
   get name(): string {
     return this.backend.name;
@@ -73,14 +106,16 @@ export class Crypto {
 
   publicKey(secretKey: Uint8Array): Uint8Array {
     need('X25519 secret key', secretKey, X25519_KEY_LENGTH);
-    return this.backend.x25519Base(secretKey);
+    // HPKE's auth mode needs our own public key at every seal and open.
+    const held = this.statics.get(secretKey);
+    return held ? held.publicKey.slice() : this.backend.x25519Base(secretKey);
   }
 
-  /** Raw X25519, no zero check: for vectors and iterated tests only. */
-  x25519Raw(scalar: Uint8Array, u: Uint8Array): Uint8Array {
+  /** Raw X25519, no zero check: for vectors and iterated tests only (and dh, which adds it). `once`: see CryptoPrimitives.x25519. */
+  x25519Raw(scalar: Uint8Array, u: Uint8Array, once = false): Uint8Array {
     need('X25519 scalar', scalar, X25519_KEY_LENGTH);
     need('X25519 u-coordinate', u, X25519_KEY_LENGTH);
-    return this.backend.x25519(scalar, u);
+    return this.backend.x25519(scalar, u, once);
   }
 
   /**
@@ -90,14 +125,45 @@ export class Crypto {
    */
   holdStaticKey(secretKey: Uint8Array): void {
     need('X25519 secret key', secretKey, X25519_KEY_LENGTH);
+    if (this.statics.has(secretKey)) return;
     this.backend.holdStatic?.(secretKey);
+    this.statics.set(secretKey, { publicKey: this.backend.x25519Base(secretKey), shared: new Map() });
   }
 
   /** X25519 Diffie-Hellman; rejects an all-zero result (low-order peer key). */
-  dh(secretKey: Uint8Array, publicKey: Uint8Array): Uint8Array {
-    const out = this.x25519Raw(secretKey, publicKey);
+  dh(secretKey: Uint8Array, publicKey: Uint8Array, once = false): Uint8Array {
+    const out = this.x25519Raw(secretKey, publicKey, once);
     if (isAllZeroCT(out)) throw new KagiError('key', 'X25519 produced an all-zero shared secret');
     return out;
+  }
+
+  /**
+   * X25519 of two static keys (HPKE's auth-mode DH, the CONNECT key): the
+   * same value for every message between the same two parties, so when
+   * `secretKey` is a held static key it is computed once per peer and kept
+   * (decision 76) — half the X25519 of every sealed request, and on a
+   * board half of ~65 ms. The kept secret is no more than the held static
+   * key already gives; the cache is bounded and wipes what it drops. The
+   * caller gets a copy it may wipe.
+   */
+  staticDh(secretKey: Uint8Array, publicKey: Uint8Array): Uint8Array {
+    const held = this.statics.get(secretKey);
+    if (!held) return this.dh(secretKey, publicKey);
+    need('X25519 u-coordinate', publicKey, X25519_KEY_LENGTH);
+    const peer = toHex(publicKey);
+    let shared = held.shared.get(peer);
+    if (shared) {
+      held.shared.delete(peer); // most recently used goes last
+    } else {
+      shared = this.dh(secretKey, publicKey);
+      if (held.shared.size >= this.staticDhBound) {
+        const [oldest, secret] = held.shared.entries().next().value as [string, Uint8Array];
+        held.shared.delete(oldest);
+        wipe(secret);
+      }
+    }
+    held.shared.set(peer, shared);
+    return shared.slice();
   }
 
   sha256(data: Uint8Array): Uint8Array {
@@ -138,6 +204,14 @@ export class Crypto {
     need('AEAD key', key, AEAD_KEY_LENGTH);
     need('AEAD nonce', nonce, AEAD_NONCE_LENGTH);
     return this.backend.aeadSeal(key, nonce, plaintext, aad);
+  }
+
+  /** prefix || seal(key, nonce, plaintext, aad): the same bytes, the ciphertext written once into the result. */
+  sealAfter(prefix: Uint8Array, key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array {
+    need('AEAD key', key, AEAD_KEY_LENGTH);
+    need('AEAD nonce', nonce, AEAD_NONCE_LENGTH);
+    if (this.backend.aeadSealAfter) return this.backend.aeadSealAfter(prefix, key, nonce, plaintext, aad);
+    return concat(prefix, this.backend.aeadSeal(key, nonce, plaintext, aad));
   }
 
   /** null when the ciphertext, nonce or AAD was tampered with. */

@@ -18,8 +18,31 @@ function privateKey(scalar: Uint8Array): nc.KeyObject {
   return nc.createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d: b64u(scalar), x: PLACEHOLDER_X }, format: 'jwk' });
 }
 
-function publicKey(u: Uint8Array): nc.KeyObject {
-  return nc.createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: b64u(u) }, format: 'jwk' });
+/** A public key from its JWK `x` (base64url of the 32 bytes). */
+function publicKey(x: string): nc.KeyObject {
+  return nc.createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x }, format: 'jwk' });
+}
+
+/**
+ * Peers' public keys parsed, least recently used first: the devices a
+ * service seals to again (keys to every member at each rekey) and the
+ * services a device seals to. Public data; bounded like the static-DH cache
+ * in the facade. Ephemeral keys (HPKE enc, `once`) are not kept.
+ */
+const PEER_KEYS = 16_384;
+const peers = new Map<string, nc.KeyObject>();
+
+function peerKey(u: Uint8Array, once: boolean): nc.KeyObject {
+  const x = b64u(u);
+  if (once) return publicKey(x);
+  let k = peers.get(x);
+  if (k) peers.delete(x);
+  else {
+    k = publicKey(x);
+    if (peers.size >= PEER_KEYS) peers.delete(peers.keys().next().value!);
+  }
+  peers.set(x, k);
+  return k;
 }
 
 const u8 = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.length);
@@ -32,12 +55,30 @@ const u8 = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.l
  */
 const held = new WeakMap<Uint8Array, nc.KeyObject>();
 
+/**
+ * The private key object x25519Base just made: an HPKE seal makes an
+ * ephemeral key's public key and then uses the key once at once; parsing
+ * it twice was a third of the seal. One slot, by identity, taken once.
+ */
+let justMade: { scalar: Uint8Array; key: nc.KeyObject } | undefined;
+
+function privateFor(k: Uint8Array): nc.KeyObject {
+  const h = held.get(k);
+  if (h) return h;
+  if (justMade?.scalar === k) {
+    const { key } = justMade;
+    justMade = undefined;
+    return key;
+  }
+  return privateKey(k);
+}
+
 export const nodePrimitives: CryptoPrimitives = {
   name: 'node',
   randomBytes: (n) => u8(nc.randomBytes(n)),
-  x25519(k, u) {
+  x25519(k, u, once = false) {
     try {
-      return u8(nc.diffieHellman({ privateKey: held.get(k) ?? privateKey(k), publicKey: publicKey(u) }));
+      return u8(nc.diffieHellman({ privateKey: privateFor(k), publicKey: peerKey(u, once) }));
     } catch {
       // OpenSSL refuses to return an all-zero X25519 result (the only way
       // derive fails for well-sized inputs); report it as zeros so the
@@ -48,7 +89,11 @@ export const nodePrimitives: CryptoPrimitives = {
   holdStatic(k) {
     if (!held.has(k)) held.set(k, privateKey(k));
   },
-  x25519Base: (k) => u8(Buffer.from(nc.createPublicKey(privateKey(k)).export({ format: 'jwk' }).x!, 'base64url')),
+  x25519Base(k) {
+    const key = held.get(k) ?? privateKey(k);
+    if (!held.has(k)) justMade = { scalar: k, key };
+    return u8(Buffer.from(nc.createPublicKey(key).export({ format: 'jwk' }).x!, 'base64url'));
+  },
   sha256: (d) => u8(nc.createHash('sha256').update(d).digest()),
   hmacSha256: (k, d) => u8(nc.createHmac('sha256', k).update(d).digest()),
   hkdf: (ikm, salt, info, length) => new Uint8Array(nc.hkdfSync('sha256', ikm, salt, info, length)),
@@ -57,6 +102,19 @@ export const nodePrimitives: CryptoPrimitives = {
     c.setAAD(aad, { plaintextLength: pt.length });
     return u8(Buffer.concat([c.update(pt), c.final(), c.getAuthTag()]));
   },
+  aeadSealAfter(prefix, key, nonce, pt, aad) {
+    const c = nc.createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: 16 });
+    c.setAAD(aad, { plaintextLength: pt.length });
+    const out = new Uint8Array(prefix.length + pt.length + 16);
+    out.set(prefix);
+    let at = prefix.length;
+    for (const part of [c.update(pt), c.final()]) {
+      out.set(part, at);
+      at += part.length;
+    }
+    out.set(c.getAuthTag(), at);
+    return out;
+  },
   aeadOpen(key, nonce, sealed, aad) {
     const ctLen = sealed.length - 16;
     const d = nc.createDecipheriv('chacha20-poly1305', key, nonce, { authTagLength: 16 });
@@ -64,7 +122,10 @@ export const nodePrimitives: CryptoPrimitives = {
     d.setAuthTag(sealed.subarray(ctLen));
     const out = d.update(sealed.subarray(0, ctLen));
     try {
-      return u8(Buffer.concat([out, d.final()]));
+      // final() throws when the tag does not match; ChaCha20 is a stream
+      // cipher, so it adds no bytes: the plaintext is `out`, not copied again.
+      const rest = d.final();
+      return u8(rest.length ? Buffer.concat([out, rest]) : out);
     } catch {
       out.fill(0); // never hand out unauthenticated plaintext
       return null;

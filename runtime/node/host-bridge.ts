@@ -9,6 +9,8 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { randomBytes } from 'node:crypto';
 import type { HostBridge, HostMqttConnect, HostMqttEvents, LogLevel } from '../../device/board/host.js';
 import { detach } from '../../device/detach.js';
+import { isTlsUrl, type BrokerTls } from '../../protocol/broker-tls.js';
+import { brokerTlsStream } from './broker-tls.js';
 
 export class NodeHostBridge implements HostBridge {
   private readonly timers = new Map<number, ReturnType<typeof setTimeout>>();
@@ -18,7 +20,13 @@ export class NodeHostBridge implements HostBridge {
   readonly storage = new Map<string, string>();
   readonly lines: string[] = [];
 
-  constructor(private readonly brokerUrl: string, private readonly onLog?: (level: LogLevel, msg: string) => void) {}
+  /**
+   * `tls`: how an mqtts:// broker is checked. TLS is the native side's
+   * business on a board (its MQTT stack's TLS, e.g. mbedTLS under the
+   * board's MQTT client): the bundle never sees it. This bridge does it as
+   * such a host would, with the same pin check as kagi agent.
+   */
+  constructor(private readonly brokerUrl: string, private readonly onLog?: (level: LogLevel, msg: string) => void, private readonly tls?: BrokerTls) {}
 
   random(n: number): Uint8Array {
     return new Uint8Array(randomBytes(n));
@@ -53,7 +61,7 @@ export class NodeHostBridge implements HostBridge {
   }
 
   mqttConnect(o: HostMqttConnect, ev: HostMqttEvents): void {
-    const client = mqtt.connect(this.brokerUrl, {
+    const options: mqtt.IClientOptions = {
       clientId: o.clientId,
       ...(o.username !== undefined ? { username: o.username } : {}),
       ...(o.password ? { password: Buffer.from(o.password) } : {}),
@@ -62,7 +70,8 @@ export class NodeHostBridge implements HostBridge {
       reconnectPeriod: 0, // the agent reconnects (bridge contract)
       protocolVersion: 4,
       ...(o.will ? { will: { topic: o.will.topic, payload: Buffer.from(o.will.payload), retain: o.will.retain, qos: 1 as const } } : {}),
-    });
+    };
+    const client = isTlsUrl(this.brokerUrl) ? new mqtt.MqttClient(brokerTlsStream(new URL(this.brokerUrl), this.tls), options) : mqtt.connect(this.brokerUrl, options);
     this.client = client;
     let closed = false;
     const close = (reason: string) => {

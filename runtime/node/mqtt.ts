@@ -15,6 +15,8 @@ import type { Transport } from '../../protocol/peer.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from '../../protocol/backoff.js';
 import { detach } from '../../device/detach.js';
 import { BrokerRefusedError } from '../../device/platform.js';
+import { isTlsUrl, type BrokerTls } from '../../protocol/broker-tls.js';
+import { BrokerPinError, brokerTlsStream, isIdentityError } from './broker-tls.js';
 
 export interface MqttLinkOptions {
   url: string;
@@ -42,6 +44,8 @@ export interface MqttLinkOptions {
   backoff?: BackoffOptions;
   /** Source address to connect from (a host with several addresses). */
   localAddress?: string;
+  /** How an mqtts:// broker is checked (a pin or a CA; without it the system CAs). Ignored for mqtt://. */
+  tls?: BrokerTls;
   log?(level: 'debug' | 'info' | 'warn', msg: string): void;
 }
 
@@ -68,8 +72,14 @@ export class MqttLink implements Transport {
     detach(this.password().then((p) => void (this.next = p)), `mqtt ${this.o.clientId}: fresh connect password`, log, 'warn');
   }
 
-  /** Connect; resolves on the first CONNACK, rejects on refusal or timeout. */
-  async connect(timeoutMs = 10_000): Promise<void> {
+  /**
+   * Connect; resolves on the first CONNACK, rejects on refusal or timeout.
+   * 30 s (MQTT.js's own default): a dead or unreachable broker fails at
+   * once (refused, reset), so the timeout only ends waits on a busy one;
+   * in a restart storm at 10 s most agents gave up on CONNACKs the broker
+   * was still working on and asked again, doubling its work (decision 77).
+   */
+  async connect(timeoutMs = 30_000): Promise<void> {
     const options: mqtt.IClientOptions = {
       clientId: this.o.mqttClientId ?? this.o.clientId,
       password: await this.password(),
@@ -82,10 +92,12 @@ export class MqttLink implements Transport {
       will: this.o.will ? { topic: this.o.will.topic, payload: Buffer.from(this.o.will.payload), retain: this.o.will.retain, qos: 1 } : undefined,
     };
     const url = new URL(this.o.url);
-    // MQTT.js cannot pick a source address; a stream builder can.
-    const client = this.o.localAddress
-      ? new mqtt.MqttClient(() => createConnection({ host: url.hostname, port: Number(url.port || 1883), localAddress: this.o.localAddress }), options)
-      : mqtt.connect(this.o.url, options);
+    // MQTT.js cannot pick a source address or check a pin; a stream builder can.
+    const client = isTlsUrl(this.o.url)
+      ? new mqtt.MqttClient(brokerTlsStream(url, this.o.tls, this.o.localAddress), options)
+      : this.o.localAddress
+        ? new mqtt.MqttClient(() => createConnection({ host: url.hostname, port: Number(url.port || 1883), localAddress: this.o.localAddress }), options)
+        : mqtt.connect(this.o.url, options);
     this.client = client;
     client.on('close', () => {
       for (const lost of this.inFlight) lost();
@@ -111,7 +123,9 @@ export class MqttLink implements Transport {
       if (this.o.subscriptions.length) client.subscribe(this.o.subscriptions, { qos: 1 });
     });
     client.on('message', (topic, payload) => this.o.onMessage(topic, new Uint8Array(payload.buffer, payload.byteOffset, payload.length)));
-    client.on('error', (e) => this.o.log?.('debug', `mqtt ${this.o.clientId}: ${e.message}`));
+    // A broker that is not the one the file names is worth a warning at
+    // every attempt; network errors are reconnect noise.
+    client.on('error', (e) => this.o.log?.(isIdentityError(e as { code?: unknown }) ? 'warn' : 'debug', `mqtt ${this.o.clientId}: ${this.o.url}: ${e.message}`));
     // Only the first connection attempt can fail connect(); after that,
     // errors are reconnect noise and MQTT.js keeps trying.
     await new Promise<void>((resolve, reject) => {
@@ -130,7 +144,7 @@ export class MqttLink implements Transport {
       const ok = () => (done(), resolve());
       // A CONNACK refusal carries a reason code (MQTT-3.2.2.3); a socket error does not.
       const refused = (e: Error & { code?: unknown }) =>
-        fail(typeof e.code === 'number' ? new BrokerRefusedError(`broker refused ${this.o.clientId}: ${e.message}`) : new Error(`cannot reach ${this.o.url}: ${e.message}`));
+        fail(typeof e.code === 'number' ? new BrokerRefusedError(`broker refused ${this.o.clientId}: ${e.message}`) : new Error(`cannot reach ${this.o.url}: ${untrusted(e)}`));
       const timer = setTimeout(() => fail(new Error(`could not connect to ${this.o.url} within ${timeoutMs} ms`)), timeoutMs);
       client.on('connect', ok);
       client.on('error', refused);
@@ -151,13 +165,38 @@ export class MqttLink implements Transport {
   publish(topic: string, payload: Uint8Array, retain = false): Promise<void> {
     const c = this.client;
     if (!c || !c.connected) return Promise.reject(new Error(`${this.o.clientId}: not connected to the broker`));
-    let lost!: () => void;
-    const dropped = new Promise<never>((_, reject) => {
-      lost = () => reject(new Error(`${this.o.clientId}: connection lost before the broker acknowledged`));
+    // One promise per publish (this is every VPN frame): settled by the
+    // PUBACK callback or by the connection's loss, whichever comes first.
+    return new Promise<void>((resolve, reject) => {
+      const lost = () => reject(new Error(`${this.o.clientId}: connection lost before the broker acknowledged`));
+      this.inFlight.add(lost);
+      this.corkTurn(c);
+      // A view, not a copy: callers hand over a message they do not change afterwards (a sealed frame is made per publish).
+      c.publish(topic, Buffer.from(payload.buffer, payload.byteOffset, payload.length), { qos: 1, retain }, (e) => {
+        this.inFlight.delete(lost);
+        if (e) reject(e);
+        else resolve();
+      });
     });
-    this.inFlight.add(lost);
-    const acked = c.publishAsync(topic, Buffer.from(payload), { qos: 1, retain }).then(() => undefined);
-    return Promise.race([acked, dropped]).finally(() => this.inFlight.delete(lost));
+  }
+
+  /**
+   * Publishes made in one turn of the event loop leave in one write: the
+   * socket is corked at the first and uncorked when the turn ends
+   * (setImmediate). mqtt-packet corks each packet only until nextTick, and
+   * a burst built across promise continuations (a rekey's 10,000 updates,
+   * a relay's frames) went out one writev per message: 17% of a rekey.
+   */
+  private corked = false;
+  private corkTurn(c: MqttClient): void {
+    const stream = c.stream as { cork?(): void; uncork?(): void } | undefined;
+    if (this.corked || !stream?.cork || !stream.uncork) return;
+    this.corked = true;
+    stream.cork();
+    setImmediate(() => {
+      this.corked = false;
+      stream.uncork!();
+    });
   }
 
   async subscribe(topic: string): Promise<void> {
@@ -175,4 +214,10 @@ export class MqttLink implements Transport {
     const c = this.client;
     if (c) await c.endAsync(!c.connected || Object.keys(c.outgoing).length > 0);
   }
+}
+
+/** A TLS failure of the broker's identity, said as one: a pin mismatch says so itself; a chain or name error names what it was checked against. */
+function untrusted(e: Error & { code?: unknown }): string {
+  if (!isIdentityError(e) || e instanceof BrokerPinError) return e.message;
+  return `the broker's certificate is not trusted (${e.message}; checked against the brokerTls CA of this file, or the system's CAs without one)`;
 }

@@ -7,9 +7,12 @@ import { healthyRandom } from '../../protocol/entropy.js';
 import { FileNumberStore } from './file-numbers.js';
 import { FileSecretStore } from './file-secrets.js';
 import { MqttLink } from './mqtt.js';
+import type { BrokerTls } from '../../protocol/broker-tls.js';
 
 export interface NodePlatformOptions {
   brokerUrl: string;
+  /** How an mqtts:// broker is checked: the file's brokerTls (a pin or a CA). */
+  brokerTls?: BrokerTls;
   /** File for sequence counters; memory when absent (tests). */
   stateFile?: string;
   /** File for resumption tickets (0600); memory when absent. */
@@ -50,6 +53,7 @@ export function nodePlatform(o: NodePlatformOptions): Platform {
         ...(l.will ? { will: l.will } : {}),
         ...(l.onConnect ? { onConnect: l.onConnect } : {}),
         ...(o.localAddress ? { localAddress: o.localAddress } : {}),
+        ...(o.brokerTls ? { tls: o.brokerTls } : {}),
         log,
       });
       await link.connect();

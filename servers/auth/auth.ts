@@ -12,19 +12,21 @@ import { decodeEnvelope, type Envelope } from '../../protocol/envelope.js';
 import { openRequest } from '../../protocol/sealed.js';
 import { asBody, bytes, str, type Body } from '../../protocol/body.js';
 import { isKagiError } from '../../protocol/errors.js';
-import type { Incoming, Peer, Reply } from '../../protocol/peer.js';
+import type { Peer } from '../../protocol/peer.js';
 import { startService, type ServiceContext } from '../service-host.js';
 import type { DeviceRow } from '../store/store.js';
 import { PasswordCheck, type PasswordCheckOptions } from './password-check.js';
 import { sealTicket, ticketId, TICKET_SECRET_LENGTH, type Ticket } from '../../protocol/ticket.js';
 import { wipe } from '../../protocol/bytes.js';
 import { TicketDesk } from './tickets.js';
+import { AuthHistory } from './history.js';
 
 type Verdict = Body & { ok: boolean };
 
 /** Why a request was refused, as a code (metrics label) and as words (logs, the device). */
-type RefusalCode = 'malformed' | 'unknown-device' | 'not-a-device' | 'revoked' | 'credential' | 'stale' | 'replay' | 'relay-binding' | 'mac' | 'password' | 'throttled' | 'busy' | 'no-vpn' | 'unknown-op'
-  | 'ticket-unknown' | 'ticket-expired' | 'ticket-reused' | 'ticket-invalid';
+export const REFUSAL_CODES = ['malformed', 'unknown-device', 'not-a-device', 'revoked', 'credential', 'stale', 'replay', 'relay-binding', 'mac', 'password', 'throttled', 'busy', 'no-vpn', 'unknown-op',
+  'ticket-unknown', 'ticket-expired', 'ticket-reused', 'ticket-invalid'] as const;
+type RefusalCode = typeof REFUSAL_CODES[number];
 
 export interface AuthOptions {
   /** The password check's hash pool and throttling (issue 21). */
@@ -40,10 +42,14 @@ function refuse(code: RefusalCode, reason: string, extra: Body = {}): Verdict {
   return { ok: false, code, reason, ...extra };
 }
 
+/** The auth server is asked by the config server alone (before any HPKE: Peer.takesRequest). */
+const fromConfig = (env: { from: string; type: string }) => env.from === 'config' && env.type === 'service.request';
+
 export async function startAuth(ctx: ServiceContext, o: AuthOptions = {}) {
   let peer!: Peer;
   const passwords = await PasswordCheck.start(ctx.store, ctx.metrics, o.password);
   const tickets = new TicketDesk(ctx, o.ticketLifetimeMs);
+  const history = new AuthHistory(ctx);
 
   /** Open a device's sealed request forwarded by the config server. */
   async function openDeviceRequest(raw: Uint8Array, type: Envelope['type']) {
@@ -55,7 +61,11 @@ export async function startAuth(ctx: ServiceContext, o: AuthOptions = {}) {
     }
     if (env.type !== type || env.to !== 'auth') return { refusal: refuse('malformed', `not a ${type} to auth`) };
     const device = await ctx.store.getDevice(env.from);
+    // An unknown id is not recorded: anyone can make one up, and kagi why has nothing to say of it.
     if (!device) return { refusal: refuse('unknown-device', `unknown device ${env.from}`) };
+    // Nothing here is recorded for kagi why (no `about`): the sender is not
+    // authenticated yet, or its request is not fresh (a replay anyone can
+    // send), and input an attacker can make changes no table (decision 79).
     if (device.revoked) return { refusal: refuse('revoked', `device ${env.from} is revoked`) };
     // An operator's admin key works the admin API only, never as a device.
     if (device.kind === 'admin') return { refusal: refuse('not-a-device', `${env.from} is an admin, not a device`) };
@@ -89,16 +99,17 @@ export async function startAuth(ctx: ServiceContext, o: AuthOptions = {}) {
    * terminal behind the sending relay, stated as { id, port } and checked
    * against the binding registered for that terminal.
    */
-  async function subject(sender: DeviceRow, body: Body): Promise<{ device: DeviceRow; via: Body | null } | [RefusalCode, string]> {
+  async function subject(sender: DeviceRow, body: Body): Promise<{ device: DeviceRow; via: Body | null } | [RefusalCode, string, string]> {
     if (body.onBehalf === undefined) return { device: sender, via: null };
     const ob = asBody(body.onBehalf);
     const id = str(ob, 'id', 64);
     const port = str(ob, 'port', 64);
-    if (sender.kind !== 'relay') return ['relay-binding', `${sender.id} is not a relay and cannot speak for ${id}`];
+    // The third element: the device kagi why records the refusal for.
+    if (sender.kind !== 'relay') return ['relay-binding', `${sender.id} is not a relay and cannot speak for ${id}`, sender.id];
     const plain = await ctx.store.getDevice(id);
-    if (!plain || plain.kind !== 'plaintext') return ['unknown-device', `unknown plaintext terminal ${id}`];
-    if (plain.revoked) return ['revoked', `device ${id} is revoked`];
-    if (plain.relayId !== sender.id || plain.relayPort !== port) return ['relay-binding', `${id} is not bound to port ${port} of ${sender.id}`];
+    if (!plain || plain.kind !== 'plaintext') return ['unknown-device', `unknown plaintext terminal ${id}`, sender.id];
+    if (plain.revoked) return ['revoked', `device ${id} is revoked`, id];
+    if (plain.relayId !== sender.id || plain.relayPort !== port) return ['relay-binding', `${id} is not bound to port ${port} of ${sender.id}`, id];
     return { device: plain, via: { relay: sender.id, port } };
   }
 
@@ -107,12 +118,13 @@ export async function startAuth(ctx: ServiceContext, o: AuthOptions = {}) {
     if ('refusal' in r) return r.refusal!;
     const common = { replyTo: r.env.from, reqId: r.env.reqId, replyKey: r.replyKey };
     const who = await subject(r.device, r.body);
-    if (Array.isArray(who)) return refuse(who[0], who[1], common);
+    if (Array.isArray(who)) return refuse(who[0], who[1], { ...common, about: { device: who[2] } });
+    const about = { about: { device: who.device.id } };
     const mac = str(r.body, 'mac', 32);
-    if (mac.toLowerCase() !== who.device.mac.toLowerCase()) return refuse('mac', `MAC ${mac} does not match device ${who.device.id}`, common);
+    if (mac.toLowerCase() !== who.device.mac.toLowerCase()) return refuse('mac', `MAC ${mac} does not match device ${who.device.id}`, { ...common, ...about });
     const channel = r.secrets.channelKeys();
     r.secrets.destroy();
-    return { ok: true, ...common, deviceId: who.device.id, via: who.via, kind: who.device.kind, mac: who.device.mac, channelUp: channel.up, channelDown: channel.down };
+    return { ok: true, ...common, ...about, deviceId: who.device.id, via: who.via, kind: who.device.kind, mac: who.device.mac, channelUp: channel.up, channelDown: channel.down };
   }
 
   async function userJoin(raw: Uint8Array): Promise<Verdict> {
@@ -131,10 +143,11 @@ export async function startAuth(ctx: ServiceContext, o: AuthOptions = {}) {
   }
 
   async function checkUser(r: { env: Envelope; device: DeviceRow; body: Body; replyKey: Uint8Array }, channel: { up: Uint8Array; down: Uint8Array }, ticketKey: Uint8Array): Promise<Verdict> {
-    const common = { replyTo: r.env.from, reqId: r.env.reqId, replyKey: r.replyKey };
     const who = await subject(r.device, r.body);
-    if (Array.isArray(who)) return refuse(who[0], who[1], common);
+    if (Array.isArray(who)) return refuse(who[0], who[1], { replyTo: r.env.from, reqId: r.env.reqId, replyKey: r.replyKey, about: { device: who[2] } });
     const userId = str(r.body, 'user', 64);
+    // Every verdict from here is about this device joining as this user (kagi why).
+    const common = { replyTo: r.env.from, reqId: r.env.reqId, replyKey: r.replyKey, about: { device: who.device.id, user: userId } };
     const presented = r.body.ticket === undefined ? null : asBody(r.body.ticket);
     if (!presented) {
       const user = await ctx.store.getUser(userId);
@@ -170,14 +183,16 @@ export async function startAuth(ctx: ServiceContext, o: AuthOptions = {}) {
     return { ok: true, ...common, deviceId: who.device.id, via: who.via, user: userId, vpns, addresses, channelUp: channel.up, channelDown: channel.down, ticket: sealedTicket };
   }
 
-  async function onRequest(m: Incoming): Promise<Reply | undefined> {
-    if (m.env.from !== 'config' || m.env.type !== 'service.request') return undefined;
-    const b = asBody(m.body);
+  /** A service request from the config server, over the broker or by a call (startService's serve). */
+  async function serve(from: string, request: unknown): Promise<Body | undefined> {
+    if (from !== 'config') return undefined;
+    const b = asBody(request);
     const op = str(b, 'op', 32);
     const raw = bytes(b, 'envelope');
     const verdict = op === 'device.auth' ? await deviceAuth(raw) : op === 'user.join' ? await userJoin(raw) : refuse('unknown-op', `unknown op ${op}`);
     // The detail is for the operator's log only: not even its length goes on the wire.
-    const { detail, ...body } = verdict;
+    const { detail, about, ...body } = verdict;
+    if (about !== undefined) await history.note(asBody(about), op === 'device.auth' ? 'config' : 'join', verdict);
     if (!verdict.ok) {
       // Throttled and busy refusals cost a sender no hash, so they come
       // as fast as it sends: counted, and logged at debug only.
@@ -185,14 +200,14 @@ export async function startAuth(ctx: ServiceContext, o: AuthOptions = {}) {
       ctx.log(level, `auth: refused ${op}: ${String(verdict.reason)}${typeof detail === 'string' ? ` (${detail})` : ''}`);
       ctx.metrics.count('kagi_refusals_total', { reason: String(verdict.code) });
     }
-    return { type: 'service.response', body };
+    return body;
   }
 
   const pruner = setInterval(() => {
     passwords.throttle.prune().catch((e: Error) => ctx.log('warn', `auth: forgetting old password failures: ${e.message}`));
   }, PRUNE_EVERY_MS);
   pruner.unref();
-  const running = await startService('auth', ctx, { onRequest }, (p) => (peer = p));
+  const running = await startService('auth', ctx, { serve, takesRequest: fromConfig }, (p) => (peer = p));
   return {
     ...running,
     passwords,

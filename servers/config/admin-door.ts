@@ -16,11 +16,12 @@ import { LIMITS } from '../../protocol/limits.js';
 import { AEAD_TAG_LENGTH } from '../../protocol/crypto/backend.js';
 import { publicKeys } from '../identity.js';
 import { ADMIN_OPS, runAdminOp } from '../admin-ops.js';
+import type { WhySettings } from '../why/explain.js';
 import { AdminError } from '../admin.js';
 import { ConflictError } from '../store/store.js';
 import type { ServiceContext } from '../service-host.js';
 
-export function adminDoor(ctx: ServiceContext): (m: Incoming) => Promise<Reply | undefined> {
+export function adminDoor(ctx: ServiceContext, why: WhySettings = {}): (m: Incoming) => Promise<Reply | undefined> {
   const refuse = (reason: string): Reply => ({ type: 'error', body: { reason } });
   return async (m) => {
     if (m.env.type !== 'admin.request') return undefined; // nothing else is sealed to config
@@ -34,7 +35,7 @@ export function adminDoor(ctx: ServiceContext): (m: Incoming) => Promise<Reply |
     try {
       const b = asBody(m.body);
       op = str(b, 'op', 64);
-      const result = await runAdminOp({ store: ctx.store, services: async () => publicKeys(ctx.keys), actor: `admin:${who.id}` }, op, b.args);
+      const result = await runAdminOp({ store: ctx.store, services: async () => publicKeys(ctx.keys), actor: `admin:${who.id}`, why }, op, b.args);
       const body = { result };
       // One answer is one control message: a status of a large fleet may not fit.
       const size = encode(body).length;

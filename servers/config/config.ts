@@ -11,7 +11,6 @@
  * without the member, its key holder told (S405), the key server told to
  * rekey the rest (S404).
  */
-import { topics } from '../../protocol/topics.js';
 import { adminDoor } from './admin-door.js';
 import { configContext, type ConfigOptions } from './context.js';
 import { joinPath } from './join-path.js';
@@ -27,10 +26,14 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
   const members = membership(c);
   const monitor = monitoring(c, members);
   const warn = (e: unknown) => ctx.log('warn', `config: ${(e as Error).message}`);
-  const running = await startService('config', ctx, { onForeign: joinPath(c, members), onChannel: monitor.onChannel, onRequest: adminDoor(ctx) }, c.bind, {
-    topics: [topics.state('+')],
-    onMessage: (topic, payload) => void monitor.onState(topic, payload).catch(warn),
-  });
+  const running = await startService('config', ctx, {
+    onForeign: joinPath(c, members),
+    onChannel: monitor.onChannel,
+    onRequest: adminDoor(ctx, { evictAfter: c.live.evictAfter, pollIntervalMs: c.live.pollIntervalMs, drivers: o.drivers.map((d) => d.name) }),
+    // Header checks before any key lookup or crypto (Peer.takesRequest): admins ask, holders answer polls.
+    takesRequest: (env) => env.type === 'admin.request',
+    takesChannel: (env) => env.type === 'poll.reply' || env.type === 'continue' || env.type === 'leave',
+  }, c.bind, (topic, payload) => void monitor.onState(topic, payload).catch(warn));
   c.started(running);
   await members.reconcile(); // heal whatever changed while we were down
   if (running.lease.held) await monitor.lead();

@@ -74,7 +74,7 @@ export interface ConfigContext {
   leading(): boolean;
   /** Our own link to the broker is up. */
   connected(): boolean;
-  /** A service.request to auth or keys; the answer's body. */
+  /** A service.request to auth or keys (by a call when it runs in this process); the answer's body. */
   ask(to: 'auth' | 'keys', body: Body): Promise<Body>;
   /** Called once the service runs (messages may arrive before). */
   bind(peer: Peer): void;
@@ -95,6 +95,7 @@ export function configContext(ctx: ServiceContext, o: ConfigOptions): ConfigCont
     leading: () => service?.lease.held === true,
     connected: () => service?.link.connected === true,
     async ask(to, body) {
+      if (ctx.local?.has(to)) return ctx.local.ask('config', to, body);
       const r = await c.peer().request({ to, pkR: ctx.keys[to].publicKey, topic: topics.service(to, 'service'), type: 'service.request', body, timeoutMs: ctx.timeoutMs });
       r.secrets.destroy();
       return asBody(r.body);

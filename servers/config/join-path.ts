@@ -18,6 +18,9 @@ import { publicKeys } from '../identity.js';
 import type { ConfigContext } from './context.js';
 import type { Membership } from './membership.js';
 
+/** Requests of one sender being forwarded to the auth server at once; more are dropped. */
+export const MAX_FORWARDS_PER_SENDER = 16;
+
 /** Handles a request sealed to auth that reached the config server (Peer's onForeign). */
 export function joinPath(c: ConfigContext, members: Membership): (env: Envelope, raw: Uint8Array) => Promise<void> {
   const { ctx, o } = c;
@@ -58,7 +61,8 @@ export function joinPath(c: ConfigContext, members: Membership): (env: Envelope,
     ctx.log('info', `config: sent config to ${deviceId}`);
   }
 
-  async function join(v: Body): Promise<void> {
+  /** `startedAt`: when the join request reached us (performance.now()), for kagi_join_seconds. */
+  async function join(v: Body, startedAt: number): Promise<void> {
     const deviceId = str(v, 'deviceId', 64);
     const replyTo = str(v, 'replyTo', 64);
     const userId = str(v, 'user', 64);
@@ -77,12 +81,14 @@ export function joinPath(c: ConfigContext, members: Membership): (env: Envelope,
       const old = (await ctx.store.membershipsOf(deviceId)).find((m) => m.vpnId === x.id);
       await ctx.store.putMember({ vpnId: str(x, 'id', 64), deviceId, userId, keyId: old?.keyId ?? 0, networkId });
     }
-    await members.reconcile(); // program the network devices before keys go out
+    await members.reconcile([deviceId]); // program the network devices before keys go out (its rows: a patch)
     // Keys for a plaintext terminal go to its relay, for its port.
     const issued = await c.ask('keys', { op: 'keys.issue', deviceId, vpns: vpns.map((x) => x.id), ...(via ? { deliverTo: via.relay, port: via.port } : {}) });
     if (!issued.ok) {
       ctx.metrics.count('kagi_refusals_total', { reason: 'keys' });
-      return refuseDevice({ ...v, code: 'keys', reason: `key distribution failed: ${String(issued.reason)}` });
+      const reason = `key distribution failed: ${String(issued.reason)}`;
+      await ctx.store.noteRefusal(deviceId, { at: Date.now(), code: 'keys', reason, user: userId }).catch((e: Error) => ctx.log('warn', `config: recording a refusal of ${deviceId}: ${e.message}`));
+      return refuseDevice({ ...v, code: 'keys', reason });
     }
     const epochs = asBody(issued.epochs);
     for (const x of vpns) await ctx.store.putMember({ vpnId: str(x, 'id', 64), deviceId, userId, keyId: num(epochs, str(x, 'id', 64)), networkId });
@@ -99,13 +105,36 @@ export function joinPath(c: ConfigContext, members: Membership): (env: Envelope,
     await c.peer().sendReply(replyTo, num(v, 'reqId'), bytes(v, 'replyKey'), { type: 'join.response', body: { user: userId, vpns: out, liveness: c.wire, ...(v.ticket instanceof Uint8Array ? { ticket: v.ticket } : {}) } });
     ctx.log('info', `config: ${deviceId} (${userId}) joined ${out.map((x) => x.id).join(', ')}`);
     ctx.metrics.count('kagi_joins_total');
+    ctx.metrics.observe('kagi_join_seconds', (performance.now() - startedAt) / 1000);
   }
 
+  /**
+   * Forwarding costs an HPKE seal here and an open at the auth server, so
+   * before it: the type, a sender that is a registered device that speaks
+   * for itself (a store read), and at most MAX_FORWARDS_PER_SENDER of its
+   * requests at the auth server at once (an agent has one; a relay one per
+   * terminal joining through it). What fails is dropped and counted; the
+   * sender's own retry is the answer (decision 7).
+   */
+  const inFlight = new Map<string, number>();
+  const drop = (reason: string) => ctx.metrics.count('kagi_messages_dropped_total', { service: 'config', reason });
   return async (env, raw) => {
-    if (env.to !== 'auth' || (env.type !== 'config.request' && env.type !== 'join.request')) return;
-    const op = env.type === 'config.request' ? 'device.auth' : 'user.join';
-    const verdict = await c.ask('auth', { op, envelope: raw });
-    if (!verdict.ok) return refuseDevice(verdict);
-    return op === 'device.auth' ? configure(verdict) : join(verdict);
+    if (env.to !== 'auth' || (env.type !== 'config.request' && env.type !== 'join.request')) return drop('type');
+    const n = inFlight.get(env.from) ?? 0;
+    if (n >= MAX_FORWARDS_PER_SENDER) return drop('busy');
+    inFlight.set(env.from, n + 1);
+    try {
+      const sender = await ctx.store.getDevice(env.from);
+      if (!sender || sender.revoked || sender.kind === 'plaintext') return drop('unknown-sender');
+      const op = env.type === 'config.request' ? 'device.auth' : 'user.join';
+      const startedAt = performance.now();
+      const verdict = await c.ask('auth', { op, envelope: raw });
+      if (!verdict.ok) return refuseDevice(verdict);
+      return op === 'device.auth' ? configure(verdict) : join(verdict, startedAt);
+    } finally {
+      const left = (inFlight.get(env.from) ?? 1) - 1;
+      if (left > 0) inFlight.set(env.from, left);
+      else inFlight.delete(env.from);
+    }
   };
 }

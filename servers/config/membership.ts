@@ -16,6 +16,7 @@
 import type { Body } from '../../protocol/body.js';
 import { topics } from '../../protocol/topics.js';
 import type { DesiredState, VpnState } from '../../network/driver.js';
+import type { VpnRow } from '../store/store.js';
 import { planBandwidth } from './bandwidth-plan.js';
 import { grantNotices } from './grant-notices.js';
 import type { ConfigContext } from './context.js';
@@ -27,8 +28,12 @@ const RECONCILE_SPACING = 3;
 export type LeaveReason = 'evicted' | 'revoked' | 'deleted' | 'left';
 
 export interface Membership {
-  /** Apply the tables to the network devices; callers waiting for the same run share it. */
-  reconcile(): Promise<void>;
+  /**
+   * Apply the tables to the network devices; callers waiting for the same
+   * run share it. With `devices`, only their rows changed (a join, a move):
+   * the run reads theirs and keeps the rest as last applied (patch).
+   */
+  reconcile(devices?: readonly string[]): Promise<void>;
   /** The idle loop: reconcile unless the last run was recent for its cost. */
   reconcileIfIdle(): Promise<void>;
   /** A VPN's planned rate and cut as of the last reconcile. */
@@ -45,27 +50,71 @@ export function membership(c: ConfigContext): Membership {
   const { ctx, o } = c;
   /** Members as of the last reconcile, so a removal can be told (S405). */
   let last: DesiredState = { vpns: [] };
+  /** The VPN rows the last full read saw (with the plan written since), one per `last.vpns` entry, same order. */
+  let lastRows: VpnRow[] = [];
   /** After each reconcile: devices granted a VPN they have not joined are told. */
   const granted = grantNotices(c, tell);
 
+  /** A state to apply, with the VPN rows it was planned from (same order). */
+  type Planned = { state: DesiredState; rows: VpnRow[] };
+
   /** Desired state of every network device, from the tables, with the bandwidth plan. */
-  async function desired(): Promise<DesiredState> {
+  async function desired(): Promise<Planned> {
     const rows = await ctx.store.listVpns();
     const placed = await ctx.store.placedMembers(); // one query for every VPN's members and where they are
-    const vpns: VpnState[] = [];
-    for (const v of rows) {
-      const members = placed.get(v.id) ?? [];
-      vpns.push({ id: v.id, protocol: v.protocol, port: v.port, members, priority: v.priority, rate: v.maxBandwidth, cut: false });
+    const vpns = rows.map((v): VpnState => ({ id: v.id, protocol: v.protocol, port: v.port, members: placed.get(v.id) ?? [], priority: v.priority, rate: v.maxBandwidth, cut: false }));
+    const planned = await plan(rows, vpns);
+    return { state: { vpns: planned.vpns, revoked: await ctx.store.revokedDevices() }, rows: planned.rows };
+  }
+
+  /**
+   * The state as last applied with the rows of `devices` read again (a join
+   * or a move touches one device's rows): two indexed reads per device
+   * instead of every member, device and network info row, which at 10,000
+   * members was most of a join's cost. Null when a device is in a VPN the
+   * last full read did not see (made since): then everything is read.
+   * What other writers changed is left to the next full run (removals,
+   * admin operations and the idle loop run one); a patch never undoes what
+   * was applied, since it starts from it. So only a sole config server
+   * patches: instances share network devices (a Mosquitto's dynsec) that
+   * each would set back to its own view of the others' joins.
+   */
+  async function patched(devices: Set<string>): Promise<Planned | null> {
+    if (ctx.instance) return null;
+    const placed = new Map<string, { vpns: Set<string>; address: string | null; via: string | null }>();
+    for (const d of devices) {
+      const info = await ctx.store.getNetworkInfo(d);
+      placed.set(d, { vpns: new Set((await ctx.store.membershipsOf(d)).map((m) => m.vpnId)), address: info?.address ?? null, via: info?.relayId ?? null });
     }
-    const plan = planBandwidth(vpns.map((v, i) => ({ id: v.id, priority: v.priority, maxBandwidth: rows[i]!.maxBandwidth, members: v.members.length })), o.linkCapacity ?? 0);
-    plan.forEach((a, i) => Object.assign(vpns[i]!, { rate: a.rate, cut: a.state === 'cut' }));
-    // The VPN management table shows the plan (1e: flag, firewall bandwidth total).
+    const known = new Set(last.vpns.map((v) => v.id));
+    for (const p of placed.values()) for (const v of p.vpns) if (!known.has(v)) return null;
+    const vpns = last.vpns.map((v) => {
+      const joins = [...placed].filter(([, p]) => p.vpns.has(v.id));
+      if (joins.length === 0 && !v.members.some((m) => devices.has(m.deviceId))) return v; // untouched: the same object
+      const members = v.members.filter((m) => !devices.has(m.deviceId));
+      for (const [deviceId, p] of joins) insertSorted(members, { deviceId, address: p.address, via: p.via });
+      return { ...v, members };
+    });
+    const planned = await plan(lastRows, vpns);
+    return { state: { vpns: planned.vpns, ...(last.revoked ? { revoked: last.revoked } : {}) }, rows: planned.rows };
+  }
+
+  /** The bandwidth plan over `vpns` (rows: their VPN rows, same order), written to the VPN table where it changed (1e: flag, firewall bandwidth total). */
+  async function plan(rows: VpnRow[], vpns: VpnState[]): Promise<{ vpns: VpnState[]; rows: VpnRow[] }> {
+    const assigned = planBandwidth(vpns.map((v, i) => ({ id: v.id, priority: v.priority, maxBandwidth: rows[i]!.maxBandwidth, members: v.members.length })), o.linkCapacity ?? 0);
+    const out = vpns.map((v, i) => {
+      const rate = assigned[i]!.rate;
+      const cut = assigned[i]!.state === 'cut';
+      return v.rate === rate && v.cut === cut ? v : { ...v, rate, cut };
+    });
+    const written: VpnRow[] = [];
     for (const [i, v] of rows.entries()) {
-      const rate = vpns[i]!.rate;
-      const flag = vpns[i]!.cut ? 1 : 0;
+      const { rate, cut } = out[i]!;
+      const flag = cut ? 1 : 0;
       if (v.totalRate !== rate || v.flag !== flag) await ctx.store.updateVpn(v.id, { totalRate: rate, flag });
+      written.push(v.totalRate === rate && v.flag === flag ? v : { ...v, totalRate: rate, flag });
     }
-    return { vpns, revoked: await ctx.store.revokedDevices() };
+    return { vpns: out, rows: written };
   }
 
   // One reconcile at a time, in order: a stale state applied after a newer
@@ -78,50 +127,79 @@ export function membership(c: ConfigContext): Membership {
   // start at least RECONCILE_SPACING times their own length apart: a third
   // of the process at most, and a join waits at most that much longer
   // (with more joins sharing each run).
+  //
+  // A run waiting to start is full if any caller asked for a full one,
+  // else a patch of every device its callers named.
   let chain: Promise<void> = Promise.resolve();
-  let queued: Promise<void> | null = null;
+  let queued: { run: Promise<void>; scope: Set<string> | null } | null = null;
   let lastRun = { at: 0, ms: 0 };
-  function reconcile(): Promise<void> {
-    if (queued) return queued;
-    const run = chain.then(async () => {
+  /** The last full run: the idle loop's period stretches with its length, not a patch's. */
+  let lastFull = { at: 0, ms: 0 };
+  function reconcile(devices?: readonly string[]): Promise<void> {
+    if (queued) {
+      if (!devices) queued.scope = null;
+      else for (const d of devices) queued.scope?.add(d);
+      return queued.run;
+    }
+    const q: { run: Promise<void>; scope: Set<string> | null } = { run: Promise.resolve(), scope: devices ? new Set(devices) : null };
+    q.run = chain.then(async () => {
       const wait = lastRun.at + RECONCILE_SPACING * lastRun.ms - Date.now();
       if (wait >= 1) await new Promise((r) => setTimeout(r, wait));
-      queued = null;
+      queued = null; // from here a caller's writes may come after our reads: it waits for the next run
       const at = Date.now();
+      let full = q.scope === null;
       try {
-        await reconcileOnce();
+        full = await reconcileOnce(q.scope);
       } finally {
         lastRun = { at, ms: Date.now() - at };
+        if (full) lastFull = lastRun;
       }
     });
-    queued = run;
-    chain = run.catch(() => {});
-    return run;
+    queued = q;
+    chain = q.run.catch(() => {});
+    return q.run;
   }
 
-  async function reconcileOnce(): Promise<void> {
-    const state = await desired();
+  /** One run, full (scope null) or a patch of the scope's devices; true if it was full. */
+  async function reconcileOnce(scope: Set<string> | null): Promise<boolean> {
+    const patch = scope && (await patched(scope));
+    const { state, rows } = patch ?? (await desired());
     for (const d of o.drivers) await d.apply(state);
-    const now = new Map(state.vpns.map((v) => [v.id, new Set(v.members.map((m) => m.deviceId))]));
+    // A VPN object a patch did not touch is the one applied last: no change to look for.
+    const now = new Map(state.vpns.map((v) => [v.id, v]));
+    const before = new Map(last.vpns.map((v) => [v.id, v]));
+    // A patch changed only its devices' rows: whether a VPN lost a member
+    // is a question about them alone (no set of every member per join).
+    const changed = patch ? scope : null;
     const shrunk = new Set<string>();
     for (const v of last.vpns) {
-      const still = now.get(v.id);
-      if (v.members.some((m) => !still?.has(m.deviceId))) shrunk.add(v.id);
+      const n = now.get(v.id);
+      if (n === v) continue;
+      const still = new Set(n?.members.filter((m) => !changed || changed.has(m.deviceId)).map((m) => m.deviceId));
+      if (v.members.some((m) => (!changed || changed.has(m.deviceId)) && !still.has(m.deviceId))) shrunk.add(v.id);
     }
     for (const v of state.vpns) {
-      const before = last.vpns.find((x) => x.id === v.id);
-      if (before && (before.rate !== v.rate || before.cut !== v.cut) && c.leading()) {
+      const was = before.get(v.id);
+      if (was && was !== v && (was.rate !== v.rate || was.cut !== v.cut) && c.leading()) {
         ctx.log('info', `config: ${v.id} ${v.cut ? 'cut' : `may send ${v.rate || 'unlimited'} bit/s`} (bandwidth plan)`);
-        for (const m of v.members) if (before.members.some((x) => x.deviceId === m.deviceId)) void tell(v.id, m.deviceId, m.via, { op: 'rate', rate: v.rate, cut: v.cut }, v.cut ? 'cut' : 'rate');
+        const had = new Set(was.members.map((x) => x.deviceId));
+        for (const m of v.members) if (had.has(m.deviceId)) void tell(v.id, m.deviceId, m.via, { op: 'rate', rate: v.rate, cut: v.cut }, v.cut ? 'cut' : 'rate');
       }
     }
     last = state;
-    c.liveness.retain(new Set(state.vpns.flatMap((v) => v.members.map((m) => m.deviceId))));
+    lastRows = rows;
     // Every instance programs its network devices; the lease holder alone
     // tells members and asks for rekeys (once, not once per instance).
     if (c.leading()) for (const v of state.vpns) if (shrunk.has(v.id) && v.members.length > 0) void rekey(v.id);
+    if (patch) return false;
+    // Full runs only: what a joining or moving device's rows cannot change.
+    // Notices are owed by removals, each followed by a full run; grants made
+    // after a join are found by the next full one (a join takes every VPN
+    // its user is granted as it joins).
+    c.liveness.retain(new Set(state.vpns.flatMap((v) => v.members.map((m) => m.deviceId))));
     if (c.leading()) await owed(); // before grants: "left (deleted)" goes out before "granted"
     await granted(state);
+    return true;
   }
 
   /** S404 and beyond: a VPN lost a member; the key server rekeys the rest. */
@@ -197,6 +275,8 @@ export function membership(c: ConfigContext): Membership {
     c.liveness.forget(member);
     await ctx.store.setCommunicating(member, true, Date.now()); // not a member: no mark
     if (out.length === 0) return;
+    // kagi why says when and why a member was evicted (the membership is gone).
+    if (reason === 'evicted') await ctx.store.noteEviction(member, Date.now(), out, why).catch((e: Error) => ctx.log('warn', `config: recording the eviction of ${member}: ${e.message}`));
     ctx.log(reason === 'evicted' ? 'warn' : 'info', `config: ${member} ${reason === 'evicted' ? 'evicted from' : 'left'} ${out.join(', ')} (${why})`);
     await reconcile();
   }
@@ -211,18 +291,30 @@ export function membership(c: ConfigContext): Membership {
     await ctx.store.putNetworkInfo({ ...info, address, updatedAt: Date.now() });
     if ((await ctx.store.membershipsOf(deviceId)).length === 0) return;
     ctx.log('info', `config: ${deviceId} moved from ${info.address ?? '-'} to ${address}`);
-    await reconcile();
+    await reconcile([deviceId]);
   }
 
   return {
     reconcile,
     // Idle, at most a tenth of the process: the period stretches to ten runs' length.
     reconcileIfIdle: async () => {
-      if (Date.now() - lastRun.at >= 10 * lastRun.ms) await reconcile();
+      if (Date.now() - lastFull.at >= 10 * lastFull.ms) await reconcile();
     },
     planned: (vpnId) => last.vpns.find((p) => p.id === vpnId) ?? { rate: 0, cut: false },
     removeMember,
     tell,
     addressChanged,
   };
+}
+
+/** Insert `m` into members sorted by device id (the order the full read gives). */
+function insertSorted(members: VpnState['members'], m: VpnState['members'][number]): void {
+  let lo = 0;
+  let hi = members.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (members[mid]!.deviceId < m.deviceId) lo = mid + 1;
+    else hi = mid;
+  }
+  members.splice(lo, 0, m);
 }

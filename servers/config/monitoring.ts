@@ -11,13 +11,14 @@
  */
 import { asBody, list, str, type Body } from '../../protocol/body.js';
 import type { ChannelMessage, Reply } from '../../protocol/peer.js';
-import { parseTopic } from '../../protocol/topics.js';
+import { parseState } from '../../protocol/topics.js';
 import { isKagiError } from '../../protocol/errors.js';
 import type { Transition } from './liveness.js';
 import { Reach } from './reach.js';
 import type { ConfigContext } from './context.js';
 import type { Membership } from './membership.js';
 import type { DeviceRow } from '../store/store.js';
+import { MAX_MEMBERS_PER_MESSAGE, MAX_VPNS_PER_MEMBER, StaleClaims } from './stale-claims.js';
 
 /** A poll round goes out in slices this far apart (ms). */
 const POLL_SLICE_MS = 50;
@@ -40,6 +41,7 @@ export interface Monitoring {
 export function monitoring(c: ConfigContext, members: Membership): Monitoring {
   const { ctx, live, liveness } = c;
   const reach = new Reach(Date.now());
+  const stale = new StaleClaims();
 
   /** Key holder of each member, with the VPNs and current epochs it should hold. */
   async function holders(): Promise<Map<string, Held[]>> {
@@ -138,6 +140,7 @@ export function monitoring(c: ConfigContext, members: Membership): Monitoring {
         if (wait >= 1) await new Promise((r) => setTimeout(r, wait));
         await Promise.all(all.slice(i * per, (i + 1) * per).map(([holder, held]) => pollHolder(holder, held)));
       }
+      if (all.length > 0) ctx.metrics.observe('kagi_poll_round_seconds', (Date.now() - t0) / 1000);
     } catch (e) {
       if (!c.connected()) wasDown = true; // lost the link mid-round
       throw e;
@@ -150,27 +153,36 @@ export function monitoring(c: ConfigContext, members: Membership): Monitoring {
     return members.removeMember(member, null, 'evicted', why);
   }
 
-  /** What a holder says it holds (S402, S403, leave): only members it really holds count. */
+  /**
+   * What a holder says it holds (S402, S403, leave): only members it really
+   * holds count, each once; a message listing more than
+   * MAX_MEMBERS_PER_MESSAGE is refused whole, and at most
+   * MAX_VPNS_PER_MEMBER VPNs of each are looked at (stale-claims.ts): the
+   * work is bounded whatever the message lists.
+   */
   async function claimed(holder: string, b: Body): Promise<{ member: string; vpns: string[] }[]> {
-    const out = [];
-    for (const x of list(b, 'members')) {
+    const out = new Map<string, string[]>();
+    const seen = new Set<string>(); // a name repeated costs one store read, held or not
+    for (const x of list(b, 'members', MAX_MEMBERS_PER_MESSAGE)) {
       const m = asBody(x);
       const member = str(m, 'member', 64);
+      if (seen.has(member)) continue;
+      seen.add(member);
       if ((await holderOf(member)) !== holder) continue;
-      out.push({ member, vpns: list(m, 'vpns').map((y) => str(asBody(y), 'id', 64)) });
+      out.set(member, [...new Set(list(m, 'vpns').slice(0, MAX_VPNS_PER_MEMBER).map((y) => str(asBody(y), 'id', 64)))]);
     }
-    return out;
+    return [...out].map(([member, vpns]) => ({ member, vpns }));
   }
 
-  /** S402 / S403: the holder vouches for its members; stale keys get a notice. */
+  /** S402 / S403: the holder vouches for its members; stale keys get a notice (once, bounded: stale-claims.ts). */
   async function vouch(holder: string, b: Body): Promise<void> {
     const now = Date.now();
+    stale.startMessage();
     for (const cl of await claimed(holder, b)) {
       const mine = new Set((await ctx.store.membershipsOf(cl.member)).map((m) => m.vpnId));
       if (mine.size > 0) await onTransition(liveness.vouched(cl.member, now));
       // Keys for a VPN it is no longer in (evicted while frozen): tell it.
-      for (const vpn of cl.vpns) {
-        if (mine.has(vpn)) continue;
+      for (const vpn of stale.toTell(cl.member, cl.vpns, mine)) {
         const reason = (await ctx.store.getVpn(vpn)) ? 'evicted' : 'deleted';
         void members.tell(vpn, cl.member, holder === cl.member ? null : holder, { op: 'left', reason }, `out (${reason})`);
       }
@@ -187,10 +199,13 @@ export function monitoring(c: ConfigContext, members: Membership): Monitoring {
       await vouch(holder, b);
     } else if (m.env.type === 'leave') {
       for (const cl of await claimed(holder, b)) {
-        await members.removeMember(cl.member, cl.vpns, 'left', `${holder} is shutting down`);
         // Gone by choice: its grants are not "made since it joined" (grant-notices.ts),
         // or its next start would be told to join again right after it joined.
+        // Forgotten before the removal, whose reconcile looks for grants owed:
+        // the other way round, that look told the leaving device "granted",
+        // which its next start heard after joining.
         if (cl.member === holder) await ctx.store.clearJoinedAs(holder);
+        await members.removeMember(cl.member, cl.vpns, 'left', `${holder} is shutting down`);
       }
     }
     return undefined;
@@ -198,20 +213,19 @@ export function monitoring(c: ConfigContext, members: Membership): Monitoring {
 
   /** The broker's will says a holder's connection died: poll it now (counts like any poll). */
   async function onState(topic: string, payload: Uint8Array): Promise<void> {
-    const t = parseTopic(topic);
-    if (t?.area !== 'dev' || t.b !== 'state') return;
-    const state = new TextDecoder().decode(payload);
-    if (state !== 'online' && state !== 'offline') return;
-    reach.saw(t.a); // this broker carries its state: it is (or was) connected here
+    const said = parseState(topic, payload);
+    if (!said) return;
+    const { deviceId, state } = said;
+    reach.saw(deviceId); // this broker carries its state: it is (or was) connected here
     if (!c.leading()) return; // every instance hears it; the lease holder records it
-    const device = await ctx.store.getDevice(t.a);
+    const device = await ctx.store.getDevice(deviceId);
     if (!device) return; // not ours (retained leftovers on a shared broker)
-    await ctx.store.setPresence(t.a, state === 'online', Date.now(), ctx.brokerUrl);
+    await ctx.store.setPresence(deviceId, state === 'online', Date.now(), ctx.brokerUrl);
     if (state !== 'offline') return;
     const held = await heldBy(device);
     if (!held) return;
-    ctx.log('info', `config: ${t.a} went offline (will); polling it now`);
-    await pollHolder(t.a, held);
+    ctx.log('info', `config: ${deviceId} went offline (will); polling it now`);
+    await pollHolder(deviceId, held);
   }
 
   // Whoever takes the duty (at start, or from an instance that died)

@@ -19,7 +19,7 @@ import { asBody, list, num, str, type Body } from '../../protocol/body.js';
 import { asRequester } from '../../protocol/channel.js';
 import { wipe } from '../../protocol/bytes.js';
 import { replaceChannel } from '../store/windows.js';
-import type { ChannelMessage, Peer, Incoming, Reply } from '../../protocol/peer.js';
+import type { ChannelMessage, Peer, Reply } from '../../protocol/peer.js';
 import { topics } from '../../protocol/topics.js';
 import { GROUP_KEY_LENGTH } from '../../protocol/vpn-frame.js';
 import { KeyedSerial } from '../../protocol/replay.js';
@@ -39,6 +39,11 @@ interface Holder {
   member: string;
   holder: string;
   port?: string;
+}
+
+/** Where a member's keys go, from its network info: its relay's port when it sits behind one. */
+function holderFrom(member: string, relayId: string | null, relayPort: string | null): Holder {
+  return relayId && relayPort ? { member, holder: relayId, port: relayPort } : { member, holder: member };
 }
 
 /** A lagging member is pushed the current epoch at most this often (ms). */
@@ -65,7 +70,7 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
 
   async function holderOf(member: string): Promise<Holder> {
     const info = await ctx.store.getNetworkInfo(member);
-    return info?.relayId && info.relayPort ? { member, holder: info.relayId, port: info.relayPort } : { member, holder: member };
+    return holderFrom(member, info?.relayId ?? null, info?.relayPort ?? null);
   }
 
   async function vpnKeys(vpnIds: string[]): Promise<Body[]> {
@@ -79,18 +84,19 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
     return out;
   }
 
-  /** A holder acknowledged keys: move the member's key id in the VPN table. */
-  async function record(holder: string, ack: Body): Promise<number> {
+  /**
+   * A holder acknowledged keys: move the member's key id in the VPN table
+   * (up only, one write per VPN). `known`: the holder we sent to, when the
+   * acknowledgement answers our own delivery, so nothing is read again.
+   */
+  async function record(holder: string, ack: Body, known?: Holder): Promise<number> {
     const member = typeof ack.member === 'string' ? ack.member : holder;
-    if ((await holderOf(member)).holder !== holder) return 0;
+    const h = known?.member === member ? known : await holderOf(member);
+    if (h.holder !== holder) return 0;
     let moved = 0;
     for (const x of list(ack, 'vpns')) {
       const v = asBody(x);
-      const m = (await ctx.store.membershipsOf(member)).find((r) => r.vpnId === v.id);
-      if (m && num(v, 'epoch') > m.keyId) {
-        await ctx.store.putMember({ ...m, keyId: num(v, 'epoch') });
-        moved++;
-      }
+      if (await ctx.store.raiseKeyId(str(v, 'id', 64), member, num(v, 'epoch'))) moved++;
     }
     return moved;
   }
@@ -104,18 +110,18 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
    * `port`). The keys channel is the delivery's own export: the holder took
    * it before acknowledging, and we take it once the acknowledgement is in.
    */
-  function issue(h: Holder, vpnIds: string[]): Promise<Reply> {
+  function issue(h: Holder, vpnIds: string[]): Promise<Body> {
     return deliveries.run(h.holder, () => deliver(h, vpnIds));
   }
 
-  async function deliver(h: Holder, vpnIds: string[]): Promise<Reply> {
+  async function deliver(h: Holder, vpnIds: string[]): Promise<Body> {
     const device = await ctx.store.getDevice(h.holder);
-    if (!device || device.revoked) return { type: 'service.response', body: { ok: false, reason: `no device ${h.holder}` } };
+    if (!device || device.revoked) return { ok: false, reason: `no device ${h.holder}` };
     const vpns = await vpnKeys(vpnIds);
     const body = { vpns, ...(h.port !== undefined ? { port: h.port, member: h.member } : {}) };
     const ack = await peer.request({ to: h.holder, pkR: device.publicKey, topic: topics.inbox(h.holder), type: 'keys.deliver', body, timeoutMs: ctx.timeoutMs });
     try {
-      if (ack.type !== 'keys.ack') return { type: 'service.response', body: { ok: false, reason: `${h.holder} did not acknowledge keys` } };
+      if (ack.type !== 'keys.ack') return { ok: false, reason: `${h.holder} did not acknowledge keys` };
       const keys = asRequester(ack.secrets.channelKeys());
       // Compare-and-set on the delivery's seq (one shared sequence across
       // instances): the holder keeps the highest-seq delivery's channel too.
@@ -125,10 +131,10 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
     } finally {
       ack.secrets.destroy();
     }
-    await record(h.holder, asBody(ack.body));
+    await record(h.holder, asBody(ack.body), h);
     const where = h.port !== undefined ? `${h.holder} (port ${h.port}, for ${h.member})` : h.member;
     ctx.log('info', `keys: ${where} holds ${vpns.map((v) => `${String(v.id)}#${String(v.epoch)}`).join(', ')}`);
-    return { type: 'service.response', body: { ok: true, epochs: Object.fromEntries(vpns.map((v) => [v.id, v.epoch])) } };
+    return { ok: true, epochs: Object.fromEntries(vpns.map((v) => [v.id, v.epoch])) };
   }
 
   /** The current epoch of `vpnId` (or `keys`, read once per rekey) to one member, under its holder's keys channel. */
@@ -137,14 +143,16 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
     const body = { vpns, ...(h.port !== undefined ? { port: h.port, member: h.member } : {}) };
     const ack = await peer.channelRequest({ to: h.holder, type: 'keys.update', body, timeoutMs: ctx.timeoutMs });
     if (ack.type !== 'keys.updated') return false;
-    await record(h.holder, asBody(ack.body));
+    await record(h.holder, asBody(ack.body), h);
     return true;
   }
 
-  /** Members that answer polls (the config server marks the others). */
-  async function communicating(vpnId: string) {
+  /** Members that answer polls (the config server marks the others), with their key ids and holders: two reads. */
+  async function communicating(vpnId: string): Promise<(Holder & { keyId: number })[]> {
     const silent = await ctx.store.notCommunicating();
-    return (await ctx.store.members(vpnId)).filter((m) => !silent.has(m.deviceId));
+    return (await ctx.store.keyHolders(vpnId))
+      .filter((m) => !silent.has(m.deviceId))
+      .map((m) => ({ ...holderFrom(m.deviceId, m.relayId, m.relayPort), keyId: m.keyId }));
   }
 
   // Rekeys of one VPN run one at a time, in order.
@@ -163,14 +171,16 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
       const old = await ctx.store.currentSessionKey(vpnId);
       if (o.owed && !(v.rekeyRequestedAt > 0)) return { epoch: old?.epoch ?? 0, sent: 0, failed: 0 };
       const epoch = (old?.epoch ?? 0) + 1;
+      const startedAt = performance.now();
       await ctx.store.putSessionKey({ vpnId, epoch, key: ctx.crypto.randomBytes(GROUP_KEY_LENGTH), createdAt: Date.now() });
       await ctx.store.setRekeyRequest(vpnId, 0);
       const members = await communicating(vpnId);
       ctx.log('info', `keys: rekeying ${vpnId} to epoch ${epoch} (${why}) for ${members.length} communicating members`);
       ctx.metrics.count('kagi_rekeys_total', { why: REKEY_WHY.has(why) ? why : 'other' });
       const keys = await vpnKeys([vpnId]); // the same wrapped key for everyone: read it once
-      const results = await Promise.allSettled(members.map(async (m) => update(await holderOf(m.deviceId), vpnId, keys)));
+      const results = await Promise.allSettled(members.map((h) => update(h, vpnId, keys)));
       const failed = results.filter((r) => r.status === 'rejected' || !r.value).length;
+      ctx.metrics.observe('kagi_rekey_seconds', (performance.now() - startedAt) / 1000);
       ctx.log('info', `keys: rekeyed ${vpnId} to epoch ${epoch}: ${members.length - failed}/${members.length} members acknowledged`);
       return { epoch, sent: members.length, failed };
     });
@@ -211,39 +221,39 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
    */
   async function converge(vpnId: string, epoch: number, now: number): Promise<void> {
     for (const m of await communicating(vpnId)) {
-      const key = `${vpnId}/${m.deviceId}`;
+      const key = `${vpnId}/${m.member}`;
       // keyId 0: mid-join, before its keys went out; the join delivers them.
       if (m.keyId === 0 || m.keyId >= epoch || now - (pushed.get(key) ?? -Infinity) < PUSH_EVERY_MS) continue;
       pushed.set(key, now);
-      const h = await holderOf(m.deviceId);
-      void update(h, vpnId)
-        .then((ok) => ok && ctx.log('info', `keys: ${m.deviceId} caught up with ${vpnId}#${epoch}`))
-        .catch((e) => ctx.log('debug', `keys: ${m.deviceId} did not take ${vpnId}#${epoch}: ${(e as Error).message}`));
+      void update(m, vpnId)
+        .then((ok) => ok && ctx.log('info', `keys: ${m.member} caught up with ${vpnId}#${epoch}`))
+        .catch((e) => ctx.log('debug', `keys: ${m.member} did not take ${vpnId}#${epoch}: ${(e as Error).message}`));
     }
   }
 
-  async function onRequest(m: Incoming): Promise<Reply | undefined> {
-    if (m.env.from !== 'config' || m.env.type !== 'service.request') return undefined;
-    const b = asBody(m.body);
+  /** A service request from the config server, over the broker or by a call (startService's serve). */
+  async function serve(from: string, body: unknown): Promise<Body | undefined> {
+    if (from !== 'config') return undefined;
+    const b = asBody(body);
     try {
       const op = str(b, 'op', 32);
       if (op === 'keys.rekey') {
         const vpn = str(b, 'vpn', 64);
         // Rekeys are the lease holder's (one at a time per VPN, in order):
         // another instance leaves a request in the table for its next tick.
-        if (!leading()) return { type: 'service.response', body: { ok: await ctx.store.setRekeyRequest(vpn, Date.now()), queued: true } };
+        if (!leading()) return { ok: await ctx.store.setRekeyRequest(vpn, Date.now()), queued: true };
         const why = typeof b.why === 'string' ? b.why : 'asked';
         // A leave's removal marked the VPN as owing a rekey: pay that, once.
         const r = await rekey(vpn, why, { owed: why === 'a member left' });
-        return { type: 'service.response', body: { ok: true, ...r } };
+        return { ok: true, ...r };
       }
-      if (op !== 'keys.issue') return { type: 'service.response', body: { ok: false, reason: 'unknown op' } };
+      if (op !== 'keys.issue') return { ok: false, reason: 'unknown op' };
       const deviceId = str(b, 'deviceId', 64);
       const relay = b.deliverTo === undefined ? undefined : str(b, 'deliverTo', 64);
       const h: Holder = relay ? { member: deviceId, holder: relay, port: str(b, 'port', 64) } : { member: deviceId, holder: deviceId };
       return await issue(h, list(b, 'vpns').map(String));
     } catch (e) {
-      return { type: 'service.response', body: { ok: false, reason: (e as Error).message } };
+      return { ok: false, reason: (e as Error).message };
     }
   }
 
@@ -269,7 +279,13 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
 
   let started: RunningService | undefined; // set once connected; requests may come sooner
   const leading = () => started?.lease.held === true;
-  const running = (started = await startService('keys', ctx, { onRequest, onChannel }, (p) => (peer = p)));
+  const running = (started = await startService('keys', ctx, {
+    serve,
+    onChannel,
+    // Header checks before any key lookup or crypto (Peer.takesRequest): the config server asks, holders acknowledge or fetch.
+    takesRequest: (env) => env.from === 'config' && env.type === 'service.request',
+    takesChannel: (env) => env.type === 'keys.updated' || env.type === 'keys.fetch',
+  }, (p) => (peer = p)));
   const timer = every(o.tickMs ?? 1_000, tick, (e) => ctx.log('warn', `keys: ${e.message}`));
   return {
     ...running,

@@ -68,6 +68,13 @@ const MIGRATIONS: string[] = [
      issued_at {int64} NOT NULL, expires_at {int64} NOT NULL, used_at {int64}, successor TEXT);
    CREATE INDEX tickets_by_family ON tickets (device_id, user_id);
    CREATE INDEX tickets_by_user ON tickets (user_id);`,
+  // What happened to each device last (issue 24, kagi why): its last
+  // accepted authentication, its last refusal and its last eviction. One
+  // row per device, each event overwriting its own columns; no history.
+  `CREATE TABLE device_history (device_id TEXT PRIMARY KEY,
+     auth_at {int64}, auth_op TEXT, auth_user TEXT,
+     refused_at {int64}, refused_code TEXT, refused_reason TEXT, refused_user TEXT,
+     evicted_at {int64}, evicted_from TEXT, evicted_why TEXT);`,
 ];
 
 const TYPES = {

@@ -13,9 +13,10 @@ import { SHARED_SEQ_WINDOW } from '../../protocol/replay.js';
 import type { ChannelBook, ChannelKeys } from '../../protocol/channel.js';
 import { Coalescer } from './coalesce.js';
 import { ConflictError, type OwedNotice, type AuditRow, type ConfigRow, type MemberRow, type NetworkInfoRow, type SessionKeyRow, type Store, type TicketRow, type UserRow } from './store.js';
-import { auditRow, owedNoticeRow, deviceRow, memberRow, networkInfoRow, placedMembers, PLACED_MEMBERS_SQL, presenceMap, sessionKeyRow, u8, vpnRow, VPN_COLUMNS } from './rows.js';
+import { auditRow, owedNoticeRow, deviceRow, keyHolders, keyHolderSql, memberRow, networkInfoRow, placedMembers, PLACED_MEMBERS_SQL, presenceMap, sessionKeyRow, u8, vpnRow, VPN_COLUMNS } from './rows.js';
 import { migrations } from './migrations.js';
 import { owedSql } from './owed.js';
+import { historyRow, historySql } from './history-sql.js';
 import { ticketInsertArgs, ticketRow, ticketSql, ticketSummaryMap } from './tickets-sql.js';
 import { channelWindowPrefix, nowSeconds, windowsSql } from './windows.js';
 import { PgAdvisoryLease, type Lease, type LeaseOptions } from './lease.js';
@@ -25,6 +26,8 @@ import { NoDataError } from '../data-dir.js';
 const MIGRATIONS = migrations('postgres');
 
 const OWED = owedSql((i) => `$${i}`);
+const KEY_HOLDERS = keyHolderSql((i) => `$${i}`);
+const HISTORY = historySql((i) => `$${i}`);
 const TICKETS = ticketSql((i) => `$${i}`);
 const WINDOWS = windowsSql((i) => `$${i}::text`, (i) => `$${i}::bigint`);
 
@@ -375,6 +378,12 @@ export class PgStore implements Store {
   async placedMembers() {
     return placedMembers((await this.pool.query({ text: PLACED_MEMBERS_SQL, rowMode: 'array' })).rows);
   }
+  async keyHolders(vpnId: string) {
+    return keyHolders((await this.pool.query({ text: KEY_HOLDERS.holders, values: [vpnId], rowMode: 'array' })).rows);
+  }
+  async raiseKeyId(vpnId: string, deviceId: string, epoch: number) {
+    return ((await this.q(KEY_HOLDERS.raise, [epoch, vpnId, deviceId, epoch])).rowCount ?? 0) > 0;
+  }
   membershipsOf(deviceId: string) {
     return this.memberships.call(deviceId, null);
   }
@@ -441,6 +450,19 @@ export class PgStore implements Store {
   }
   async presence() {
     return presenceMap((await this.q('SELECT * FROM presence')).rows);
+  }
+
+  async noteAuth(deviceId: string, at: number, op: string, user: string | null = null) {
+    await this.q(HISTORY.auth, [deviceId, at, op, user]);
+  }
+  async noteRefusal(deviceId: string, r: { at: number; code: string; reason: string; user?: string | null }) {
+    await this.q(HISTORY.refusal, [deviceId, r.at, r.code, r.reason, r.user ?? null]);
+  }
+  async noteEviction(deviceId: string, at: number, from: string[], why: string) {
+    await this.q(HISTORY.eviction, [deviceId, at, from.join(','), why]);
+  }
+  async deviceHistory(deviceId: string) {
+    return historyRow((await this.q(HISTORY.read, [deviceId])).rows[0] as Record<string, unknown> | undefined);
   }
 
   async audit(a: AuditRow) {

@@ -3,7 +3,7 @@
  * Number(): PostgreSQL returns BIGINT as a string (ms timestamps, rates),
  * SQLite returns numbers; binary columns arrive as Buffers from both.
  */
-import type { AuditRow, DeviceRow, MemberRow, NetworkInfoRow, OwedNotice, PlacedMember, SessionKeyRow, VpnRow } from './store.js';
+import type { AuditRow, DeviceRow, KeyHolderRow, MemberRow, NetworkInfoRow, OwedNotice, PlacedMember, SessionKeyRow, VpnRow } from './store.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- rows are untyped driver output */
 export const u8 = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.length);
@@ -42,6 +42,24 @@ export function auditRow(r: any): AuditRow {
 /** The one query behind Store.placedMembers, and its rows grouped by VPN (rows: [vpn, device, address, relay]). */
 export const PLACED_MEMBERS_SQL = `SELECT m.vpn_id, m.device_id, n.address, n.relay_id FROM members m
   LEFT JOIN network_info n ON n.device_id = m.device_id ORDER BY m.vpn_id, m.device_id`;
+
+/**
+ * Store.keyHolders and Store.raiseKeyId as SQL both engines run, spelled
+ * once like owedSql and historySql; `p(i)` writes the i-th placeholder.
+ */
+export function keyHolderSql(p: (i: number) => string) {
+  return {
+    /** Params: vpn. Rows: [device, key id, relay, port]. */
+    holders: `SELECT m.device_id, m.key_id, n.relay_id, n.relay_port FROM members m
+  LEFT JOIN network_info n ON n.device_id = m.device_id WHERE m.vpn_id = ${p(1)} ORDER BY m.device_id`,
+    /** Params: epoch, vpn, device, epoch (up, never down). */
+    raise: `UPDATE members SET key_id = ${p(1)} WHERE vpn_id = ${p(2)} AND device_id = ${p(3)} AND key_id < ${p(4)}`,
+  };
+}
+
+export function keyHolders(rows: unknown[][]): KeyHolderRow[] {
+  return (rows as [string, number | string, string | null, string | null][]).map(([deviceId, keyId, relayId, relayPort]) => ({ deviceId, keyId: Number(keyId), relayId, relayPort }));
+}
 
 export function placedMembers(rows: unknown[][]): Map<string, PlacedMember[]> {
   const out = new Map<string, PlacedMember[]>();

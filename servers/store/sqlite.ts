@@ -14,14 +14,17 @@ import { WriteBatch } from './write-batch.js';
 import { SoleLease, type Lease } from './lease.js';
 import { migrations } from './migrations.js';
 import { owedSql } from './owed.js';
+import { historyRow, historySql } from './history-sql.js';
 import { ticketInsertArgs, ticketRow, ticketSql, ticketSummaryMap } from './tickets-sql.js';
 import { ConflictError, type OwedNotice, type AuditRow, type ConfigRow, type MemberRow, type NetworkInfoRow, type SessionKeyRow, type Store, type TicketRow, type UserRow } from './store.js';
 import { channelWindowPrefix, nowSeconds, windowsSql } from './windows.js';
-import { auditRow, owedNoticeRow, deviceRow, memberRow, networkInfoRow, placedMembers, PLACED_MEMBERS_SQL, presenceMap, sessionKeyRow, u8, vpnRow, VPN_COLUMNS } from './rows.js';
+import { auditRow, owedNoticeRow, deviceRow, keyHolders, keyHolderSql, memberRow, networkInfoRow, placedMembers, PLACED_MEMBERS_SQL, presenceMap, sessionKeyRow, u8, vpnRow, VPN_COLUMNS } from './rows.js';
 
 const MIGRATIONS = migrations('sqlite');
 
 const OWED = owedSql(() => '?');
+const HISTORY = historySql(() => '?');
+const KEY_HOLDERS = keyHolderSql(() => '?');
 const TICKETS = ticketSql(() => '?');
 // Named parameters: a placeholder may appear more than once.
 const WINDOWS = windowsSql((i) => `@p${i}`, (i) => `@p${i}`);
@@ -46,7 +49,11 @@ export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly batch: WriteBatch;
   readonly numbers: NumberStore;
-  /** Replay windows as claimed in this process (the table's rows, read through). */
+  /**
+   * Replay windows claimed in this process whose write is not committed
+   * yet (the table's rows, read through). A window leaves the map once its
+   * write lands, so an idle device costs no memory here (decision 99).
+   */
   private readonly windows = new Map<string, SeqWindow>();
 
   constructor(dataDir: string) {
@@ -67,7 +74,9 @@ export class SqliteStore implements Store {
     const setWindow = this.stmt('INSERT INTO seq_windows (key, top, bits, used_at) VALUES (?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET top = excluded.top, bits = excluded.bits, used_at = MAX(seq_windows.used_at, excluded.used_at)');
     // One process owns the file: windows are decided in memory (read
     // through from the table), so claims in one turn see each other before
-    // their group commit lands.
+    // their group commit lands. After it lands the table has the window: the
+    // last claim of a key drops it from memory (a later claim reads the row).
+    // A failed commit leaves the window in memory, as it was before.
     const windows = this.windows;
     this.numbers = {
       get: async (k) => (get.get(k) as { value: number } | undefined)?.value,
@@ -78,6 +87,7 @@ export class SqliteStore implements Store {
         if (!next) return false;
         windows.set(k, next);
         await this.batch.run(() => void setWindow.run(k, next.top, next.bits, at));
+        if (windows.get(k) === next) windows.delete(k);
         return true;
       },
     };
@@ -90,6 +100,11 @@ export class SqliteStore implements Store {
     let st = this.statements.get(sql);
     if (!st) this.statements.set(sql, (st = this.db.prepare(sql)));
     return st;
+  }
+
+  /** One statement in the next group commit (write-batch.ts); resolves once it is committed. */
+  private async write(sql: string, ...args: unknown[]): Promise<void> {
+    await this.batch.run(() => this.stmt(sql).run(...args));
   }
 
   private insert(sql: string, what: string, ...args: unknown[]): void {
@@ -145,18 +160,18 @@ export class SqliteStore implements Store {
     return r ? ticketRow(r) : undefined;
   }
   async startTicketFamily(t: TicketRow) {
-    this.db.transaction(() => {
+    await this.batch.run(() => {
       this.stmt(TICKETS.dropFamily).run(t.deviceId, t.userId);
       this.stmt(TICKETS.insert).run(...ticketInsertArgs(t));
-    })();
+    });
   }
   async rotateTicket(oldId: string, next: TicketRow, at: number) {
-    return this.db.transaction(() => {
+    return this.batch.run(() => {
       if (this.stmt(TICKETS.retire).run(at, next.id, oldId).changes === 0) return false;
       this.stmt(TICKETS.dropExpired).run(next.deviceId, next.userId, at);
       this.stmt(TICKETS.insert).run(...ticketInsertArgs(next));
       return true;
-    })();
+    });
   }
   async dropTickets(who: { deviceId?: string; userId?: string }) {
     if (who.deviceId !== undefined && who.userId !== undefined) return this.stmt(TICKETS.dropFamily).run(who.deviceId, who.userId).changes;
@@ -250,7 +265,7 @@ export class SqliteStore implements Store {
     return (this.stmt('SELECT vpn_id, user_id FROM grants ORDER BY vpn_id, user_id').all() as { vpn_id: string; user_id: string }[]).map((r) => ({ vpnId: r.vpn_id, userId: r.user_id }));
   }
   async setJoinedAs(deviceId: string, userId: string, at: number) {
-    this.stmt('INSERT INTO joined_as (device_id, user_id, at) VALUES (?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET user_id = excluded.user_id, at = excluded.at').run(deviceId, userId, at);
+    await this.write('INSERT INTO joined_as (device_id, user_id, at) VALUES (?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET user_id = excluded.user_id, at = excluded.at', deviceId, userId, at);
   }
   async clearJoinedAs(deviceId: string) {
     this.stmt('DELETE FROM joined_as WHERE device_id = ?').run(deviceId);
@@ -286,6 +301,12 @@ export class SqliteStore implements Store {
   async placedMembers() {
     return placedMembers(this.stmt(PLACED_MEMBERS_SQL).raw().all() as unknown[][]);
   }
+  async keyHolders(vpnId: string) {
+    return keyHolders(this.stmt(KEY_HOLDERS.holders).raw().all(vpnId) as unknown[][]);
+  }
+  async raiseKeyId(vpnId: string, deviceId: string, epoch: number) {
+    return this.batch.run(() => this.stmt(KEY_HOLDERS.raise).run(epoch, vpnId, deviceId, epoch).changes > 0);
+  }
   async membershipsOf(deviceId: string) {
     return this.stmt('SELECT * FROM members WHERE device_id = ? ORDER BY vpn_id').all(deviceId).map(memberRow);
   }
@@ -299,7 +320,7 @@ export class SqliteStore implements Store {
   }
 
   async putConfig(c: ConfigRow) {
-    this.stmt('INSERT INTO config VALUES (?, ?) ON CONFLICT(device_id) DO UPDATE SET body = excluded.body').run(c.deviceId, JSON.stringify(c.body));
+    await this.write('INSERT INTO config VALUES (?, ?) ON CONFLICT(device_id) DO UPDATE SET body = excluded.body', c.deviceId, JSON.stringify(c.body));
   }
   async getConfig(deviceId: string) {
     const r = this.stmt('SELECT * FROM config WHERE device_id = ?').get(deviceId) as any;
@@ -316,19 +337,19 @@ export class SqliteStore implements Store {
       set: async (peer, k, seq) => {
         // With a seq: compare-and-set, the highest delivery's channel wins.
         const sql = `INSERT INTO channels (owner, peer, send, recv, seq) VALUES (?, ?, ?, ?, ?) ON CONFLICT(owner, peer) DO UPDATE SET send = excluded.send, recv = excluded.recv, seq = excluded.seq${seq === undefined ? '' : ' WHERE channels.seq < excluded.seq'}`;
-        return db.prepare(sql).run(owner, peer, Buffer.from(k.send), Buffer.from(k.recv), seq ?? 0).changes > 0;
+        return this.batch.run(() => db.prepare(sql).run(owner, peer, Buffer.from(k.send), Buffer.from(k.recv), seq ?? 0).changes > 0);
       },
-      setIfAbsent: async (peer, k) => {
+      setIfAbsent: (peer, k) => this.batch.run(() => {
         db.prepare('INSERT INTO channels (owner, peer, send, recv) VALUES (?, ?, ?, ?) ON CONFLICT(owner, peer) DO NOTHING').run(owner, peer, Buffer.from(k.send), Buffer.from(k.recv));
         const r = db.prepare('SELECT send, recv FROM channels WHERE owner = ? AND peer = ?').get(owner, peer) as { send: Buffer; recv: Buffer };
         return { send: u8(r.send), recv: u8(r.recv) };
-      },
-      delete: async (peer) => void db.prepare('DELETE FROM channels WHERE owner = ? AND peer = ?').run(owner, peer),
+      }),
+      delete: (peer) => this.batch.run(() => void db.prepare('DELETE FROM channels WHERE owner = ? AND peer = ?').run(owner, peer)),
     };
   }
 
   async dropChannelWindow(receiver: string, sender: string, tag: string) {
-    return this.forgetWindows(this.stmt(`${WINDOWS.oneChannel} RETURNING key`).all({ p1: channelWindowPrefix(receiver, sender) + tag }));
+    return this.batch.run(() => this.forgetWindows(this.stmt(`${WINDOWS.oneChannel} RETURNING key`).all({ p1: channelWindowPrefix(receiver, sender) + tag })));
   }
   async sweepSeqWindows(o: { idleBefore: number; connectEras: number }) {
     return this.db.transaction(() => ({
@@ -343,7 +364,7 @@ export class SqliteStore implements Store {
   }
 
   async setCommunicating(deviceId: string, communicating: boolean, at: number, missed = 0) {
-    this.stmt('INSERT INTO liveness (device_id, communicating, changed_at, missed) VALUES (?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET communicating = excluded.communicating, changed_at = excluded.changed_at, missed = excluded.missed').run(deviceId, communicating ? 1 : 0, at, missed);
+    await this.write('INSERT INTO liveness (device_id, communicating, changed_at, missed) VALUES (?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET communicating = excluded.communicating, changed_at = excluded.changed_at, missed = excluded.missed', deviceId, communicating ? 1 : 0, at, missed);
   }
   async missedPolls() {
     return new Map((this.stmt('SELECT device_id, missed FROM liveness WHERE missed > 0').all() as { device_id: string; missed: number }[]).map((r) => [r.device_id, Number(r.missed)]));
@@ -353,13 +374,26 @@ export class SqliteStore implements Store {
   }
 
   async setPresence(deviceId: string, online: boolean, at: number, broker: string | null = null) {
-    this.stmt('INSERT INTO presence (device_id, online, changed_at, broker) VALUES (?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET online = excluded.online, changed_at = excluded.changed_at, broker = excluded.broker').run(deviceId, online ? 1 : 0, at, broker);
+    await this.write('INSERT INTO presence (device_id, online, changed_at, broker) VALUES (?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET online = excluded.online, changed_at = excluded.changed_at, broker = excluded.broker', deviceId, online ? 1 : 0, at, broker);
   }
   async presentOn(broker: string) {
     return new Set((this.stmt('SELECT device_id FROM presence WHERE broker = ?').all(broker) as { device_id: string }[]).map((r) => r.device_id));
   }
   async presence() {
     return presenceMap(this.stmt('SELECT * FROM presence').all());
+  }
+
+  async noteAuth(deviceId: string, at: number, op: string, user: string | null = null) {
+    await this.write(HISTORY.auth, deviceId, at, op, user);
+  }
+  async noteRefusal(deviceId: string, r: { at: number; code: string; reason: string; user?: string | null }) {
+    await this.write(HISTORY.refusal, deviceId, r.at, r.code, r.reason, r.user ?? null);
+  }
+  async noteEviction(deviceId: string, at: number, from: string[], why: string) {
+    this.stmt(HISTORY.eviction).run(deviceId, at, from.join(','), why);
+  }
+  async deviceHistory(deviceId: string) {
+    return historyRow(this.stmt(HISTORY.read).get(deviceId) as Record<string, unknown> | undefined);
   }
 
   async audit(a: AuditRow) {
@@ -370,9 +404,7 @@ export class SqliteStore implements Store {
   }
 
   async putNetworkInfo(n: NetworkInfoRow) {
-    this.db
-      .prepare('INSERT INTO network_info VALUES (?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET address = excluded.address, relay_id = excluded.relay_id, relay_port = excluded.relay_port, updated_at = excluded.updated_at')
-      .run(n.deviceId, n.address, n.relayId, n.relayPort, n.updatedAt);
+    await this.write('INSERT INTO network_info VALUES (?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET address = excluded.address, relay_id = excluded.relay_id, relay_port = excluded.relay_port, updated_at = excluded.updated_at', n.deviceId, n.address, n.relayId, n.relayPort, n.updatedAt);
   }
   async allNetworkInfo() {
     return new Map(this.stmt('SELECT * FROM network_info').all().map((r) => [(r as { device_id: string }).device_id, networkInfoRow(r)]));

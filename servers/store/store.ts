@@ -57,6 +57,14 @@ export interface MemberRow {
 }
 
 /** A member as a reconcile sees it: the device and where it is. */
+/** A member, its key id, and where its keys go: itself, or its relay's port. */
+export interface KeyHolderRow {
+  deviceId: string;
+  keyId: number;
+  relayId: string | null;
+  relayPort: string | null;
+}
+
 export interface PlacedMember {
   deviceId: string;
   address: string | null;
@@ -110,6 +118,20 @@ export interface TicketRow {
   usedAt: number | null;
   /** The ticket it was rotated into. */
   successor: string | null;
+}
+
+/**
+ * What happened to a device last (issue 24, `kagi why`): the last
+ * authentication the auth server accepted, the last refusal it gave for
+ * the device, the last time the config server evicted it. Times are ms.
+ */
+export interface DeviceHistory {
+  /** op: `config` (its config request) or `join` (its join, with password or ticket); user: who it joined as. */
+  auth: { at: number; op: string; user: string | null } | null;
+  /** code: the refusal code (docs/protocol.md); user: who it tried to join as, if a join. */
+  refusal: { at: number; code: string; reason: string; user: string | null } | null;
+  /** from: the VPNs it was evicted from. */
+  eviction: { at: number; from: string[]; why: string } | null;
 }
 
 export interface Store {
@@ -183,6 +205,18 @@ export interface Store {
    */
   placedMembers(): Promise<Map<string, PlacedMember[]>>;
   /**
+   * A VPN's members with their key ids and relay ports, in device order:
+   * a rekey's one read (it read each member's network info and memberships
+   * one by one, about six reads a member).
+   */
+  keyHolders(vpnId: string): Promise<KeyHolderRow[]>;
+  /**
+   * A member acknowledged `epoch` of a VPN: its key id moves up to it, never
+   * down, in one write (no read first). False when nothing moved (not a
+   * member, or already there). SQLite batches these with the other writes.
+   */
+  raiseKeyId(vpnId: string, deviceId: string, epoch: number): Promise<boolean>;
+  /**
    * Remove one membership (leave, eviction); false if it was not there.
    * With `notice` (evicted, revoked; not a holder's own leave) its key
    * holder is owed an S405 notice (owedNotices), in the same transaction;
@@ -244,6 +278,15 @@ export interface Store {
   presence(): Promise<Map<string, { online: boolean; changedAt: number }>>;
   /** Devices whose presence was last heard on this broker. */
   presentOn(broker: string): Promise<Set<string>>;
+
+  /** Device history (kagi why): the auth server accepted an authentication of the device. */
+  noteAuth(deviceId: string, at: number, op: string, user?: string | null): Promise<void>;
+  /** The auth (or config) server refused a request of, or for, the device. */
+  noteRefusal(deviceId: string, r: { at: number; code: string; reason: string; user?: string | null }): Promise<void>;
+  /** The config server evicted the member from these VPNs. */
+  noteEviction(deviceId: string, at: number, from: string[], why: string): Promise<void>;
+  /** What the device went through last; nulls where nothing is recorded. */
+  deviceHistory(deviceId: string): Promise<DeviceHistory>;
 
   /** Record an operator's change; the newest `limit` entries, oldest first. */
   audit(row: AuditRow): Promise<void>;

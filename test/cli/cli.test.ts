@@ -4,12 +4,13 @@
  * help, one admin command end to end, standard input through a pipe,
  * exit codes and bad arguments also through real spawns.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { createServer, type AddressInfo } from 'node:net';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { kagi, kagiIn, kagiSpawn, kagiUp, stopChild, watch } from '../helpers/cli.js';
 import { kagiDataDir, tempDir } from '../helpers/control-plane.js';
+import { freePort } from '../helpers/ports.js';
 
 t.test('help on every command', async (t) => {
   const top = kagi(['--help']);
@@ -201,7 +202,8 @@ t.test('an app server joins by itself with the preset credentials in its bundle'
   t.match(joined, /state: joined[\s\S]*joined plant \(tcp\/5020, epoch 1\)/, 'it joined without being given a user');
 });
 
-t.test('relay and plaintext terminal through the CLI; vpn delete; status shows the port', async (t) => {
+/** VPN plant granted to pam, kagi up on a free port, and relay-1 registered: what the relay tests start from. */
+async function relaySite(t: Test) {
   const data = kagiDataDir(t);
   const run = (args: string[], input?: string) => kagiIn([...args, '--data', data], input);
   t.equal((await run(['vpn', 'add', 'plant', '--protocol', 'tcp', '--port', '5020'])).code, 0, 'vpn add');
@@ -210,6 +212,11 @@ t.test('relay and plaintext terminal through the CLI; vpn delete; status shows t
   const up = await kagiUp(['--port', '0', '--data', data]);
   t.teardown(() => stopChild(up));
   t.equal((await run(['device', 'add', 'relay-1', '--mac', '02:00:00:00:00:b1', '--kind', 'relay', '--out', join(data, 'relay.json'), '--broker', up.brokerUrl])).code, 0, 'relay added');
+  return { data, run };
+}
+
+t.test('relay and plaintext terminal through the CLI; vpn delete; status shows the port', async (t) => {
+  const { data, run } = await relaySite(t);
   const noBinding = (await run(['device', 'add', 'plain-x', '--mac', '02:00:00:00:00:c0', '--kind', 'plaintext', '--out', join(data, 'x.json')]));
   t.match(noBinding.stderr, /needs --relay ID and --port NAME/, 'a plaintext terminal needs its binding');
   t.equal((await run(['device', 'add', 'plain-1', '--mac', '02:00:00:00:00:c1', '--kind', 'plaintext', '--relay', 'relay-1', '--port', 'p1', '--out', join(data, 'plain.json')])).code, 0, 'plaintext added');
@@ -235,4 +242,37 @@ t.test('relay and plaintext terminal through the CLI; vpn delete; status shows t
   t.match(await plain.until(/restricted: plant/), /restricted: plant/, 'and tells the plaintext terminal');
   t.match(JSON.parse((await run(['status', '--json'])).stdout).ports, [{ terminal: 'plain-1', state: 'RESTRICTED' }], 'status agrees');
   t.equal((await run(['vpn', 'delete', 'plant'])).code, 1, 'deleting it again is an error');
+});
+
+t.test('a plaintext terminal waits for its relay port, and comes back through it after the relay restarts', async (t) => {
+  const { data, run } = await relaySite(t);
+  t.equal((await run(['device', 'add', 'plain-1', '--mac', '02:00:00:00:00:c1', '--kind', 'plaintext', '--relay', 'relay-1', '--port', 'p1', '--out', join(data, 'plain.json')])).code, 0, 'plaintext added');
+
+  // p1 is on --port-base itself: the terminal is told a port nobody serves yet.
+  const p1 = await freePort();
+  const plainProc = kagiSpawn(['agent', join(data, 'plain.json'), '--via', `127.0.0.1:${p1}`, '--user', 'pam', '--password-stdin']);
+  t.teardown(() => stopChild(plainProc));
+  plainProc.stdin!.end('pam-password\n');
+  const plain = watch(plainProc);
+  t.match(await plain.until(/waiting for the relay port/), new RegExp(`waiting for the relay port 127\\.0\\.0\\.1:${p1}: .*ECONNREFUSED`), 'no relay port yet: it waits, it does not exit');
+  t.equal(plainProc.exitCode, null, 'still running');
+
+  const startRelay = async () => {
+    const proc = kagiSpawn(['agent', join(data, 'relay.json'), '--profile', 'node-relay-4port', '--port-base', String(p1)]);
+    t.teardown(() => stopChild(proc));
+    let err = '';
+    proc.stderr!.on('data', (d) => (err += d));
+    await watch(proc).until(new RegExp(`port p1 on 127\\.0\\.0\\.1:${p1}`)).catch((e: Error) => Promise.reject(new Error(`${e.message}\nrelay stderr: ${err}`)));
+    return proc;
+  };
+  const relay = await startRelay();
+  t.match(await plain.until(/joined plant/), /plain-1 configured through relay-1\/p1[\s\S]*joined plant \(tcp\/5020\)/, 'once the port is there, it configures and joins');
+
+  await stopChild(relay);
+  t.match(await plain.until(/the relay port closed; connecting again/), /the relay port closed/, 'the relay went away: it says so and keeps going');
+  const before = plain.text().split('joined plant').length;
+  await startRelay();
+  await plain.until(/joined plant[\s\S]*joined plant/, 60_000);
+  t.equal(plain.text().split('joined plant').length, before + 1, 'the relay is back: it joins again, with no password given twice (the relay holds its ticket)');
+  t.equal(plainProc.exitCode, null, 'and never exited');
 });

@@ -79,6 +79,12 @@ t.test('every admin operation over the broker leaves the store as it does on a d
   const dataB = kagiDataDir(t);
   const local = await localTarget({ data: dataB });
   const [viaBroker, onDisk] = [await runAll(remote), await runAll(local)];
+  // kagi why reads the same tables through the same op: the same answer (but for the times, which differ by place).
+  const untimed = (x: unknown) => JSON.parse(JSON.stringify(x).replace(/\d{4}-\d\d-\d\dT[\d:.]+Z/g, 'TIME')) as unknown;
+  for (const [device, vpn] of [['term-1', 'plant'], ['plc-1', undefined], ['ghost', 'plant']] as const) {
+    const args = { device, ...(vpn ? { vpn } : {}) };
+    t.same(untimed(await remote.run('why', args)), untimed(await local.run('why', args)), `why ${device}: the same answer over the broker as on a data dir`);
+  }
   await local.close();
   t.same(viaBroker, onDisk, 'the same outcomes, refusals word for word');
   t.equal(viaBroker.filter((x) => x.includes('refused')).length, 2, 'the two bad ones refused');

@@ -38,7 +38,7 @@ t.test('the plan follows the table; a cut VPN is told and its frames stop at the
   const got: string[] = [];
   let raw: ((topic: string, b: Uint8Array) => Promise<void>) | undefined;
   const b1 = await joinedAgent(t, cp, 'b1', 'bob', { onRate: (v, r, cut) => rates.push(`${v}:${r}:${cut}`), spy: (_t, _b, send) => (raw = send) });
-  const b2 = await joinedAgent(t, cp, 'b2', 'bob', { onData: (_v, f, p) => got.push(`${f}:${dec.decode(p)}`) });
+  await joinedAgent(t, cp, 'b2', 'bob', { onData: (_v, f, p) => got.push(`${f}:${dec.decode(p)}`) });
   t.same(await row('office'), [400 * K, 0], 'with members, office gets what plant leaves (VPN table: total rate)');
   t.same(b1.vpns.get('office')!.keys.shaper.state, { rate: 400 * K, cut: false }, 'a joining member starts at the planned rate');
 

@@ -9,12 +9,12 @@ import t from 'tap';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { agent, controlPlane, device, joinedAgent, logged, tempDir, until, vpnWithUsers } from '../helpers/control-plane.js';
 import { revokeDevice } from '../../servers/admin.js';
-import { METRICS } from '../../servers/metrics.js';
+import { HISTOGRAMS, METRICS } from '../../servers/metrics.js';
 import { kagiIn } from '../helpers/cli.js';
 
 const enc = new TextEncoder();
 
-interface Family { name: string; type: string; metrics: { value: string; labels?: Record<string, string> }[] }
+interface Family { name: string; type: string; metrics: { value?: string; labels?: Record<string, string>; count?: string; sum?: string; buckets?: Record<string, string> }[] }
 
 async function scrape(url: string): Promise<Map<string, Family>> {
   const res = await fetch(url);
@@ -59,6 +59,21 @@ t.test('/metrics: every family, and the numbers follow what happens', async (t) 
   t.ok(value(m, 'kagi_connected_clients') >= 6, `connected clients: 3 services and the agents (${value(m, 'kagi_connected_clients')})`);
   const notFound = await fetch(cp.metricsUrl!.replace('/metrics', '/other'));
   t.equal(notFound.status, 404, 'only /metrics is served');
+
+  // prom-client's default process metrics, and kagi's histograms.
+  const last = await scrape(cp.metricsUrl!);
+  for (const [name, type] of [['process_cpu_seconds_total', 'COUNTER'], ['process_resident_memory_bytes', 'GAUGE'], ['nodejs_eventloop_lag_seconds', 'GAUGE'], ['nodejs_gc_duration_seconds', 'HISTOGRAM']]) {
+    t.equal(last.get(name!)?.type, type, `default metric ${name} (${type})`);
+  }
+  t.ok(value(last, 'process_cpu_seconds_total') > 0, 'the process has used CPU');
+  t.ok(value(last, 'process_resident_memory_bytes') > 10_000_000, 'and has a resident set');
+  const hist = (name: string) => last.get(name)?.metrics[0];
+  for (const name of Object.keys(HISTOGRAMS)) t.equal(last.get(name)?.type, 'HISTOGRAM', `${name} is a histogram`);
+  t.equal(Number(hist('kagi_join_seconds')?.count), 3, 'join latency: one observation per join');
+  t.ok(Number(hist('kagi_join_seconds')?.sum) > 0, 'join latency: time was spent');
+  t.equal(hist('kagi_join_seconds')?.buckets?.['+Inf'], '3', 'join latency: every join in the +Inf bucket');
+  t.ok(Number(hist('kagi_poll_round_seconds')?.count) >= 2, `poll round time: observed per round (${hist('kagi_poll_round_seconds')?.count})`);
+  t.ok(await until(async () => Number((await scrape(cp.metricsUrl!)).get('kagi_rekey_seconds')?.metrics[0]?.count) >= 1), 'rekey duration: the rekey after the eviction observed');
 });
 
 t.test('kagi device revoke: disconnected, out of its VPN, rekeyed, never admitted again', async (t) => {

@@ -43,6 +43,8 @@ export interface CpOptions {
   liveness?: ControlPlaneOptions['liveness'];
   rekeyPeriodMs?: number;
   linkCapacity?: number;
+  /** The config server's idle reconcile period (ms). */
+  reconcileMs?: number;
   /** postgres://… to keep the tables in PostgreSQL. */
   store?: string;
   /** Serve /metrics (0 = a free port). */
@@ -53,6 +55,8 @@ export interface CpOptions {
   lockDataDir?: boolean;
   /** The password check's hash pool and throttling. */
   password?: ControlPlaneOptions['password'];
+  /** The embedded broker's per-device quotas. */
+  quota?: ControlPlaneOptions['quota'];
 }
 
 export async function controlPlane(dataDir: string, o: CpOptions = {}): Promise<ControlPlane> {
@@ -61,11 +65,13 @@ export async function controlPlane(dataDir: string, o: CpOptions = {}): Promise<
     ...(o.brokerUrl ? { brokerUrl: o.brokerUrl } : {}),
     ...(o.liveness ? { liveness: o.liveness } : {}),
     ...(o.linkCapacity ? { linkCapacity: o.linkCapacity } : {}),
+    ...(o.reconcileMs ? { reconcileMs: o.reconcileMs } : {}),
     ...(o.store ? { store: o.store } : {}),
     ...(o.metricsPort !== undefined ? { metricsPort: o.metricsPort } : {}),
     ...(o.rekeyPeriodMs !== undefined ? { rekeyPeriodMs: o.rekeyPeriodMs, keysTickMs: 100 } : {}),
     ...(o.lockDataDir === false ? { lockDataDir: false } : {}),
     ...(o.password ? { password: o.password } : {}),
+    ...(o.quota ? { quota: o.quota } : {}),
     log: (level, msg) => o.lines?.push(`${level}: ${msg}`),
   });
 }
@@ -75,6 +81,16 @@ export async function until(cond: () => boolean | Promise<boolean>, ms = 3000): 
   const end = Date.now() + deadline(ms);
   while (!(await cond()) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
   return cond();
+}
+
+/**
+ * Until `get()` equals `want` (JSON): for state that follows an event a
+ * step later (the network devices follow an eviction in the reconcile
+ * after its log line).
+ */
+export function settles<T>(get: () => T | Promise<T>, want: T, ms?: number): Promise<boolean> {
+  const w = JSON.stringify(want);
+  return until(async () => JSON.stringify(await get()) === w, ms);
 }
 
 let macs = 0;

@@ -104,6 +104,19 @@ t.test('dynsec roles follow VPN membership', { skip: why ?? false }, async (t) =
   t.same(roles, ['kagi-member-plant-dev-2', 'kagi-vpn-plant'], 'the new member holds the VPN role and its own member role');
 });
 
+t.test("two drivers in one process are each answered (own client ids; Mosquitto sends every admin's responses to all, matched by correlationData)", { skip: why ?? false }, async (t) => {
+  const url = await dynsecMosquitto(t);
+  // kagi up's driver and an operator's admin one in one process: with one
+  // client id per process they took the session from each other at every
+  // reconnect, and commands sent in between went unanswered.
+  const drivers = [0, 1].map(() => new MosquittoDynsecDriver({ url, username: 'admin', password: 'admin-password' }));
+  t.teardown(() => Promise.all(drivers.map((d) => d.close())));
+  const asked = await Promise.all(drivers.flatMap((d, i) => Array.from({ length: 10 }, (_, k) =>
+    d.send([{ command: 'createRole', rolename: `probe-${i}-${k}` }, { command: 'getRole', rolename: `probe-${i}-${k}` }]))));
+  const names = asked.map((rs) => (rs[1]!.data as { role?: { rolename?: string } } | undefined)?.role?.rolename);
+  t.same(names, drivers.flatMap((_, i) => Array.from({ length: 10 }, (_, k) => `probe-${i}-${k}`)), 'each batch got its own responses, in order');
+});
+
 t.test('a dynsec driver that cannot reach its broker says so', async (t) => {
   const d = new MosquittoDynsecDriver({ url: `mqtt://127.0.0.1:${await freePort()}`, username: 'admin', password: 'x' });
   await t.rejects(d.check(), /^mosquitto-dynsec: cannot reach mqtt:\/\/127\.0\.0\.1:\d+ as admin/, 'check fails and names the broker and the admin');

@@ -38,6 +38,21 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     t.same(await s.joinedAs(), new Map([['d1', 'u1']]), 'who a device joined as: the latest join wins');
     await s.clearJoinedAs('d1');
     t.same(await s.joinedAs(), new Map(), 'a device that left on its own has joined as nobody');
+
+    // Device history (migration 16, kagi why): each event keeps its own columns.
+    t.same(await s.deviceHistory('d1'), { auth: null, refusal: null, eviction: null }, 'no history yet');
+    await s.noteRefusal('d1', { at: 5_000_000_000_001, code: 'password', reason: 'wrong user id or password', user: 'u1' });
+    await s.noteAuth('d1', 5_000_000_000_002, 'join', 'u1');
+    await s.noteEviction('d1', 5_000_000_000_003, ['v1', 'v2'], '3 polls missed');
+    t.same(await s.deviceHistory('d1'), {
+      auth: { at: 5_000_000_000_002, op: 'join', user: 'u1' },
+      refusal: { at: 5_000_000_000_001, code: 'password', reason: 'wrong user id or password', user: 'u1' },
+      eviction: { at: 5_000_000_000_003, from: ['v1', 'v2'], why: '3 polls missed' },
+    }, 'history: the last auth, refusal and eviction, with times beyond 32 bits');
+    await s.noteRefusal('d1', { at: 5_000_000_000_004, code: 'mac', reason: 'MAC differs' });
+    t.same((await s.deviceHistory('d1')).refusal, { at: 5_000_000_000_004, code: 'mac', reason: 'MAC differs', user: null }, 'the latest refusal replaces the last one');
+    t.same((await s.deviceHistory('d1')).auth, { at: 5_000_000_000_002, op: 'join', user: 'u1' }, 'a refusal leaves the last auth alone');
+    t.same(await s.deviceHistory('nobody'), { auth: null, refusal: null, eviction: null }, 'an unknown device has no history');
     await s.setJoinedAs('d1', 'u1', 3);
     await t.rejects(s.grant('v1', 'ghost'), { name: 'ConflictError' }, 'grant to a missing user refused');
 
@@ -90,6 +105,14 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     await s.putMember({ vpnId: 'v1', deviceId: 'd0', userId: 'u1', keyId: 0, networkId: 'n' });
     t.same(await s.placedMembers(), new Map([['v1', [{ deviceId: 'd0', address: null, via: null }, { deviceId: 'd1', address: '10.0.0.2', via: null }]]]),
       'members with where they are, by VPN, in device order (no network info: nulls)');
+    await s.putNetworkInfo({ deviceId: 'd0', address: null, relayId: 'r1', relayPort: 'p2', updatedAt: 7 });
+    t.same(await s.keyHolders('v1'), [{ deviceId: 'd0', keyId: 0, relayId: 'r1', relayPort: 'p2' }, { deviceId: 'd1', keyId: (await s.membershipsOf('d1'))[0]!.keyId, relayId: null, relayPort: null }],
+      'a rekey\'s one read: members, key ids and relay ports, in device order');
+    t.same(await s.keyHolders('nope'), [], 'no VPN: no holders');
+    t.same([await s.raiseKeyId('v1', 'd0', 3), await s.raiseKeyId('v1', 'd0', 3), await s.raiseKeyId('v1', 'd0', 2)], [true, false, false], 'a key id moves up once, never down');
+    t.equal((await s.membershipsOf('d0'))[0]!.keyId, 3, 'and the row says so');
+    t.equal(await s.raiseKeyId('v1', 'nobody', 9), false, 'no member: nothing moves');
+    t.equal(await s.raiseKeyId('v9', 'd0', 9), false, 'not a member of that VPN: nothing moves');
     await s.removeMember('v1', 'd0');
 
     await s.numbers.set('k', 5);
@@ -105,6 +128,10 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     t.equal(await claim('rx:w', 12), false, 'and what it passed is too old');
     const racing = await Promise.all([claim('rx:w', 200), claim('rx:w', 200), claim('rx:w', 199), claim('rx:w', 199)]);
     t.same(racing.filter(Boolean).length, 2, 'racing copies of two seqs: one of each wins');
+    // After the racing claims landed (a process may drop landed windows from memory and read them back).
+    t.same([await claim('rx:w', 200), await claim('rx:w', 199), await claim('rx:w', 198)], [false, false, true], 'landed claims still refused; an unseen seq in the window taken');
+    const again = await Promise.all([claim('rx:w', 198), claim('rx:w', 201), claim('rx:w', 201)]);
+    t.same([again[0], again.slice(1).filter(Boolean).length], [false, 1], 'a race on a window read back: the seen seq refused, one copy of the new one wins');
 
     // A channel made once, whichever first delivery gets there first.
     const first = { send: new Uint8Array(32).fill(3), recv: new Uint8Array(32).fill(4) };

@@ -66,8 +66,30 @@ function modeCheck(c: Crypto, v: Vector): CheckGroup {
         t.equal(toHex(s.export(ctx, x.L)), x.exported_value, `sender export "${x.exporter_context}"`);
         t.equal(toHex(r.export(ctx, x.L)), x.exported_value, `recipient export "${x.exporter_context}"`);
       }
+      if (auth) heldKeys(t, c, v, info, psk);
     },
   };
+}
+
+/**
+ * Auth modes once more with the static keys held, as every party holds its
+ * own (Crypto.holdStaticKey): the static–static DH and our own public key
+ * then come from the facade's cache (decision 76). Twice, so the second
+ * setup is served from the cache, and both must give the vector's bytes.
+ */
+function heldKeys(t: Parameters<CheckGroup['run']>[0], c: Crypto, v: Vector, info: Uint8Array, psk: { psk?: Uint8Array; pskId?: Uint8Array }): void {
+  const skS = hex(v.skSm!);
+  const skR = hex(v.skRm!);
+  c.holdStaticKey(skS);
+  c.holdStaticKey(skR);
+  const first = v.encryptions[0]!;
+  for (const pass of ['first', 'cached']) {
+    const { enc, ctx: s } = setupSender(c, hex(v.pkRm), { info, ...psk, ikmE: hex(v.ikmE), skS });
+    t.equal(toHex(enc), v.enc, `held keys, ${pass}: enc`);
+    t.equal(toHex(s.seal(hex(first.pt), hex(first.aad))), first.ct, `held keys, ${pass}: seal seq 0`);
+    const r = setupRecipient(c, hex(v.enc), skR, { info, ...psk, pkS: hex(v.pkSm!) });
+    t.equal(toHex(r.open(hex(first.ct), hex(first.aad)) ?? new Uint8Array(0)), first.pt, `held keys, ${pass}: open seq 0`);
+  }
 }
 
 export function hpkeChecks(dir: string): CheckGroup[] {

@@ -1,0 +1,241 @@
+/**
+ * bench/idle: what an idle joined device costs the server in memory. N
+ * devices (the real agent, each with its own MQTT connection and its own
+ * state and ticket files) join `kagi up` running in its own process, then
+ * sit idle; the server's RSS after a forced GC, minus its RSS before the
+ * other devices came (the first min(200, N/10) are a warm-up), divided by
+ * the devices that came since, is the figure. Beside it the floor,
+ * measured in the same run the same way: N bare MQTT clients (the same
+ * keepalive, three subscriptions each as an agent has) connected and idle
+ * on plain aedes in its own process, so the ratio shows what kagi adds over
+ * the broker itself.
+ *
+ * Both servers run with --expose-gc and bench/memory-probe.js preloaded: a
+ * SIGUSR2 makes them collect garbage and print their memory. Each run starts
+ * both servers afresh (the floor first, then kagi up on a copy of the
+ * seeded data dir); --runs 3 gives three independent figures and the median
+ * is reported. --heap-snapshot DIR writes heap snapshots of both servers
+ * after the warm-up and after the idle (bench/heap-diff.ts: what grows per
+ * device).
+ *
+ *   npm run bench:idle -- --n 2000 --idle 30 --runs 3
+ */
+import { parseArgs } from 'node:util';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import mqtt from 'mqtt';
+import type { Bundle } from '../device/bundle.js';
+import { TerminalAgent } from '../device/terminal.js';
+import { nodePlatform } from '../runtime/node/platform.js';
+import { benchJson, median, noDelay, positiveArg, seedFleet, type BenchRow } from './common.js';
+import { eachLine } from './child-lines.js';
+
+const { values } = parseArgs({
+  options: {
+    n: { type: 'string', default: '2000' },
+    idle: { type: 'string', default: '30' },
+    runs: { type: 'string', default: '3' },
+    concurrency: { type: 'string', default: '100' },
+    'heap-snapshot': { type: 'string' },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (values.help) {
+  console.log(`usage: npm run bench:idle -- [--n 2000] [--idle 30] [--runs 3] [--concurrency 100] [--heap-snapshot DIR]
+  --n N               devices, each with its own MQTT connection (default 2000)
+  --idle S            seconds the devices sit idle before the measure (default 30)
+  --runs R            independent runs, each with fresh servers; the median is reported (default 3)
+  --concurrency C     joins at a time while the devices come (default 100)
+  --heap-snapshot DIR write heap snapshots of both servers (after the warm-up and after
+                      the idle) to DIR in the first run, whose figures then include them;
+                      node dist/bench/heap-diff.js compares two`);
+  process.exit(0);
+}
+const positive = (name: string, v: string) => positiveArg('bench:idle', name, v);
+const N = positive('n', values.n);
+const IDLE_S = positive('idle', values.idle);
+const RUNS = positive('runs', values.runs);
+const CONCURRENCY = positive('concurrency', values.concurrency);
+const TARGET_KIB = 4;
+/**
+ * The first devices are the warm-up: the baseline is probed after them, so
+ * what a process pays once (compiled code, the heap's first pages, caches
+ * filled) is not spread over the devices. The figure is the growth from
+ * there to N, over N − WARM.
+ */
+const WARM = Math.min(200, Math.floor(N / 10));
+const probe = pathToFileURL(resolve('dist/bench/memory-probe.js')).href;
+
+/** As bench/memory-probe.ts prints it (bytes). */
+interface Memory { rss: number; heapUsed: number; heapTotal: number; external: number; arrayBuffers: number; malloc: number; anon: number; files: number }
+
+/** A server child with the memory probe preloaded; resolves once its stdout matches `ready`. */
+class Server {
+  private waiting: ((m: Memory) => void) | null = null;
+  private constructor(readonly child: ChildProcess, readonly url: string) {}
+
+  static start(args: string[], ready: RegExp, env: NodeJS.ProcessEnv = {}): Promise<Server> {
+    const child = spawn(process.execPath, ['--expose-gc', '--import', probe, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+    return new Promise((resolveStart, reject) => {
+      let server: Server | undefined;
+      eachLine(child.stdout!, (line) => {
+        if (!server) {
+          const m = ready.exec(line);
+          if (m) resolveStart((server = new Server(child, m[1]!)));
+        } else server.line(line);
+      });
+      child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code}`)));
+    });
+  }
+
+  private line(l: string): void {
+    if (!l.startsWith('memory-probe ') || !this.waiting) return;
+    const w = this.waiting;
+    this.waiting = null;
+    w(JSON.parse(l.slice('memory-probe '.length)) as Memory);
+  }
+
+  /** GC in the server, then its memory. */
+  memory(): Promise<Memory> {
+    return new Promise((res, reject) => {
+      const t = setTimeout(() => reject(new Error('memory probe: no answer in 120 s')), 120_000);
+      this.waiting = (m) => (clearTimeout(t), res(m));
+      this.child.kill('SIGUSR2');
+    });
+  }
+
+  stop(): Promise<void> {
+    return new Promise((r) => {
+      if (this.child.exitCode !== null) return r();
+      this.child.once('exit', () => r());
+      this.child.kill('SIGTERM');
+    });
+  }
+}
+
+/** job(i) for i in [from, to), c at a time. */
+async function pool(from: number, to: number, c: number, job: (i: number) => Promise<void>): Promise<void> {
+  let next = from;
+  await Promise.all(Array.from({ length: Math.min(c, to - from) }, async () => {
+    while (next < to) await job(next++);
+  }));
+}
+
+function progress(what: string, done: number): void {
+  if (done % 500 === 0 || done === N) process.stderr.write(`\r  ${what}: ${done}/${N}   ${done === N ? '\n' : ''}`);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+
+/** Per-device growth of each figure between two probes (bytes), over the N − WARM devices that came between them. */
+function perDevice(before: Memory, after: Memory): Memory {
+  const n = N - WARM;
+  return {
+    rss: (after.rss - before.rss) / n,
+    heapUsed: (after.heapUsed - before.heapUsed) / n,
+    heapTotal: (after.heapTotal - before.heapTotal) / n,
+    malloc: (after.malloc - before.malloc) / n,
+    anon: (after.anon - before.anon) / n,
+    files: (after.files - before.files) / n,
+    external: (after.external - before.external) / n,
+    arrayBuffers: (after.arrayBuffers - before.arrayBuffers) / n,
+  };
+}
+
+/** The server's growth per device from the end of the warm-up to N devices added by `add` and idle for --idle seconds. */
+async function idleGrowth(server: Server, add: (i: number) => Promise<void>): Promise<Memory> {
+  await pool(0, WARM, CONCURRENCY, add);
+  const before = await server.memory();
+  await pool(WARM, N, CONCURRENCY, add);
+  await sleep(IDLE_S * 1000);
+  return perDevice(before, await server.memory());
+}
+
+/** Heap snapshots in the first run only (they cost memory themselves: that run's figures include them). */
+function snapshotEnv(run: number): NodeJS.ProcessEnv {
+  return values['heap-snapshot'] && run === 1 ? { KAGI_HEAP_SNAPSHOT_DIR: values['heap-snapshot'] } : {};
+}
+
+async function floorRun(run: number): Promise<Memory> {
+  const server = await Server.start(['dist/bench/floor-server.js'], /floor: (\S+)/, snapshotEnv(run));
+  const clients: mqtt.MqttClient[] = [];
+  try {
+    let done = 0;
+    const connect = async (i: number) => {
+      const c = noDelay(await mqtt.connectAsync(server.url, { clientId: `idle-${i}`, keepalive: 30, reconnectPeriod: 0, connectTimeout: 120_000 }));
+      clients.push(c);
+      await c.subscribeAsync([`floor/dev/${i}`, `floor/vpn/${i}`, 'floor/vpn/all'], { qos: 1 });
+      progress('floor clients connected', ++done);
+    };
+    return await idleGrowth(server, connect);
+  } finally {
+    await Promise.all(clients.map((c) => c.endAsync(true)));
+    await server.stop();
+  }
+}
+
+async function kagiRun(template: string, run: number, bundles: Bundle[]): Promise<Memory> {
+  const dir = mkdtempSync(join(tmpdir(), 'kagi-idle-run-'));
+  const data = join(dir, 'data');
+  const files = join(dir, 'devices');
+  cpSync(template, data, { recursive: true });
+  mkdirSync(files);
+  const server = await Server.start(['dist/cli/kagi.js', 'up', '--data', data, '--port', '0', '--timeout', '60s', '--log-format', 'json'], /kagi up: broker (\S+),/, snapshotEnv(run));
+  const agents: TerminalAgent[] = [];
+  try {
+    let joined = 0;
+    const join1 = async (i: number) => {
+      const b = bundles[i]!;
+      const platform = nodePlatform({ brokerUrl: server.url, stateFile: join(files, `${b.id}.state`), secretsFile: join(files, `${b.id}.tickets`) });
+      const a = new TerminalAgent(b, platform, { timeoutMs: 60_000, attempts: Infinity });
+      agents.push(a);
+      await a.start();
+      await a.configure();
+      await a.join('bench', 'bench-password');
+      progress('devices joined', ++joined);
+    };
+    return await idleGrowth(server, join1);
+  } finally {
+    await Promise.all(agents.map((a) => a.stop({ leave: false })));
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const kib = (b: number) => `${(b / 1024).toFixed(2)} KiB`;
+const mappings = (m: Memory) => `${kib(m.malloc)} / ${kib(m.anon)} / ${kib(m.files)}`;
+const root = mkdtempSync(join(tmpdir(), 'kagi-idle-'));
+const template = join(root, 'data');
+try {
+  const bundles = await seedFleet(template, N, (i) => `i${i}`, (done) => progress('registering', done));
+  console.log(`idle: ${N} devices joined, each its own MQTT connection, idle ${IDLE_S} s; kagi up (SQLite) and the floor (plain aedes) each in its own process; RSS after a forced GC, growth from device ${WARM} (after the warm-up) to ${N}`);
+  const kagiRss: number[] = [];
+  const floorRss: number[] = [];
+  const breakdown: { k: string; f: string }[] = [];
+  for (let run = 1; run <= RUNS; run++) {
+    // The floor first, then kagi: never both servers' N sockets at once (fd limit).
+    const f = await floorRun(run);
+    const k = await kagiRun(template, run, bundles);
+    floorRss.push(f.rss);
+    breakdown.push({ k: mappings(k), f: mappings(f) });
+    kagiRss.push(k.rss);
+    console.log(`run ${run}:`);
+    console.log(`  kagi up per device: RSS ${kib(k.rss)}  (heap used ${kib(k.heapUsed)} of ${kib(k.heapTotal)} committed, external ${kib(k.external)}, of which array buffers ${kib(k.arrayBuffers)})`);
+    console.log(`  floor per client:   RSS ${kib(f.rss)}  (heap used ${kib(f.heapUsed)} of ${kib(f.heapTotal)} committed, external ${kib(f.external)}, of which array buffers ${kib(f.arrayBuffers)})`);
+    console.log(`  ratio kagi/floor (RSS): ${(k.rss / f.rss).toFixed(2)}x`);
+  }
+  const k = median(kagiRss);
+  const f = median(floorRss);
+  console.log(`median of ${RUNS}: kagi ${kib(k)} per device, floor ${kib(f)} per client, ratio ${(k / f).toFixed(2)}x (target: ≤ ${TARGET_KIB} KiB per device)`);
+  console.log('RSS per device by mapping (malloc arena / anonymous: V8 heap pages and large allocations / files) in each run:');
+  for (const [i, m] of breakdown.entries()) console.log(`  run ${i + 1}: kagi ${m.k}; floor ${m.f}`);
+  const rows: BenchRow[] = [{ figure: `server RSS per idle joined device (N=${N})`, value: k / 1024, unit: 'KiB', floor: f / 1024, ratio: k / f, target: `≤ ${TARGET_KIB} KiB`, met: k / 1024 <= TARGET_KIB }];
+  benchJson(rows);
+} finally {
+  rmSync(root, { recursive: true, force: true });
+}
+process.exit(0);

@@ -18,11 +18,20 @@
  * after the warm-up and after the idle (bench/heap-diff.ts: what grows per
  * device).
  *
- *   npm run bench:idle -- --n 2000 --idle 30 --runs 3
+ * --broker mosquitto: the connections are held by a Mosquitto this bench
+ * starts for each run (anonymous, no persistence, on a free loopback port)
+ * and `kagi up --broker` runs only the services (decision 111). Then kagi
+ * up's growth is the services' own per-device state; the Mosquitto's
+ * growth (its RSS from /proc) is printed beside it, and the target is
+ * judged on the two together. The floor is the same bare clients on a
+ * fresh Mosquitto of the same configuration.
+ *
+ *   npm run bench:idle -- --n 2000 --idle 30 --runs 3 [--broker embedded|mosquitto]
  */
 import { parseArgs } from 'node:util';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createConnection, createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -40,18 +49,22 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '3' },
     concurrency: { type: 'string', default: '100' },
     'heap-snapshot': { type: 'string' },
+    broker: { type: 'string', default: 'embedded' },
     help: { type: 'boolean', default: false },
   },
 });
 if (values.help) {
-  console.log(`usage: npm run bench:idle -- [--n 2000] [--idle 30] [--runs 3] [--concurrency 100] [--heap-snapshot DIR]
+  console.log(`usage: npm run bench:idle -- [--n 2000] [--idle 30] [--runs 3] [--concurrency 100] [--heap-snapshot DIR] [--broker embedded|mosquitto]
   --n N               devices, each with its own MQTT connection (default 2000)
   --idle S            seconds the devices sit idle before the measure (default 30)
   --runs R            independent runs, each with fresh servers; the median is reported (default 3)
   --concurrency C     joins at a time while the devices come (default 100)
   --heap-snapshot DIR write heap snapshots of both servers (after the warm-up and after
                       the idle) to DIR in the first run, whose figures then include them;
-                      node dist/bench/heap-diff.js compares two`);
+                      node dist/bench/heap-diff.js compares two
+  --broker B          embedded (default): kagi up holds the connections in its own aedes;
+                      mosquitto: a Mosquitto started for each run holds them and kagi up
+                      runs with --broker (its RSS and the Mosquitto's are both printed)`);
   process.exit(0);
 }
 const positive = (name: string, v: string) => positiveArg('bench:idle', name, v);
@@ -59,6 +72,11 @@ const N = positive('n', values.n);
 const IDLE_S = positive('idle', values.idle);
 const RUNS = positive('runs', values.runs);
 const CONCURRENCY = positive('concurrency', values.concurrency);
+if (values.broker !== 'embedded' && values.broker !== 'mosquitto') {
+  console.error(`bench:idle: --broker must be embedded or mosquitto, not ${values.broker}`);
+  process.exit(2);
+}
+const ON_MOSQUITTO = values.broker === 'mosquitto';
 const TARGET_KIB = 4;
 /**
  * The first devices are the warm-up: the baseline is probed after them, so
@@ -116,6 +134,55 @@ class Server {
   }
 }
 
+/** A free loopback port (closed again before the broker takes it). */
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as AddressInfo;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+/** A Mosquitto of this bench's own: anonymous, no persistence, one loopback listener; its RSS read from /proc. */
+class Mosquitto {
+  private constructor(readonly child: ChildProcess, readonly url: string, private readonly dir: string) {}
+
+  static async start(): Promise<Mosquitto> {
+    const dir = mkdtempSync(join(tmpdir(), 'kagi-idle-mosquitto-'));
+    const port = await freePort();
+    writeFileSync(join(dir, 'mosquitto.conf'), [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'max_connections -1', ''].join('\n'));
+    const child = spawn('mosquitto', ['-c', join(dir, 'mosquitto.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    child.once('error', (e) => (err += e.message));
+    const end = Date.now() + 30_000;
+    for (;;) {
+      const up = await new Promise<boolean>((r) => {
+        const s = createConnection(port, '127.0.0.1', () => (s.destroy(), r(true)));
+        s.once('error', () => r(false));
+      });
+      if (up) return new Mosquitto(child, `mqtt://127.0.0.1:${port}`, dir);
+      if (Date.now() > end || child.exitCode !== null) throw new Error(`mosquitto did not listen on ${port}: ${err.trim() || 'no output'} (apt-get install -y mosquitto)`);
+      await sleep(50);
+    }
+  }
+
+  /** Resident bytes (VmRSS); a C broker has no garbage to collect first. */
+  rss(): number {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${this.child.pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : 0;
+  }
+
+  stop(): Promise<void> {
+    return new Promise((r) => {
+      const done = () => (rmSync(this.dir, { recursive: true, force: true }), r());
+      if (this.child.exitCode !== null) return done();
+      this.child.once('exit', done);
+      this.child.kill('SIGTERM');
+    });
+  }
+}
+
 /** job(i) for i in [from, to), c at a time. */
 async function pool(from: number, to: number, c: number, job: (i: number) => Promise<void>): Promise<void> {
   let next = from;
@@ -146,13 +213,20 @@ function perDevice(before: Memory, after: Memory): Memory {
   };
 }
 
-/** The server's growth per device from the end of the warm-up to N devices added by `add` and idle for --idle seconds. */
-async function idleGrowth(server: Server, add: (i: number) => Promise<void>): Promise<Memory> {
+/** Something whose memory can be read: a Node server (after a GC) or a Mosquitto. */
+interface Probed { memory(): Promise<Memory> }
+
+/** A Mosquitto's memory: only its RSS (the rest is Node's). */
+const mosquittoProbe = (m: Mosquitto): Probed => ({ memory: async () => ({ rss: m.rss(), heapUsed: 0, heapTotal: 0, external: 0, arrayBuffers: 0, malloc: 0, anon: 0, files: 0 }) });
+
+/** Each server's growth per device from the end of the warm-up to N devices added by `add` and idle for --idle seconds. */
+async function idleGrowth(servers: Probed[], add: (i: number) => Promise<void>): Promise<Memory[]> {
   await pool(0, WARM, CONCURRENCY, add);
-  const before = await server.memory();
+  const before = await Promise.all(servers.map((s) => s.memory()));
   await pool(WARM, N, CONCURRENCY, add);
   await sleep(IDLE_S * 1000);
-  return perDevice(before, await server.memory());
+  const after = await Promise.all(servers.map((s) => s.memory()));
+  return servers.map((_, i) => perDevice(before[i]!, after[i]!));
 }
 
 /** Heap snapshots in the first run only (they cost memory themselves: that run's figures include them). */
@@ -161,30 +235,36 @@ function snapshotEnv(run: number): NodeJS.ProcessEnv {
 }
 
 async function floorRun(run: number): Promise<Memory> {
-  const server = await Server.start(['dist/bench/floor-server.js'], /floor: (\S+)/, snapshotEnv(run));
+  const mosquitto = ON_MOSQUITTO ? await Mosquitto.start() : undefined;
+  const server = mosquitto ? undefined : await Server.start(['dist/bench/floor-server.js'], /floor: (\S+)/, snapshotEnv(run));
+  const url = mosquitto?.url ?? server!.url;
   const clients: mqtt.MqttClient[] = [];
   try {
     let done = 0;
     const connect = async (i: number) => {
-      const c = noDelay(await mqtt.connectAsync(server.url, { clientId: `idle-${i}`, keepalive: 30, reconnectPeriod: 0, connectTimeout: 120_000 }));
+      const c = noDelay(await mqtt.connectAsync(url, { clientId: `idle-${i}`, keepalive: 30, reconnectPeriod: 0, connectTimeout: 120_000 }));
       clients.push(c);
       await c.subscribeAsync([`floor/dev/${i}`, `floor/vpn/${i}`, 'floor/vpn/all'], { qos: 1 });
       progress('floor clients connected', ++done);
     };
-    return await idleGrowth(server, connect);
+    return (await idleGrowth([mosquitto ? mosquittoProbe(mosquitto) : server!], connect))[0]!;
   } finally {
     await Promise.all(clients.map((c) => c.endAsync(true)));
-    await server.stop();
+    await server?.stop();
+    await mosquitto?.stop();
   }
 }
 
-async function kagiRun(template: string, run: number, bundles: Bundle[]): Promise<Memory> {
+/** kagi up's growth per device, and (on Mosquitto) the Mosquitto's that holds the connections. */
+async function kagiRun(template: string, run: number, bundles: Bundle[]): Promise<{ kagi: Memory; mosquitto?: Memory }> {
   const dir = mkdtempSync(join(tmpdir(), 'kagi-idle-run-'));
   const data = join(dir, 'data');
   const files = join(dir, 'devices');
   cpSync(template, data, { recursive: true });
   mkdirSync(files);
-  const server = await Server.start(['dist/cli/kagi.js', 'up', '--data', data, '--port', '0', '--timeout', '60s', '--log-format', 'json'], /kagi up: broker (\S+),/, snapshotEnv(run));
+  const mosquitto = ON_MOSQUITTO ? await Mosquitto.start() : undefined;
+  const where = mosquitto ? ['--broker', mosquitto.url] : ['--port', '0'];
+  const server = await Server.start(['dist/cli/kagi.js', 'up', '--data', data, ...where, '--timeout', '60s', '--log-format', 'json'], /kagi up: broker (\S+),/, snapshotEnv(run));
   const agents: TerminalAgent[] = [];
   try {
     let joined = 0;
@@ -198,10 +278,12 @@ async function kagiRun(template: string, run: number, bundles: Bundle[]): Promis
       await a.join('bench', 'bench-password');
       progress('devices joined', ++joined);
     };
-    return await idleGrowth(server, join1);
+    const [kagi, held] = await idleGrowth(mosquitto ? [server, mosquittoProbe(mosquitto)] : [server], join1);
+    return { kagi: kagi!, ...(held ? { mosquitto: held } : {}) };
   } finally {
     await Promise.all(agents.map((a) => a.stop({ leave: false })));
     await server.stop();
+    await mosquitto?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -212,28 +294,44 @@ const root = mkdtempSync(join(tmpdir(), 'kagi-idle-'));
 const template = join(root, 'data');
 try {
   const bundles = await seedFleet(template, N, (i) => `i${i}`, (done) => progress('registering', done));
-  console.log(`idle: ${N} devices joined, each its own MQTT connection, idle ${IDLE_S} s; kagi up (SQLite) and the floor (plain aedes) each in its own process; RSS after a forced GC, growth from device ${WARM} (after the warm-up) to ${N}`);
+  const broker = ON_MOSQUITTO ? 'the connections held by a Mosquitto of its own per run (kagi up --broker), the floor bare clients on one' : 'kagi up (SQLite, embedded aedes) and the floor (plain aedes) each in its own process';
+  console.log(`idle: ${N} devices joined, each its own MQTT connection, idle ${IDLE_S} s; ${broker}; RSS after a forced GC, growth from device ${WARM} (after the warm-up) to ${N}`);
   const kagiRss: number[] = [];
+  const totalRss: number[] = [];
   const floorRss: number[] = [];
   const breakdown: { k: string; f: string }[] = [];
   for (let run = 1; run <= RUNS; run++) {
     // The floor first, then kagi: never both servers' N sockets at once (fd limit).
     const f = await floorRun(run);
-    const k = await kagiRun(template, run, bundles);
+    const { kagi: k, mosquitto: m } = await kagiRun(template, run, bundles);
     floorRss.push(f.rss);
     breakdown.push({ k: mappings(k), f: mappings(f) });
     kagiRss.push(k.rss);
+    totalRss.push(k.rss + (m?.rss ?? 0));
     console.log(`run ${run}:`);
     console.log(`  kagi up per device: RSS ${kib(k.rss)}  (heap used ${kib(k.heapUsed)} of ${kib(k.heapTotal)} committed, external ${kib(k.external)}, of which array buffers ${kib(k.arrayBuffers)})`);
-    console.log(`  floor per client:   RSS ${kib(f.rss)}  (heap used ${kib(f.heapUsed)} of ${kib(f.heapTotal)} committed, external ${kib(f.external)}, of which array buffers ${kib(f.arrayBuffers)})`);
-    console.log(`  ratio kagi/floor (RSS): ${(k.rss / f.rss).toFixed(2)}x`);
+    if (m) console.log(`  its Mosquitto per device: RSS ${kib(m.rss)}; together ${kib(k.rss + m.rss)}`);
+    if (ON_MOSQUITTO) console.log(`  floor per client (Mosquitto RSS): ${kib(f.rss)}`);
+    else console.log(`  floor per client:   RSS ${kib(f.rss)}  (heap used ${kib(f.heapUsed)} of ${kib(f.heapTotal)} committed, external ${kib(f.external)}, of which array buffers ${kib(f.arrayBuffers)})`);
+    console.log(`  ratio kagi/floor (RSS${ON_MOSQUITTO ? ', kagi up and its Mosquitto together' : ''}): ${(totalRss[run - 1]! / f.rss).toFixed(2)}x`);
   }
   const k = median(kagiRss);
+  const total = median(totalRss);
   const f = median(floorRss);
-  console.log(`median of ${RUNS}: kagi ${kib(k)} per device, floor ${kib(f)} per client, ratio ${(k / f).toFixed(2)}x (target: ≤ ${TARGET_KIB} KiB per device)`);
-  console.log('RSS per device by mapping (malloc arena / anonymous: V8 heap pages and large allocations / files) in each run:');
-  for (const [i, m] of breakdown.entries()) console.log(`  run ${i + 1}: kagi ${m.k}; floor ${m.f}`);
-  const rows: BenchRow[] = [{ figure: `server RSS per idle joined device (N=${N})`, value: k / 1024, unit: 'KiB', floor: f / 1024, ratio: k / f, target: `≤ ${TARGET_KIB} KiB`, met: k / 1024 <= TARGET_KIB }];
+  console.log(`median of ${RUNS}: kagi ${kib(k)} per device${ON_MOSQUITTO ? `, with its Mosquitto ${kib(total)}` : ''}, floor ${kib(f)} per client, ratio ${(total / f).toFixed(2)}x (target: ≤ ${TARGET_KIB} KiB per device)`);
+  if (!ON_MOSQUITTO) {
+    console.log('RSS per device by mapping (malloc arena / anonymous: V8 heap pages and large allocations / files) in each run:');
+    for (const [i, m] of breakdown.entries()) console.log(`  run ${i + 1}: kagi ${m.k}; floor ${m.f}`);
+  } else {
+    console.log('kagi up RSS per device by mapping (malloc arena / anonymous / files) in each run:');
+    for (const [i, m] of breakdown.entries()) console.log(`  run ${i + 1}: ${m.k}`);
+  }
+  const rows: BenchRow[] = ON_MOSQUITTO
+    ? [
+      { figure: `kagi up RSS per idle joined device, connections on Mosquitto (N=${N})`, value: k / 1024, unit: 'KiB', floor: f / 1024, ratio: k / f, target: 'none (reported)', met: true },
+      { figure: `kagi up + its Mosquitto RSS per idle joined device (N=${N})`, value: total / 1024, unit: 'KiB', floor: f / 1024, ratio: total / f, target: `≤ ${TARGET_KIB} KiB`, met: total / 1024 <= TARGET_KIB },
+    ]
+    : [{ figure: `server RSS per idle joined device (N=${N})`, value: k / 1024, unit: 'KiB', floor: f / 1024, ratio: k / f, target: `≤ ${TARGET_KIB} KiB`, met: k / 1024 <= TARGET_KIB }];
   benchJson(rows);
 } finally {
   rmSync(root, { recursive: true, force: true });

@@ -117,3 +117,11 @@ export function positiveArg(bench: string, name: string, v: string): number {
   }
   return n;
 }
+
+/**
+ * With KAGI_BENCH_MARKS set: a phase's start and end on stderr, in the
+ * clock of a --cpu-prof profile's timestamps (µs), to cut the phase out.
+ */
+export function mark(label: string): void {
+  if (process.env.KAGI_BENCH_MARKS) console.error(`mark ${label} ${process.hrtime.bigint() / 1000n}`);
+}

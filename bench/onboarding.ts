@@ -26,7 +26,7 @@
 import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
 import { addDevice } from '../servers/admin.js';
-import { benchControlPlane, benchJson, cpuMsSince, floorBroker, noDelay } from './common.js';
+import { benchControlPlane, benchJson, cpuMsSince, floorBroker, mark, noDelay } from './common.js';
 import { parseBundle, type Bundle } from '../device/bundle.js';
 import { TerminalAgent } from '../device/terminal.js';
 import { nodePlatform } from '../runtime/node/platform.js';
@@ -41,14 +41,6 @@ const PROBES = Number(values.probes);
 /** The auth server's hash pool (default: its own, the cores). */
 const POOL = values.pool === undefined ? undefined : Number(values.pool);
 const ROUND_TRIPS = 6;
-
-/**
- * With KAGI_BENCH_MARKS set: a phase's start and end on stderr, in the
- * clock of a --cpu-prof profile's timestamps (µs), to cut the phase out.
- */
-function mark(label: string): void {
-  if (process.env.KAGI_BENCH_MARKS) console.error(`mark ${label} ${process.hrtime.bigint() / 1000n}`);
-}
 
 async function pool(n: number, c: number, job: (i: number) => Promise<void>): Promise<void> {
   let next = 0;

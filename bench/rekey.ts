@@ -18,7 +18,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { benchJson, floorBroker, noDelay } from './common.js';
+import { benchJson, floorBroker, mark, noDelay } from './common.js';
 import { nodeCrypto } from '../runtime/node/crypto.js';
 import { SqliteStore } from '../servers/store/sqlite.js';
 import { loadServiceKeys } from '../servers/identity.js';
@@ -94,12 +94,14 @@ async function kagiRun(url: string): Promise<{ membersMs: number; acksMs: number
   link = await memberConnections(url, (m, b) => ((bytes ||= b.length), void peers.get(m)?.receive(b)));
   const svc = await startKeys({ crypto, store, keys, brokerUrl: url, brokerAuth: 'none', timeoutMs: 120_000, metrics: new Metrics(), log: () => {} }, { rekeyPeriodMs: 0, tickMs: 3_600_000 });
 
+  mark('rekey-start');
   const t0 = performance.now();
   const done = svc.rekey('plant', 'bench');
   await everyone;
   const membersMs = performance.now() - t0;
   const r = await done;
   const acksMs = performance.now() - t0;
+  mark('rekey-end');
   if (r.failed) console.log(`warning: ${r.failed} members did not acknowledge`);
   const moved = (await store.members('plant')).filter((m) => m.keyId === r.epoch).length;
   if (moved !== N) console.log(`warning: only ${moved}/${N} members at the new key id in the VPN table`);

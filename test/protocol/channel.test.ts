@@ -57,6 +57,35 @@ t.test('a channel request is answered on the channel; one-way messages arrive', 
   t.same(seen, [['poll.reply', { members: ['x'] }], ['continue', { members: [] }]], 'the service saw both, in order');
 });
 
+t.test('an answer opens under the keys its request went out under: one read of the book per round trip; a channel replaced meanwhile is read again', async (t) => {
+  let reads = 0;
+  const p = pair({ svc: { onChannel: async () => ({ type: 'poll', body: { members: [] } }) } });
+  const counted = p.devBook;
+  const get = counted.get.bind(counted);
+  counted.get = (peer) => (reads++, get(peer));
+  await channel(p.devBook, p.svcBook);
+  const r = await p.dev.channelRequest({ to: 'config', type: 'poll.reply', body: { members: [] }, timeoutMs: 1000 });
+  t.same(r.type, 'poll', 'answered');
+  t.equal(reads, 1, 'the requester read its channel once: to seal (the answer opened under the same keys)');
+
+  // Both ends replace the channel between the request and its answer: the
+  // service opens the request under the old channel and seals its answer
+  // under the new one, which the requester's book holds by then.
+  const old = (await p.devBook.get('config'))!;
+  const k2 = { up: c.randomBytes(32), down: c.randomBytes(32) };
+  let svcReads = 0;
+  p.svcBook.get = async () => {
+    if (svcReads++ === 0) return { send: old.recv, recv: old.send }; // to open the request
+    await p.devBook.set('config', asRequester(k2)); // the requester's end is replaced too
+    return asReceiver(k2); // to seal the answer
+  };
+  reads = 0;
+  const again = await p.dev.channelRequest({ to: 'config', type: 'poll.reply', body: { members: [] }, timeoutMs: 2000 });
+  t.same(again.type, 'poll', 'an answer under the channel that replaced the request\'s opens through the book');
+  t.equal(reads, 2, 'the book was read again for it');
+  t.equal(p.dev.dropped.size, 0, 'nothing dropped');
+});
+
 t.test('what a channel refuses, and why', async (t) => {
   const seen: string[] = [];
   const p = pair({ svc: { onChannel: async (m) => (seen.push(m.env.type), undefined) } });

@@ -125,3 +125,6 @@ export function positiveArg(bench: string, name: string, v: string): number {
 export function mark(label: string): void {
   if (process.env.KAGI_BENCH_MARKS) console.error(`mark ${label} ${process.hrtime.bigint() / 1000n}`);
 }
+
+/** bench/rekey's member i (its worker names them the same). */
+export const rekeyMember = (i: number) => `m${i}`;

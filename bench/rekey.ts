@@ -7,8 +7,13 @@
  * N messages of the same size to the same N inboxes.
  *
  * Members are simulated (each a real Peer with its own channel keys and
- * replay guard), sharing --connections MQTT connections. The broker is
- * plain aedes for both runs, so the ratio is kagi's own cost.
+ * replay guard), sharing --connections MQTT connections, in a worker
+ * thread (bench/rekey-members.ts): on a fleet each member is a device of
+ * its own, so what members do to open an update and acknowledge it must
+ * not run on the key server's thread (decision 111). The floor's members
+ * count in the same worker. The broker is plain aedes for both runs, in
+ * the key server's process as in `kagi up`, so the ratio is kagi's own
+ * cost.
  *
  *   npm run bench:rekey -- --n 10000 --connections 20
  */
@@ -18,16 +23,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { benchJson, floorBroker, mark, noDelay } from './common.js';
+import { benchJson, floorBroker, mark, noDelay, rekeyMember as memberId } from './common.js';
 import { nodeCrypto } from '../runtime/node/crypto.js';
 import { SqliteStore } from '../servers/store/sqlite.js';
 import { loadServiceKeys } from '../servers/identity.js';
 import { startKeys } from '../servers/keys/keys.js';
-import { Peer } from '../protocol/peer.js';
-import { MemoryNumberStore } from '../protocol/store.js';
-import { MemoryChannelBook } from '../protocol/channel.js';
-import { asBody, list, num } from '../protocol/body.js';
 import { topics } from '../protocol/topics.js';
+import { Worker } from 'node:worker_threads';
+import type { MembersData } from './rekey-members.js';
 import { sealRequest } from '../protocol/sealed.js';
 import { GROUP_KEY_LENGTH } from '../protocol/vpn-frame.js';
 
@@ -36,20 +39,27 @@ const N = Number(values.n);
 const K = Math.max(1, Math.min(N, Number(values.connections)));
 if (!Number.isInteger(N) || N < 1) throw new Error('--n must be a positive integer');
 const crypto = nodeCrypto();
-const id = (i: number) => `m${i}`;
 
-/** K connections, each subscribed to the inboxes of N/K members; `deliver` gets what arrives. */
-async function memberConnections(url: string, deliver: (member: string, bytes: Uint8Array) => void) {
-  const clients: mqtt.MqttClient[] = [];
-  for (let k = 0; k < K; k++) {
-    const c = noDelay(await mqtt.connectAsync(url, { clientId: `sim-${k}-${Math.random().toString(16).slice(2)}`, clean: true }));
-    const mine = [];
-    for (let i = k; i < N; i += K) mine.push(topics.inbox(id(i)));
-    for (let j = 0; j < mine.length; j += 500) await c.subscribeAsync(mine.slice(j, j + 500), { qos: 1 });
-    c.on('message', (topic, payload) => deliver(topic.split('/')[3]!, new Uint8Array(payload.buffer, payload.byteOffset, payload.length)));
-    clients.push(c);
-  }
-  return { clients, close: () => Promise.all(clients.map((c) => c.endAsync())) };
+/** The members in a worker thread (bench/rekey-members.ts): `all` resolves once every member has its message. */
+async function members(data: MembersData): Promise<{ all: Promise<number>; close(): Promise<void> }> {
+  const w = new Worker(new URL('./rekey-members.js', import.meta.url), { workerData: data });
+  const failed = new Promise<never>((_, reject) => w.once('error', reject));
+  const next = (what: 'ready' | 'all' | 'closed') => Promise.race([failed, new Promise<Record<string, number>>((r) => {
+    const on = (m: Record<string, number>) => m[what] && (w.off('message', on), r(m));
+    w.on('message', on);
+  })]);
+  const all = next('all').then((m) => m.bytes!);
+  all.catch(() => {});
+  await next('ready');
+  return {
+    all,
+    close: async () => {
+      const closed = next('closed');
+      w.postMessage({ close: true });
+      await closed;
+      await w.terminate();
+    },
+  };
 }
 
 async function kagiRun(url: string): Promise<{ membersMs: number; acksMs: number; bytes: number; hpkeMsEach: number }> {
@@ -59,45 +69,26 @@ async function kagiRun(url: string): Promise<{ membersMs: number; acksMs: number
   await store.addVpn({ id: 'plant', protocol: 'tcp', port: 5020, priority: 0, maxBandwidth: 0, flag: 0, totalRate: 0 });
   await store.putSessionKey({ vpnId: 'plant', epoch: 1, key: crypto.randomBytes(GROUP_KEY_LENGTH), createdAt: Date.now() });
   const book = store.channels('keys');
-  const peers = new Map<string, Peer>();
-  let got = 0;
-  let bytes = 0;
-  let allHave: () => void = () => {};
-  const everyone = new Promise<void>((r) => (allHave = r));
-  let link: { clients: mqtt.MqttClient[] } = { clients: [] };
+  const channels: { send: Uint8Array; recv: Uint8Array }[] = [];
   process.stdout.write(`seeding ${N} members…`);
   for (let i = 0; i < N; i++) {
-    const m = id(i);
+    const m = memberId(i);
     await store.addDevice({ id: m, mac: '02:00:00:00:00:01', publicKey: crypto.randomBytes(32), kind: 'terminal' });
     await store.putMember({ vpnId: 'plant', deviceId: m, userId: 'bench', keyId: 1, networkId: 'bench' });
     const up = crypto.randomBytes(32);
     const down = crypto.randomBytes(32);
     await book.set(m, { send: down, recv: up });
-    const memberBook = new MemoryChannelBook();
-    await memberBook.set('keys', { send: up, recv: down });
-    const conn = i % K;
-    peers.set(m, new Peer({
-      crypto, id: m, secretKey: crypto.randomBytes(32), numbers: new MemoryNumberStore(), channels: memberBook,
-      transport: { publish: (topic, b) => link.clients[conn]!.publishAsync(topic, Buffer.from(b), { qos: 1 }).then(() => undefined) },
-      keyOf: async () => keys.keys.publicKey,
-      replyTopic: () => topics.service('keys', 'reply'),
-      onChannel: async (msg) => {
-        const b = asBody(msg.body);
-        const epoch = num(asBody(list(b, 'vpns')[0]), 'epoch');
-        if (++got === N) allHave();
-        return { type: 'keys.updated', body: { member: m, vpns: [{ id: 'plant', epoch }] } };
-      },
-    }));
+    channels.push({ send: up, recv: down });
     if (i % 1000 === 999) process.stdout.write('.');
   }
   console.log(' done');
-  link = await memberConnections(url, (m, b) => ((bytes ||= b.length), void peers.get(m)?.receive(b)));
+  const sims = await members({ url, n: N, k: K, channels, serverKey: keys.keys.publicKey });
   const svc = await startKeys({ crypto, store, keys, brokerUrl: url, brokerAuth: 'none', timeoutMs: 120_000, metrics: new Metrics(), log: () => {} }, { rekeyPeriodMs: 0, tickMs: 3_600_000 });
 
   mark('rekey-start');
   const t0 = performance.now();
   const done = svc.rekey('plant', 'bench');
-  await everyone;
+  const bytes = await sims.all;
   const membersMs = performance.now() - t0;
   const r = await done;
   const acksMs = performance.now() - t0;
@@ -114,23 +105,20 @@ async function kagiRun(url: string): Promise<{ membersMs: number; acksMs: number
   const hpkeMsEach = (performance.now() - h0) / 200;
 
   await svc.close();
-  await (link as { close?(): Promise<unknown> }).close?.();
+  await sims.close();
   await store.close();
   rmSync(dir, { recursive: true, force: true });
   return { membersMs, acksMs, bytes, hpkeMsEach };
 }
 
-/** The floor: one client publishes N messages of `size` bytes to the N inboxes. */
+/** The floor: one client publishes N messages of `size` bytes to the N inboxes, counted in the same worker. */
 async function floorRun(url: string, size: number): Promise<number> {
-  let got = 0;
-  let all: () => void = () => {};
-  const everyone = new Promise<void>((r) => (all = r));
-  const sims = await memberConnections(url, () => void (++got === N && all()));
+  const sims = await members({ url, n: N, k: K });
   const pub = noDelay(await mqtt.connectAsync(url, { clientId: `floor-${Math.random().toString(16).slice(2)}`, clean: true }));
   const payload = Buffer.alloc(size, 7);
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: N }, (_, i) => pub.publishAsync(topics.inbox(id(i)), payload, { qos: 1 })));
-  await everyone;
+  await Promise.all(Array.from({ length: N }, (_, i) => pub.publishAsync(topics.inbox(memberId(i)), payload, { qos: 1 })));
+  await sims.all;
   const ms = performance.now() - t0;
   await pub.endAsync();
   await sims.close();

@@ -1,25 +1,26 @@
 /**
- * NumberStore in a JSON file, written through atomically (temp + rename) on
- * every set, so a counter reservation survives kill -9 before it is used.
+ * NumberStore in a JSON file, written through (json-file.ts: temp + rename,
+ * off the event loop, coalesced) before each set resolves, so a counter
+ * reservation survives kill -9 before it is used.
  */
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { NumberStore } from '../../protocol/store.js';
+import { JsonFile } from './json-file.js';
 
 export class FileNumberStore implements NumberStore {
   private readonly m: Map<string, number>;
+  private readonly out: JsonFile<Record<string, number>>;
 
-  constructor(private readonly file: string) {
-    this.m = new Map(existsSync(file) ? Object.entries(JSON.parse(readFileSync(file, 'utf8')) as Record<string, number>) : []);
+  constructor(file: string) {
+    this.m = new Map(Object.entries(JsonFile.read<Record<string, number>>(file) ?? {}));
+    this.out = new JsonFile(file, () => Object.fromEntries(this.m));
   }
 
   async get(key: string): Promise<number | undefined> {
     return this.m.get(key);
   }
 
-  async set(key: string, value: number): Promise<void> {
+  set(key: string, value: number): Promise<void> {
     this.m.set(key, value);
-    const tmp = `${this.file}.tmp`;
-    writeFileSync(tmp, JSON.stringify(Object.fromEntries(this.m)), { mode: 0o600 });
-    renameSync(tmp, this.file);
+    return this.out.save();
   }
 }

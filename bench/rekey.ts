@@ -34,7 +34,15 @@ import type { MembersData } from './rekey-members.js';
 import { sealRequest } from '../protocol/sealed.js';
 import { GROUP_KEY_LENGTH } from '../protocol/vpn-frame.js';
 
-const { values } = parseArgs({ options: { n: { type: 'string', default: '10000' }, connections: { type: 'string', default: '20' } } });
+const { values } = parseArgs({ options: { n: { type: 'string', default: '10000' }, connections: { type: 'string', default: '20' }, broker: { type: 'string' }, help: { type: 'boolean', default: false } } });
+if (values.help) {
+  console.log(`usage: npm run bench:rekey -- [--n 10000] [--connections 20] [--broker mqtt://HOST:PORT]
+  --n N            members of the VPN rekeyed (default 10000)
+  --connections K  MQTT connections the simulated members share (default 20)
+  --broker URL     run both the floor and kagi on this broker (a Mosquitto, anonymous access)
+                   instead of plain aedes in the key server's process`);
+  process.exit(0);
+}
 const N = Number(values.n);
 const K = Math.max(1, Math.min(N, Number(values.connections)));
 if (!Number.isInteger(N) || N < 1) throw new Error('--n must be a positive integer');
@@ -125,11 +133,11 @@ async function floorRun(url: string, size: number): Promise<number> {
   return ms;
 }
 
-const broker = await floorBroker();
+const broker = values.broker ? { url: values.broker, close: async () => {} } : await floorBroker();
 try {
   const k = await kagiRun(broker.url);
   const floor = await floorRun(broker.url, k.bytes);
-  console.log(`rekey of ${N} members over ${K} connections (update ${k.bytes} bytes)`);
+  console.log(`rekey of ${N} members over ${K} connections (update ${k.bytes} bytes), broker ${values.broker ?? 'plain aedes in this process'}`);
   console.log(`  floor: ${N} publishes of ${k.bytes} bytes delivered   ${floor.toFixed(0)} ms`);
   console.log(`  kagi:  every member holds the new epoch            ${k.membersMs.toFixed(0)} ms   ratio ${(k.membersMs / floor).toFixed(2)}`);
   console.log(`  kagi:  every acknowledgement recorded              ${k.acksMs.toFixed(0)} ms   ratio ${(k.acksMs / floor).toFixed(2)}`);

@@ -19,7 +19,7 @@
  */
 import { parseArgs } from 'node:util';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
@@ -59,15 +59,33 @@ function progress(what: string, done: number): void {
   if (done % 1000 === 0 || done === N) process.stderr.write(`\r  ${what}: ${done}/${N}   ${done === N ? '\n' : ''}`);
 }
 
-/** A child that prints `pattern` with a URL when ready. */
-function startChild(args: string[], pattern: RegExp): Promise<{ child: ChildProcess; url: string }> {
+/** Counters of what kagi up dropped, refused, disconnected or evicted, by metric and labels. */
+const TROUBLE = /^(kagi_(?:messages_dropped|broker_refused|broker_dropped|broker_disconnects|refusals|evictions|ticket_thefts)_total)(\{[^}]*\})? (\d+)/;
+async function troubleCounts(url: string): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  try {
+    for (const line of (await (await fetch(url)).text()).split('\n')) {
+      const m = TROUBLE.exec(line);
+      if (m && Number(m[3]) > 0) out.set(`${m[1]}${m[2] ?? ''}`, Number(m[3]));
+    }
+  } catch (e) {
+    console.log(`  (kagi up's metrics could not be read: ${(e as Error).message})`);
+  }
+  return out;
+}
+
+/** A child that prints `pattern` with a URL (and optionally a second) when ready. */
+function startChild(args: string[], pattern: RegExp): Promise<{ child: ChildProcess; url: string; metrics?: string }> {
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  // STORM_LOG=FILE keeps kagi up's log (what a tail waited for is in it).
+  const log = process.env.STORM_LOG && args.includes('up') ? createWriteStream(process.env.STORM_LOG) : undefined;
+  if (log) child.stdout!.pipe(log);
   return new Promise((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d) => {
       if (out.length < 100_000) out += d;
       const m = pattern.exec(out);
-      if (m) resolve({ child, url: m[1]! });
+      if (m) resolve({ child, url: m[1]!, ...(m[2] ? { metrics: m[2] } : {}) });
     });
     child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code}: ${out.slice(-2000)}`)));
   });
@@ -152,9 +170,11 @@ try {
   const prof = values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']] : [];
   // The broker URL is known only once kagi up runs; devices are registered with a placeholder and told it.
   const bundles = await seedFleet(data, N, (i) => `s${i}`, (done) => progress('registering', done));
-  const started = await startChild([...prof, 'dist/cli/kagi.js', 'up', '--data', data, '--port', '0', '--timeout', '60s', '--log-format', 'json'], /kagi up: broker (\S+),/);
+  const started = await startChild([...prof, 'dist/cli/kagi.js', 'up', '--data', data, '--port', '0', '--metrics-port', '0', '--timeout', '60s', '--log-format', 'json', ...(process.env.STORM_LOG ? ['--verbose'] : [])], /kagi up: broker (\S+),.*metrics (http:\/\/[^\s,"]+)/);
   up = started.child;
   const url = started.url;
+  const metricsUrl = started.metrics!;
+  let seen = new Map<string, number>();
   const fl = await startChild(['dist/bench/floor-server.js'], /floor: (\S+)/);
   floor = fl.child;
 
@@ -189,6 +209,12 @@ try {
     console.log(`  floor (connect, one round trip, bare MQTT):       p50 ${s(fs.p50)}  p99 ${s(fs.p99)}  all back ${s(fs.max)}${floorRetries ? `  (${floorRetries} clients connected again)` : ''}`);
     floorRetries = 0;
     console.log(`  ratio kagi/floor (all back): ${(ks.max / fs.max).toFixed(2)}x`);
+    // What went wrong on the way, if anything (a device lost in a stage
+    // waits out its timeout: a tail in p99 has its cause here).
+    const now = await troubleCounts(metricsUrl);
+    const news = [...now].filter(([k, v]) => v > (seen.get(k) ?? 0)).map(([k, v]) => `${k} ${v - (seen.get(k) ?? 0)}`);
+    console.log(`  kagi up during the run: ${news.length ? news.join(', ') : 'nothing dropped, refused or evicted'}`);
+    seen = now;
     // The last run's figure (the first is a warm-up when there are several).
     rows = [{ figure: `restart storm of ${N}, all back in the VPN`, value: ks.max / 1000, unit: 's', floor: fs.max / 1000, ratio: ks.max / fs.max, target: '≤ 3×', met: ks.max / fs.max <= 3 }];
   }

@@ -87,6 +87,7 @@ export function joinPath(c: ConfigContext, members: Membership): (env: Envelope,
     if (!issued.ok) {
       ctx.metrics.count('kagi_refusals_total', { reason: 'keys' });
       const reason = `key distribution failed: ${String(issued.reason)}`;
+      ctx.log('warn', `config: ${deviceId} (${userId}) refused: ${reason}`);
       await ctx.store.noteRefusal(deviceId, { at: Date.now(), code: 'keys', reason, user: userId }).catch((e: Error) => ctx.log('warn', `config: recording a refusal of ${deviceId}: ${e.message}`));
       return refuseDevice({ ...v, code: 'keys', reason });
     }

@@ -300,10 +300,16 @@ export class Peer {
     w.reject(e);
   }
 
-  /** Seal a reply (or error) to request `reqId` of `to` under its reply key. */
-  async sendReply(to: string, reqId: number, key: Uint8Array, r: Reply): Promise<void> {
+  /** Seal a reply (or error) to request `reqId` of `to` under its reply key; the bytes sent. */
+  async sendReply(to: string, reqId: number, key: Uint8Array, r: Reply): Promise<Uint8Array> {
     const seq = await this.counters.take(to);
     const bytes = sealSymmetric(this.o.crypto, { type: r.type, from: this.o.id, to, seq, reqId }, key, r.body);
+    await this.o.transport.publish(this.o.replyTopic(to), bytes);
+    return bytes;
+  }
+
+  /** A reply sent before, published again as it was (its request came again: the first may be lost). */
+  async publishReply(to: string, bytes: Uint8Array): Promise<void> {
     await this.o.transport.publish(this.o.replyTopic(to), bytes);
   }
 

@@ -26,8 +26,9 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
   const members = membership(c);
   const monitor = monitoring(c, members);
   const warn = (e: unknown) => ctx.log('warn', `config: ${(e as Error).message}`);
+  const door = joinPath(c, members);
   const running = await startService('config', ctx, {
-    onForeign: joinPath(c, members),
+    onForeign: door.handle,
     onChannel: monitor.onChannel,
     onRequest: adminDoor(ctx, { evictAfter: c.live.evictAfter, pollIntervalMs: c.live.pollIntervalMs, drivers: o.drivers.map((d) => d.name) }),
     // Header checks before any key lookup or crypto (Peer.takesRequest): admins ask, holders answer polls.
@@ -42,7 +43,7 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
   // processes; a short reconcile loop applies them to the network devices
   // and tells the members within about one period.
   const timers = [
-    every(o.reconcileMs ?? 500, members.reconcileIfIdle, (e) => ctx.log('warn', `config: reconcile failed: ${e.message}`)),
+    every(o.reconcileMs ?? 500, () => (door.sweep(), members.reconcileIfIdle()), (e) => ctx.log('warn', `config: reconcile failed: ${e.message}`)),
     every(c.live.pollIntervalMs, monitor.pollRound, (e) => ctx.log('warn', `config: poll round failed: ${e.message}`)),
   ];
   return {

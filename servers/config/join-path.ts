@@ -14,6 +14,8 @@ import { asBody, bytes, list, num, str, type Body } from '../../protocol/body.js
 import type { Reply } from '../../protocol/peer.js';
 import { asReceiver } from '../../protocol/channel.js';
 import { replaceChannel } from '../store/windows.js';
+import { toHex } from '../../protocol/bytes.js';
+import { Answers } from './answers.js';
 import { publicKeys } from '../identity.js';
 import type { ConfigContext } from './context.js';
 import type { Membership } from './membership.js';
@@ -21,9 +23,19 @@ import type { Membership } from './membership.js';
 /** Requests of one sender being forwarded to the auth server at once; more are dropped. */
 export const MAX_FORWARDS_PER_SENDER = 16;
 
-/** Handles a request sealed to auth that reached the config server (Peer's onForeign). */
-export function joinPath(c: ConfigContext, members: Membership): (env: Envelope, raw: Uint8Array) => Promise<void> {
+/** Sends the answer to one device request (sealed under its reply key) and keeps it for a copy of that request. */
+type Answer = (to: string, reqId: number, key: Uint8Array, r: Reply) => Promise<void>;
+
+export interface JoinPath {
+  /** A request sealed to auth that reached the config server (Peer's onForeign). */
+  handle(env: Envelope, raw: Uint8Array): Promise<void>;
+  /** Forget answers older than a request stays acceptable (answers.ts). */
+  sweep(): void;
+}
+
+export function joinPath(c: ConfigContext, members: Membership): JoinPath {
   const { ctx, o } = c;
+  const answers = new Answers();
 
   /** The device's own authentication renews its config channel (it does the same). */
   async function renewChannel(deviceId: string, v: Body): Promise<void> {
@@ -31,7 +43,7 @@ export function joinPath(c: ConfigContext, members: Membership): (env: Envelope,
     await replaceChannel(ctx.store, ctx.crypto, 'config', deviceId, keys);
   }
 
-  async function refuseDevice(v: Body): Promise<void> {
+  async function refuseDevice(v: Body, answer: Answer): Promise<void> {
     if (!(v.replyKey instanceof Uint8Array)) return; // nothing to seal a refusal with
     // A stale request's refusal carries the auth server's clock (decision 61);
     // throttled and busy ones the seconds to wait before asking again.
@@ -42,10 +54,10 @@ export function joinPath(c: ConfigContext, members: Membership): (env: Envelope,
     // A join auth accepted but we could not finish still hands over the
     // ticket auth rotated: the one the device holds is retired now.
     const ticket = v.ticket instanceof Uint8Array ? { ticket: v.ticket } : {};
-    await c.peer().sendReply(str(v, 'replyTo', 64), num(v, 'reqId'), bytes(v, 'replyKey'), { type: 'error', body: { reason: v.reason, ...code, ...clock, ...retry, ...ticket } });
+    await answer(str(v, 'replyTo', 64), num(v, 'reqId'), bytes(v, 'replyKey'), { type: 'error', body: { reason: v.reason, ...code, ...clock, ...retry, ...ticket } });
   }
 
-  async function configure(v: Body): Promise<void> {
+  async function configure(v: Body, answer: Answer): Promise<void> {
     const deviceId = str(v, 'deviceId', 64);
     const replyTo = str(v, 'replyTo', 64);
     const via = v.via ? asBody(v.via) : null;
@@ -57,12 +69,12 @@ export function joinPath(c: ConfigContext, members: Membership): (env: Envelope,
     if (!stored) await ctx.store.putConfig({ deviceId, body: config });
     const reply: Reply = { type: 'config.response', body: { config, liveness: c.wire } };
     if (!via) await renewChannel(deviceId, v);
-    await c.peer().sendReply(replyTo, num(v, 'reqId'), bytes(v, 'replyKey'), reply);
+    await answer(replyTo, num(v, 'reqId'), bytes(v, 'replyKey'), reply);
     ctx.log('info', `config: sent config to ${deviceId}`);
   }
 
   /** `startedAt`: when the join request reached us (performance.now()), for kagi_join_seconds. */
-  async function join(v: Body, startedAt: number): Promise<void> {
+  async function join(v: Body, startedAt: number, answer: Answer): Promise<void> {
     const deviceId = str(v, 'deviceId', 64);
     const replyTo = str(v, 'replyTo', 64);
     const userId = str(v, 'user', 64);
@@ -89,7 +101,7 @@ export function joinPath(c: ConfigContext, members: Membership): (env: Envelope,
       const reason = `key distribution failed: ${String(issued.reason)}`;
       ctx.log('warn', `config: ${deviceId} (${userId}) refused: ${reason}`);
       await ctx.store.noteRefusal(deviceId, { at: Date.now(), code: 'keys', reason, user: userId }).catch((e: Error) => ctx.log('warn', `config: recording a refusal of ${deviceId}: ${e.message}`));
-      return refuseDevice({ ...v, code: 'keys', reason });
+      return refuseDevice({ ...v, code: 'keys', reason }, answer);
     }
     const epochs = asBody(issued.epochs);
     for (const x of vpns) await ctx.store.putMember({ vpnId: str(x, 'id', 64), deviceId, userId, keyId: num(epochs, str(x, 'id', 64)), networkId });
@@ -103,7 +115,7 @@ export function joinPath(c: ConfigContext, members: Membership): (env: Envelope,
     // So grants made later reach it (grant-notices.ts); a plaintext terminal asks through its relay.
     if (!via) await ctx.store.setJoinedAs(deviceId, userId, Date.now());
     if (!via) await renewChannel(deviceId, v);
-    await c.peer().sendReply(replyTo, num(v, 'reqId'), bytes(v, 'replyKey'), { type: 'join.response', body: { user: userId, vpns: out, liveness: c.wire, ...(v.ticket instanceof Uint8Array ? { ticket: v.ticket } : {}) } });
+    await answer(replyTo, num(v, 'reqId'), bytes(v, 'replyKey'), { type: 'join.response', body: { user: userId, vpns: out, liveness: c.wire, ...(v.ticket instanceof Uint8Array ? { ticket: v.ticket } : {}) } });
     ctx.log('info', `config: ${deviceId} (${userId}) joined ${out.map((x) => x.id).join(', ')}`);
     ctx.metrics.count('kagi_joins_total');
     ctx.metrics.observe('kagi_join_seconds', (performance.now() - startedAt) / 1000);
@@ -119,8 +131,17 @@ export function joinPath(c: ConfigContext, members: Membership): (env: Envelope,
    */
   const inFlight = new Map<string, number>();
   const drop = (reason: string) => ctx.metrics.count('kagi_messages_dropped_total', { service: 'config', reason });
-  return async (env, raw) => {
+  async function handle(env: Envelope, raw: Uint8Array): Promise<void> {
     if (env.to !== 'auth' || (env.type !== 'config.request' && env.type !== 'join.request')) return drop('type');
+    // A copy of a request we answered: the same answer again (answers.ts),
+    // before anything else is spent on it.
+    const enc = toHex(env.enc!);
+    const again = answers.find(enc, env.from);
+    if (again) {
+      ctx.log('debug', `config: ${env.type} from ${env.from} again: its answer sent again`);
+      return c.peer().publishReply(again.to, again.bytes);
+    }
+    const answer: Answer = async (to, reqId, key, r) => answers.keep(enc, { from: env.from, to, bytes: await c.peer().sendReply(to, reqId, key, r) });
     const n = inFlight.get(env.from) ?? 0;
     if (n >= MAX_FORWARDS_PER_SENDER) return drop('busy');
     inFlight.set(env.from, n + 1);
@@ -130,12 +151,14 @@ export function joinPath(c: ConfigContext, members: Membership): (env: Envelope,
       const op = env.type === 'config.request' ? 'device.auth' : 'user.join';
       const startedAt = performance.now();
       const verdict = await c.ask('auth', { op, envelope: raw });
-      if (!verdict.ok) return refuseDevice(verdict);
-      return op === 'device.auth' ? configure(verdict) : join(verdict, startedAt);
+      if (!verdict.ok) return refuseDevice(verdict, answer);
+      return op === 'device.auth' ? configure(verdict, answer) : join(verdict, startedAt, answer);
     } finally {
       const left = (inFlight.get(env.from) ?? 1) - 1;
       if (left > 0) inFlight.set(env.from, left);
       else inFlight.delete(env.from);
     }
-  };
+  }
+
+  return { handle, sweep: () => answers.sweep() };
 }

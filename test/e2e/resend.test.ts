@@ -11,7 +11,7 @@
  * the resend each join here fails ('keys' after the timeout, or no answer).
  */
 import t from 'tap';
-import { agent, controlPlane, device, tempDir, typeOf, vpnWithUsers } from '../helpers/control-plane.js';
+import { agent, controlPlane, device, logged, tempDir, typeOf, vpnWithUsers } from '../helpers/control-plane.js';
 import { deadline } from '../helpers/deadline.js';
 import type { MessageType } from '../../protocol/messages.js';
 
@@ -32,9 +32,17 @@ function dropOnce(cpBroker: { disconnect(id: string): boolean }, id: string, dir
   };
 }
 
-for (const [dir, type, who] of [['in', 'keys.deliver', 'the key server'], ['out', 'join.request', 'the agent']] as const) {
-  t.test(`${type} lost with the agent's connection: ${who} sends it again once the agent is back`, async (t) => {
-    const cp = await controlPlane(tempDir(t), { timeoutMs: deadline(20_000) });
+const cases = [
+  ['in', 'keys.deliver', 'the key server sends it again once the agent is back'],
+  ['out', 'join.request', 'the agent sends it again once it is back'],
+  // The answer lost: the agent's copy of its request is answered again (servers/config/answers.ts).
+  ['in', 'join.response', 'the agent sends its request again and the config server answers the copy the same'],
+  ['in', 'config.response', 'the agent sends its request again and the config server answers the copy the same'],
+] as const;
+for (const [dir, type, what] of cases) {
+  t.test(`${type} lost with the agent's connection: ${what}`, async (t) => {
+    const lines: string[] = [];
+    const cp = await controlPlane(tempDir(t), { timeoutMs: deadline(20_000), lines });
     t.teardown(() => cp.close());
     await vpnWithUsers(cp, 'plant', 5020, { alice: 'alice-password' });
     const b = await device(cp, 'term-r');
@@ -47,6 +55,7 @@ for (const [dir, type, who] of [['in', 'keys.deliver', 'the key server'], ['out'
     t.same(joined.map((v) => v.id), ['plant'], 'joined plant in one attempt');
     t.equal(drop.seen.lost, 1, `one ${type} was lost, with the connection`);
     t.ok(drop.seen.sent.length >= 1 && new Set(drop.seen.sent).size === 1, 'every join.request the agent published is the same bytes (resent, never sealed again)');
-    if (dir === 'out') t.ok(drop.seen.sent.length >= 2, 'the agent published its join.request again after reconnecting');
+    if (dir === 'out' || type === 'join.response') t.ok(drop.seen.sent.length >= 2, 'the agent published its join.request again after reconnecting');
+    if (type.endsWith('.response')) t.ok(logged(lines, new RegExp(`config: ${type.replace('response', 'request')} from term-r again: its answer sent again`)).length >= 1, 'the config server answered the copy from what it sent');
   });
 }

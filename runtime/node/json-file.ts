@@ -16,10 +16,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 
 export class JsonFile<T extends Record<string, unknown>> {
-  /** The write under way, if any. */
-  private writing: Promise<void> | null = null;
-  /** Saves waiting for the next write, which starts when the current one ends. */
-  private next: { run: Promise<void> } | null = null;
+  /**
+   * `last`: the latest write (settled either way), which the next one waits
+   * for; `next`: the write that has not started yet, which saves share.
+   */
+  private chain: { last: Promise<void>; next: Promise<void> | null } = { last: Promise.resolve(), next: null };
 
   constructor(
     private readonly file: string,
@@ -33,22 +34,14 @@ export class JsonFile<T extends Record<string, unknown>> {
   }
 
   save(): Promise<void> {
-    if (this.next) return this.next.run;
-    const after = this.writing ?? Promise.resolve();
-    const n = {
-      run: after.catch(() => {}).then(async () => {
-        this.next = null; // from here a save needs a later write: what it changed may be after our snapshot
-        const w = this.write();
-        this.writing = w;
-        try {
-          await w;
-        } finally {
-          if (this.writing === w) this.writing = null;
-        }
-      }),
-    };
-    this.next = n;
-    return n.run;
+    if (this.chain.next) return this.chain.next;
+    const next = this.chain.last.then(() => {
+      // From here a save needs a later write: what it changes may come after our snapshot.
+      this.chain = { ...this.chain, next: null };
+      return this.write();
+    });
+    this.chain = { last: next.catch(() => {}), next };
+    return next;
   }
 
   private async write(): Promise<void> {

@@ -128,3 +128,30 @@ export function mark(label: string): void {
 
 /** bench/rekey's member i (its worker names them the same). */
 export const rekeyMember = (i: number) => `m${i}`;
+
+/** A free loopback port (closed again before its user binds it). */
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address() as AddressInfo;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+/**
+ * `op` run for about `budgetMs` after `warmup` calls, in batches of
+ * `batch` between clock reads (cheap ops need large batches so the clock
+ * does not dominate); ops per second.
+ */
+export function opsPerSecond(op: () => void, budgetMs: number, o: { warmup: number; batch: number }): number {
+  for (let i = 0; i < o.warmup; i++) op();
+  let n = 0;
+  const t0 = performance.now();
+  let t = t0;
+  while (t - t0 < budgetMs) {
+    for (let i = 0; i < o.batch; i++) op();
+    n += o.batch;
+    t = performance.now();
+  }
+  return (n * 1000) / (t - t0);
+}

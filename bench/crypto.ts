@@ -8,23 +8,12 @@
 import { portableCrypto } from '../protocol/crypto/portable.js';
 import { nodeCrypto } from '../runtime/node/crypto.js';
 import type { Crypto } from '../protocol/crypto/backend.js';
-import { benchJson } from './common.js';
+import { benchJson, opsPerSecond } from './common.js';
 
 const BUDGET_MS = 700;
 
-/** Run `op` repeatedly for about BUDGET_MS; ops per second. */
-function rate(op: () => void): number {
-  for (let i = 0; i < 20; i++) op(); // warm up
-  let n = 0;
-  const t0 = performance.now();
-  let t = t0;
-  while (t - t0 < BUDGET_MS) {
-    for (let i = 0; i < 10; i++) op();
-    n += 10;
-    t = performance.now();
-  }
-  return (n * 1000) / (t - t0);
-}
+/** Ops per second of `op` for about BUDGET_MS, after a warm-up. */
+const rate = (op: () => void) => opsPerSecond(op, BUDGET_MS, { warmup: 20, batch: 10 });
 
 function measure(c: Crypto): Map<string, number> {
   const out = new Map<string, number>();

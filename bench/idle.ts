@@ -31,7 +31,7 @@
 import { parseArgs } from 'node:util';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer, type AddressInfo } from 'node:net';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -39,7 +39,7 @@ import mqtt from 'mqtt';
 import type { Bundle } from '../device/bundle.js';
 import { TerminalAgent } from '../device/terminal.js';
 import { nodePlatform } from '../runtime/node/platform.js';
-import { benchJson, median, noDelay, positiveArg, seedFleet, type BenchRow } from './common.js';
+import { benchJson, freePort, median, noDelay, positiveArg, seedFleet, type BenchRow } from './common.js';
 import { eachLine } from './child-lines.js';
 
 const { values } = parseArgs({
@@ -132,15 +132,6 @@ class Server {
       this.child.kill('SIGTERM');
     });
   }
-}
-
-/** A free loopback port (closed again before the broker takes it). */
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as AddressInfo;
-  await new Promise((r) => srv.close(r));
-  return port;
 }
 
 /** A Mosquitto of this bench's own: anonymous, no persistence, one loopback listener; its RSS read from /proc. */

@@ -21,7 +21,6 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { createServer, type AddressInfo } from 'node:net';
 import pg from 'pg';
 import { addDevice, addUser, addVpn, grant } from '../servers/admin.js';
 import { loadServiceKeys } from '../servers/identity.js';
@@ -30,7 +29,7 @@ import { parseBundle, type Bundle } from '../device/bundle.js';
 import { TerminalAgent } from '../device/terminal.js';
 import { nodeCrypto } from '../runtime/node/crypto.js';
 import { SharedLinks } from './shared-links.js';
-import { benchJson, noDelay } from './common.js';
+import { benchJson, freePort, noDelay } from './common.js';
 
 const { values } = parseArgs({
   options: {
@@ -135,14 +134,6 @@ async function seed(store: string, data: string): Promise<Bundle[]> {
   });
   await s.close();
   return bundles;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 /** Control messages the instances dropped, by service and reason (their /metrics). */

@@ -31,6 +31,7 @@ import { indexRetained } from './retained-index.js';
 import { checkDevicePublish, type PublishRefusal } from './publish-policy.js';
 import { Quotas, type QuotaLimits, type QuotaReason } from './quota.js';
 import { boundEmitterDepth } from './emitter-depth.js';
+import { turnOffDuplicateFilter, type FilteringBroker } from './duplicate-filter.js';
 
 /**
  * What the broker counts, as it needs it: servers/metrics.ts's Metrics is
@@ -132,6 +133,7 @@ export class KagiBroker {
     // aedes types do not show its persistence; the instance has it (aedes.js: this.persistence).
     indexRetained((aedes as unknown as { persistence: Parameters<typeof indexRetained>[0] }).persistence);
     boundEmitterDepth((aedes as unknown as { mq: Parameters<typeof boundEmitterDepth>[0] }).mq);
+    turnOffDuplicateFilter(aedes as unknown as FilteringBroker);
     return new KagiBroker(o, aedes);
   }
 

@@ -1,35 +1,38 @@
 /**
  * broker/emitter-depth.ts on aedes's own emitter: a backlog of 20,000
  * messages that drains synchronously (what 10,000 wills at once did)
- * overflows the stack unbounded, and is delivered in full with the bound.
+ * overflows the stack unbounded, and is delivered in full with the bound,
+ * in the order it was emitted, even with more emitted while it drains.
  */
 import t from 'tap';
 import { Aedes } from 'aedes';
-import { boundEmitterDepth } from '../../broker/emitter-depth.js';
+import { boundEmitterDepth, type Emitter } from '../../broker/emitter-depth.js';
 import { deadline } from '../helpers/deadline.js';
 
-interface Mq {
-  on(topic: string, fn: (m: unknown, done: () => void) => void): void;
-  emit(m: { topic: string }, cb?: (e?: Error) => void): void;
-  _do(message: unknown, callback: unknown): unknown;
+interface Mq extends Emitter {
+  on(topic: string, fn: (m: { topic: string; n: number }, done: () => void) => void): void;
+  emit(m: { topic: string; n: number }, cb?: (e?: Error) => void): void;
 }
 
 const BACKLOG = 20_000;
+/** Emitted one turn after the backlog starts draining. */
+const LATE = 50;
 
 /** Fill the emitter's concurrency with held deliveries, queue BACKLOG more, then let them all finish at once. */
-async function drain(bound: boolean): Promise<{ delivered: number; error: unknown }> {
+async function drain(bound: boolean): Promise<{ order: number[]; error: unknown }> {
   const aedes = await Aedes.createBroker();
   const mq = (aedes as unknown as { mq: Mq }).mq;
   if (bound) boundEmitterDepth(mq);
   let hold = true;
   const held: (() => void)[] = [];
-  let delivered = 0;
-  mq.on('storm', (_m, done) => {
-    delivered++;
+  const order: number[] = [];
+  mq.on('storm', (m, done) => {
+    order.push(m.n);
     if (hold) held.push(done);
     else done(); // synchronous completion: the next queued message starts inside this one
   });
-  for (let i = 0; i < 100 + BACKLOG; i++) mq.emit({ topic: 'storm' });
+  let n = 0;
+  for (; n < 100 + BACKLOG; n++) mq.emit({ topic: 'storm', n });
   hold = false;
   let error: unknown = null;
   try {
@@ -38,11 +41,13 @@ async function drain(bound: boolean): Promise<{ delivered: number; error: unknow
     error = e;
   }
   if (!error) {
+    await new Promise((r) => setImmediate(r));
+    for (const end = n + LATE; n < end; n++) mq.emit({ topic: 'storm', n });
     const until = Date.now() + deadline(10_000);
-    while (delivered < 100 + BACKLOG && Date.now() < until) await new Promise((r) => setImmediate(r));
+    while (order.length < n && Date.now() < until) await new Promise((r) => setImmediate(r));
   }
   await new Promise<void>((r) => aedes.close(() => r()));
-  return { delivered, error };
+  return { order, error };
 }
 
 t.test('a synchronous backlog of 20,000 messages', async (t) => {
@@ -50,5 +55,7 @@ t.test('a synchronous backlog of 20,000 messages', async (t) => {
   t.match(unbounded.error, RangeError, 'unbounded, the emitter overflows the stack (the crash this guards against)');
   const bounded = await drain(true);
   t.equal(bounded.error, null, 'bounded, nothing throws');
-  t.equal(bounded.delivered, 100 + BACKLOG, 'and every message is delivered');
+  t.equal(bounded.order.length, 100 + BACKLOG + LATE, 'every message is delivered');
+  const outOfOrder = bounded.order.findIndex((n, i) => i > 0 && n < bounded.order[i - 1]!);
+  t.equal(outOfOrder, -1, `in the order emitted: those emitted while the backlog drains queue behind it${outOfOrder < 0 ? '' : ` (${bounded.order[outOfOrder]} came after ${bounded.order[outOfOrder - 1]})`}`);
 });

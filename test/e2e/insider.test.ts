@@ -13,10 +13,9 @@
  * "no reply from config to config.request within 6000 ms").
  */
 import t from 'tap';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { Readable } from 'node:stream';
-import { agent, controlPlane, crypto, device, joinedAgent, logged, tempDir, typeOf, until, vpnWithUsers } from '../helpers/control-plane.js';
-import { connectKey, connectPassword } from '../../protocol/connect-auth.js';
+import { agent, controlPlane, device, joinedAgent, logged, rawDevice, tempDir, typeOf, until, vpnWithUsers } from '../helpers/control-plane.js';
 import { topics } from '../../protocol/topics.js';
 import type { Bundle } from '../../device/bundle.js';
 import type { ControlPlane } from '../../servers/control-plane.js';
@@ -25,12 +24,6 @@ import { spawn } from 'node:child_process';
 import { nodeArgs } from '../helpers/built.js';
 import { toHex } from '../../protocol/bytes.js';
 
-/** A raw MQTT connection as device `b` (a fresh counter per call), as a hostile device would make one. */
-let counter = 1_000;
-function rawDevice(cp: ControlPlane, b: Bundle): Promise<MqttClient> {
-  const password = Buffer.from(connectPassword(crypto, connectKey(crypto, b.secretKey, b.services.broker), b.id, ++counter, 0));
-  return mqtt.connectAsync(cp.brokerUrl, { clientId: b.id, username: 'kagi', password, reconnectPeriod: 0 });
-}
 
 /** Retained messages the embedded broker holds under `pattern`. */
 async function retained(cp: ControlPlane, pattern: string): Promise<number> {

@@ -16,6 +16,8 @@ import type { Store } from '../../servers/store/store.js';
 import { loadServiceKeys } from '../../servers/identity.js';
 import { deadline } from './deadline.js';
 import { hashPassword } from '../../servers/auth/password.js';
+import mqtt, { type MqttClient } from 'mqtt';
+import { connectKey, connectPassword } from '../../protocol/connect-auth.js';
 
 export const crypto = nodeCrypto();
 
@@ -205,4 +207,11 @@ export async function joinedAgent(
 /** Log lines (from CpOptions.lines) matching `re`. */
 export function logged(lines: string[], re: RegExp): string[] {
   return lines.filter((l) => re.test(l));
+}
+
+/** A raw MQTT connection as device `b` (a fresh counter per call), as a hostile device would make one. */
+let rawCounter = 1_000;
+export function rawDevice(cp: ControlPlane, b: Bundle): Promise<MqttClient> {
+  const password = Buffer.from(connectPassword(crypto, connectKey(crypto, b.secretKey, b.services.broker), b.id, ++rawCounter, 0));
+  return mqtt.connectAsync(cp.brokerUrl, { clientId: b.id, username: 'kagi', password, reconnectPeriod: 0 });
 }

@@ -26,7 +26,13 @@
  * judged on the two together. The floor is the same bare clients on a
  * fresh Mosquitto of the same configuration.
  *
- *   npm run bench:idle -- --n 2000 --idle 30 --runs 3 [--broker embedded|mosquitto]
+ * --tickets: the devices join once with their passwords before the runs,
+ * against a kagi up of their own on the template, and join on their
+ * resumption tickets in the runs: the measured server never runs scrypt,
+ * whose 16 MiB per hash on the libuv pool's threads leaves allocator
+ * arenas behind that a fleet restarting on tickets never pays.
+ *
+ *   npm run bench:idle -- --n 2000 --idle 30 --runs 3 [--broker embedded|mosquitto] [--tickets]
  */
 import { parseArgs } from 'node:util';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -50,6 +56,7 @@ const { values } = parseArgs({
     concurrency: { type: 'string', default: '100' },
     'heap-snapshot': { type: 'string' },
     broker: { type: 'string', default: 'embedded' },
+    tickets: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
@@ -64,7 +71,10 @@ if (values.help) {
                       node dist/bench/heap-diff.js compares two
   --broker B          embedded (default): kagi up holds the connections in its own aedes;
                       mosquitto: a Mosquitto started for each run holds them and kagi up
-                      runs with --broker (its RSS and the Mosquitto's are both printed)`);
+                      runs with --broker (its RSS and the Mosquitto's are both printed)
+  --tickets           every device joins once with its password before the runs (a kagi up
+                      of its own), and in the runs on its resumption ticket: no scrypt runs
+                      in the measured server, as after a fleet's restart`);
   process.exit(0);
 }
 const positive = (name: string, v: string) => positiveArg('bench:idle', name, v);
@@ -77,6 +87,7 @@ if (values.broker !== 'embedded' && values.broker !== 'mosquitto') {
   process.exit(2);
 }
 const ON_MOSQUITTO = values.broker === 'mosquitto';
+const TICKETS = values.tickets;
 const TARGET_KIB = 4;
 /**
  * The first devices are the warm-up: the baseline is probed after them, so
@@ -247,28 +258,51 @@ async function floorRun(run: number): Promise<Memory> {
 }
 
 /** kagi up's growth per device, and (on Mosquitto) the Mosquitto's that holds the connections. */
-async function kagiRun(template: string, run: number, bundles: Bundle[]): Promise<{ kagi: Memory; mosquitto?: Memory }> {
+/** kagi up on `data` (its own aedes, or the connections on `brokerUrl`), ready. */
+function startKagiUp(data: string, brokerUrl: string | undefined, env: NodeJS.ProcessEnv = {}): Promise<Server> {
+  const where = brokerUrl ? ['--broker', brokerUrl] : ['--port', '0'];
+  return Server.start(['dist/cli/kagi.js', 'up', '--data', data, ...where, '--timeout', '60s', '--log-format', 'json'], /kagi up: broker (\S+),/, env);
+}
+
+/** A joiner of device i: the real agent with its state and ticket files in `files`, on its ticket when it holds one. */
+function joiner(url: string, files: string, bundles: Bundle[], agents: TerminalAgent[], password: string | undefined, what: string): (i: number) => Promise<void> {
+  let joined = 0;
+  return async (i) => {
+    const b = bundles[i]!;
+    const platform = nodePlatform({ brokerUrl: url, stateFile: join(files, `${b.id}.state`), secretsFile: join(files, `${b.id}.tickets`) });
+    const a = new TerminalAgent(b, platform, { timeoutMs: 60_000, attempts: Infinity });
+    agents.push(a);
+    await a.start();
+    await a.configure();
+    await a.join('bench', password);
+    progress(what, ++joined);
+  };
+}
+
+/** --tickets: every device joins once with its password (a kagi up of its own on the template), and keeps its ticket in `files`. */
+async function primeTickets(template: string, files: string, bundles: Bundle[]): Promise<void> {
+  const server = await startKagiUp(template, undefined);
+  const agents: TerminalAgent[] = [];
+  try {
+    await pool(0, N, CONCURRENCY, joiner(server.url, files, bundles, agents, 'bench-password', 'first joins (password, before the runs)'));
+  } finally {
+    await Promise.all(agents.map((a) => a.stop({ leave: false })));
+    await server.stop();
+  }
+}
+
+async function kagiRun(template: string, ticketFiles: string | undefined, run: number, bundles: Bundle[]): Promise<{ kagi: Memory; mosquitto?: Memory }> {
   const dir = mkdtempSync(join(tmpdir(), 'kagi-idle-run-'));
   const data = join(dir, 'data');
   const files = join(dir, 'devices');
   cpSync(template, data, { recursive: true });
-  mkdirSync(files);
+  if (ticketFiles) cpSync(ticketFiles, files, { recursive: true });
+  else mkdirSync(files);
   const mosquitto = ON_MOSQUITTO ? await Mosquitto.start() : undefined;
-  const where = mosquitto ? ['--broker', mosquitto.url] : ['--port', '0'];
-  const server = await Server.start(['dist/cli/kagi.js', 'up', '--data', data, ...where, '--timeout', '60s', '--log-format', 'json'], /kagi up: broker (\S+),/, snapshotEnv(run));
+  const server = await startKagiUp(data, mosquitto?.url, snapshotEnv(run));
   const agents: TerminalAgent[] = [];
   try {
-    let joined = 0;
-    const join1 = async (i: number) => {
-      const b = bundles[i]!;
-      const platform = nodePlatform({ brokerUrl: server.url, stateFile: join(files, `${b.id}.state`), secretsFile: join(files, `${b.id}.tickets`) });
-      const a = new TerminalAgent(b, platform, { timeoutMs: 60_000, attempts: Infinity });
-      agents.push(a);
-      await a.start();
-      await a.configure();
-      await a.join('bench', 'bench-password');
-      progress('devices joined', ++joined);
-    };
+    const join1 = joiner(server.url, files, bundles, agents, ticketFiles ? undefined : 'bench-password', ticketFiles ? 'devices joined (tickets)' : 'devices joined');
     const [kagi, held] = await idleGrowth(mosquitto ? [server, mosquittoProbe(mosquitto)] : [server], join1);
     return { kagi: kagi!, ...(held ? { mosquitto: held } : {}) };
   } finally {
@@ -285,8 +319,13 @@ const root = mkdtempSync(join(tmpdir(), 'kagi-idle-'));
 const template = join(root, 'data');
 try {
   const bundles = await seedFleet(template, N, (i) => `i${i}`, (done) => progress('registering', done));
+  const ticketFiles = TICKETS ? join(root, 'devices') : undefined;
+  if (ticketFiles) {
+    mkdirSync(ticketFiles);
+    await primeTickets(template, ticketFiles, bundles);
+  }
   const broker = ON_MOSQUITTO ? 'the connections held by a Mosquitto of its own per run (kagi up --broker), the floor bare clients on one' : 'kagi up (SQLite, embedded aedes) and the floor (plain aedes) each in its own process';
-  console.log(`idle: ${N} devices joined, each its own MQTT connection, idle ${IDLE_S} s; ${broker}; RSS after a forced GC, growth from device ${WARM} (after the warm-up) to ${N}`);
+  console.log(`idle: ${N} devices joined${TICKETS ? ' on their tickets' : ''}, each its own MQTT connection, idle ${IDLE_S} s; ${broker}; RSS after a forced GC, growth from device ${WARM} (after the warm-up) to ${N}`);
   const kagiRss: number[] = [];
   const totalRss: number[] = [];
   const floorRss: number[] = [];
@@ -294,7 +333,7 @@ try {
   for (let run = 1; run <= RUNS; run++) {
     // The floor first, then kagi: never both servers' N sockets at once (fd limit).
     const f = await floorRun(run);
-    const { kagi: k, mosquitto: m } = await kagiRun(template, run, bundles);
+    const { kagi: k, mosquitto: m } = await kagiRun(template, ticketFiles, run, bundles);
     floorRss.push(f.rss);
     breakdown.push({ k: mappings(k), f: mappings(f) });
     kagiRss.push(k.rss);

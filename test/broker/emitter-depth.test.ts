@@ -19,7 +19,7 @@ const BACKLOG = 20_000;
 const LATE = 50;
 
 /** Fill the emitter's concurrency with held deliveries, queue BACKLOG more, then let them all finish at once. */
-async function drain(bound: boolean): Promise<{ order: number[]; error: unknown }> {
+async function drain(bound: boolean): Promise<{ order: number[]; error: unknown; current: number; queued: number }> {
   const aedes = await Aedes.createBroker();
   const mq = (aedes as unknown as { mq: Mq }).mq;
   if (bound) boundEmitterDepth(mq);
@@ -46,8 +46,9 @@ async function drain(bound: boolean): Promise<{ order: number[]; error: unknown 
     const until = Date.now() + deadline(10_000);
     while (order.length < n && Date.now() < until) await new Promise((r) => setImmediate(r));
   }
+  const { current, _messageQueue } = mq;
   await new Promise<void>((r) => aedes.close(() => r()));
-  return { order, error };
+  return { order, error, current, queued: _messageQueue.length };
 }
 
 t.test('a synchronous backlog of 20,000 messages', async (t) => {
@@ -57,5 +58,7 @@ t.test('a synchronous backlog of 20,000 messages', async (t) => {
   t.equal(bounded.error, null, 'bounded, nothing throws');
   t.equal(bounded.order.length, 100 + BACKLOG + LATE, 'every message is delivered');
   const outOfOrder = bounded.order.findIndex((n, i) => i > 0 && n < bounded.order[i - 1]!);
+  t.equal(bounded.queued, 0, 'nothing is left in the queue');
+  t.equal(bounded.current, 0, "and the emitter's count of messages in flight is back at 0 (mqemitter's \"leak detected\" is this count out of step)");
   t.equal(outOfOrder, -1, `in the order emitted: those emitted while the backlog drains queue behind it${outOfOrder < 0 ? '' : ` (${bounded.order[outOfOrder]} came after ${bounded.order[outOfOrder - 1]})`}`);
 });

@@ -36,8 +36,7 @@
  */
 import { parseArgs } from 'node:util';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createConnection } from 'node:net';
+import { cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -45,8 +44,9 @@ import mqtt from 'mqtt';
 import type { Bundle } from '../device/bundle.js';
 import { TerminalAgent } from '../device/terminal.js';
 import { nodePlatform } from '../runtime/node/platform.js';
-import { benchJson, freePort, median, noDelay, positiveArg, seedFleet, type BenchRow } from './common.js';
+import { benchJson, median, noDelay, positiveArg, seedFleet, type BenchRow } from './common.js';
 import { eachLine } from './child-lines.js';
+import { Mosquitto } from './mosquitto.js';
 
 const { values } = parseArgs({
   options: {
@@ -140,46 +140,6 @@ class Server {
     return new Promise((r) => {
       if (this.child.exitCode !== null) return r();
       this.child.once('exit', () => r());
-      this.child.kill('SIGTERM');
-    });
-  }
-}
-
-/** A Mosquitto of this bench's own: anonymous, no persistence, one loopback listener; its RSS read from /proc. */
-class Mosquitto {
-  private constructor(readonly child: ChildProcess, readonly url: string, private readonly dir: string) {}
-
-  static async start(): Promise<Mosquitto> {
-    const dir = mkdtempSync(join(tmpdir(), 'kagi-idle-mosquitto-'));
-    const port = await freePort();
-    writeFileSync(join(dir, 'mosquitto.conf'), [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'max_connections -1', ''].join('\n'));
-    const child = spawn('mosquitto', ['-c', join(dir, 'mosquitto.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    child.once('error', (e) => (err += e.message));
-    const end = Date.now() + 30_000;
-    for (;;) {
-      const up = await new Promise<boolean>((r) => {
-        const s = createConnection(port, '127.0.0.1', () => (s.destroy(), r(true)));
-        s.once('error', () => r(false));
-      });
-      if (up) return new Mosquitto(child, `mqtt://127.0.0.1:${port}`, dir);
-      if (Date.now() > end || child.exitCode !== null) throw new Error(`mosquitto did not listen on ${port}: ${err.trim() || 'no output'} (apt-get install -y mosquitto)`);
-      await sleep(50);
-    }
-  }
-
-  /** Resident bytes (VmRSS); a C broker has no garbage to collect first. */
-  rss(): number {
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${this.child.pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : 0;
-  }
-
-  stop(): Promise<void> {
-    return new Promise((r) => {
-      const done = () => (rmSync(this.dir, { recursive: true, force: true }), r());
-      if (this.child.exitCode !== null) return done();
-      this.child.once('exit', done);
       this.child.kill('SIGTERM');
     });
   }

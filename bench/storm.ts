@@ -15,7 +15,14 @@
  * itself checks no password. Run --runs times (the first is a warm-up for
  * neither side: both run it, every run is printed).
  *
- *   npm run bench:storm -- --n 10000 --runs 3
+ * --broker mosquitto: the connections are held by a Mosquitto the bench
+ * starts (anonymous, no persistence, its other settings Mosquitto's
+ * defaults), `kagi up --broker` runs the services only, and the floor's
+ * clients and responder use a second, fresh Mosquitto of the same
+ * configuration. Each run also prints what each Mosquitto dropped for
+ * clients whose queue was full ($SYS/broker/publish/messages/dropped).
+ *
+ *   npm run bench:storm -- --n 10000 --runs 3 [--broker embedded|mosquitto]
  */
 import { parseArgs } from 'node:util';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -27,6 +34,7 @@ import type { Bundle } from '../device/bundle.js';
 import { TerminalAgent } from '../device/terminal.js';
 import { nodePlatform } from '../runtime/node/platform.js';
 import { benchJson, noDelay, seedFleet, type BenchRow } from './common.js';
+import { Mosquitto } from './mosquitto.js';
 
 const { values } = parseArgs({
   options: {
@@ -34,13 +42,27 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '3' },
     'setup-concurrency': { type: 'string', default: '100' },
     'cpu-prof': { type: 'string' },
+    broker: { type: 'string', default: 'embedded' },
     help: { type: 'boolean', default: false },
   },
 });
 if (values.help) {
-  console.log('usage: npm run bench:storm -- [--n 10000] [--runs 3] [--setup-concurrency 100] [--cpu-prof DIR]\n  --cpu-prof DIR  write a V8 CPU profile of kagi up to DIR');
+  console.log(`usage: npm run bench:storm -- [--n 10000] [--runs 3] [--setup-concurrency 100] [--cpu-prof DIR] [--broker embedded|mosquitto]
+  --n N                  devices (default 10000)
+  --runs R               storms, the first a warm-up (default 3)
+  --setup-concurrency C  first joins at a time during the set-up (default 100)
+  --cpu-prof DIR         write a V8 CPU profile of kagi up to DIR
+  --broker B             embedded (default): kagi up's own broker holds the connections;
+                         mosquitto: a Mosquitto the bench starts holds them (kagi up --broker),
+                         and the floor runs on a second one
+Env STORM_LOG=FILE keeps kagi up's verbose log; STORM_DEBUG=1 prints the agents' logs.`);
   process.exit(0);
 }
+if (values.broker !== 'embedded' && values.broker !== 'mosquitto') {
+  console.error(`bench:storm: --broker must be embedded or mosquitto, not ${values.broker}`);
+  process.exit(2);
+}
+const ON_MOSQUITTO = values.broker === 'mosquitto';
 const N = Number(values.n);
 const RUNS = Number(values.runs);
 
@@ -166,16 +188,21 @@ const files = join(dir, 'devices');
 mkdirSync(files);
 let up: ChildProcess | undefined;
 let floor: ChildProcess | undefined;
+let kagiMosquitto: Mosquitto | undefined;
+let floorMosquitto: Mosquitto | undefined;
 try {
   const prof = values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']] : [];
   // The broker URL is known only once kagi up runs; devices are registered with a placeholder and told it.
   const bundles = await seedFleet(data, N, (i) => `s${i}`, (done) => progress('registering', done));
-  const started = await startChild([...prof, 'dist/cli/kagi.js', 'up', '--data', data, '--port', '0', '--metrics-port', '0', '--timeout', '60s', '--log-format', 'json', ...(process.env.STORM_LOG ? ['--verbose'] : [])], /kagi up: broker (\S+),.*metrics (http:\/\/[^\s,"]+)/);
+  kagiMosquitto = ON_MOSQUITTO ? await Mosquitto.start() : undefined;
+  floorMosquitto = ON_MOSQUITTO ? await Mosquitto.start() : undefined;
+  const where = kagiMosquitto ? ['--broker', kagiMosquitto.url] : ['--port', '0'];
+  const started = await startChild([...prof, 'dist/cli/kagi.js', 'up', '--data', data, ...where, '--metrics-port', '0', '--timeout', '60s', '--log-format', 'json', ...(process.env.STORM_LOG ? ['--verbose'] : [])], /kagi up: broker (\S+),.*metrics (http:\/\/[^\s,"]+)/);
   up = started.child;
   const url = started.url;
   const metricsUrl = started.metrics!;
   let seen = new Map<string, number>();
-  const fl = await startChild(['dist/bench/floor-server.js'], /floor: (\S+)/);
+  const fl = await startChild(['dist/bench/floor-server.js', ...(floorMosquitto ? ['--broker', floorMosquitto.url] : [])], /floor: (\S+)/);
   floor = fl.child;
 
   // Set-up: every device joins once with the password, and keeps the ticket.
@@ -191,7 +218,9 @@ try {
   });
 
   let rows: BenchRow[] = [];
-  console.log(`storm: ${N} devices, each its own MQTT connection, kagi up in its own process (SQLite), the agents in this one`);
+  console.log(`storm: ${N} devices, each its own MQTT connection, kagi up in its own process (SQLite)${ON_MOSQUITTO ? ' with the connections on a Mosquitto of its own (the floor on another)' : ''}, the agents in this one`);
+  // Counted from here: the set-up's drops (first joins, 100 at a time) are not the storm's.
+  const droppedBefore = { kagi: (await kagiMosquitto?.dropped()) ?? 0, floor: (await floorMosquitto?.dropped()) ?? 0 };
   for (let run = 1; run <= RUNS; run++) {
     await powerLoss(agents);
     // The floor first, while the agents are down: both sides' N sockets at once would pass the fd limit.
@@ -215,6 +244,11 @@ try {
     const news = [...now].filter(([k, v]) => v > (seen.get(k) ?? 0)).map(([k, v]) => `${k} ${v - (seen.get(k) ?? 0)}`);
     console.log(`  kagi up during the run: ${news.length ? news.join(', ') : 'nothing dropped, refused or evicted'}`);
     seen = now;
+    if (kagiMosquitto && floorMosquitto) {
+      const dropped = { kagi: await kagiMosquitto.dropped(), floor: await floorMosquitto.dropped() };
+      console.log(`  messages the Mosquittos dropped (queues full): kagi's ${dropped.kagi - droppedBefore.kagi}, the floor's ${dropped.floor - droppedBefore.floor}`);
+      Object.assign(droppedBefore, dropped);
+    }
     // The last run's figure (the first is a warm-up when there are several).
     rows = [{ figure: `restart storm of ${N}, all back in the VPN`, value: ks.max / 1000, unit: 's', floor: fs.max / 1000, ratio: ks.max / fs.max, target: '≤ 3×', met: ks.max / fs.max <= 3 }];
   }
@@ -223,6 +257,8 @@ try {
 } finally {
   if (up) await stop(up);
   if (floor) await stop(floor);
+  await kagiMosquitto?.stop();
+  await floorMosquitto?.stop();
   rmSync(dir, { recursive: true, force: true });
 }
 process.exit(0);

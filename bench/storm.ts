@@ -19,8 +19,9 @@
  * starts (anonymous, no persistence, its other settings Mosquitto's
  * defaults), `kagi up --broker` runs the services only, and the floor's
  * clients and responder use a second, fresh Mosquitto of the same
- * configuration. Each run also prints what each Mosquitto dropped for
- * clients whose queue was full ($SYS/broker/publish/messages/dropped).
+ * configuration (`--mosquitto-conf LINE` adds to both). Each run also
+ * prints what each Mosquitto dropped for clients whose queue was full
+ * ($SYS/broker/publish/messages/dropped).
  *
  *   npm run bench:storm -- --n 10000 --runs 3 [--broker embedded|mosquitto]
  */
@@ -43,6 +44,7 @@ const { values } = parseArgs({
     'setup-concurrency': { type: 'string', default: '100' },
     'cpu-prof': { type: 'string' },
     broker: { type: 'string', default: 'embedded' },
+    'mosquitto-conf': { type: 'string', multiple: true, default: [] },
     help: { type: 'boolean', default: false },
   },
 });
@@ -55,6 +57,8 @@ if (values.help) {
   --broker B             embedded (default): kagi up's own broker holds the connections;
                          mosquitto: a Mosquitto the bench starts holds them (kagi up --broker),
                          and the floor runs on a second one
+  --mosquitto-conf LINE  a line added to both Mosquittos' configuration (repeatable), e.g.
+                         'max_queued_messages 100000'
 Env STORM_LOG=FILE keeps kagi up's verbose log; STORM_DEBUG=1 prints the agents' logs.`);
   process.exit(0);
 }
@@ -194,8 +198,8 @@ try {
   const prof = values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']] : [];
   // The broker URL is known only once kagi up runs; devices are registered with a placeholder and told it.
   const bundles = await seedFleet(data, N, (i) => `s${i}`, (done) => progress('registering', done));
-  kagiMosquitto = ON_MOSQUITTO ? await Mosquitto.start() : undefined;
-  floorMosquitto = ON_MOSQUITTO ? await Mosquitto.start() : undefined;
+  kagiMosquitto = ON_MOSQUITTO ? await Mosquitto.start(values['mosquitto-conf']) : undefined;
+  floorMosquitto = ON_MOSQUITTO ? await Mosquitto.start(values['mosquitto-conf']) : undefined;
   const where = kagiMosquitto ? ['--broker', kagiMosquitto.url] : ['--port', '0'];
   const started = await startChild([...prof, 'dist/cli/kagi.js', 'up', '--data', data, ...where, '--metrics-port', '0', '--timeout', '60s', '--log-format', 'json', ...(process.env.STORM_LOG ? ['--verbose'] : [])], /kagi up: broker (\S+),.*metrics (http:\/\/[^\s,"]+)/);
   up = started.child;

@@ -20,6 +20,9 @@ import mqtt, { type MqttClient } from 'mqtt';
 import type { Duplex } from 'node:stream';
 import type { DesiredState, NetworkDriver } from './driver.js';
 
+/** Mosquitto's count of messages it dropped since it started (retained, every sys_interval): services may read it (servers/broker-drops.ts). */
+export const BROKER_DROPPED_TOPIC = '$SYS/broker/publish/messages/dropped';
+
 const CONTROL = '$CONTROL/dynamic-security/v1';
 
 export interface DynsecOptions {
@@ -147,7 +150,7 @@ export class MosquittoDynsecDriver implements NetworkDriver {
     await this.role(
       rolename,
       kind === 'service'
-        ? [['publishClientSend', 'kagi/#'], ['subscribePattern', 'kagi/#']]
+        ? [['publishClientSend', 'kagi/#'], ['subscribePattern', 'kagi/#'], ['subscribeLiteral', BROKER_DROPPED_TOPIC]]
         : [...ops, ['publishClientSend', `kagi/v1/dev/${username}/state`], ['subscribePattern', `kagi/v1/dev/${username}/in`]],
     );
     // Roles made before issue 23 allowed the whole service tree.

@@ -49,6 +49,7 @@ export const METRICS = {
   kagi_tickets_issued_total: { type: 'counter', help: 'Resumption tickets issued, by how (password: a join with the password; rotation: a ticket re-join)', labels: ['how'] },
   kagi_ticket_joins_total: { type: 'counter', help: 'Joins made with a resumption ticket instead of the password (no scrypt)' },
   kagi_ticket_thefts_total: { type: 'counter', help: 'Retired tickets presented again (a copied ticket): the pair\'s tickets were revoked' },
+  kagi_external_broker_dropped: { type: 'gauge', help: 'Messages an external Mosquitto says it dropped since it started ($SYS/broker/publish/messages/dropped): clients whose queue was full (max_queued_messages)' },
   kagi_lease_held: { type: 'gauge', help: "1 where this instance holds the lease of a service's once-only duties (polls, leave steps, periodic rekeys)", labels: ['service'] },
 } as const satisfies Record<string, MetricDef>;
 

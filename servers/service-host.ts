@@ -13,6 +13,7 @@ import type { Metrics } from './metrics.js';
 import type { LocalServices } from './local-services.js';
 import type { Body } from '../protocol/body.js';
 import { SoleLease, type Lease } from './store/lease.js';
+import { BROKER_DROPPED_TOPIC, BrokerDrops } from './broker-drops.js';
 
 export interface ServiceContext {
   crypto: Crypto;
@@ -104,6 +105,8 @@ export async function startService(
     gauge(lease.held);
     lease.onChange(gauge);
   }
+  // On an external broker the config service watches what it drops (broker-drops.ts).
+  const drops = name === 'config' && ctx.brokerAuth !== 'counter' ? new BrokerDrops(ctx.metrics, ctx.log, () => lease.held) : undefined;
   const link = new MqttLink({
     url: ctx.brokerUrl,
     clientId: name,
@@ -117,8 +120,9 @@ export async function startService(
     // The services that ask devices (config, keys) hear their state: a
     // device whose connection came back is sent again what it may have
     // missed (Peer.resend), and config keeps its liveness by it.
-    subscriptions: [...serviceSubscriptions(name, ctx.instance), ...(name === 'auth' ? [] : [topics.state('+')])],
+    subscriptions: [...serviceSubscriptions(name, ctx.instance), ...(name === 'auth' ? [] : [topics.state('+')]), ...(drops ? [BROKER_DROPPED_TOPIC] : [])],
     onMessage: (topic, payload) => {
+      if (topic === BROKER_DROPPED_TOPIC) return drops?.heard(payload);
       if (!topic.startsWith(topics.serviceAll(name).slice(0, -1))) {
         const said = parseState(topic, payload);
         if (said?.state === 'online' && peer) void peer.resend(said.deviceId);

@@ -1,7 +1,8 @@
 /** The Mosquitto already running on 127.0.0.1:1883, or a loud skip. */
 import { createConnection } from 'node:net';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import mqtt from 'mqtt';
 
 export const MOSQUITTO_URL = 'mqtt://127.0.0.1:1883';
@@ -18,13 +19,17 @@ export const MOSQUITTO_SKIP = 'SKIPPED: needs Mosquitto on 127.0.0.1:1883 (start
 
 /**
  * A private Mosquitto on 127.0.0.1:`port` (local-only mode, anonymous), for
- * tests that restart the broker; undefined when the binary is missing.
+ * tests that restart the broker or set its configuration (`conf.lines`,
+ * written to a file in `conf.dir`); undefined when the binary is missing.
  */
 export const haveMosquittoBinary = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto'].some((p) => existsSync(p));
 
-export async function startMosquitto(port: number): Promise<ChildProcess | undefined> {
+export async function startMosquitto(port: number, conf?: { dir: string; lines: string[] }): Promise<ChildProcess | undefined> {
   if (!haveMosquittoBinary) return undefined;
-  const child = spawn('mosquitto', ['-p', String(port)], { stdio: 'ignore' });
+  // With configuration lines: a listener on loopback, anonymous, and those lines.
+  const file = conf && join(conf.dir, `mosquitto-${port}.conf`);
+  if (conf && file) writeFileSync(file, [`listener ${port} 127.0.0.1`, 'allow_anonymous true', ...conf.lines, ''].join('\n'));
+  const child = spawn('mosquitto', file ? ['-c', file] : ['-p', String(port)], { stdio: 'ignore' });
   for (let i = 0; i < 100; i++) {
     const up = await new Promise<boolean>((resolve) => {
       const s = createConnection({ host: '127.0.0.1', port });

@@ -116,10 +116,20 @@ export class BridgeLink implements Link {
     });
   }
 
+  /**
+   * Subscribe now and at every CONNACK, each topic listed once. A
+   * connection that drops before the SUBACK is not the caller's failure:
+   * the next CONNACK subscribes the list, this topic with it (as MqttLink).
+   */
   subscribe(topic: string): Promise<void> {
-    this.subscriptions.push(topic);
+    if (!this.subscriptions.includes(topic)) this.subscriptions.push(topic);
     if (this.state !== 'UP') return Promise.resolve(); // subscribed on the next CONNACK
-    return new Promise((resolve, reject) => this.o.host.mqttSubscribe([topic], (e) => (e ? reject(new Error(e)) : resolve())));
+    return new Promise((resolve, reject) =>
+      this.o.host.mqttSubscribe([topic], (e) => {
+        if (!e || this.state !== 'UP') return resolve();
+        reject(new Error(e));
+      }),
+    );
   }
 
   close(): Promise<void> {

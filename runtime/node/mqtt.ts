@@ -199,9 +199,23 @@ export class MqttLink implements Transport {
     });
   }
 
+  /**
+   * Subscribe now and at every reconnect. A connection that drops before
+   * the SUBACK is not the caller's failure: the next connect subscribes
+   * every topic on the list, this one with them (a join that had its keys
+   * failed on it, and the bench:storm on Mosquitto crashed on the
+   * rejection). Each topic is listed once, however often it is asked for.
+   */
   async subscribe(topic: string): Promise<void> {
-    this.o.subscriptions.push(topic);
-    await this.client?.subscribeAsync(topic, { qos: 1 });
+    if (!this.o.subscriptions.includes(topic)) this.o.subscriptions.push(topic);
+    const c = this.client;
+    if (!c?.connected) return;
+    try {
+      await c.subscribeAsync(topic, { qos: 1 });
+    } catch (e) {
+      if (this.client === c && c.connected) throw e;
+      this.o.log?.('debug', `mqtt ${this.o.clientId}: connection lost while subscribing ${topic}: subscribed at the next connect`);
+    }
   }
 
   async close(): Promise<void> {

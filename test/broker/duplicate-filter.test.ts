@@ -7,13 +7,13 @@
  * inbox over a real connection: every one arrives.
  */
 import t from 'tap';
-import { createServer, type AddressInfo } from 'node:net';
-import { Aedes } from 'aedes';
+import type { Aedes } from 'aedes';
 import mqtt, { type MqttClient } from 'mqtt';
 import { turnOffDuplicateFilter, type FilteringBroker } from '../../broker/duplicate-filter.js';
 import { controlPlane, device, rawDevice, tempDir } from '../helpers/control-plane.js';
 import { topics } from '../../protocol/topics.js';
 import { deadline } from '../helpers/deadline.js';
+import { plainAedes } from '../helpers/aedes.js';
 
 const PAIRS = 20;
 
@@ -42,15 +42,9 @@ async function interleave(aedes: Aedes, sub: MqttClient, topic: string): Promise
 }
 
 async function bareAedes(t: { teardown(fn: () => unknown): void }, filterOff: boolean): Promise<string[]> {
-  const aedes = await Aedes.createBroker();
+  const { aedes, url } = await plainAedes(t);
   if (filterOff) turnOffDuplicateFilter(aedes as unknown as FilteringBroker);
-  const server = createServer((s) => aedes.handle(s));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(async () => {
-    await new Promise<void>((r) => aedes.close(() => r()));
-    server.close();
-  });
-  const sub = await mqtt.connectAsync(`mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`, { clientId: 'sub' });
+  const sub = await mqtt.connectAsync(url, { clientId: 'sub' });
   t.teardown(() => sub.endAsync());
   await sub.subscribeAsync('t/#', { qos: 1 });
   return interleave(aedes, sub, 't/x');

@@ -5,22 +5,14 @@
  * empty payload deletes from both, and a replaced message is the new one.
  */
 import t from 'tap';
-import { createServer, type AddressInfo } from 'node:net';
-import { Aedes } from 'aedes';
 import mqtt from 'mqtt';
 import { indexRetained } from '../../broker/retained-index.js';
 import { deadline } from '../helpers/deadline.js';
+import { plainAedes } from '../helpers/aedes.js';
 
 t.test('retained messages through the index', async (t) => {
-  const aedes = await Aedes.createBroker();
+  const { aedes, url } = await plainAedes(t);
   indexRetained((aedes as unknown as { persistence: Parameters<typeof indexRetained>[0] }).persistence);
-  const server = createServer((s) => aedes.handle(s));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  t.teardown(async () => {
-    await new Promise<void>((r) => aedes.close(() => r()));
-    server.close();
-  });
   const pub = await mqtt.connectAsync(url, { clientId: 'pub' });
   t.teardown(() => pub.endAsync());
   for (const [topic, text] of [['a/1/state', 'online'], ['a/2/state', 'offline'], ['a/1/state', 'offline']] as const) {

@@ -8,8 +8,7 @@
  * once per connect.
  */
 import t from 'tap';
-import { createServer, type AddressInfo } from 'node:net';
-import { Aedes } from 'aedes';
+import type { Aedes } from 'aedes';
 import mqtt from 'mqtt';
 import { MqttLink } from '../../runtime/node/mqtt.js';
 import { BridgeLink } from '../../device/board/bridge-link.js';
@@ -19,6 +18,7 @@ import { nodeCrypto } from '../../runtime/node/crypto.js';
 import type { Link } from '../../device/platform.js';
 import { until } from '../helpers/control-plane.js';
 import { deadline } from '../helpers/deadline.js';
+import { plainAedes } from '../helpers/aedes.js';
 
 /** aedes keeps its connected clients by id; its typings do not show the map. */
 const clientOf = (aedes: Aedes, id: string) => (aedes as unknown as { clients: Record<string, { close(): void }> }).clients[id]!;
@@ -35,7 +35,7 @@ const links: Record<string, MakeLink> = {
 
 for (const [name, makeLink] of Object.entries(links)) {
   t.test(`${name}: a connection lost before the SUBACK`, async (t) => {
-    const aedes = await Aedes.createBroker();
+    const { aedes, url } = await plainAedes(t);
     let hang = true;
     const subscribes: string[] = [];
     // The first SUBSCRIBE of 'held' waits for ever; later ones go through.
@@ -44,13 +44,6 @@ for (const [name, makeLink] of Object.entries(links)) {
       if (sub.topic === 'held' && hang) return void (hang = false);
       cb(null, sub);
     };
-    const server = createServer((s) => aedes.handle(s));
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    t.teardown(async () => {
-      await new Promise<void>((r) => aedes.close(() => r()));
-      server.close();
-    });
     const got: string[] = [];
     const link = makeLink(url, (topic, payload) => got.push(`${topic}=${new TextDecoder().decode(payload)}`));
     await link.connect();

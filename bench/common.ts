@@ -74,6 +74,24 @@ export function cpuMsSince(before: NodeJS.CpuUsage): number {
   return (d.user + d.system) / 1000;
 }
 
+/** job(i) for i in [from, to), at most c at a time. */
+export async function pool(from: number, to: number, c: number, job: (i: number) => Promise<void>): Promise<void> {
+  let next = from;
+  await Promise.all(Array.from({ length: Math.min(c, to - from) }, async () => {
+    while (next < to) await job(next++);
+  }));
+}
+
+/** The value at percentile p (0–100) of ascending `sorted`. */
+export function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+/** "what: done/total" on stderr every `every` and at the end (one line, rewritten). */
+export function progressLine(what: string, done: number, total: number, every: number): void {
+  if (done % every === 0 || done === total) process.stderr.write(`\r  ${what}: ${done}/${total}   ${done === total ? '\n' : ''}`);
+}
+
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;

@@ -44,7 +44,7 @@ import mqtt from 'mqtt';
 import type { Bundle } from '../device/bundle.js';
 import { TerminalAgent } from '../device/terminal.js';
 import { nodePlatform } from '../runtime/node/platform.js';
-import { benchJson, median, noDelay, positiveArg, seedFleet, type BenchRow } from './common.js';
+import { benchJson, median, noDelay, pool, positiveArg, progressLine, seedFleet, type BenchRow } from './common.js';
 import { eachLine } from './child-lines.js';
 import { Mosquitto } from './mosquitto.js';
 
@@ -145,17 +145,8 @@ class Server {
   }
 }
 
-/** job(i) for i in [from, to), c at a time. */
-async function pool(from: number, to: number, c: number, job: (i: number) => Promise<void>): Promise<void> {
-  let next = from;
-  await Promise.all(Array.from({ length: Math.min(c, to - from) }, async () => {
-    while (next < to) await job(next++);
-  }));
-}
 
-function progress(what: string, done: number): void {
-  if (done % 500 === 0 || done === N) process.stderr.write(`\r  ${what}: ${done}/${N}   ${done === N ? '\n' : ''}`);
-}
+const progress = (what: string, done: number) => progressLine(what, done, N, 500);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -26,7 +26,7 @@
 import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
 import { addDevice } from '../servers/admin.js';
-import { benchControlPlane, benchJson, cpuMsSince, floorBroker, mark, noDelay } from './common.js';
+import { benchControlPlane, benchJson, cpuMsSince, floorBroker, mark, noDelay, pool } from './common.js';
 import { parseBundle, type Bundle } from '../device/bundle.js';
 import { TerminalAgent } from '../device/terminal.js';
 import { nodePlatform } from '../runtime/node/platform.js';
@@ -42,12 +42,6 @@ const PROBES = Number(values.probes);
 const POOL = values.pool === undefined ? undefined : Number(values.pool);
 const ROUND_TRIPS = 6;
 
-async function pool(n: number, c: number, job: (i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(c, n) }, async () => {
-    while (next < n) await job(next++);
-  }));
-}
 
 /** First joins (the password), then re-joins of the same terminals as new agents holding only their tickets. */
 async function kagiRun(): Promise<{ first: number; rejoin: number; rejoinCpuMs: number }> {
@@ -64,7 +58,7 @@ async function kagiRun(): Promise<{ first: number; rejoin: number; rejoinCpuMs: 
     mark(`${password ? 'first' : 'rejoin'}-start`);
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
-    await pool(N, C, async (i) => {
+    await pool(0, N, C, async (i) => {
       const a = new TerminalAgent(bundles[i]!, { ...nodePlatform({ brokerUrl: cp.brokerUrl }), secrets: wallets[i]! }, { timeoutMs: 60_000 });
       agents.push(a);
       await a.start();
@@ -92,7 +86,7 @@ async function floorRun(): Promise<{ ms: number; cpuMs: number }> {
   const clients: mqtt.MqttClient[] = [];
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
-  await pool(N, C, async (i) => {
+  await pool(0, N, C, async (i) => {
     const c = noDelay(await mqtt.connectAsync(url, { clientId: `floor-${i}` }));
     clients.push(c);
     await c.subscribeAsync(`floor/res/${i}`, { qos: 1 });
@@ -115,7 +109,7 @@ async function scryptRun(): Promise<{ ms: number; concurrency: number }> {
   const hash = await hashPassword('bench-password');
   const hashes = new HashPool({ maxWaiting: C, ...(POOL ? { concurrency: POOL } : {}) });
   const t0 = performance.now();
-  await pool(N, C, async () => {
+  await pool(0, N, C, async () => {
     const slot = hashes.reserve();
     if (!slot) throw new Error('the floor pool refused a check: more than concurrency + maxWaiting at once');
     if (!(await slot.run(() => verifyPassword('bench-password', hash)))) throw new Error('the floor check failed');

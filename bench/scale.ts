@@ -29,7 +29,7 @@ import { parseBundle, type Bundle } from '../device/bundle.js';
 import { TerminalAgent } from '../device/terminal.js';
 import { nodeCrypto } from '../runtime/node/crypto.js';
 import { SharedLinks } from './shared-links.js';
-import { benchJson, freePort, noDelay } from './common.js';
+import { benchJson, freePort, noDelay, percentile, pool } from './common.js';
 
 const { values } = parseArgs({
   options: {
@@ -56,12 +56,6 @@ const ROUND_TRIPS = 6;
 const crypto = nodeCrypto();
 const tag = `b${process.pid}`;
 
-async function pool(n: number, c: number, job: (i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(c, n) }, async () => {
-    while (next < n) await job(next++);
-  }));
-}
 
 let lap = { at: performance.now(), done: 0 };
 /** Every 1000: how far, and the rate over the last stretch (a slowdown shows as it happens). */
@@ -115,9 +109,6 @@ function postgresCpu(): number {
   return sum;
 }
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
 
 async function seed(store: string, data: string): Promise<Bundle[]> {
   const s = await PgStore.open(store);
@@ -127,7 +118,7 @@ async function seed(store: string, data: string): Promise<Bundle[]> {
   await grant(s, 'plant', 'bench');
   const bundles: Bundle[] = new Array(N);
   let made = 0;
-  await pool(N, 16, async (i) => {
+  await pool(0, N, 16, async (i) => {
     const mac = `02:${((i >> 24) & 255).toString(16).padStart(2, '0')}:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
     bundles[i] = parseBundle(await addDevice(s, keys, crypto, { id: `${tag}-${i}`, mac, kind: 'terminal', broker: values.broker }));
     progress('registering', ++made);
@@ -206,7 +197,7 @@ async function kagiRun(instances: number): Promise<Result> {
     let ms = 0;
     let joinedRss = 0;
     try {
-      await pool(N, C, async (i) => {
+      await pool(0, N, C, async (i) => {
         const a = new TerminalAgent(bundles[i]!, links.platform(), { timeoutMs: 60_000, attempts: 3 });
         const s = performance.now();
         try {
@@ -258,7 +249,7 @@ async function floorRun(): Promise<number> {
   }
   let done = 0;
   const t0 = performance.now();
-  await pool(N, C, async (i) => {
+  await pool(0, N, C, async (i) => {
     const c = links[Math.floor(i / PER_LINK)]!;
     await c.subscribeAsync(`${tag}/res/${i}`, { qos: 1 }); // as an agent subscribes to its inbox
     for (let k = 0; k < ROUND_TRIPS; k++) {

@@ -34,7 +34,7 @@ import mqtt from 'mqtt';
 import type { Bundle } from '../device/bundle.js';
 import { TerminalAgent } from '../device/terminal.js';
 import { nodePlatform } from '../runtime/node/platform.js';
-import { benchJson, noDelay, seedFleet, type BenchRow } from './common.js';
+import { benchJson, noDelay, percentile, pool, progressLine, seedFleet, type BenchRow } from './common.js';
 import { Mosquitto } from './mosquitto.js';
 
 const { values } = parseArgs({
@@ -70,20 +70,9 @@ const ON_MOSQUITTO = values.broker === 'mosquitto';
 const N = Number(values.n);
 const RUNS = Number(values.runs);
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
 
-async function pool(n: number, c: number, job: (i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(c, n) }, async () => {
-    while (next < n) await job(next++);
-  }));
-}
 
-function progress(what: string, done: number): void {
-  if (done % 1000 === 0 || done === N) process.stderr.write(`\r  ${what}: ${done}/${N}   ${done === N ? '\n' : ''}`);
-}
+const progress = (what: string, done: number) => progressLine(what, done, N, 1000);
 
 /** Counters of what kagi up dropped, refused, disconnected or evicted, by metric and labels. */
 const TROUBLE = /^(kagi_(?:messages_dropped|broker_refused|broker_dropped|broker_disconnects|refusals|evictions|ticket_thefts)_total)(\{[^}]*\})? (\d+)/;
@@ -212,7 +201,7 @@ try {
   // Set-up: every device joins once with the password, and keeps the ticket.
   let joined = 0;
   let agents: TerminalAgent[] = [];
-  await pool(N, Number(values['setup-concurrency']), async (i) => {
+  await pool(0, N, Number(values['setup-concurrency']), async (i) => {
     const a = makeAgent(bundles[i]!, url, files);
     agents.push(a);
     await a.start();

@@ -5,6 +5,7 @@ import type { Socket } from 'node:net';
 import { backoffDelay } from '../../protocol/backoff.js';
 import { detach, type DetachLog } from '../../device/detach.js';
 import { duration, int, parse, readStdinLine, UsageError } from '../args.js';
+import { lockDeviceFile } from '../agent-lock.js';
 import { lastLineOfDefence, rejoiner, startOrSignal, untilSignal } from '../agent-life.js';
 import { BindError } from '../../runtime/node/bind.js';
 import { DEFAULT_HOLD_MS } from '../../device/stream.js';
@@ -38,7 +39,9 @@ again only if the ticket is refused (expired, the password changed, the
 ticket seen twice); the agent says so. A relay keeps the tickets of its
 ports' terminals the same way, so a plaintext terminal joins again with
 --user alone.
-Sequence counters persist in FILE.state. Listeners are bound before the
+Sequence counters persist in FILE.state. One agent runs on a device file:
+a second one on the same FILE is refused at start (exit 1), naming the
+first (FILE.lock is held while it runs). Listeners are bound before the
 agent connects: a LOCALPORT in use is an error naming it, and nothing is
 joined. On SIGINT/SIGTERM (at any stage) a joined agent leaves its VPNs (the
 control plane closes them to it and rekeys at once) and stops. Otherwise it
@@ -125,86 +128,92 @@ export async function agent(args: string[], baked?: BoardProfile): Promise<numbe
   if (!/^mqtts?:\/\/[^/\s]+/.test(brokerUrl)) throw new UsageError(`--broker must be a URL like mqtt://host:1883 or mqtts://host:8883, not '${brokerUrl}'`);
   // An mqtts:// --broker is the same broker under another name: the file's pin still holds.
   if (bundle.brokerTls && !isTlsUrl(brokerUrl)) log('warn', `${bundle.id}: --broker ${brokerUrl} is plain MQTT: the TLS pin in ${file} is not used`);
-  const platform = nodePlatform({
-    brokerUrl,
-    ...(bundle.brokerTls && isTlsUrl(brokerUrl) ? { brokerTls: bundle.brokerTls } : {}),
-    stateFile: `${file}.state`,
-    secretsFile: `${file}.tickets`,
-    brokerAuth: v['no-broker-auth'] ? 'none' : v['static-broker-auth'] ? 'static' : 'counter',
-    log,
-    brokerHint: 'is kagi up serving this broker? pass --broker URL if it runs elsewhere',
-    ...(v.bind ? { localAddress: v.bind } : {}),
-  });
-  const holdMs = duration(v['tunnel-hold'], 'tunnel-hold', DEFAULT_HOLD_MS);
-  const brokerWait = v['broker-wait'] === undefined ? {} : { brokerWaitMs: duration(v['broker-wait'], 'broker-wait') };
-  // Firmware: requests are retried for as long as it takes, each failure logged.
-  const life: AgentLife = { attempts: Infinity, ...brokerWait, holdMs, log, signal };
-  if (bundle.kind === 'relay') {
-    if (!v.profile && !baked) throw new UsageError('a relay needs --profile NAME (see board-profiles/)');
-    const profile = v.profile ? loadRelayProfile(v.profile) : relayProfileOf(baked!);
-    return runRelay(bundle, platform, profile, v['port-base'], v.raw ? loadRawPorts(v.raw) : [], life);
-  }
-  const listens = v.listen.map(parseListen);
-  const targets = v.target.map(parseTarget);
-  const user = v.user ?? bundle.user;
-  // The password is held only until a ticket replaces it (device/tickets.ts).
-  let password = v.user ? (v['password-stdin'] ? await readStdinLine(`password for ${v.user}`) : undefined) : bundle.password;
-  if (v.user && password === undefined && !(await new TicketWallet(platform.secrets!, log).has(v.user))) {
-    throw new UsageError(`no ticket for ${v.user} in ${file}.tickets: the first join needs the password (--password-stdin)`);
-  }
-  let tunnels: Tunnels | undefined;
-  let stopping = false;
-  const join = async () => {
-    const joined = await a.join(user!, password);
-    if (v.user && (await a.tickets.has(user!))) password = undefined;
-    return joined;
-  };
-  const rejoin = rejoiner(`${bundle.id}`, join, () => stopping);
-  const a: TerminalAgent = new TerminalAgent(bundle, platform, {
-    attempts: life.attempts,
-    ...brokerWait,
-    onState: (s) => console.log(`state: ${s}`),
-    onData: (vpn, from, p) => tunnels?.onData(vpn, from, p),
-    onEpoch: (vpn, epoch) => console.log(`keys: ${vpn} epoch ${epoch}`),
-    onLeft: (vpn, reason) => {
-      console.log(`left ${vpn} (${reason})`);
-      // The VPN's keys are gone: its connections cannot go on.
-      tunnels?.abort(vpn, `left ${vpn} (${reason})`);
-      // Evicted (stopped answering polls, e.g. frozen or cut off): a member
-      // that comes back must join again, so the agent does.
-      if (reason === 'evicted' && user && a.state === 'configured') rejoin();
-    },
-    onGranted: (vpn) => {
-      console.log(`granted ${vpn}`);
-      // A grant made after we joined (or a VPN made again): the join takes it.
-      if (user && (a.state === 'configured' || a.state === 'joined')) rejoin();
-    },
-  });
-  tunnels = Tunnels.forAgent(a, listens, targets, { log, holdMs });
-  // Listeners first: a port in use fails here, before the agent joins anything.
-  let ports: number[];
+  // One agent per device file (cli/agent-lock.ts): taken before FILE.state or FILE.tickets is read.
+  const lock = lockDeviceFile(file);
   try {
-    ports = await tunnels.start();
-  } catch (e) {
-    if (!(e instanceof BindError)) throw e;
-    const l = listens.find((x) => x.localPort === e.port)!;
-    throw new Error(`--listen ${l.vpn}=${l.localPort}:${l.peer}: ${e.message}; pick another LOCALPORT (0: any free port)`);
-  }
-  listens.forEach((l, i) => console.log(`listening on 127.0.0.1:${ports[i]} → ${l.peer} over ${l.vpn}`));
-  const startup = (async () => {
-    await a.start();
-    if (bundle.kind !== 'external') await a.configure(); // S301: external terminals join directly
-    if (!user) return console.log('configured; no user given, so not joining any VPN');
-    for (const x of await join()) console.log(`joined ${x.id} (${x.protocol}/${x.port}, epoch ${x.epoch})`);
-  })();
-  try {
-    if (!(await startOrSignal(startup, signal, log))) await signal;
+    const platform = nodePlatform({
+      brokerUrl,
+      ...(bundle.brokerTls && isTlsUrl(brokerUrl) ? { brokerTls: bundle.brokerTls } : {}),
+      stateFile: `${file}.state`,
+      secretsFile: `${file}.tickets`,
+      brokerAuth: v['no-broker-auth'] ? 'none' : v['static-broker-auth'] ? 'static' : 'counter',
+      log,
+      brokerHint: 'is kagi up serving this broker? pass --broker URL if it runs elsewhere',
+      ...(v.bind ? { localAddress: v.bind } : {}),
+    });
+    const holdMs = duration(v['tunnel-hold'], 'tunnel-hold', DEFAULT_HOLD_MS);
+    const brokerWait = v['broker-wait'] === undefined ? {} : { brokerWaitMs: duration(v['broker-wait'], 'broker-wait') };
+    // Firmware: requests are retried for as long as it takes, each failure logged.
+    const life: AgentLife = { attempts: Infinity, ...brokerWait, holdMs, log, signal };
+    if (bundle.kind === 'relay') {
+      if (!v.profile && !baked) throw new UsageError('a relay needs --profile NAME (see board-profiles/)');
+      const profile = v.profile ? loadRelayProfile(v.profile) : relayProfileOf(baked!);
+      return await runRelay(bundle, platform, profile, v['port-base'], v.raw ? loadRawPorts(v.raw) : [], life);
+    }
+    const listens = v.listen.map(parseListen);
+    const targets = v.target.map(parseTarget);
+    const user = v.user ?? bundle.user;
+    // The password is held only until a ticket replaces it (device/tickets.ts).
+    let password = v.user ? (v['password-stdin'] ? await readStdinLine(`password for ${v.user}`) : undefined) : bundle.password;
+    if (v.user && password === undefined && !(await new TicketWallet(platform.secrets!, log).has(v.user))) {
+      throw new UsageError(`no ticket for ${v.user} in ${file}.tickets: the first join needs the password (--password-stdin)`);
+    }
+    let tunnels: Tunnels | undefined;
+    let stopping = false;
+    const join = async () => {
+      const joined = await a.join(user!, password);
+      if (v.user && (await a.tickets.has(user!))) password = undefined;
+      return joined;
+    };
+    const rejoin = rejoiner(`${bundle.id}`, join, () => stopping);
+    const a: TerminalAgent = new TerminalAgent(bundle, platform, {
+      attempts: life.attempts,
+      ...brokerWait,
+      onState: (s) => console.log(`state: ${s}`),
+      onData: (vpn, from, p) => tunnels?.onData(vpn, from, p),
+      onEpoch: (vpn, epoch) => console.log(`keys: ${vpn} epoch ${epoch}`),
+      onLeft: (vpn, reason) => {
+        console.log(`left ${vpn} (${reason})`);
+        // The VPN's keys are gone: its connections cannot go on.
+        tunnels?.abort(vpn, `left ${vpn} (${reason})`);
+        // Evicted (stopped answering polls, e.g. frozen or cut off): a member
+        // that comes back must join again, so the agent does.
+        if (reason === 'evicted' && user && a.state === 'configured') rejoin();
+      },
+      onGranted: (vpn) => {
+        console.log(`granted ${vpn}`);
+        // A grant made after we joined (or a VPN made again): the join takes it.
+        if (user && (a.state === 'configured' || a.state === 'joined')) rejoin();
+      },
+    });
+    tunnels = Tunnels.forAgent(a, listens, targets, { log, holdMs });
+    // Listeners first: a port in use fails here, before the agent joins anything.
+    let ports: number[];
+    try {
+      ports = await tunnels.start();
+    } catch (e) {
+      if (!(e instanceof BindError)) throw e;
+      const l = listens.find((x) => x.localPort === e.port)!;
+      throw new Error(`--listen ${l.vpn}=${l.localPort}:${l.peer}: ${e.message}; pick another LOCALPORT (0: any free port)`);
+    }
+    listens.forEach((l, i) => console.log(`listening on 127.0.0.1:${ports[i]} → ${l.peer} over ${l.vpn}`));
+    const startup = (async () => {
+      await a.start();
+      if (bundle.kind !== 'external') await a.configure(); // S301: external terminals join directly
+      if (!user) return console.log('configured; no user given, so not joining any VPN');
+      for (const x of await join()) console.log(`joined ${x.id} (${x.protocol}/${x.port}, epoch ${x.epoch})`);
+    })();
+    try {
+      if (!(await startOrSignal(startup, signal, log))) await signal;
+    } finally {
+      stopping = true;
+      await tunnels.stop();
+      await a.stop();
+    }
+    return 0;
   } finally {
-    stopping = true;
-    await tunnels.stop();
-    await a.stop();
+    lock.release();
   }
-  return 0;
 }
 
 async function runRelay(bundle: Bundle, platform: Platform, profile: RelayProfile, portBase: string | undefined, raws: RawPortSpec[], o: AgentLife): Promise<number> {

@@ -45,7 +45,7 @@ export class JsonFile<T extends Record<string, unknown>> {
   }
 
   private async write(): Promise<void> {
-    const tmp = `${this.file}.tmp`;
+    const tmp = `${this.file}.tmp-${process.pid}`; // per process, so a stray second writer cannot rename ours away
     await writeFile(tmp, JSON.stringify(this.content()), { mode: 0o600 });
     await rename(tmp, this.file);
   }

@@ -15,6 +15,7 @@
  */
 import type { Body } from '../../protocol/body.js';
 import { topics } from '../../protocol/topics.js';
+import { LEAVE_REKEY } from '../keys/keys.js';
 import type { DesiredState, VpnState } from '../../network/driver.js';
 import type { VpnRow } from '../store/store.js';
 import { planBandwidth } from './bandwidth-plan.js';
@@ -205,7 +206,7 @@ export function membership(c: ConfigContext): Membership {
   /** S404 and beyond: a VPN lost a member; the key server rekeys the rest. */
   async function rekey(vpnId: string): Promise<void> {
     try {
-      const r = await c.ask('keys', { op: 'keys.rekey', vpn: vpnId, why: 'a member left' });
+      const r = await c.ask('keys', { op: 'keys.rekey', vpn: vpnId, why: LEAVE_REKEY });
       if (!r.ok) throw new Error(String(r.reason));
     } catch (e) {
       ctx.log('warn', `config: rekey of ${vpnId} failed: ${(e as Error).message}`);

@@ -6,7 +6,8 @@
  *    SIGTERM while waiting stops it cleanly;
  *  - a broker with no control plane: each silent attempt names the broker,
  *    whether it connected, and what to check; the agent keeps trying;
- *  - SIGTERM of a joined agent still leaves its VPN and exits 0.
+ *  - SIGTERM of a joined agent still leaves its VPN and exits 0;
+ *  - a second agent on the same device file is refused, naming the first.
  */
 import t from 'tap';
 import { writeFileSync } from 'node:fs';
@@ -115,4 +116,35 @@ t.test('SIGTERM of a joined agent leaves its VPN and exits 0', async (t) => {
   a.kill('SIGTERM');
   t.equal(await gone, 0, 'exit 0');
   t.ok(await until(async () => (await cp.store.members('plant')).length === 0, 5000), 'it left: the VPN has no members');
+});
+
+t.test('one agent per device file: a second is refused naming the first, which stays joined; a killed one frees the file', async (t) => {
+  const dir = tempDir(t);
+  const cp = await controlPlane(dir);
+  t.teardown(() => cp.close());
+  await vpnWithUsers(cp, 'plant', 5020, { alice: 'alice-password' });
+  const file = await deviceFile(dir, cp, 'term-one', 'terminal');
+  const first = kagiSpawn(['agent', file, '--user', 'alice', '--password-stdin']);
+  t.teardown(() => void first.kill('SIGKILL'));
+  first.stdin!.end('alice-password\n');
+  const firstOut = watch(first);
+  await firstOut.until(/joined plant/, 30_000);
+  const epoch = async () => (await cp.store.currentSessionKey('plant'))?.epoch;
+  const joinedAt = await epoch();
+
+  const twin = await kagiAsync(['agent', file, '--user', 'alice', '--password-stdin'], 'alice-password\n');
+  t.equal(twin.code, 1, 'a second agent on the same file exits 1');
+  t.match(twin.stderr, new RegExp(`term-one\\.json is already run by the agent of pid ${first.pid} on .*, since \\d{4}-\\d\\d-\\d\\dT.*Stop that agent first`), 'naming the agent that holds it, and what to do');
+  t.notMatch(twin.stdout, /state: /, 'it never started: no connection, no state file touched');
+  t.same((await cp.store.members('plant')).map((m) => m.deviceId), ['term-one'], 'the first is still the one member');
+  t.equal(await epoch(), joinedAt, 'and nothing was rekeyed: the twin never joined or left');
+  t.notMatch(firstOut.text(), /left plant|state: stopped/, 'the first agent saw nothing of it');
+
+  const gone = exited(first);
+  first.kill('SIGKILL');
+  await gone;
+  const next = kagiSpawn(['agent', file, '--user', 'alice']);
+  t.teardown(() => void next.kill('SIGKILL'));
+  await watch(next).until(/joined plant/, 30_000);
+  t.pass('after a kill -9 of the first, the next agent on the file starts (on the ticket the first kept) and joins');
 });

@@ -92,13 +92,18 @@ async function tunnel(t: Test, data: string, echoPort: number, extra: string[] =
   return Number(/listening on 127\.0\.0\.1:(\d+)/.exec(out)![1]);
 }
 
-/** Start `kagi agent FILE ARGS` and wait for a warning matching `re`; it must not have joined meanwhile. */
+/**
+ * Start `kagi agent FILE ARGS` and wait for a warning matching `re`; it must
+ * not have joined meanwhile. Then stop it (it would keep retrying): the next
+ * agent on FILE is refused while it runs (one agent per device file).
+ */
 async function refusedAgent(t: Test, file: string, re: RegExp, args: string[] = []): Promise<string> {
   const child = kagiSpawn(['agent', file, '--user', 'alice', '--password-stdin', ...args]);
   child.stdin!.end('alice-password\n');
   t.teardown(() => stopChild(child));
   const out = await watch(child).until(re, 30_000);
   t.notMatch(out, /joined plant/, 'it did not join');
+  await stopChild(child);
   return out;
 }
 

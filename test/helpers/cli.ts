@@ -94,7 +94,14 @@ export function kagiUp(a: string[], o: { netns?: string } = {}): Promise<ChildPr
 /** Everything a child prints on stdout, and a wait for a pattern in it. */
 export function watch(child: ChildProcess): { until(re: RegExp, ms?: number): Promise<string>; text(): string } {
   let out = '';
+  // The exit and stderr only say, on a timeout, why the line never came.
+  let exit = '';
   child.stdout!.on('data', (d) => (out += d));
+  child.once('exit', (code, signal) => (exit = `exited ${signal ?? code}`));
+  const why = () => {
+    const err = stderrOf.get(child)?.text.trim() ?? '';
+    return exit || err ? `\n--- ${exit || 'still running'}; stderr: ${err || '(nothing)'}` : '';
+  };
   return {
     text: () => out,
     until(re, ms = 15_000) {
@@ -106,7 +113,7 @@ export function watch(child: ChildProcess): { until(re: RegExp, ms?: number): Pr
           child.stdout!.off('data', check);
           resolve(out);
         };
-        const timer = setTimeout(() => reject(new Error(`timed out waiting for ${re} in: ${out}`)), ms);
+        const timer = setTimeout(() => reject(new Error(`timed out waiting for ${re} in: ${out}${why()}`)), ms);
         child.stdout!.on('data', check);
         check();
       });

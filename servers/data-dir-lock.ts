@@ -12,13 +12,20 @@
  * Beside it, NAME.json says who holds it (pid, host, broker, since) for
  * the refusal message; it is only a note, the lock is the truth.
  */
+import Database from 'better-sqlite3';
+import { readFileSync, rmSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
-import { makePrivateDir } from './private-file.js';
-import { holderText, lockHolder, takeLock, type ProcessLock } from '../runtime/node/process-lock.js';
-
-export type { LockHolder } from '../runtime/node/process-lock.js';
+import { makePrivateDir, writePrivateFile } from './private-file.js';
 
 export const LOCK_DIR = 'locks';
+
+export interface LockHolder {
+  pid: number;
+  host: string;
+  since: string;
+  broker?: string;
+}
 
 /** Another process holds a duty on this data dir. */
 export class DataDirLockedError extends Error {
@@ -31,6 +38,20 @@ export interface DataDirLock {
   release(): void;
 }
 
+function holderText(h: LockHolder | undefined): string {
+  if (!h) return 'another process (it is starting, or left no note)';
+  return `pid ${h.pid} on ${h.host}${h.broker ? `, broker ${h.broker}` : ''}, since ${h.since}`;
+}
+
+function readHolder(file: string): LockHolder | undefined {
+  try {
+    const j = JSON.parse(readFileSync(file, 'utf8')) as LockHolder;
+    return typeof j.pid === 'number' ? j : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Lock `duties` on `dir`, all or none. Throws DataDirLockedError naming the
  * holder when any is held.
@@ -38,25 +59,35 @@ export interface DataDirLock {
 export function lockDataDir(dir: string, duties: string[]): DataDirLock {
   const locks = join(dir, LOCK_DIR);
   makePrivateDir(locks);
-  const held: ProcessLock[] = [];
+  const held: { db: Database.Database; note: string }[] = [];
+  const holder: LockHolder = { pid: process.pid, host: hostname(), since: new Date().toISOString() };
   const release = () => {
-    for (const h of held.splice(0)) h.release();
+    for (const h of held.splice(0)) {
+      rmSync(h.note, { force: true });
+      h.db.close();
+    }
   };
   for (const duty of duties) {
-    const note = join(locks, `${duty}.json`);
-    const lock = takeLock(join(locks, `${duty}.lock`), note);
-    if (!lock) {
+    const db = new Database(join(locks, `${duty}.lock`), { timeout: 0 });
+    try {
+      db.pragma('locking_mode = EXCLUSIVE');
+      db.exec('BEGIN EXCLUSIVE'); // held, never committed, until the connection closes
+    } catch (e) {
+      db.close();
       release();
+      if ((e as { code?: string }).code !== 'SQLITE_BUSY') throw e;
       throw new DataDirLockedError(
-        `the ${duty} ${duty === 'broker' ? '' : 'service '}on data dir ${resolve(dir)} is already run by ${holderText(lockHolder(note))}. ` +
+        `the ${duty} ${duty === 'broker' ? '' : 'service '}on data dir ${resolve(dir)} is already run by ${holderText(readHolder(join(locks, `${duty}.json`)))}. ` +
           `Stop that kagi up first (or use another --data). Several instances of the services run on --store postgres://… with --instance NAME.`,
       );
     }
-    held.push(lock);
+    const note = join(locks, `${duty}.json`);
+    held.push({ db, note });
+    writePrivateFile(note, JSON.stringify(holder) + '\n');
   }
   return {
     describe(broker) {
-      for (const h of held) h.describe({ broker });
+      for (const h of held) writePrivateFile(h.note, JSON.stringify({ ...holder, broker }) + '\n');
     },
     release,
   };

@@ -7,7 +7,7 @@
  *
  * The key is a SHA-256 of what the output depends on: the build options
  * (profile, placeholder or no device), every compiled module the bundle can
- * draw from (DIST's device/, protocol/ and runtime/ trees) and
+ * draw from (DIST's trees but boards/, bench/ and test/) and
  * package-lock.json for the dependencies in node_modules. One process
  * builds a key at a time (a lock file beside it); the others wait for it.
  */
@@ -15,24 +15,27 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
-let stamp: string | undefined;
+/** Each dist's stamp, hashed once per process (a build of kagi does not change under a running one). */
+const stamps = new Map<string, string>();
 
-/** Hash of the sources every bundle is made from, once per process. */
-function sourceStamp(dist: string): string {
-  if (stamp !== undefined) return stamp;
+/** Hash of the compiled sources every bundle is made from, and of the dependencies' lock. */
+export function sourceStamp(dist: string): string {
   const h = createHash('sha256');
+  const entries = (dir: string) => (existsSync(dir) ? readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1)) : []);
   const walk = (dir: string) => {
-    if (!existsSync(dir)) return;
-    for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    for (const e of entries(dir)) {
       const p = join(dir, e.name);
       if (e.isDirectory()) walk(p);
       else if (e.name.endsWith('.js')) h.update(p).update(readFileSync(p));
     }
   };
-  for (const d of ['device', 'protocol', 'runtime']) walk(join(dist, d));
+  // Every compiled tree but the bundles themselves: a Node profile's bundle
+  // starts at cli/board-agent.js and draws on cli/ and servers/ too (a stale
+  // agent served from the cache once hid a change to cli/).
+  for (const d of entries(dist)) if (d.isDirectory() && !['boards', 'bench', 'test'].includes(d.name)) walk(join(dist, d.name));
   const lock = join(dist, '..', 'package-lock.json');
   if (existsSync(lock)) h.update(readFileSync(lock));
-  return (stamp = h.digest('hex'));
+  return h.digest('hex');
 }
 
 /** Builds under way in this process, by cache file: one rollup run per key. */
@@ -87,7 +90,9 @@ async function buildOnce(file: string, build: () => Promise<string>): Promise<st
 
 /** Where the output for `options` is kept. */
 export function cacheFile(dist: string, options: unknown): string {
-  const key = createHash('sha256').update(sourceStamp(dist)).update(JSON.stringify(options)).digest('hex').slice(0, 32);
+  let stamp = stamps.get(dist);
+  if (stamp === undefined) stamps.set(dist, (stamp = sourceStamp(dist)));
+  const key = createHash('sha256').update(stamp).update(JSON.stringify(options)).digest('hex').slice(0, 32);
   return join(dist, 'boards', '.cache', `${key}.js`);
 }
 

@@ -41,7 +41,7 @@ ports' terminals the same way, so a plaintext terminal joins again with
 --user alone.
 Sequence counters persist in FILE.state. One agent runs on a device file:
 a second one on the same FILE is refused at start (exit 1), naming the
-first (FILE.lock is held while it runs). Listeners are bound before the
+first (its lock goes with its process). Listeners are bound before the
 agent connects: a LOCALPORT in use is an error naming it, and nothing is
 joined. On SIGINT/SIGTERM (at any stage) a joined agent leaves its VPNs (the
 control plane closes them to it and rekeys at once) and stops. Otherwise it
@@ -129,7 +129,7 @@ export async function agent(args: string[], baked?: BoardProfile): Promise<numbe
   // An mqtts:// --broker is the same broker under another name: the file's pin still holds.
   if (bundle.brokerTls && !isTlsUrl(brokerUrl)) log('warn', `${bundle.id}: --broker ${brokerUrl} is plain MQTT: the TLS pin in ${file} is not used`);
   // One agent per device file (cli/agent-lock.ts): taken before FILE.state or FILE.tickets is read.
-  const lock = lockDeviceFile(file);
+  const lock = await lockDeviceFile(file);
   try {
     const platform = nodePlatform({
       brokerUrl,
@@ -212,7 +212,7 @@ export async function agent(args: string[], baked?: BoardProfile): Promise<numbe
     }
     return 0;
   } finally {
-    lock.release();
+    await lock.release();
   }
 }
 

@@ -7,7 +7,7 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { cacheFile, cachedBuild } from '../../cli/bundle/cache.js';
+import { cacheFile, cachedBuild, sourceStamp } from '../../cli/bundle/cache.js';
 import { tempDir } from '../helpers/control-plane.js';
 
 t.test('callers in one process share one build', async (t) => {
@@ -42,4 +42,21 @@ t.test('a lock whose process is gone is taken over', async (t) => {
   writeFileSync(`${file}.lock`, gone);
   t.equal(await cachedBuild(dist, { k: 'c' }, async () => 'built'), 'built', 'built here');
   t.notOk(existsSync(`${file}.lock`), 'and the lock removed');
+});
+
+t.test('the key covers every compiled tree a bundle draws on, cli/ included, and not the bundles themselves', async (t) => {
+  const dist = tempDir(t);
+  const put = (path: string, text: string) => (mkdirSync(dirname(`${dist}/${path}`), { recursive: true }), writeFileSync(`${dist}/${path}`, text));
+  put('protocol/a.js', 'export const a = 1;');
+  put('cli/board-agent.js', 'export {};');
+  const before = sourceStamp(dist);
+  put('cli/agent-lock.js', 'export const lock = 1;');
+  const withCli = sourceStamp(dist);
+  t.not(withCli, before, 'a module added under cli/ (the Node bundle starts there) changes the key');
+  put('servers/private-file.js', 'export {};');
+  t.not(sourceStamp(dist), withCli, 'so does one under servers/');
+  const now = sourceStamp(dist);
+  put('boards/.cache/0123.js', 'a cached bundle');
+  put('bench/x.js', 'a bench');
+  t.equal(sourceStamp(dist), now, 'cached bundles and benches do not');
 });

@@ -1,5 +1,5 @@
 /** What the benchmarks share: a bare-MQTT floor broker and a seeded control plane. */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, type AddressInfo } from 'node:net';
@@ -72,6 +72,20 @@ export function benchJson(rows: BenchRow[]): void {
 export function cpuMsSince(before: NodeJS.CpuUsage): number {
   const d = process.cpuUsage(before);
   return (d.user + d.system) / 1000;
+}
+
+/**
+ * Another process's CPU time so far (user + system, ms), from
+ * /proc/PID/stat (Linux; clock ticks of 10 ms); undefined where there is none.
+ */
+export function childCpuMs(pid: number | undefined): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // after the command name, which may hold spaces
+    return (Number(f[11]) + Number(f[12])) * 10; // utime, stime (fields 14 and 15)
+  } catch {
+    return undefined;
+  }
 }
 
 /** job(i) for i in [from, to), at most c at a time. */

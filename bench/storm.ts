@@ -10,6 +10,13 @@
  * plain aedes in its own process and making one request/response round
  * trip each.
  *
+ * The devices (and the floor's clients, the same way) run in
+ * --device-processes processes of their own (bench/storm-devices.ts), N/K
+ * each, default 2 for the host's 2 cores. On a site each device has its own
+ * CPU; 10,000 agents in one process are one thread, and kagi up waited on
+ * it (each process's CPU during the storm is printed, to see who waits on
+ * whom). They still share the host's cores with kagi up.
+ *
  * The first joins (the set-up, not measured) use a password whose scrypt
  * hash is cheap (N=1024): set-up in a minute rather than six. The storm
  * itself checks no password. Run --runs times (the first is a warm-up for
@@ -26,15 +33,13 @@
  *   npm run bench:storm -- --n 10000 --runs 3 [--broker embedded|mosquitto]
  */
 import { parseArgs } from 'node:util';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import mqtt from 'mqtt';
 import type { Bundle } from '../device/bundle.js';
-import { TerminalAgent } from '../device/terminal.js';
-import { nodePlatform } from '../runtime/node/platform.js';
-import { benchJson, noDelay, percentile, pool, progressLine, seedFleet, type BenchRow } from './common.js';
+import { benchJson, childCpuMs, percentile, positiveArg, progressLine, seedFleet, type BenchRow } from './common.js';
+import type { DevicesAnswer, DevicesCommand } from './storm-devices.js';
 import { Mosquitto } from './mosquitto.js';
 
 const { values } = parseArgs({
@@ -42,6 +47,7 @@ const { values } = parseArgs({
     n: { type: 'string', default: '10000' },
     runs: { type: 'string', default: '3' },
     'setup-concurrency': { type: 'string', default: '100' },
+    'device-processes': { type: 'string', default: '2' },
     'cpu-prof': { type: 'string' },
     broker: { type: 'string', default: 'embedded' },
     'mosquitto-conf': { type: 'string', multiple: true, default: [] },
@@ -49,10 +55,12 @@ const { values } = parseArgs({
   },
 });
 if (values.help) {
-  console.log(`usage: npm run bench:storm -- [--n 10000] [--runs 3] [--setup-concurrency 100] [--cpu-prof DIR] [--broker embedded|mosquitto]
+  console.log(`usage: npm run bench:storm -- [--n 10000] [--runs 3] [--setup-concurrency 100] [--device-processes 2] [--cpu-prof DIR] [--broker embedded|mosquitto]
   --n N                  devices (default 10000)
   --runs R               storms, the first a warm-up (default 3)
   --setup-concurrency C  first joins at a time during the set-up (default 100)
+  --device-processes K   processes the devices (and the floor's clients) are spread over,
+                         N/K each (default 2: the host's cores; 1: all in one thread)
   --cpu-prof DIR         write a V8 CPU profile of kagi up to DIR
   --broker B             embedded (default): kagi up's own broker holds the connections;
                          mosquitto: a Mosquitto the bench starts holds them (kagi up --broker),
@@ -69,6 +77,7 @@ if (values.broker !== 'embedded' && values.broker !== 'mosquitto') {
 const ON_MOSQUITTO = values.broker === 'mosquitto';
 const N = Number(values.n);
 const RUNS = Number(values.runs);
+const K = positiveArg('bench:storm', 'device-processes', values['device-processes']);
 
 
 
@@ -115,59 +124,50 @@ function stop(c: ChildProcess): Promise<void> {
 }
 
 
-function makeAgent(b: Bundle, url: string, files: string): TerminalAgent {
-  const platform = nodePlatform({ ...(process.env.STORM_DEBUG ? { log: (l: string, m: string) => console.error(l, m) } : {}), brokerUrl: url, stateFile: join(files, `${b.id}.state`), secretsFile: join(files, `${b.id}.tickets`) });
-  return new TerminalAgent(b, platform, { timeoutMs: 60_000, attempts: Infinity });
-}
+/** The devices' processes (bench/storm-devices.ts), each with its share of the fleet. */
+class Devices {
+  private constructor(private readonly procs: ChildProcess[], private readonly shares: Bundle[][]) {}
 
-/** Every agent starts at once; each one's time from the start until it is back in its VPN (ms). */
-async function kagiStorm(bundles: Bundle[], url: string, files: string): Promise<{ times: number[]; agents: TerminalAgent[] }> {
-  const agents = bundles.map((b) => makeAgent(b, url, files));
-  const t0 = performance.now();
-  let done = 0;
-  const times = await Promise.all(agents.map(async (a) => {
-    await a.start();
-    await a.configure();
-    await a.join('bench'); // the ticket: no password given (an agent retries what is not a refusal, as kagi agent does)
-    progress('back in the VPN', ++done);
-    return performance.now() - t0;
-  }));
-  return { times, agents };
-}
+  static async start(bundles: Bundle[], k: number): Promise<Devices> {
+    const per = Math.ceil(bundles.length / k);
+    const shares = Array.from({ length: k }, (_, i) => bundles.slice(i * per, (i + 1) * per)).filter((x) => x.length > 0);
+    const procs = shares.map(() => fork(new URL('./storm-devices.js', import.meta.url), [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+    return new Devices(procs, shares);
+  }
 
-/** Power loss: every link dropped, nobody leaves. */
-async function powerLoss(agents: TerminalAgent[]): Promise<void> {
-  await Promise.all(agents.map((a) => a.stop({ leave: false })));
-}
+  /** Send `cmd` (per process: made from its share and its first device's index) to all; their answers, once all came. */
+  async all(what: string, cmd: (share: Bundle[], from: number) => DevicesCommand): Promise<DevicesAnswer[]> {
+    let done = 0;
+    let from = 0;
+    const answers = await Promise.all(this.procs.map((p, i) => {
+      const m = cmd(this.shares[i]!, from);
+      from += this.shares[i]!.length;
+      return new Promise<DevicesAnswer>((resolve, reject) => {
+        const on = (a: DevicesAnswer | { progress: number }) => {
+          if ('progress' in a) return progress(what, (done += a.progress));
+          p.off('message', on);
+          p.off('exit', gone);
+          if (a.error) reject(new Error(`devices ${i}: ${m.cmd}: ${a.error}`));
+          else resolve(a);
+        };
+        const gone = (code: number | null) => reject(new Error(`devices ${i} exited ${code} during ${m.cmd}`));
+        p.on('message', on);
+        p.once('exit', gone);
+        p.send(m);
+      });
+    }));
+    progress(what, N);
+    return answers;
+  }
 
-/** Floor clients that had to connect again (printed: the floor is then a little slower than it could be). */
-let floorRetries = 0;
-
-async function floorStorm(url: string): Promise<number[]> {
-  const t0 = performance.now();
-  const clients: mqtt.MqttClient[] = [];
-  // A client whose connection the broker closed under the load tries
-  // again, as the agents do (at 10,000 plain aedes closed a few, and the
-  // floor's failure ended the bench): its time counts from the storm.
-  const times = await Promise.all(Array.from({ length: N }, async (_, i) => {
-    for (;;) {
-      let c: mqtt.MqttClient | undefined;
-      try {
-        c = noDelay(await mqtt.connectAsync(url, { clientId: `floor-${i}`, reconnectPeriod: 0, connectTimeout: 120_000 }));
-        clients.push(c);
-        await c.subscribeAsync(`floor/res/${i}`, { qos: 1 });
-        const got = new Promise<void>((r, reject) => (c!.once('message', () => r()), c!.once('close', () => reject(new Error('closed')))));
-        await c.publishAsync(`floor/req/${i}`, Buffer.alloc(200), { qos: 1 });
-        await got;
-        return performance.now() - t0;
-      } catch {
-        c?.end(true);
-        floorRetries++;
-      }
-    }
-  }));
-  await Promise.all(clients.map((c) => c.endAsync(true)));
-  return times;
+  async stop(): Promise<void> {
+    const exited = this.procs.map((p) => new Promise((r) => (p.exitCode !== null ? r(null) : p.once('exit', r))));
+    await this.all('stopping', () => ({ cmd: 'stop' })).catch(() => {});
+    // Each exits by itself once it answered (writing its profile, with --cpu-prof); a stuck one is killed.
+    const timer = setTimeout(() => this.procs.forEach((p) => p.exitCode === null && p.kill()), 30_000);
+    await Promise.all(exited);
+    clearTimeout(timer);
+  }
 }
 
 function summary(times: number[]): { p50: number; p99: number; max: number } {
@@ -180,6 +180,7 @@ const data = join(dir, 'data');
 const files = join(dir, 'devices');
 mkdirSync(files);
 let up: ChildProcess | undefined;
+let devices: Devices | undefined;
 let floor: ChildProcess | undefined;
 let kagiMosquitto: Mosquitto | undefined;
 let floorMosquitto: Mosquitto | undefined;
@@ -199,38 +200,36 @@ try {
   floor = fl.child;
 
   // Set-up: every device joins once with the password, and keeps the ticket.
-  let joined = 0;
-  let agents: TerminalAgent[] = [];
-  await pool(0, N, Number(values['setup-concurrency']), async (i) => {
-    const a = makeAgent(bundles[i]!, url, files);
-    agents.push(a);
-    await a.start();
-    await a.configure();
-    await a.join('bench', 'bench-password');
-    progress('first joins (set-up)', ++joined);
-  });
+  devices = await Devices.start(bundles, K);
+  await devices.all('first joins (set-up)', (share) => ({ cmd: 'setup', bundles: share, url, files, concurrency: Math.max(1, Math.ceil(Number(values['setup-concurrency']) / K)) }));
 
   let rows: BenchRow[] = [];
-  console.log(`storm: ${N} devices, each its own MQTT connection, kagi up in its own process (SQLite)${ON_MOSQUITTO ? ' with the connections on a Mosquitto of its own (the floor on another)' : ''}, the agents in this one`);
+  console.log(`storm: ${N} devices, each its own MQTT connection, kagi up in its own process (SQLite)${ON_MOSQUITTO ? ' with the connections on a Mosquitto of its own (the floor on another)' : ''}, the agents and the floor's clients in ${K} process${K > 1 ? 'es' : ''} of their own`);
   // Counted from here: the set-up's drops (first joins, 100 at a time) are not the storm's.
   const droppedBefore = { kagi: (await kagiMosquitto?.dropped()) ?? 0, floor: (await floorMosquitto?.dropped()) ?? 0 };
   for (let run = 1; run <= RUNS; run++) {
-    await powerLoss(agents);
+    await devices.all('power loss', () => ({ cmd: 'down' }));
     // The floor first, while the agents are down: both sides' N sockets at once would pass the fd limit.
-    const f = await floorStorm(fl.url);
+    const fa = await devices.all('floor: back', (_, from) => ({ cmd: 'floor', url: fl.url, from }));
+    const f = fa.flatMap((a) => a.times!);
+    const floorRetries = fa.reduce((n, a) => n + (a.retries ?? 0), 0);
     const from = process.hrtime.bigint() / 1000n;
-    const k = await kagiStorm(bundles, url, files);
+    const cpu0 = { up: childCpuMs(up.pid), broker: childCpuMs(kagiMosquitto?.child.pid) };
+    const ka = await devices.all('back in the VPN', () => ({ cmd: 'storm' }));
+    const k = { times: ka.flatMap((a) => a.times!) };
+    const cpu = { agents: ka.reduce((n, a) => n + (a.cpuMs ?? 0), 0), up: (childCpuMs(up.pid) ?? NaN) - (cpu0.up ?? NaN), broker: (childCpuMs(kagiMosquitto?.child.pid) ?? NaN) - (cpu0.broker ?? NaN) };
     // The profile covers set-up too: its samples carry the same monotonic clock (µs).
     if (prof.length) console.log(`  (profile window of run ${run}: ${from}..${process.hrtime.bigint() / 1000n} µs)`);
-    agents = k.agents;
     const ks = summary(k.times);
     const fs = summary(f);
     const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
     console.log(`run ${run}${run === 1 ? ' (warm-up)' : ''}:`);
     console.log(`  kagi (connect, config, join on the ticket, keys): p50 ${s(ks.p50)}  p99 ${s(ks.p99)}  all back ${s(ks.max)}`);
     console.log(`  floor (connect, one round trip, bare MQTT):       p50 ${s(fs.p50)}  p99 ${s(fs.p99)}  all back ${s(fs.max)}${floorRetries ? `  (${floorRetries} clients connected again)` : ''}`);
-    floorRetries = 0;
     console.log(`  ratio kagi/floor (all back): ${(ks.max / fs.max).toFixed(2)}x`);
+    // Who was busy: a process at 100% of the wall is what the others waited on.
+    const busy = (ms: number) => `${(ms / 1000).toFixed(1)} s (${Math.round((100 * ms) / ks.max)}%)`;
+    console.log(`  CPU during kagi's storm: the agents ${busy(cpu.agents)} (${K} process${K > 1 ? 'es' : ''}), kagi up ${busy(cpu.up)}${kagiMosquitto ? `, its Mosquitto ${busy(cpu.broker)}` : ''}; ${((cpu.agents + cpu.up + (kagiMosquitto ? cpu.broker : 0)) / N).toFixed(2)} ms per device`);
     // What went wrong on the way, if anything (a device lost in a stage
     // waits out its timeout: a tail in p99 has its cause here).
     const now = await troubleCounts(metricsUrl);
@@ -245,9 +244,9 @@ try {
     // The last run's figure (the first is a warm-up when there are several).
     rows = [{ figure: `restart storm of ${N}${ON_MOSQUITTO ? ' on Mosquitto' : ''}, all back in the VPN`, value: ks.max / 1000, unit: 's', floor: fs.max / 1000, ratio: ks.max / fs.max, target: '≤ 3×', met: ks.max / fs.max <= 3 }];
   }
-  await Promise.all(agents.map((a) => a.stop({ leave: false })));
   benchJson(rows);
 } finally {
+  await devices?.stop();
   if (up) await stop(up);
   if (floor) await stop(floor);
   await kagiMosquitto?.stop();

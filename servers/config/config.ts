@@ -26,7 +26,7 @@ export async function startConfig(ctx: ServiceContext, o: ConfigOptions) {
   const members = membership(c);
   const monitor = monitoring(c, members);
   const warn = (e: unknown) => ctx.log('warn', `config: ${(e as Error).message}`);
-  const door = joinPath(c, members);
+  const door = joinPath(c, members, monitor.alive);
   const running = await startService('config', ctx, {
     onForeign: door.handle,
     onChannel: monitor.onChannel,

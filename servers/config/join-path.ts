@@ -33,7 +33,11 @@ export interface JoinPath {
   sweep(): void;
 }
 
-export function joinPath(c: ConfigContext, members: Membership): JoinPath {
+/**
+ * `alive`: the device just proved itself (its credential, checked by the
+ * auth server): liveness counts that as an answer (monitoring.ts).
+ */
+export function joinPath(c: ConfigContext, members: Membership, alive: (deviceId: string) => Promise<void>): JoinPath {
   const { ctx, o } = c;
   const answers = new Answers();
 
@@ -152,6 +156,10 @@ export function joinPath(c: ConfigContext, members: Membership): JoinPath {
       const startedAt = performance.now();
       const verdict = await c.ask('auth', { op, envelope: raw });
       if (!verdict.ok) return refuseDevice(verdict, answer);
+      // A device coming back (a restart, a site's power back) asks before
+      // it holds keys to answer polls with: its request is its answer, so
+      // the polls it missed while down do not evict it mid-way back.
+      await alive(str(verdict, 'deviceId', 64));
       return op === 'device.auth' ? configure(verdict, answer) : join(verdict, startedAt, answer);
     } finally {
       const left = (inFlight.get(env.from) ?? 1) - 1;

@@ -36,6 +36,8 @@ export interface Monitoring {
   lead(): Promise<void>;
   /** A device connected to the embedded broker. */
   connected(deviceId: string): void;
+  /** The device proved itself in a request of its own (config or join): as good as an answer to a poll. */
+  alive(deviceId: string): Promise<void>;
 }
 
 export function monitoring(c: ConfigContext, members: Membership): Monitoring {
@@ -242,5 +244,16 @@ export function monitoring(c: ConfigContext, members: Membership): Monitoring {
     ctx.log('info', `config: holding the lease: polling members${ctx.instance ? ` (instance ${ctx.instance.name})` : ''}${resumed}`);
   }
 
-  return { pollRound, onChannel, onState, lead, connected: (id) => reach.saw(id) };
+  /**
+   * Only the lease holder counts polls, and only for members it counts
+   * (a device in no VPN has no entry to make). With several instances a
+   * request handled by another one does not reach us; its join does
+   * (liveness.rejoined).
+   */
+  async function alive(deviceId: string): Promise<void> {
+    if (!c.leading() || liveness.state(deviceId) === undefined) return;
+    await onTransition(liveness.vouched(deviceId, Date.now()));
+  }
+
+  return { pollRound, onChannel, onState, lead, connected: (id) => reach.saw(id), alive };
 }

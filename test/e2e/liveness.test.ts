@@ -8,7 +8,7 @@
  * test says (lose), everything else is the real thing.
  */
 import t from 'tap';
-import { controlPlane, joinedAgent, logged, settles, tempDir, typeOf, until, vpnWithUsers } from '../helpers/control-plane.js';
+import { agent, controlPlane, device, joinedAgent, logged, settles, tempDir, typeOf, until, vpnWithUsers } from '../helpers/control-plane.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -171,4 +171,28 @@ t.test('traffic across a rekey: no frame lost or rejected because of the switch'
   t.same(got, Array.from({ length: n }, (_, i) => `frame ${i}`), 'in order, none missing');
   t.same(Object.fromEntries(b.droppedFrames), {}, 'the receiver dropped nothing');
   t.equal(b.epochs().plant, 2, 'the receiver is at epoch 2');
+});
+
+t.test('a member coming back after a power loss: its config request counts as an answer, so the polls it missed do not evict it on the way back', async (t) => {
+  const lines: string[] = [];
+  const cp = await controlPlane(tempDir(t), { liveness: { pollIntervalMs: 200, evictAfter: 5, continueAfterMs: 450 }, lines });
+  t.teardown(() => cp.close());
+  await vpnWithUsers(cp, 'plant', 5020, { alice: 'alice-password' });
+  const bundle = await device(cp, 'term-p');
+  const first = agent(bundle, cp.brokerUrl);
+  await first.start();
+  await first.configure();
+  await first.join('alice', 'alice-password');
+  await first.stop({ leave: false }); // the power goes: no leave, its keys and channels gone with it
+
+  t.ok(await until(() => logged(lines, /term-p missed a poll \(3\/5\)/).length > 0, 8000), 'down, it misses polls: 3 of the 5 that evict');
+  const back = agent(bundle, cp.brokerUrl);
+  t.teardown(() => back.stop({ leave: false }));
+  await back.start();
+  await back.configure();
+  t.ok(await until(() => logged(lines, /term-p answers again: communicating/).length > 0, 4000), 'its config request is an answer: communicating again, the count starts over');
+  t.equal(logged(lines, /term-p evicted/).length, 0, 'not evicted on its way back');
+  await back.join('alice', 'alice-password');
+  t.same((await cp.store.members('plant')).map((m) => m.deviceId), ['term-p'], 'and it is back in its VPN, never having left it');
+  t.equal(logged(lines, /term-p evicted/).length, 0, 'nobody was evicted');
 });

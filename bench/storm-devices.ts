@@ -1,0 +1,142 @@
+/**
+ * bench/storm's devices, in a process of their own (one of --device-processes):
+ * a share of the fleet's agents, and the same share of the floor's bare
+ * clients, driven by the bench over IPC. On a site every device has its
+ * own CPU; here they share the host's cores with kagi up, and one process
+ * of 10,000 agents is one thread, which kagi up then waits on. Splitting
+ * the devices over processes lets them use the cores kagi up leaves.
+ *
+ * Commands (one at a time; each answered with { done, ... }):
+ *   setup  {bundles, url, files, concurrency}  first joins with the password
+ *   floor  {url, from}     connect + one round trip for each of the share's
+ *                          clients (ids from..from+n), times from the command
+ *   down                   power loss: every link dropped, nobody leaves
+ *   storm                  every agent starts again from its files; times from the command
+ *   stop                   the agents stop (no leave); the process exits once it answered
+ * Progress: { progress: n } as agents get back (every 100).
+ */
+import mqtt from 'mqtt';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Bundle } from '../device/bundle.js';
+import { TerminalAgent } from '../device/terminal.js';
+import { nodePlatform } from '../runtime/node/platform.js';
+import { cpuMsSince, noDelay, pool } from './common.js';
+
+export type DevicesCommand =
+  | { cmd: 'setup'; bundles: Bundle[]; url: string; files: string; concurrency: number }
+  | { cmd: 'floor'; url: string; from: number }
+  | { cmd: 'down' }
+  | { cmd: 'storm' }
+  | { cmd: 'stop' };
+
+export interface DevicesAnswer {
+  done: DevicesCommand['cmd'];
+  times?: number[];
+  /** This process's CPU during the command (ms). */
+  cpuMs?: number;
+  retries?: number;
+  error?: string;
+}
+
+let bundles: Bundle[] = [];
+let url = '';
+let files = '';
+let agents: TerminalAgent[] = [];
+
+const send = (m: DevicesAnswer | { progress: number }) => process.send!(m);
+
+/**
+ * Each device's files in a directory of its own, as each device has its own
+ * storage on a site: 10,000 devices' files in one directory made every
+ * agent's start wait on that directory's lock, taken by the renames of the
+ * others' writes (a third of this process's thread in one storm's profile).
+ */
+function makeAgent(b: Bundle): TerminalAgent {
+  const dir = join(files, b.id);
+  mkdirSync(dir, { recursive: true });
+  const platform = nodePlatform({ ...(process.env.STORM_DEBUG ? { log: (l: string, m: string) => console.error(l, m) } : {}), brokerUrl: url, stateFile: join(dir, 'device.json.state'), secretsFile: join(dir, 'device.json.tickets') });
+  return new TerminalAgent(b, platform, { timeoutMs: 60_000, attempts: Infinity });
+}
+
+/** Each agent of the share starts at once; its time until it is back in its VPN (ms). */
+async function storm(): Promise<number[]> {
+  agents = bundles.map(makeAgent);
+  const t0 = performance.now();
+  let back = 0;
+  return Promise.all(agents.map(async (a) => {
+    await a.start();
+    await a.configure();
+    await a.join('bench'); // the ticket: no password given (an agent retries what is not a refusal, as kagi agent does)
+    if (++back % 100 === 0) send({ progress: 100 });
+    return performance.now() - t0;
+  }));
+}
+
+/** The share's bare clients: connect, subscribe, one request/response each. */
+async function floor(floorUrl: string, from: number): Promise<{ times: number[]; retries: number }> {
+  const t0 = performance.now();
+  const clients: mqtt.MqttClient[] = [];
+  let retries = 0;
+  // A client whose connection the broker closed under the load tries
+  // again, as the agents do: its time counts from the storm.
+  const times = await Promise.all(bundles.map(async (_, k) => {
+    const i = from + k;
+    for (;;) {
+      let c: mqtt.MqttClient | undefined;
+      try {
+        c = noDelay(await mqtt.connectAsync(floorUrl, { clientId: `floor-${i}`, reconnectPeriod: 0, connectTimeout: 120_000 }));
+        clients.push(c);
+        await c.subscribeAsync(`floor/res/${i}`, { qos: 1 });
+        const got = new Promise<void>((r, reject) => (c!.once('message', () => r()), c!.once('close', () => reject(new Error('closed')))));
+        await c.publishAsync(`floor/req/${i}`, Buffer.alloc(200), { qos: 1 });
+        await got;
+        return performance.now() - t0;
+      } catch {
+        c?.end(true);
+        retries++;
+      }
+    }
+  }));
+  await Promise.all(clients.map((c) => c.endAsync(true)));
+  return { times, retries };
+}
+
+async function handle(m: DevicesCommand): Promise<DevicesAnswer> {
+  const cpu0 = process.cpuUsage();
+  switch (m.cmd) {
+    case 'setup': {
+      ({ bundles, url, files } = m);
+      agents = [];
+      let joined = 0;
+      await pool(0, bundles.length, m.concurrency, async (i) => {
+        const a = makeAgent(bundles[i]!);
+        agents.push(a);
+        await a.start();
+        await a.configure();
+        await a.join('bench', 'bench-password');
+        if (++joined % 100 === 0) send({ progress: 100 });
+      });
+      return { done: 'setup' };
+    }
+    case 'floor': {
+      const { times, retries } = await floor(m.url, m.from);
+      return { done: 'floor', times, retries, cpuMs: cpuMsSince(cpu0) };
+    }
+    case 'down':
+      await Promise.all(agents.map((a) => a.stop({ leave: false })));
+      return { done: 'down' };
+    case 'storm':
+      return { done: 'storm', times: await storm(), cpuMs: cpuMsSince(cpu0) };
+    case 'stop':
+      await Promise.all(agents.map((a) => a.stop({ leave: false })));
+      return { done: 'stop' };
+  }
+}
+
+process.on('message', (m: DevicesCommand) => {
+  void handle(m)
+    .catch((e: Error): DevicesAnswer => ({ done: m.cmd, error: e.stack ?? e.message }))
+    // After stop: exit once the answer is out (a --cpu-prof profile is written at a normal exit).
+    .then((a) => process.send!(a, () => m.cmd === 'stop' && process.exit(0)));
+});

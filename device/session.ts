@@ -16,7 +16,7 @@
 import { isKagiError } from '../protocol/errors.js';
 import { Peer, type ChannelMessage, type Incoming, type Reply } from '../protocol/peer.js';
 import { DEVICE_AGE_BOUNDS } from '../protocol/sealed.js';
-import { parseTopic, topics } from '../protocol/topics.js';
+import { parseTopic, SERVICES, topics } from '../protocol/topics.js';
 import { asBody, list, num, str, type Body } from '../protocol/body.js';
 import { asReceiver, asRequester, MemoryChannelBook } from '../protocol/channel.js';
 import { utf8, wipe } from '../protocol/bytes.js';
@@ -140,6 +140,10 @@ export class DeviceSession {
       timeFrom: isService,
       ageBounds: DEVICE_AGE_BOUNDS,
     });
+    // A block of numbers for each service now, in the same turn as the
+    // CONNECT's: one write of the state file for all of them (decision 120).
+    // A reservation that fails here is made again at first use.
+    for (const s of SERVICES) detach(this.peer.counters.reserve(s), `${b.id}: counters for ${s}`, this.p.log);
     const state = topics.state(b.id);
     // At every connect: say so (the services resend what we may have missed
     // while away), and resend our own requests still waiting for an answer.

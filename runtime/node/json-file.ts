@@ -4,8 +4,9 @@
  * either. Written off the event loop and coalesced: every `save()` resolves
  * once a write made after it has been renamed into place, so a caller that
  * waits for it (a send counter's reservation) has what it saved on disk
- * exactly as before; saves made while a write is under way share the next
- * one. One write at a time per file, so renames land in order.
+ * exactly as before; saves made in the same turn, or while a write is under
+ * way, share the next one. One write at a time per file, so renames land
+ * in order.
  *
  * Why: the synchronous write and rename of every save blocked the event
  * loop for each of them. A device does a handful per re-join, but a host
@@ -35,7 +36,10 @@ export class JsonFile<T extends Record<string, unknown>> {
 
   save(): Promise<void> {
     if (this.chain.next) return this.chain.next;
-    const next = this.chain.last.then(() => {
+    // The write starts on the next turn, so the saves of this one share it:
+    // an agent reserves its counters for every peer and its CONNECT at
+    // start, each a save, and they go out as one write (decision 120).
+    const next = this.chain.last.then(() => new Promise((r) => setImmediate(r))).then(() => {
       // From here a save needs a later write: what it changes may come after our snapshot.
       this.chain = { ...this.chain, next: null };
       return this.write();

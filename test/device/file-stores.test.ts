@@ -62,3 +62,50 @@ t.test('tickets: set and delete are on disk when they resolve', async (t) => {
   t.same(onDisk(f), {}, 'delete: on disk');
   t.equal(statSync(f).mode & 0o777, 0o600, '0600');
 });
+
+t.test('saves in one turn share one write, even when each comes a few promise steps after the last (decision 120)', async (t) => {
+  const f = join(tempDir(t), 'turn.json');
+  const m: Record<string, number> = {};
+  let writes = 0;
+  const file = new JsonFile(f, () => (writes++, { ...m }));
+  // As an agent's start does: each reservation awaits a read first, so its save comes a step later.
+  const step = async (k: string, depth: number) => {
+    for (let i = 0; i < depth; i++) await Promise.resolve();
+    m[k] = depth;
+    await file.save();
+  };
+  await Promise.all([step('connect', 0), step('auth', 3), step('config', 5), step('keys', 8)]);
+  t.equal(writes, 1, 'four saves of one turn: one write');
+  t.same(onDisk(f), { connect: 0, auth: 3, config: 5, keys: 8 }, 'holding all four');
+});
+
+t.test('an agent reserves its counters for every service at start: with its CONNECT, one write of its state file', async (t) => {
+  const { SendCounter } = await import('../../protocol/replay.js');
+  const f = join(tempDir(t), 'dev.state');
+  const proto = JsonFile.prototype as unknown as { write(): Promise<void> };
+  const write = proto.write;
+  let writes = 0;
+  proto.write = function (this: unknown) {
+    writes++;
+    return write.call(this);
+  };
+  t.teardown(() => void (proto.write = write));
+  const random = (n: number) => new Uint8Array(n).fill(7);
+  /** One start of the agent: reserve for the services and take a CONNECT number, as session.ts and the link do. */
+  const start = async () => {
+    const numbers = new FileNumberStore(f);
+    const peers = new SendCounter(numbers, 64, 'tx:dev:', random);
+    const connect = new SendCounter(numbers, 16, 'connect:dev:', random);
+    writes = 0;
+    await Promise.all([...['auth', 'config', 'keys'].map((s) => peers.reserve(s)), connect.take('broker')]);
+    return { peers, writes };
+  };
+  await start(); // the first start also draws and writes each peer's era
+  const { peers, writes: atStart } = await start();
+  t.equal(atStart, 1, 'a restart: three reservations and a CONNECT number in one write');
+  t.same(Object.keys(onDisk(f)).filter((k) => !k.startsWith('era:')).sort(), ['connect:dev:broker', 'tx:dev:auth', 'tx:dev:config', 'tx:dev:keys'], 'with every block in it');
+  t.equal(await peers.take('auth'), 65, 'the first message to auth takes the reserved block\'s first number (the last run\'s block skipped whole)');
+  t.equal(writes, 1, 'and writes nothing more');
+  const again = new SendCounter(new FileNumberStore(f), 64, 'tx:dev:', random);
+  t.equal(await again.take('auth'), 129, 'after another restart this block is skipped whole too: no number is used twice');
+});

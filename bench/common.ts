@@ -88,6 +88,17 @@ export function childCpuMs(pid: number | undefined): number | undefined {
   }
 }
 
+/** The host's CPU time so far, busy and idle (ms, from /proc/stat's cpu line); undefined where there is none. */
+export function hostCpuMs(): { busy: number; idle: number } | undefined {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const idle = f[3]! + f[4]!; // idle, iowait
+    return { busy: (f.slice(0, 8).reduce((a, b) => a + b, 0) - idle) * 10, idle: idle * 10 };
+  } catch {
+    return undefined;
+  }
+}
+
 /** job(i) for i in [from, to), at most c at a time. */
 export async function pool(from: number, to: number, c: number, job: (i: number) => Promise<void>): Promise<void> {
   let next = from;

@@ -39,7 +39,7 @@ import { createWriteStream, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Bundle } from '../device/bundle.js';
-import { benchJson, childCpuMs, percentile, positiveArg, progressLine, seedFleet, type BenchRow } from './common.js';
+import { benchJson, childCpuMs, hostCpuMs, percentile, positiveArg, progressLine, seedFleet, type BenchRow } from './common.js';
 import type { DevicesAnswer, DevicesCommand } from './storm-devices.js';
 import { Mosquitto } from './mosquitto.js';
 
@@ -215,10 +215,11 @@ try {
     const f = fa.flatMap((a) => a.times!);
     const floorRetries = fa.reduce((n, a) => n + (a.retries ?? 0), 0);
     const from = process.hrtime.bigint() / 1000n;
-    const cpu0 = { up: childCpuMs(up.pid), broker: childCpuMs(kagiMosquitto?.child.pid) };
+    const cpu0 = { up: childCpuMs(up.pid), broker: childCpuMs(kagiMosquitto?.child.pid), host: hostCpuMs() };
     const ka = await devices.all('back in the VPN', () => ({ cmd: 'storm' }));
     const k = { times: ka.flatMap((a) => a.times!) };
-    const cpu = { agents: ka.reduce((n, a) => n + (a.cpuMs ?? 0), 0), up: (childCpuMs(up.pid) ?? NaN) - (cpu0.up ?? NaN), broker: (childCpuMs(kagiMosquitto?.child.pid) ?? NaN) - (cpu0.broker ?? NaN) };
+    const host = hostCpuMs();
+    const cpu = { agents: ka.reduce((n, a) => n + (a.cpuMs ?? 0), 0), up: (childCpuMs(up.pid) ?? NaN) - (cpu0.up ?? NaN), broker: (childCpuMs(kagiMosquitto?.child.pid) ?? NaN) - (cpu0.broker ?? NaN), hostBusy: (host?.busy ?? NaN) - (cpu0.host?.busy ?? NaN), hostIdle: (host?.idle ?? NaN) - (cpu0.host?.idle ?? NaN) };
     // The profile covers set-up too: its samples carry the same monotonic clock (µs).
     if (prof.length) console.log(`  (profile window of run ${run}: ${from}..${process.hrtime.bigint() / 1000n} µs)`);
     const ks = summary(k.times);
@@ -230,7 +231,7 @@ try {
     console.log(`  ratio kagi/floor (all back): ${(ks.max / fs.max).toFixed(2)}x`);
     // Who was busy: a process at 100% of the wall is what the others waited on.
     const busy = (ms: number) => `${(ms / 1000).toFixed(1)} s (${Math.round((100 * ms) / ks.max)}%)`;
-    console.log(`  CPU during kagi's storm: the agents ${busy(cpu.agents)} (${K} process${K > 1 ? 'es' : ''}), kagi up ${busy(cpu.up)}${kagiMosquitto ? `, its Mosquitto ${busy(cpu.broker)}` : ''}; ${((cpu.agents + cpu.up + (kagiMosquitto ? cpu.broker : 0)) / N).toFixed(2)} ms per device`);
+    console.log(`  CPU during kagi's storm: the agents ${busy(cpu.agents)} (${K} process${K > 1 ? 'es' : ''}), kagi up ${busy(cpu.up)}${kagiMosquitto ? `, its Mosquitto ${busy(cpu.broker)}` : ''}; ${((cpu.agents + cpu.up + (kagiMosquitto ? cpu.broker : 0)) / N).toFixed(2)} ms per device; the host ${Math.round((100 * cpu.hostBusy) / (cpu.hostBusy + cpu.hostIdle))}% busy (all cores, the kernel's share too)`);
     // What went wrong on the way, if anything (a device lost in a stage
     // waits out its timeout: a tail in p99 has its cause here).
     const now = await troubleCounts(metricsUrl);

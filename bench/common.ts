@@ -12,12 +12,14 @@ import { addDevice, addUser, addVpn, grant } from '../servers/admin.js';
 import { SqliteStore } from '../servers/store/sqlite.js';
 import { loadServiceKeys } from '../servers/identity.js';
 import { parseBundle, type Bundle } from '../device/bundle.js';
+import { LISTEN_BACKLOG } from '../broker/broker.js';
 
 /** Plain aedes on an ephemeral port: the floor the kagi figures are divided by. */
 export async function floorBroker(): Promise<{ url: string; close(): Promise<void> }> {
   const aedes = await Aedes.createBroker();
   const server = createServer((sock) => (sock.setNoDelay(true), aedes.handle(sock)));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  // The same backlog as kagi's broker, so a storm's floor is comparable.
+  await new Promise<void>((r) => server.listen({ port: 0, host: '127.0.0.1', backlog: LISTEN_BACKLOG }, r));
   return {
     url: `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`,
     close: async () => {

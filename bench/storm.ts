@@ -204,6 +204,8 @@ try {
   devices = await Devices.start(bundles, K);
   await devices.all('first joins (set-up)', (share) => ({ cmd: 'setup', bundles: share, url, files, concurrency: Math.max(1, Math.ceil(Number(values['setup-concurrency']) / K)) }));
 
+  // Counted from here: the set-up's refusals (first joins, more at once than the password queue takes) are not a storm's.
+  seen = await troubleCounts(metricsUrl);
   let rows: BenchRow[] = [];
   console.log(`storm: ${N} devices, each its own MQTT connection, kagi up in its own process (SQLite)${ON_MOSQUITTO ? ' with the connections on a Mosquitto of its own (the floor on another)' : ''}, the agents and the floor's clients in ${K} process${K > 1 ? 'es' : ''} of their own`);
   // Counted from here: the set-up's drops (first joins, 100 at a time) are not the storm's.

@@ -76,6 +76,15 @@ const EMPTY = Buffer.alloc(0);
 /** How long a client over its quota is not read after a dropped publish (ms). */
 const HOLD_BACK_MS = 100;
 
+/**
+ * Connections the kernel holds for us before we accept them. Node's default
+ * (511) overflowed in every restart storm of thousands (the host's
+ * ListenOverflows counted them): a connection dropped there waits out the
+ * kernel's retransmits, 1 s and more each. The kernel caps it at
+ * net.core.somaxconn (4096 on current Linux).
+ */
+export const LISTEN_BACKLOG = 4096;
+
 export class PortInUseError extends Error {
   override readonly name = 'PortInUseError';
 }
@@ -276,7 +285,7 @@ export class KagiBroker {
         if (e.code === 'EADDRINUSE') reject(new PortInUseError(`port ${port} on ${host} is in use: ${hint}`));
         else reject(e);
       });
-      server.listen(port, host, () => {
+      server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
         this.servers.push(server);
         resolve((server.address() as AddressInfo).port);
       });

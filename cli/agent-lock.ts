@@ -67,6 +67,7 @@ function ask(address: string): Promise<Holder | undefined | null> {
       }
     });
     s.on('error', (e: NodeJS.ErrnoException) => done(e.code === 'ECONNREFUSED' || e.code === 'ENOENT' ? null : undefined));
+    s.on('close', () => done(undefined)); // after a timeout: a holder that says nothing (the first settle wins)
   });
 }
 

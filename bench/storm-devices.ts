@@ -123,14 +123,12 @@ async function handle(m: DevicesCommand): Promise<DevicesAnswer> {
       const { times, retries } = await floor(m.url, m.from);
       return { done: 'floor', times, retries, cpuMs: cpuMsSince(cpu0) };
     }
-    case 'down':
-      await Promise.all(agents.map((a) => a.stop({ leave: false })));
-      return { done: 'down' };
     case 'storm':
       return { done: 'storm', times: await storm(), cpuMs: cpuMsSince(cpu0) };
-    case 'stop':
+    case 'down':
+    case 'stop': // the same power loss; the process then exits
       await Promise.all(agents.map((a) => a.stop({ leave: false })));
-      return { done: 'stop' };
+      return { done: m.cmd };
   }
 }
 

@@ -56,7 +56,7 @@ const { values } = parseArgs({
   },
 });
 if (values.help) {
-  console.log(`usage: npm run bench:storm -- [--n 10000] [--runs 3] [--setup-concurrency 100] [--device-processes 2] [--cpu-prof DIR] [--broker embedded|mosquitto]
+  console.log(`usage: npm run bench:storm -- [--n 10000] [--runs 3] [--setup-concurrency 100] [--device-processes 1] [--cpu-prof DIR] [--broker embedded|mosquitto]
   --n N                  devices (default 10000)
   --runs R               storms, the first a warm-up (default 3)
   --setup-concurrency C  first joins at a time during the set-up (default 100)
@@ -79,8 +79,6 @@ const ON_MOSQUITTO = values.broker === 'mosquitto';
 const N = Number(values.n);
 const RUNS = Number(values.runs);
 const K = positiveArg('bench:storm', 'device-processes', values['device-processes']);
-
-
 
 const progress = (what: string, done: number) => progressLine(what, done, N, 1000);
 
@@ -196,7 +194,6 @@ try {
   up = started.child;
   const url = started.url;
   const metricsUrl = started.metrics!;
-  let seen = new Map<string, number>();
   const fl = await startChild(['dist/bench/floor-server.js', ...(floorMosquitto ? ['--broker', floorMosquitto.url] : [])], /floor: (\S+)/);
   floor = fl.child;
 
@@ -204,11 +201,11 @@ try {
   devices = await Devices.start(bundles, K);
   await devices.all('first joins (set-up)', (share) => ({ cmd: 'setup', bundles: share, url, files, concurrency: Math.max(1, Math.ceil(Number(values['setup-concurrency']) / K)) }));
 
-  // Counted from here: the set-up's refusals (first joins, more at once than the password queue takes) are not a storm's.
-  seen = await troubleCounts(metricsUrl);
   let rows: BenchRow[] = [];
   console.log(`storm: ${N} devices, each its own MQTT connection, kagi up in its own process (SQLite)${ON_MOSQUITTO ? ' with the connections on a Mosquitto of its own (the floor on another)' : ''}, the agents and the floor's clients in ${K} process${K > 1 ? 'es' : ''} of their own`);
-  // Counted from here: the set-up's drops (first joins, 100 at a time) are not the storm's.
+  // Counted from here: the set-up's refusals and drops (first joins, more at
+  // once than the password queue takes) are not a storm's.
+  let seen = await troubleCounts(metricsUrl);
   const droppedBefore = { kagi: (await kagiMosquitto?.dropped()) ?? 0, floor: (await floorMosquitto?.dropped()) ?? 0 };
   for (let run = 1; run <= RUNS; run++) {
     await devices.all('power loss', () => ({ cmd: 'down' }));
@@ -219,12 +216,19 @@ try {
     const from = process.hrtime.bigint() / 1000n;
     const cpu0 = { up: childCpuMs(up.pid), broker: childCpuMs(kagiMosquitto?.child.pid), host: hostCpuMs() };
     const ka = await devices.all('back in the VPN', () => ({ cmd: 'storm' }));
-    const k = { times: ka.flatMap((a) => a.times!) };
     const host = hostCpuMs();
-    const cpu = { agents: ka.reduce((n, a) => n + (a.cpuMs ?? 0), 0), up: (childCpuMs(up.pid) ?? NaN) - (cpu0.up ?? NaN), broker: (childCpuMs(kagiMosquitto?.child.pid) ?? NaN) - (cpu0.broker ?? NaN), hostBusy: (host?.busy ?? NaN) - (cpu0.host?.busy ?? NaN), hostIdle: (host?.idle ?? NaN) - (cpu0.host?.idle ?? NaN) };
+    /** now − before, NaN where either could not be read. */
+    const delta = (now: number | undefined, before: number | undefined) => (now ?? NaN) - (before ?? NaN);
+    const cpu = {
+      agents: ka.reduce((n, a) => n + (a.cpuMs ?? 0), 0),
+      up: delta(childCpuMs(up.pid), cpu0.up),
+      broker: delta(childCpuMs(kagiMosquitto?.child.pid), cpu0.broker),
+      hostBusy: delta(host?.busy, cpu0.host?.busy),
+      hostIdle: delta(host?.idle, cpu0.host?.idle),
+    };
     // The profile covers set-up too: its samples carry the same monotonic clock (µs).
     if (prof.length) console.log(`  (profile window of run ${run}: ${from}..${process.hrtime.bigint() / 1000n} µs)`);
-    const ks = summary(k.times);
+    const ks = summary(ka.flatMap((a) => a.times!));
     const fs = summary(f);
     const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
     console.log(`run ${run}${run === 1 ? ' (warm-up)' : ''}:`);

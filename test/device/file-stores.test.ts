@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { FileNumberStore } from '../../runtime/node/file-numbers.js';
 import { FileSecretStore } from '../../runtime/node/file-secrets.js';
 import { JsonFile } from '../../runtime/node/json-file.js';
+import { SendCounter } from '../../protocol/replay.js';
 import { tempDir } from '../helpers/control-plane.js';
 
 const onDisk = (f: string) => JSON.parse(readFileSync(f, 'utf8')) as Record<string, unknown>;
@@ -80,7 +81,6 @@ t.test('saves in one turn share one write, even when each comes a few promise st
 });
 
 t.test('an agent reserves its counters for every service at start: with its CONNECT, one write of its state file', async (t) => {
-  const { SendCounter } = await import('../../protocol/replay.js');
   const f = join(tempDir(t), 'dev.state');
   const proto = JsonFile.prototype as unknown as { write(): Promise<void> };
   const write = proto.write;

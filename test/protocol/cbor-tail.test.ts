@@ -26,9 +26,13 @@ const whole = (v: unknown): Uint8Array => new Uint8Array(oracle.encode(v));
  * its own (tag 1 as a Date, 258 as a Set, …) and one it does not as a Tag:
  * anything but plain data (byte strings, arrays, maps, plain objects, scalars)
  * came from a tag. (A fast-check seed found tag 1 on an integer, which
- * cbor-x decodes to a Date and re-encodes byte for byte.)
+ * cbor-x decodes to a Date and re-encodes byte for byte.) A bigint beyond
+ * what a 64-bit head can hold came from tag 2 or 3, a bignum: cbor-x
+ * re-encodes it as the same bignum (another seed: C2 49 01 00…00, 2^64).
  */
+const INT64_HEAD_MAX = (1n << 64n) - 1n;
 function hasTag(v: unknown): boolean {
+  if (typeof v === 'bigint') return v > INT64_HEAD_MAX || v < -INT64_HEAD_MAX - 1n;
   if (v instanceof Uint8Array || v === null || typeof v !== 'object') return false;
   if (v instanceof Map) return [...v.keys(), ...v.values()].some(hasTag);
   if (v instanceof Tag || (!Array.isArray(v) && Object.getPrototypeOf(v) !== Object.prototype)) return true;
@@ -103,6 +107,10 @@ t.test('the strict decoder accepts exactly what the whole re-encoding accepts', 
   t.ok(accepts(Uint8Array.of(0x83, 0x01, 0x61, 0x78, 0x43, 1, 2, 3)), 'its canonical spelling accepted');
   t.notOk(accepts(Uint8Array.of(0x83, 0x18, 0x01, 0x61, 0x78, 0x43, 1, 2, 3)), 'over-long integer before the tail refused');
   t.notOk(accepts(Uint8Array.of(0x83, 0x01, 0x61, 0x78, 0x5f, 0x43, 1, 2, 3, 0xff)), 'indefinite-length tail refused');
+  const bignum = Uint8Array.of(0xc2, 0x49, 1, 0, 0, 0, 0, 0, 0, 0, 0); // tag 2: 2^64, which no integer head holds
+  t.notOk(accepts(bignum), 'a bignum refused, as every tag');
+  t.notOk(oracleAccepts(bignum), 'and the oracle refuses it too');
+  t.ok(accepts(Uint8Array.of(0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)) && oracleAccepts(Uint8Array.of(0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)), '2^64 - 1 in its 8-byte head: accepted by both');
   // A value decoded from a copy (the tail is not the input's own bytes) takes the whole check.
   const port = encodePortFrame({ type: 'data', body: { vpn: 'plant', peer: 'term-b', bytes: bytesOf(20_000) } });
   t.same(port.subarray(4), whole(['data', { vpn: 'plant', peer: 'term-b', bytes: bytesOf(20_000) }]), 'a data port frame: length, then the same CBOR');

@@ -80,7 +80,7 @@ export function cpuMsSince(before: NodeJS.CpuUsage): number {
  * Another process's CPU time so far (user + system, ms), from
  * /proc/PID/stat (Linux; clock ticks of 10 ms); undefined where there is none.
  */
-export function childCpuMs(pid: number | undefined): number | undefined {
+export function childCpuMs(pid: number | string | undefined): number | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // after the command name, which may hold spaces
@@ -89,6 +89,9 @@ export function childCpuMs(pid: number | undefined): number | undefined {
     return undefined;
   }
 }
+
+/** This process's main thread's CPU time so far (ms; Linux's /proc), without its worker and hash threads. */
+export const mainThreadCpuMs = (): number | undefined => childCpuMs(`${process.pid}/task/${process.pid}`);
 
 /** The host's CPU time so far, busy and idle (ms, from /proc/stat's cpu line); undefined where there is none. */
 export function hostCpuMs(): { busy: number; idle: number } | undefined {

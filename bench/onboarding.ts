@@ -21,12 +21,15 @@
  * throttling off): they should be the same, and this is where any
  * difference is reported (the tests do not time it).
  *
- *   npm run bench:onboarding -- --n 1000 --concurrency 50 --probes 200 [--pool N]
+ * Each side first runs --warmup terminals (or floor clients) through its
+ * phases untimed, so neither is timed while it compiles.
+ *
+ *   npm run bench:onboarding -- --n 1000 --concurrency 50 --probes 200 [--warmup 100] [--pool N]
  */
 import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
 import { addDevice } from '../servers/admin.js';
-import { benchControlPlane, benchJson, cpuMsSince, floorBroker, mark, noDelay, pool } from './common.js';
+import { benchControlPlane, benchJson, cpuMsSince, floorBroker, mainThreadCpuMs, mark, noDelay, pool } from './common.js';
 import { parseBundle, type Bundle } from '../device/bundle.js';
 import { TerminalAgent } from '../device/terminal.js';
 import { nodePlatform } from '../runtime/node/platform.js';
@@ -34,8 +37,19 @@ import { MemorySecretStore } from '../device/tickets.js';
 import { HashPool } from '../servers/auth/hash-pool.js';
 import { hashPassword, verifyPassword } from '../servers/auth/password.js';
 
-const { values } = parseArgs({ options: { n: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '50' }, probes: { type: 'string', default: '200' }, pool: { type: 'string' } } });
+const { values } = parseArgs({ options: { n: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '50' }, probes: { type: 'string', default: '200' }, warmup: { type: 'string', default: '100' }, pool: { type: 'string' }, help: { type: 'boolean', default: false } } });
+if (values.help) {
+  console.log(`usage: npm run bench:onboarding -- [--n 1000] [--concurrency 50] [--probes 200] [--warmup 100] [--pool N]
+  --n N            terminals timed through a first join, then a re-join on their tickets (default 1000)
+  --concurrency C  terminals (floor clients, hash checks) at once (default 50)
+  --probes P       refusals timed for an unknown user and for a wrong password, each (default 200)
+  --warmup W       terminals and floor clients run through every phase first, untimed (default 100)
+  --pool N         the auth server's hash pool (default: the cores)`);
+  process.exit(0);
+}
 const N = Number(values.n);
+/** Terminals (floor clients) through every phase first, untimed: the code is compiled before the timing, on both sides. */
+const W = Number(values.warmup);
 const C = Number(values.concurrency);
 const PROBES = Number(values.probes);
 /** The auth server's hash pool (default: its own, the cores). */
@@ -44,21 +58,22 @@ const ROUND_TRIPS = 6;
 
 
 /** First joins (the password), then re-joins of the same terminals as new agents holding only their tickets. */
-async function kagiRun(): Promise<{ first: number; rejoin: number; rejoinCpuMs: number }> {
+async function kagiRun(): Promise<{ first: number; firstCpuMs: number; firstMainMs: number | undefined; rejoin: number; rejoinCpuMs: number; rejoinMainMs: number | undefined }> {
   const { cp, crypto, close } = await benchControlPlane(POOL ? { password: { concurrency: POOL } } : {});
   const bundles: Bundle[] = [];
-  for (let i = 0; i < N; i++) {
+  for (let i = 0; i < W + N; i++) {
     const mac = `02:00:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
     bundles.push(parseBundle(await addDevice(cp.store, cp.keys, crypto, { id: `t${i}`, mac, kind: 'terminal', broker: cp.brokerUrl })));
   }
   // Each terminal's ticket store outlives its agent, as FILE.tickets does.
   const wallets = bundles.map(() => new MemorySecretStore());
-  const phase = async (password: string | undefined): Promise<{ ms: number; cpuMs: number }> => {
+  const phase = async (password: string | undefined, from: number, to: number): Promise<{ ms: number; cpuMs: number; mainMs: number | undefined }> => {
     const agents: TerminalAgent[] = [];
     mark(`${password ? 'first' : 'rejoin'}-start`);
     const cpu0 = process.cpuUsage();
+    const main0 = mainThreadCpuMs();
     const t0 = performance.now();
-    await pool(0, N, C, async (i) => {
+    await pool(from, to, C, async (i) => {
       const a = new TerminalAgent(bundles[i]!, { ...nodePlatform({ brokerUrl: cp.brokerUrl }), secrets: wallets[i]! }, { timeoutMs: 60_000 });
       agents.push(a);
       await a.start();
@@ -67,17 +82,20 @@ async function kagiRun(): Promise<{ first: number; rejoin: number; rejoinCpuMs: 
     });
     const ms = performance.now() - t0;
     const cpuMs = cpuMsSince(cpu0);
+    const main1 = mainThreadCpuMs();
     mark(`${password ? 'first' : 'rejoin'}-end`);
     for (const a of agents) await a.stop();
-    return { ms, cpuMs };
+    return { ms, cpuMs, mainMs: main0 === undefined || main1 === undefined ? undefined : main1 - main0 };
   };
-  const first = await phase('bench-password');
-  const rejoin = await phase(undefined);
+  await phase('bench-password', 0, W);
+  await phase(undefined, 0, W);
+  const first = await phase('bench-password', W, W + N);
+  const rejoin = await phase(undefined, W, W + N);
   await close();
-  return { first: first.ms, rejoin: rejoin.ms, rejoinCpuMs: rejoin.cpuMs };
+  return { first: first.ms, firstCpuMs: first.cpuMs, firstMainMs: first.mainMs, rejoin: rejoin.ms, rejoinCpuMs: rejoin.cpuMs, rejoinMainMs: rejoin.mainMs };
 }
 
-async function floorRun(): Promise<{ ms: number; cpuMs: number }> {
+async function floorRun(n: number): Promise<{ ms: number; cpuMs: number }> {
   const broker = await floorBroker();
   const url = broker.url;
   const responder = noDelay(await mqtt.connectAsync(url, { clientId: 'floor-svc' }));
@@ -86,7 +104,7 @@ async function floorRun(): Promise<{ ms: number; cpuMs: number }> {
   const clients: mqtt.MqttClient[] = [];
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
-  await pool(0, N, C, async (i) => {
+  await pool(0, n, C, async (i) => {
     const c = noDelay(await mqtt.connectAsync(url, { clientId: `floor-${i}` }));
     clients.push(c);
     await c.subscribeAsync(`floor/res/${i}`, { qos: 1 });
@@ -105,16 +123,17 @@ async function floorRun(): Promise<{ ms: number; cpuMs: number }> {
 }
 
 /** N password checks on a hash pool like the auth server's, C at a time: the hash's own rate. */
-async function scryptRun(): Promise<{ ms: number; concurrency: number }> {
+async function scryptRun(): Promise<{ ms: number; cpuMs: number; concurrency: number }> {
   const hash = await hashPassword('bench-password');
   const hashes = new HashPool({ maxWaiting: C, ...(POOL ? { concurrency: POOL } : {}) });
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await pool(0, N, C, async () => {
     const slot = hashes.reserve();
     if (!slot) throw new Error('the floor pool refused a check: more than concurrency + maxWaiting at once');
     if (!(await slot.run(() => verifyPassword('bench-password', hash)))) throw new Error('the floor check failed');
   });
-  return { ms: performance.now() - t0, concurrency: hashes.concurrency };
+  return { ms: performance.now() - t0, cpuMs: cpuMsSince(cpu0), concurrency: hashes.concurrency };
 }
 
 /** Mean refusal latency (ms) of an unknown user and of a wrong password, alternating, after a warm-up. */
@@ -143,7 +162,8 @@ async function probeRun(): Promise<{ unknown: number; wrong: number }> {
   return { unknown: sums.unknown / PROBES, wrong: sums.wrong / PROBES };
 }
 
-const floorRun1 = await floorRun();
+if (W > 0) await floorRun(W);
+const floorRun1 = await floorRun(N);
 const floor = floorRun1.ms;
 const kagi = await kagiRun();
 const scrypt = await scryptRun();
@@ -158,6 +178,12 @@ console.log(`  ratio re-joins/floor (time): ${(kagi.rejoin / floor).toFixed(2)}x
 console.log(`  CPU per re-join: ${(kagi.rejoinCpuMs / N).toFixed(2)} ms vs ${(floorRun1.cpuMs / N).toFixed(2)} ms per floor set: ${(kagi.rejoinCpuMs / floorRun1.cpuMs).toFixed(2)}x (the process's CPU time, steadier than the wall on a shared machine)`);
 console.log(`  scrypt floor (${N} checks, pool of ${scrypt.concurrency}): ${scrypt.ms.toFixed(0)} ms  ${rate(scrypt.ms)} checks/s`);
 console.log(`  joins/s vs checks/s: ${((100 * scrypt.ms) / kagi.first).toFixed(0)}% of the hash rate (target: at least 80%)`);
+// Where the cores are all busy, the share of the hash rate is the share of
+// the CPU a join leaves to its hash: what else a first join costs is what
+// stands between the two (every process's CPU here: agents and services).
+const hashCpu = scrypt.cpuMs / N;
+const perJoin = (ms: number | undefined) => (ms === undefined ? 'n/a' : `${(ms / N).toFixed(2)} ms`);
+console.log(`  CPU per first join: ${(kagi.firstCpuMs / N).toFixed(2)} ms, of which the hash ${hashCpu.toFixed(2)} ms (the floor's) and the rest ${(kagi.firstCpuMs / N - hashCpu).toFixed(2)} ms; the main thread (agents and services) ${perJoin(kagi.firstMainMs)}, ${perJoin(kagi.rejoinMainMs)} per re-join`);
 console.log(`refusal latency, mean of ${PROBES} each after 20 warm-up, one agent:`);
 console.log(`  unknown user:   ${probes.unknown.toFixed(2)} ms`);
 console.log(`  wrong password: ${probes.wrong.toFixed(2)} ms`);

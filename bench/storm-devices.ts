@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import type { Bundle } from '../device/bundle.js';
 import { TerminalAgent } from '../device/terminal.js';
 import { nodePlatform } from '../runtime/node/platform.js';
-import { cpuMsSince, noDelay, pool } from './common.js';
+import { cpuMsSince, mark, noDelay, pool } from './common.js';
 
 export type DevicesCommand =
   | { cmd: 'setup'; bundles: Bundle[]; url: string; files: string; concurrency: number }
@@ -62,15 +62,18 @@ function makeAgent(b: Bundle): TerminalAgent {
 /** Each agent of the share starts at once; its time until it is back in its VPN (ms). */
 async function storm(): Promise<number[]> {
   agents = bundles.map(makeAgent);
+  mark('storm-start');
   const t0 = performance.now();
   let back = 0;
-  return Promise.all(agents.map(async (a) => {
+  const times = await Promise.all(agents.map(async (a) => {
     await a.start();
     await a.configure();
     await a.join('bench'); // the ticket: no password given (an agent retries what is not a refusal, as kagi agent does)
     if (++back % 100 === 0) send({ progress: 100 });
     return performance.now() - t0;
   }));
+  mark('storm-end');
+  return times;
 }
 
 /** The share's bare clients: connect, subscribe, one request/response each. */

@@ -6,8 +6,11 @@
  *   stopped → unconfigured        start()
  *   unconfigured → configured     configure() got its config
  *   configured → joining          join()
+ *   unconfigured → joining        join() on a ticket: a re-join, which
+ *                                 needs no config request (decision 122)
  *   joining → joined              join.response (keys arrived before it)
- *   joining → configured          join refused or given up
+ *   joining → configured          join refused or given up (→ unconfigured
+ *                                 for a re-join that had not configured)
  *   joined → configured           out of its last VPN (left, evicted, revoked)
  *   any → stopped                 stop() (a joined agent leaves first)
  * Each operation checks the state it requires first.
@@ -108,13 +111,28 @@ export class TerminalAgent {
   }
 
   /**
+   * Whether `user`'s join must wait for configure(): an internal terminal's
+   * first join follows its config request (S101–S104, then S105). A
+   * terminal holding a ticket for `user` has done both before; its re-join
+   * does what the config request would (the device's credential checked,
+   * the config channel renewed, where it is recorded) and goes first
+   * (decision 122). An external terminal never configures (S301).
+   */
+  async needsConfig(user: string | undefined): Promise<boolean> {
+    if (this.bundle.kind === 'external') return false;
+    return user === undefined || !(await this.tickets.has(user));
+  }
+
+  /**
    * S105–S110: user join; keys arrive (keys.deliver) before the answer.
-   * An external terminal (S301) has no config step: it joins directly.
+   * An external terminal (S301) has no config step: it joins directly; nor
+   * does a re-join on a ticket (needsConfig).
    * With a ticket for `user` no password is sent (or needed); one is
    * needed for the first join, and again only if the ticket is refused.
    */
   async join(user: string, password?: string): Promise<VpnInfo[]> {
-    if (this.bundle.kind === 'external') this.need('unconfigured', 'configured', 'joined');
+    if (this._state === 'unconfigured' && !(await this.needsConfig(user))) this.need('unconfigured');
+    else if (this.bundle.kind === 'external') this.need('unconfigured', 'configured', 'joined');
     else this.need('configured', 'joined');
     const before = this._state;
     this.to('joining');

@@ -199,7 +199,9 @@ export async function agent(args: string[], baked?: BoardProfile): Promise<numbe
     listens.forEach((l, i) => console.log(`listening on 127.0.0.1:${ports[i]} → ${l.peer} over ${l.vpn}`));
     const startup = (async () => {
       await a.start();
-      if (bundle.kind !== 'external') await a.configure(); // S301: external terminals join directly
+      // S301: external terminals join directly; so does a re-join on a ticket (decision 122).
+      if (await a.needsConfig(user)) await a.configure();
+      else if (bundle.kind !== 'external') console.log(`re-joining as ${user!} on its ticket: no config request`);
       if (!user) return console.log('configured; no user given, so not joining any VPN');
       for (const x of await join()) console.log(`joined ${x.id} (${x.protocol}/${x.port}, epoch ${x.epoch})`);
     })();

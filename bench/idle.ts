@@ -224,7 +224,7 @@ function joiner(url: string, files: string, bundles: Bundle[], agents: TerminalA
     const a = new TerminalAgent(b, platform, { timeoutMs: 60_000, attempts: Infinity });
     agents.push(a);
     await a.start();
-    await a.configure();
+    if (await a.needsConfig('bench')) await a.configure(); // on its ticket it re-joins at once, as kagi agent does
     await a.join('bench', password);
     progress(what, ++joined);
   };

@@ -12,9 +12,11 @@
  * what the protocol leaves of the hash rate (target: at least 80%).
  *
  * Then every terminal stops (leaving its VPNs) and comes back as a new
- * agent holding only its resumption ticket: connect, config request, join
- * on the ticket (no scrypt), keys — set beside the same bare-MQTT floor
- * (the same 6 round trips). Target: at most 2x (the onboarding goal 1.5x).
+ * agent holding only its resumption ticket: connect, join on the ticket
+ * (no config request, decision 122; no scrypt), keys — set beside a
+ * bare-MQTT floor of its own 4 round trips (the first join's 6 without the
+ * config request and its forward to auth). Target: at most 2x (the
+ * onboarding goal 1.5x).
  *
  * Then the latency of a refusal for an unknown user beside one for a wrong
  * password (one agent, mean of --probes each after a warm-up, alternating;
@@ -54,7 +56,8 @@ const C = Number(values.concurrency);
 const PROBES = Number(values.probes);
 /** The auth server's hash pool (default: its own, the cores). */
 const POOL = values.pool === undefined ? undefined : Number(values.pool);
-const ROUND_TRIPS = 6;
+/** Round trips of a first join (config request, join) and of a re-join on a ticket (join only), as counted above. */
+const ROUND_TRIPS = { first: 6, rejoin: 4 } as const;
 
 
 /** First joins (the password), then re-joins of the same terminals as new agents holding only their tickets. */
@@ -77,7 +80,7 @@ async function kagiRun(): Promise<{ first: number; firstCpuMs: number; firstMain
       const a = new TerminalAgent(bundles[i]!, { ...nodePlatform({ brokerUrl: cp.brokerUrl }), secrets: wallets[i]! }, { timeoutMs: 60_000 });
       agents.push(a);
       await a.start();
-      await a.configure();
+      if (await a.needsConfig('bench')) await a.configure(); // a re-join on its ticket does not (decision 122)
       await a.join('bench', password);
     });
     const ms = performance.now() - t0;
@@ -95,7 +98,7 @@ async function kagiRun(): Promise<{ first: number; firstCpuMs: number; firstMain
   return { first: first.ms, firstCpuMs: first.cpuMs, firstMainMs: first.mainMs, rejoin: rejoin.ms, rejoinCpuMs: rejoin.cpuMs, rejoinMainMs: rejoin.mainMs };
 }
 
-async function floorRun(n: number): Promise<{ ms: number; cpuMs: number }> {
+async function floorRun(n: number, roundTrips: number): Promise<{ ms: number; cpuMs: number }> {
   const broker = await floorBroker();
   const url = broker.url;
   const responder = noDelay(await mqtt.connectAsync(url, { clientId: 'floor-svc' }));
@@ -108,7 +111,7 @@ async function floorRun(n: number): Promise<{ ms: number; cpuMs: number }> {
     const c = noDelay(await mqtt.connectAsync(url, { clientId: `floor-${i}` }));
     clients.push(c);
     await c.subscribeAsync(`floor/res/${i}`, { qos: 1 });
-    for (let k = 0; k < ROUND_TRIPS; k++) {
+    for (let k = 0; k < roundTrips; k++) {
       const got = new Promise<void>((r) => c.once('message', () => r()));
       await c.publishAsync(`floor/req/${i}`, Buffer.alloc(200), { qos: 1 });
       await got;
@@ -162,20 +165,21 @@ async function probeRun(): Promise<{ unknown: number; wrong: number }> {
   return { unknown: sums.unknown / PROBES, wrong: sums.wrong / PROBES };
 }
 
-if (W > 0) await floorRun(W);
-const floorRun1 = await floorRun(N);
-const floor = floorRun1.ms;
+if (W > 0) await floorRun(W, ROUND_TRIPS.first);
+const floorFirst = await floorRun(N, ROUND_TRIPS.first);
+const floorRejoin = await floorRun(N, ROUND_TRIPS.rejoin);
+const floor = floorFirst.ms;
 const kagi = await kagiRun();
 const scrypt = await scryptRun();
 const probes = await probeRun();
 const rate = (ms: number) => (N / (ms / 1000)).toFixed(1);
 console.log(`onboarding of ${N} terminals, concurrency ${C}`);
-console.log(`  bare MQTT floor (${ROUND_TRIPS} round trips each): ${floor.toFixed(0)} ms  ${rate(floor)} /s`);
+console.log(`  bare MQTT floor (${ROUND_TRIPS.first} round trips each): ${floor.toFixed(0)} ms  ${rate(floor)} /s; with ${ROUND_TRIPS.rejoin} (a re-join's): ${floorRejoin.ms.toFixed(0)} ms  ${rate(floorRejoin.ms)} /s`);
 console.log(`  kagi config + join + keys:        ${kagi.first.toFixed(0)} ms  ${rate(kagi.first)} joins/s (first joins: one password check each)`);
 console.log(`  ratio kagi/floor (time): ${(kagi.first / floor).toFixed(2)}x`);
-console.log(`  kagi re-joins on tickets:         ${kagi.rejoin.toFixed(0)} ms  ${rate(kagi.rejoin)} joins/s (new agents, connect + config + join, no password)`);
-console.log(`  ratio re-joins/floor (time): ${(kagi.rejoin / floor).toFixed(2)}x (target: at most 2x)`);
-console.log(`  CPU per re-join: ${(kagi.rejoinCpuMs / N).toFixed(2)} ms vs ${(floorRun1.cpuMs / N).toFixed(2)} ms per floor set: ${(kagi.rejoinCpuMs / floorRun1.cpuMs).toFixed(2)}x (the process's CPU time, steadier than the wall on a shared machine)`);
+console.log(`  kagi re-joins on tickets:         ${kagi.rejoin.toFixed(0)} ms  ${rate(kagi.rejoin)} joins/s (new agents, connect + join, no config request, no password)`);
+console.log(`  ratio re-joins/floor of ${ROUND_TRIPS.rejoin} (time): ${(kagi.rejoin / floorRejoin.ms).toFixed(2)}x (target: at most 2x); against the ${ROUND_TRIPS.first} of a first join: ${(kagi.rejoin / floor).toFixed(2)}x`);
+console.log(`  CPU per re-join: ${(kagi.rejoinCpuMs / N).toFixed(2)} ms vs ${(floorRejoin.cpuMs / N).toFixed(2)} ms per floor set: ${(kagi.rejoinCpuMs / floorRejoin.cpuMs).toFixed(2)}x (the process's CPU time, steadier than the wall on a shared machine)`);
 console.log(`  scrypt floor (${N} checks, pool of ${scrypt.concurrency}): ${scrypt.ms.toFixed(0)} ms  ${rate(scrypt.ms)} checks/s`);
 console.log(`  joins/s vs checks/s: ${((100 * scrypt.ms) / kagi.first).toFixed(0)}% of the hash rate (target: at least 80%)`);
 // Where the cores are all busy, the share of the hash rate is the share of
@@ -191,6 +195,6 @@ console.log(`  difference: ${(probes.unknown - probes.wrong).toFixed(2)} ms (${(
 const perS = (ms: number) => N / (ms / 1000);
 benchJson([
   { figure: `first joins (password), ${N} terminals`, value: perS(kagi.first), unit: 'joins/s', floor: perS(scrypt.ms), ratio: scrypt.ms / kagi.first, target: '≥ 0.8 of the scrypt rate', met: scrypt.ms / kagi.first >= 0.8 },
-  { figure: `re-joins on tickets, ${N} terminals`, value: perS(kagi.rejoin), unit: 'joins/s', floor: perS(floor), ratio: kagi.rejoin / floor, target: '≤ 2× the bare-MQTT time', met: kagi.rejoin / floor <= 2 },
+  { figure: `re-joins on tickets, ${N} terminals`, value: perS(kagi.rejoin), unit: 'joins/s', floor: perS(floorRejoin.ms), ratio: kagi.rejoin / floorRejoin.ms, target: '≤ 2× the bare-MQTT time', met: kagi.rejoin / floorRejoin.ms <= 2 },
 ]);
 process.exit(0);

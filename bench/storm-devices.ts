@@ -27,7 +27,8 @@ export type DevicesCommand =
   | { cmd: 'setup'; bundles: Bundle[]; url: string; files: string; concurrency: number }
   | { cmd: 'floor'; url: string; from: number }
   | { cmd: 'down' }
-  | { cmd: 'storm' }
+  /** configRequest: ask for the config before the re-join, as before decision 122. */
+  | { cmd: 'storm'; configRequest: boolean }
   | { cmd: 'stop' };
 
 export interface DevicesAnswer {
@@ -60,15 +61,17 @@ function makeAgent(b: Bundle): TerminalAgent {
 }
 
 /** Each agent of the share starts at once; its time until it is back in its VPN (ms). */
-async function storm(): Promise<number[]> {
+async function storm(configRequest: boolean): Promise<number[]> {
   agents = bundles.map(makeAgent);
   mark('storm-start');
   const t0 = performance.now();
   let back = 0;
   const times = await Promise.all(agents.map(async (a) => {
     await a.start();
-    await a.configure();
-    await a.join('bench'); // the ticket: no password given (an agent retries what is not a refusal, as kagi agent does)
+    // On its ticket: no config request, no password (decision 122); an agent
+    // retries what is not a refusal, as kagi agent does.
+    if (configRequest || (await a.needsConfig('bench'))) await a.configure();
+    await a.join('bench');
     if (++back % 100 === 0) send({ progress: 100 });
     return performance.now() - t0;
   }));
@@ -127,7 +130,7 @@ async function handle(m: DevicesCommand): Promise<DevicesAnswer> {
       return { done: 'floor', times, retries, cpuMs: cpuMsSince(cpu0) };
     }
     case 'storm':
-      return { done: 'storm', times: await storm(), cpuMs: cpuMsSince(cpu0) };
+      return { done: 'storm', times: await storm(m.configRequest), cpuMs: cpuMsSince(cpu0) };
     case 'down':
     case 'stop': // the same power loss; the process then exits
       await Promise.all(agents.map((a) => a.stop({ leave: false })));

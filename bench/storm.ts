@@ -52,6 +52,7 @@ const { values } = parseArgs({
     'cpu-prof': { type: 'string' },
     broker: { type: 'string', default: 'embedded' },
     'mosquitto-conf': { type: 'string', multiple: true, default: [] },
+    'config-request': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
@@ -68,6 +69,8 @@ if (values.help) {
                          and the floor runs on a second one
   --mosquitto-conf LINE  a line added to both Mosquittos' configuration (repeatable), e.g.
                          'max_queued_messages 100000'
+  --config-request       every agent asks for its config before its re-join, as agents did
+                         before decision 122 (to measure what that request cost)
 Env STORM_LOG=FILE keeps kagi up's verbose log; STORM_DEBUG=1 prints the agents' logs.`);
   process.exit(0);
 }
@@ -215,7 +218,7 @@ try {
     const floorRetries = fa.reduce((n, a) => n + (a.retries ?? 0), 0);
     const from = process.hrtime.bigint() / 1000n;
     const cpu0 = { up: childCpuMs(up.pid), broker: childCpuMs(kagiMosquitto?.child.pid), host: hostCpuMs() };
-    const ka = await devices.all('back in the VPN', () => ({ cmd: 'storm' }));
+    const ka = await devices.all('back in the VPN', () => ({ cmd: 'storm', configRequest: values['config-request'] }));
     const host = hostCpuMs();
     /** now − before, NaN where either could not be read. */
     const delta = (now: number | undefined, before: number | undefined) => (now ?? NaN) - (before ?? NaN);
@@ -232,7 +235,7 @@ try {
     const fs = summary(f);
     const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
     console.log(`run ${run}${run === 1 ? ' (warm-up)' : ''}:`);
-    console.log(`  kagi (connect, config, join on the ticket, keys): p50 ${s(ks.p50)}  p99 ${s(ks.p99)}  all back ${s(ks.max)}`);
+    console.log(`  kagi (connect, ${values['config-request'] ? 'config request, ' : ''}join on the ticket, keys): p50 ${s(ks.p50)}  p99 ${s(ks.p99)}  all back ${s(ks.max)}`);
     console.log(`  floor (connect, one round trip, bare MQTT):       p50 ${s(fs.p50)}  p99 ${s(fs.p99)}  all back ${s(fs.max)}${floorRetries ? `  (${floorRetries} clients connected again)` : ''}`);
     console.log(`  ratio kagi/floor (all back): ${(ks.max / fs.max).toFixed(2)}x`);
     // Who was busy: a process at 100% of the wall is what the others waited on.

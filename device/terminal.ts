@@ -142,7 +142,9 @@ export class TerminalAgent {
       // removal can still cross the join and drop them (a device evicted in
       // an outage, joining again). The join is an upsert: ask again.
       for (let attempt = 1; ; attempt++) {
-        const r = await this.tickets.join(user, password, (c) => this.session.ask('join.request', 'join', { user, ...c }));
+        // The MAC goes with every join: a re-join has no config request to
+        // carry it, and the auth server checks it as for one (decision 122).
+        const r = await this.tickets.join(user, password, (c) => this.session.ask('join.request', 'join', { user, mac: this.bundle.mac, ...c }));
         joined = list(asBody(r.body), 'vpns').map((x) => {
           const v = asBody(x);
           this.vpns.get(str(v, 'id', 64))?.keys.shaper.set(typeof v.rate === 'number' ? v.rate : 0, v.cut === true, this.p.now());

@@ -24,6 +24,9 @@ import { AuthHistory } from './history.js';
 type Verdict = Body & { ok: boolean };
 
 /** Why a request was refused, as a code (metrics label) and as words (logs, the device). */
+/** MACs compare without regard to case (02:AB… is 02:ab…). */
+const sameMac = (a: string, b: string): boolean => a.toLowerCase() === b.toLowerCase();
+
 export const REFUSAL_CODES = ['malformed', 'unknown-device', 'not-a-device', 'revoked', 'credential', 'stale', 'replay', 'relay-binding', 'mac', 'password', 'throttled', 'busy', 'no-vpn', 'unknown-op',
   'ticket-unknown', 'ticket-expired', 'ticket-reused', 'ticket-invalid'] as const;
 type RefusalCode = typeof REFUSAL_CODES[number];
@@ -121,7 +124,7 @@ export async function startAuth(ctx: ServiceContext, o: AuthOptions = {}) {
     if (Array.isArray(who)) return refuse(who[0], who[1], { ...common, about: { device: who[2] } });
     const about = { about: { device: who.device.id } };
     const mac = str(r.body, 'mac', 32);
-    if (mac.toLowerCase() !== who.device.mac.toLowerCase()) return refuse('mac', `MAC ${mac} does not match device ${who.device.id}`, { ...common, ...about });
+    if (!sameMac(mac, who.device.mac)) return refuse('mac', `MAC ${mac} does not match device ${who.device.id}`, { ...common, ...about });
     const channel = r.secrets.channelKeys();
     r.secrets.destroy();
     return { ok: true, ...common, ...about, deviceId: who.device.id, via: who.via, kind: who.device.kind, mac: who.device.mac, channelUp: channel.up, channelDown: channel.down };
@@ -148,6 +151,10 @@ export async function startAuth(ctx: ServiceContext, o: AuthOptions = {}) {
     const userId = str(r.body, 'user', 64);
     // Every verdict from here is about this device joining as this user (kagi why).
     const common = { replyTo: r.env.from, reqId: r.env.reqId, replyKey: r.replyKey, about: { device: who.device.id, user: userId } };
+    // A terminal's join carries its MAC, checked as the config request's is:
+    // a re-join on a ticket has no config request before it (decision 122).
+    // A relay's join for a plaintext terminal carries none.
+    if (r.body.mac !== undefined && !sameMac(str(r.body, 'mac', 32), who.device.mac)) return refuse('mac', `MAC ${str(r.body, 'mac', 32)} does not match device ${who.device.id}`, common);
     const presented = r.body.ticket === undefined ? null : asBody(r.body.ticket);
     if (!presented) {
       const user = await ctx.store.getUser(userId);

@@ -7,7 +7,10 @@
  */
 import t from 'tap';
 import mqtt from 'mqtt';
-import { agent, controlPlane, crypto, device, tempDir, until, vpnWithUsers } from '../helpers/control-plane.js';
+import { agent, controlPlane, crypto, device, tempDir, testPlatform, typeOf, until, vpnWithUsers } from '../helpers/control-plane.js';
+import { TerminalAgent } from '../../device/terminal.js';
+import { MemorySecretStore } from '../../device/tickets.js';
+import { deadline } from '../helpers/deadline.js';
 import { addUser, grant } from '../../servers/admin.js';
 import { SqliteStore } from '../../servers/store/sqlite.js';
 import { toHex } from '../../protocol/bytes.js';
@@ -22,7 +25,8 @@ t.test('refusals', async (t) => {
   t.teardown(() => cp.close());
   await vpnWithUsers(cp, 'plant', 5020, { alice: 'alice-password' });
   await addUser(cp.store, 'mallory', 'mallory-password'); // no grant
-  const keysIssued = () => lines.filter((l) => l.includes('keys: ') && l.includes(' holds ')).length;
+  /** Keys issued to term-p, the device of the refusals that must issue none. */
+  const keysIssued = () => lines.filter((l) => l.includes('keys: term-p holds ')).length;
 
   t.test('unknown device: the broker refuses its CONNECT', async (t) => {
     const b = await device(cp, 'term-x');
@@ -39,6 +43,37 @@ t.test('refusals', async (t) => {
     await a.start();
     await t.rejects(a.configure(), { name: 'RefusedError', message: /MAC 02:99:99:99:99:99 does not match device term-m/ }, 'refused with the reason');
     t.equal(a.state, 'unconfigured', 'stays unconfigured');
+  });
+
+  t.test('a re-join on a ticket skips the config request, and still has its MAC checked (decision 122)', async (t) => {
+    const b = await device(cp, 'term-k');
+    const wallet = new MemorySecretStore(); // the device's FILE.tickets, across its restarts
+    const make = (bundle: typeof b, sent: string[]) => new TerminalAgent(bundle, { ...testPlatform(cp.brokerUrl, { spy: (_topic, bytes) => sent.push(typeOf(bytes) ?? '?') }), secrets: wallet }, { timeoutMs: deadline(3000), attempts: 2 });
+    const first: string[] = [];
+    const a = make(b, first);
+    await a.start();
+    await t.rejects(a.join('alice', 'alice-password'), { message: /agent is unconfigured, needs configured or joined/ }, 'without a ticket, the first join waits for the config request');
+    t.ok(await a.needsConfig('alice'), 'no ticket: needs its config first');
+    await a.configure();
+    await a.join('alice', 'alice-password');
+    await a.stop({ leave: false });
+    t.same(first.filter((x) => x === 'config.request' || x === 'join.request'), ['config.request', 'join.request'], 'the first join: config request, then join');
+
+    const again: string[] = [];
+    const r = make(b, again);
+    t.teardown(() => r.stop());
+    await r.start();
+    t.notOk(await r.needsConfig('alice'), 'holding a ticket: no config request needed');
+    t.same((await r.join('alice')).map((v) => v.id), ['plant'], 're-joined plant on the ticket from unconfigured');
+    t.equal(r.state, 'joined', 'joined');
+    t.same(again.filter((x) => x === 'config.request' || x === 'join.request'), ['join.request'], 'one request: the join');
+    await r.stop({ leave: false });
+
+    const wrongMac = make({ ...b, mac: '02:99:99:99:99:98' }, []);
+    t.teardown(() => wrongMac.stop());
+    await wrongMac.start();
+    await t.rejects(wrongMac.join('alice'), { name: 'RefusedError', code: 'mac', message: /MAC 02:99:99:99:99:98 does not match device term-k/ }, 'a re-join with another MAC is refused as a config request with it is');
+    t.equal(wrongMac.state, 'unconfigured', 'back to unconfigured');
   });
 
   t.test('wrong password, user without the VPN, replayed join', async (t) => {

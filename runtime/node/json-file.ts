@@ -16,6 +16,18 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 
+/**
+ * Out of file handles for the moment (the process's, the host's): a write
+ * waits and tries again rather than fail what saved. A ticket rotated by
+ * the server and not saved would be presented again at the next start as
+ * a retired one, a theft signal that costs the device its tickets. A host
+ * of many agents meets this when they all save at once (bench:storm's
+ * 10,000 in one process, each with its connection open).
+ */
+const OUT_OF_HANDLES = new Set(['EMFILE', 'ENFILE']);
+/** How long a write waits for handles before it fails (ms). */
+export const HANDLES_WAIT_MS = 30_000;
+
 export class JsonFile<T extends Record<string, unknown>> {
   /**
    * `last`: the latest write (settled either way), which the next one waits
@@ -50,7 +62,17 @@ export class JsonFile<T extends Record<string, unknown>> {
 
   private async write(): Promise<void> {
     const tmp = `${this.file}.tmp-${process.pid}`; // per process, so a stray second writer cannot rename ours away
-    await writeFile(tmp, JSON.stringify(this.content()), { mode: 0o600 });
-    await rename(tmp, this.file);
+    const text = JSON.stringify(this.content());
+    const until = Date.now() + HANDLES_WAIT_MS;
+    for (let pause = 5; ; pause = Math.min(pause * 2, 500)) {
+      try {
+        await writeFile(tmp, text, { mode: 0o600 });
+        await rename(tmp, this.file);
+        return;
+      } catch (e) {
+        if (!OUT_OF_HANDLES.has((e as NodeJS.ErrnoException).code ?? '') || Date.now() + pause > until) throw e;
+        await new Promise((r) => setTimeout(r, pause * (0.5 + Math.random()))); // jittered, so waiting writers do not come back together
+      }
+    }
   }
 }

@@ -23,10 +23,10 @@ import { AuthHistory } from './history.js';
 
 type Verdict = Body & { ok: boolean };
 
-/** Why a request was refused, as a code (metrics label) and as words (logs, the device). */
 /** MACs compare without regard to case (02:AB… is 02:ab…). */
 const sameMac = (a: string, b: string): boolean => a.toLowerCase() === b.toLowerCase();
 
+/** Why a request was refused, as a code (metrics label) and as words (logs, the device). */
 export const REFUSAL_CODES = ['malformed', 'unknown-device', 'not-a-device', 'revoked', 'credential', 'stale', 'replay', 'relay-binding', 'mac', 'password', 'throttled', 'busy', 'no-vpn', 'unknown-op',
   'ticket-unknown', 'ticket-expired', 'ticket-reused', 'ticket-invalid'] as const;
 type RefusalCode = typeof REFUSAL_CODES[number];

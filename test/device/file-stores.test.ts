@@ -5,7 +5,8 @@
  * after a restart (a new instance on the same file).
  */
 import t from 'tap';
-import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { FileNumberStore } from '../../runtime/node/file-numbers.js';
 import { FileSecretStore } from '../../runtime/node/file-secrets.js';
@@ -62,6 +63,37 @@ t.test('tickets: set and delete are on disk when they resolve', async (t) => {
   await s.delete('ticket:alice');
   t.same(onDisk(f), {}, 'delete: on disk');
   t.equal(statSync(f).mode & 0o777, 0o600, '0600');
+});
+
+t.test('a write out of file handles waits for one and saves; it does not fail what was saved', async (t) => {
+  const f = join(tempDir(t), 'handles.json');
+  const file = new JsonFile(f, () => ({ 'ticket:alice': 'rotated' }));
+  // This process's soft limit, lowered to what is open now and a few more
+  // (prlimit, util-linux), then every one of those taken: a host of many
+  // agents saving at once, each with its connection open.
+  const limits = () => /Max open files\s+(\d+)\s+(\d+)/.exec(readFileSync('/proc/self/limits', 'utf8'))!;
+  const [, soft, hard] = limits();
+  const open = readdirSync('/proc/self/fd').length;
+  const prlimit = (n: string) => execFileSync('prlimit', ['--pid', String(process.pid), `--nofile=${n}:${hard}`]);
+  prlimit(String(open + 16));
+  const held: number[] = [];
+  const release = () => {
+    for (const fd of held.splice(0)) closeSync(fd);
+    prlimit(soft!);
+  };
+  t.teardown(release);
+  try {
+    for (;;) held.push(openSync('/dev/null', 'r'));
+  } catch (e) {
+    t.equal((e as NodeJS.ErrnoException).code, 'EMFILE', 'every handle taken');
+  }
+  let settled = false;
+  const saved = file.save().finally(() => (settled = true));
+  await new Promise((r) => setTimeout(r, 200)); // the window with no handle free
+  t.notOk(settled, 'the save waits while no handle is free (it neither resolved nor failed)');
+  release();
+  await saved;
+  t.same(onDisk(f), { 'ticket:alice': 'rotated' }, 'and is on disk once one is');
 });
 
 t.test('saves in one turn share one write, even when each comes a few promise steps after the last (decision 120)', async (t) => {

@@ -56,6 +56,10 @@ const C = Number(values.concurrency);
 const PROBES = Number(values.probes);
 /** The auth server's hash pool (default: its own, the cores). */
 const POOL = values.pool === undefined ? undefined : Number(values.pool);
+if (![N, C, POOL ?? 1].every((x) => Number.isInteger(x) && x >= 1) || ![W, PROBES].every((x) => Number.isInteger(x) && x >= 0)) {
+  console.error('bench:onboarding: --n, --concurrency and --pool take whole numbers of at least 1, --warmup and --probes of at least 0 (--help)');
+  process.exit(2);
+}
 /** Round trips of a first join (config request, join) and of a re-join on a ticket (join only), as counted above. */
 const ROUND_TRIPS = { first: 6, rejoin: 4 } as const;
 

@@ -7,6 +7,7 @@
  */
 import t, { type Test } from 'tap';
 import { freePort } from '../helpers/ports.js';
+import { deadline } from '../helpers/deadline.js';
 import mqtt from 'mqtt';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
@@ -141,7 +142,11 @@ t.test('end to end: the control plane programs the dynsec Mosquitto as members j
       await c.endAsync();
     }
   };
-  const a = agent(b, url, { brokerAuth: 'static' });
+  // A join here reprograms Mosquitto, which drops the device's connection
+  // when its roles change; an answer lost with it comes on the agent's
+  // retry, after its timeout. The helper's 3 s twice was shorter than that
+  // on a loaded host (a full suite on two cores): the agents' own default.
+  const a = agent(b, url, { brokerAuth: 'static', timeoutMs: deadline(10_000), attempts: 3 });
   t.teardown(() => a.stop());
   await a.start();
   t.equal(await granted(), 128, 'a device not in the VPN cannot subscribe to its topic');

@@ -23,9 +23,6 @@ import { AuthHistory } from './history.js';
 
 type Verdict = Body & { ok: boolean };
 
-/** MACs compare without regard to case (02:AB… is 02:ab…). */
-const sameMac = (a: string, b: string): boolean => a.toLowerCase() === b.toLowerCase();
-
 /** Why a request was refused, as a code (metrics label) and as words (logs, the device). */
 export const REFUSAL_CODES = ['malformed', 'unknown-device', 'not-a-device', 'revoked', 'credential', 'stale', 'replay', 'relay-binding', 'mac', 'password', 'throttled', 'busy', 'no-vpn', 'unknown-op',
   'ticket-unknown', 'ticket-expired', 'ticket-reused', 'ticket-invalid'] as const;
@@ -43,6 +40,16 @@ const PRUNE_EVERY_MS = 10 * 60_000;
 
 function refuse(code: RefusalCode, reason: string, extra: Body = {}): Verdict {
   return { ok: false, code, reason, ...extra };
+}
+
+/**
+ * The refusal of a request whose MAC is not the device's, or undefined when
+ * it is (compared without regard to case: 02:AB… is 02:ab…). The config
+ * request's check and a terminal's join's (decision 122) are this one.
+ */
+function wrongMac(body: Body, device: DeviceRow, extra: Body): Verdict | undefined {
+  const mac = str(body, 'mac', 32);
+  return mac.toLowerCase() === device.mac.toLowerCase() ? undefined : refuse('mac', `MAC ${mac} does not match device ${device.id}`, extra);
 }
 
 /** The auth server is asked by the config server alone (before any HPKE: Peer.takesRequest). */
@@ -123,8 +130,8 @@ export async function startAuth(ctx: ServiceContext, o: AuthOptions = {}) {
     const who = await subject(r.device, r.body);
     if (Array.isArray(who)) return refuse(who[0], who[1], { ...common, about: { device: who[2] } });
     const about = { about: { device: who.device.id } };
-    const mac = str(r.body, 'mac', 32);
-    if (!sameMac(mac, who.device.mac)) return refuse('mac', `MAC ${mac} does not match device ${who.device.id}`, { ...common, ...about });
+    const macRefused = wrongMac(r.body, who.device, { ...common, ...about });
+    if (macRefused) return macRefused;
     const channel = r.secrets.channelKeys();
     r.secrets.destroy();
     return { ok: true, ...common, ...about, deviceId: who.device.id, via: who.via, kind: who.device.kind, mac: who.device.mac, channelUp: channel.up, channelDown: channel.down };
@@ -154,7 +161,8 @@ export async function startAuth(ctx: ServiceContext, o: AuthOptions = {}) {
     // A terminal's join carries its MAC, checked as the config request's is:
     // a re-join on a ticket has no config request before it (decision 122).
     // A relay's join for a plaintext terminal carries none.
-    if (r.body.mac !== undefined && !sameMac(str(r.body, 'mac', 32), who.device.mac)) return refuse('mac', `MAC ${str(r.body, 'mac', 32)} does not match device ${who.device.id}`, common);
+    const macRefused = r.body.mac === undefined ? undefined : wrongMac(r.body, who.device, common);
+    if (macRefused) return macRefused;
     const presented = r.body.ticket === undefined ? null : asBody(r.body.ticket);
     if (!presented) {
       const user = await ctx.store.getUser(userId);

@@ -19,10 +19,12 @@ import { DEVICE_AGE_BOUNDS } from '../protocol/sealed.js';
 import { parseTopic, SERVICES, topics } from '../protocol/topics.js';
 import { asBody, list, num, str, type Body } from '../protocol/body.js';
 import { asReceiver, asRequester, MemoryChannelBook } from '../protocol/channel.js';
-import { utf8, wipe } from '../protocol/bytes.js';
+import { toHex, utf8, wipe } from '../protocol/bytes.js';
 import { backoffDelay, retryAfterDelay } from '../protocol/backoff.js';
 import { openTicket, type Ticket } from '../protocol/ticket.js';
 import type { RequestSecrets } from '../protocol/sealed.js';
+import type { KnownStatics } from '../protocol/crypto/backend.js';
+import { openStaticSecrets, sealStaticSecrets } from '../protocol/static-secrets.js';
 import type { Bundle } from './bundle.js';
 import { BrokerRefusedError, type Link, type LinkOptions, type Platform } from './platform.js';
 import { detach } from './detach.js';
@@ -40,6 +42,9 @@ export class RefusedError extends Error {
     super(message);
   }
 }
+
+/** The secret store's key for the sealed static secrets (beside `ticket:…`). */
+export const STATIC_SECRETS = 'static-secrets';
 
 /** Refusals that say when to ask again (seconds): the session waits and asks again by itself. */
 const COME_BACK_LATER = new Set(['throttled', 'busy']);
@@ -104,6 +109,8 @@ export class DeviceSession {
   private lastContinue = 0;
   private timer: ReturnType<typeof setInterval> | null = null;
   private readonly fetching = new Map<string, number>();
+  /** Peers (hex public keys) whose static secret the secret store holds for us (decision 124). */
+  private keptStatics = new Set<string>();
   /** Wake the waits (between first-connection attempts, before asking again) when we stop. */
   private readonly wakers = new Set<() => void>();
 
@@ -121,6 +128,9 @@ export class DeviceSession {
     const b = this.bundle;
     this.stopped = false;
     this.handlers = h;
+    // Before the Peer and the CONNECT use the static key: what an earlier
+    // run computed for it, if it kept any (decision 124).
+    this.p.crypto.holdStaticKey(b.secretKey, await this.restoreStatics());
     this.peer = new Peer({
       crypto: this.p.crypto,
       id: b.id,
@@ -261,6 +271,7 @@ export class DeviceSession {
           // config channel, as the config server does on its side.
           if (body.onBehalf === undefined) await this.channels.set('config', asRequester(r.secrets.channelKeys()));
           this.learnLiveness(b);
+          this.keepStatics();
           return ticket ? { ...r, ticket } : r;
         } finally {
           r.secrets.destroy();
@@ -270,6 +281,45 @@ export class DeviceSession {
         this.p.log('warn', `${this.bundle.id}: ${(e as Error).message} via ${this.broker} (connected: ${this.link?.connected ? 'yes' : 'no'})${this.p.brokerHint ? ` — ${this.p.brokerHint}` : ''}; attempt ${i + 1}${Number.isFinite(attempts) ? `/${attempts}` : ''}`);
       }
     }
+  }
+
+  /**
+   * The static secrets an earlier run kept (decision 124), opened under our
+   * static key; none when there is no secret store, nothing kept, or a blob
+   * that does not open (then they are computed again, and kept anew).
+   */
+  private async restoreStatics(): Promise<KnownStatics | undefined> {
+    if (!this.p.secrets) return undefined;
+    try {
+      const blob = await this.p.secrets.get(STATIC_SECRETS);
+      const known = blob && openStaticSecrets(this.p.crypto, this.bundle.secretKey, blob);
+      if (blob && !known) this.p.log('info', `${this.bundle.id}: kept static secrets did not open: computing them again`);
+      for (const x of known?.shared ?? []) this.keptStatics.add(toHex(x.peer));
+      return known || undefined;
+    } catch (e) {
+      this.p.log('warn', `${this.bundle.id}: could not read kept static secrets (${(e as Error).message}): computing them again`);
+      return undefined;
+    }
+  }
+
+  /**
+   * Keep, sealed, the static secrets with the broker and services that we
+   * hold and have not kept yet (after a request or a delivery computed
+   * one): a write only at the first boot, or after a service's key
+   * changed. A failed write costs the next boot its X25519, nothing else.
+   */
+  private keepStatics(): void {
+    if (!this.p.secrets) return;
+    const s = this.bundle.services;
+    const held = this.p.crypto.heldStatics(this.bundle.secretKey, [s.broker, s.auth, s.config, s.keys]);
+    if (!held || held.shared.every((x) => this.keptStatics.has(toHex(x.peer)))) {
+      if (held) wipe(...held.shared.map((x) => x.secret));
+      return;
+    }
+    this.keptStatics = new Set(held.shared.map((x) => toHex(x.peer)));
+    const blob = sealStaticSecrets(this.p.crypto, this.bundle.secretKey, held);
+    wipe(...held.shared.map((x) => x.secret));
+    detach(this.p.secrets.set(STATIC_SECRETS, blob), `${this.bundle.id}: keeping its static secrets`, this.p.log);
   }
 
   /** A ticket auth sealed under this request's ticket key; one that does not open is logged and ignored. */
@@ -321,6 +371,7 @@ export class DeviceSession {
       await this.channels.set('keys', keys); // the book keeps its own copy
       wipe(keys.send, keys.recv);
       this.keysAt = at;
+      this.keepStatics();
     } else this.p.log('debug', `${this.bundle.id}: keys delivery ${at.seq} older than ${this.keysAt!.seq}: its channel not taken`);
     return { type: 'keys.ack', body: this.handlers!.onKeys(asBody(m.body)) };
   }

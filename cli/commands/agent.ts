@@ -33,7 +33,8 @@ bundle's preset credentials, and carries TCP:
                                (default 127.0.0.1:<the VPN's port>)
 The first join as a user needs the password (--password-stdin reads it
 from standard input); it returns a resumption ticket, kept in FILE.tickets
-(0600), and from then on the agent holds no password: re-joins (after a
+(0600, with the agent's static secrets sealed under its own key, so a
+restart computes none), and from then on the agent holds no password: re-joins (after a
 restart, an eviction, a grant) present the ticket. The password is needed
 again only if the ticket is refused (expired, the password changed, the
 ticket seen twice); the agent says so. A relay keeps the tickets of its

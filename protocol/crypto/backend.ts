@@ -8,7 +8,7 @@
  * and HKDF-Expand live here, once, so both backends behave identically.
  */
 import { KagiError } from '../errors.js';
-import { concat, isAllZeroCT, toHex, wipe } from '../bytes.js';
+import { concat, fromHex, isAllZeroCT, toHex, wipe } from '../bytes.js';
 
 export const X25519_KEY_LENGTH = 32;
 export const AEAD_KEY_LENGTH = 32;
@@ -63,6 +63,16 @@ export interface CryptoPrimitives {
  * the least recently used is wiped and computed again when next needed.
  */
 export const STATIC_DH_CACHE = 16_384;
+
+/**
+ * What an earlier run of the same party computed for its static key: the
+ * public key and some static–static secrets, each by the peer's public
+ * key. Secrets: kept only sealed under the static key (static-secrets.ts).
+ */
+export interface KnownStatics {
+  publicKey: Uint8Array;
+  shared: { peer: Uint8Array; secret: Uint8Array }[];
+}
 
 /** What holdStaticKey keeps for one of our own static keys. */
 interface HeldStatic {
@@ -122,12 +132,38 @@ export class Crypto {
    * `secretKey` is this party's static key, used for every request it
    * seals or opens: let the backend prepare it once. The array must not be
    * changed afterwards (static keys are never wiped while their party runs).
+   * `known`: what an earlier run computed for it (its public key, static–
+   * static secrets), taken instead of computed; only from
+   * openStaticSecrets, which authenticates it under this key. Ignored when
+   * the key is already held.
    */
-  holdStaticKey(secretKey: Uint8Array): void {
+  holdStaticKey(secretKey: Uint8Array, known?: KnownStatics): void {
     need('X25519 secret key', secretKey, X25519_KEY_LENGTH);
     if (this.statics.has(secretKey)) return;
     this.backend.holdStatic?.(secretKey);
-    this.statics.set(secretKey, { publicKey: this.backend.x25519Base(secretKey), shared: new Map() });
+    // What an earlier run computed for this key (kept sealed under it, see
+    // static-secrets.ts): no X25519 for the public key or those peers.
+    const shared = new Map<string, Uint8Array>();
+    for (const { peer, secret } of known?.shared ?? []) {
+      need('X25519 u-coordinate', peer, X25519_KEY_LENGTH);
+      need('X25519 shared secret', secret, X25519_KEY_LENGTH);
+      if (shared.size < this.staticDhBound) shared.set(toHex(peer), secret.slice());
+    }
+    if (known) need('X25519 public key', known.publicKey, X25519_KEY_LENGTH);
+    this.statics.set(secretKey, { publicKey: known ? known.publicKey.slice() : this.backend.x25519Base(secretKey), shared });
+  }
+
+  /**
+   * What holdStaticKey keeps for `secretKey` (copies): its public key and
+   * the static–static secrets with `peers` that it holds (all when absent).
+   * undefined when the key is not held.
+   */
+  heldStatics(secretKey: Uint8Array, peers?: Uint8Array[]): KnownStatics | undefined {
+    const held = this.statics.get(secretKey);
+    if (!held) return undefined;
+    const wanted = peers?.map(toHex);
+    const shared = [...held.shared].filter(([peer]) => !wanted || wanted.includes(peer)).map(([peer, secret]) => ({ peer: fromHex(peer), secret: secret.slice() }));
+    return { publicKey: held.publicKey.slice(), shared };
   }
 
   /** X25519 Diffie-Hellman; rejects an all-zero result (low-order peer key). */

@@ -63,7 +63,8 @@ const { values } = parseArgs({
 if (values.help) {
   console.log(`usage: npm run bench:idle -- [--n 2000] [--idle 30] [--runs 3] [--concurrency 100] [--heap-snapshot DIR] [--broker embedded|mosquitto]
   --n N               devices, each with its own MQTT connection (default 2000)
-  --idle S            seconds the devices sit idle before the measure (default 30)
+  --idle S            seconds the devices sit idle before each measure: once halfway,
+                      once at N (default 30; the second half's growth is printed too)
   --runs R            independent runs, each with fresh servers; the median is reported (default 3)
   --concurrency C     joins at a time while the devices come (default 100)
   --heap-snapshot DIR write heap snapshots of both servers (after the warm-up and after
@@ -93,7 +94,8 @@ const TARGET_KIB = 4;
  * The first devices are the warm-up: the baseline is probed after them, so
  * what a process pays once (compiled code, the heap's first pages, caches
  * filled) is not spread over the devices. The figure is the growth from
- * there to N, over N − WARM.
+ * there to N, over N − WARM; the growth from halfway (HALF) to N is printed
+ * beside it.
  */
 const WARM = Math.min(200, Math.floor(N / 10));
 const probe = pathToFileURL(resolve('dist/bench/memory-probe.js')).href;
@@ -151,19 +153,10 @@ const progress = (what: string, done: number) => progressLine(what, done, N, 500
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 
-/** Per-device growth of each figure between two probes (bytes), over the N − WARM devices that came between them. */
-function perDevice(before: Memory, after: Memory): Memory {
-  const n = N - WARM;
-  return {
-    rss: (after.rss - before.rss) / n,
-    heapUsed: (after.heapUsed - before.heapUsed) / n,
-    heapTotal: (after.heapTotal - before.heapTotal) / n,
-    malloc: (after.malloc - before.malloc) / n,
-    anon: (after.anon - before.anon) / n,
-    files: (after.files - before.files) / n,
-    external: (after.external - before.external) / n,
-    arrayBuffers: (after.arrayBuffers - before.arrayBuffers) / n,
-  };
+/** Per-device growth of each figure between two probes (bytes), over the `n` devices that came between them. */
+function perDevice(before: Memory, after: Memory, n: number): Memory {
+  const per = (k: keyof Memory) => (after[k] - before[k]) / n;
+  return { rss: per('rss'), heapUsed: per('heapUsed'), heapTotal: per('heapTotal'), malloc: per('malloc'), anon: per('anon'), files: per('files'), external: per('external'), arrayBuffers: per('arrayBuffers') };
 }
 
 /** Something whose memory can be read: a Node server (after a GC) or a Mosquitto. */
@@ -172,14 +165,29 @@ interface Probed { memory(): Promise<Memory> }
 /** A Mosquitto's memory: only its RSS (the rest is Node's). */
 const mosquittoProbe = (m: Mosquitto): Probed => ({ memory: async () => ({ rss: m.rss(), heapUsed: 0, heapTotal: 0, external: 0, arrayBuffers: 0, malloc: 0, anon: 0, files: 0 }) });
 
-/** Each server's growth per device from the end of the warm-up to N devices added by `add` and idle for --idle seconds. */
-async function idleGrowth(servers: Probed[], add: (i: number) => Promise<void>): Promise<Memory[]> {
+/** Devices at the middle probe: the growth from there to N is the second half's. */
+const HALF = Math.floor((WARM + N) / 2);
+
+/**
+ * Each server's growth per device from the end of the warm-up to N devices
+ * added by `add` and idle for --idle seconds (`whole`, the figure judged),
+ * and over the second half alone (`half`: from HALF devices, idle as long,
+ * to N). Bounded costs that fill while a fleet first arrives (SQLite's page
+ * cache, V8's young generation grown by the join bursts) are in the whole
+ * growth and mostly spent by the middle, so the second half's is closer to
+ * what one more device costs.
+ */
+async function idleGrowth(servers: Probed[], add: (i: number) => Promise<void>): Promise<{ whole: Memory[]; half: Memory[] }> {
+  const probeAll = () => Promise.all(servers.map((s) => s.memory()));
   await pool(0, WARM, CONCURRENCY, add);
-  const before = await Promise.all(servers.map((s) => s.memory()));
-  await pool(WARM, N, CONCURRENCY, add);
+  const before = await probeAll();
+  await pool(WARM, HALF, CONCURRENCY, add);
   await sleep(IDLE_S * 1000);
-  const after = await Promise.all(servers.map((s) => s.memory()));
-  return servers.map((_, i) => perDevice(before[i]!, after[i]!));
+  const middle = await probeAll();
+  await pool(HALF, N, CONCURRENCY, add);
+  await sleep(IDLE_S * 1000);
+  const after = await probeAll();
+  return { whole: servers.map((_, i) => perDevice(before[i]!, after[i]!, N - WARM)), half: servers.map((_, i) => perDevice(middle[i]!, after[i]!, N - HALF)) };
 }
 
 /** Heap snapshots in the first run only (they cost memory themselves: that run's figures include them). */
@@ -187,7 +195,10 @@ function snapshotEnv(run: number): NodeJS.ProcessEnv {
   return values['heap-snapshot'] && run === 1 ? { KAGI_HEAP_SNAPSHOT_DIR: values['heap-snapshot'] } : {};
 }
 
-async function floorRun(run: number): Promise<Memory> {
+/** A server's growth per device: over the whole fleet and over its second half. */
+interface Growth { whole: Memory; half: Memory }
+
+async function floorRun(run: number): Promise<Growth> {
   const mosquitto = ON_MOSQUITTO ? await Mosquitto.start() : undefined;
   const server = mosquitto ? undefined : await Server.start(['dist/bench/floor-server.js'], /floor: (\S+)/, snapshotEnv(run));
   const url = mosquitto?.url ?? server!.url;
@@ -200,7 +211,8 @@ async function floorRun(run: number): Promise<Memory> {
       await c.subscribeAsync([`floor/dev/${i}`, `floor/vpn/${i}`, 'floor/vpn/all'], { qos: 1 });
       progress('floor clients connected', ++done);
     };
-    return (await idleGrowth([mosquitto ? mosquittoProbe(mosquitto) : server!], connect))[0]!;
+    const g = await idleGrowth([mosquitto ? mosquittoProbe(mosquitto) : server!], connect);
+    return { whole: g.whole[0]!, half: g.half[0]! };
   } finally {
     await Promise.all(clients.map((c) => c.endAsync(true)));
     await server?.stop();
@@ -242,7 +254,7 @@ async function primeTickets(template: string, files: string, bundles: Bundle[]):
   }
 }
 
-async function kagiRun(template: string, ticketFiles: string | undefined, run: number, bundles: Bundle[]): Promise<{ kagi: Memory; mosquitto?: Memory }> {
+async function kagiRun(template: string, ticketFiles: string | undefined, run: number, bundles: Bundle[]): Promise<{ kagi: Growth; mosquitto?: Growth }> {
   const dir = mkdtempSync(join(tmpdir(), 'kagi-idle-run-'));
   const data = join(dir, 'data');
   const files = join(dir, 'devices');
@@ -254,8 +266,8 @@ async function kagiRun(template: string, ticketFiles: string | undefined, run: n
   const agents: TerminalAgent[] = [];
   try {
     const join1 = joiner(server.url, files, bundles, agents, ticketFiles ? undefined : 'bench-password', ticketFiles ? 'devices joined (tickets)' : 'devices joined');
-    const [kagi, held] = await idleGrowth(mosquitto ? [server, mosquittoProbe(mosquitto)] : [server], join1);
-    return { kagi: kagi!, ...(held ? { mosquitto: held } : {}) };
+    const g = await idleGrowth(mosquitto ? [server, mosquittoProbe(mosquitto)] : [server], join1);
+    return { kagi: { whole: g.whole[0]!, half: g.half[0]! }, ...(mosquitto ? { mosquitto: { whole: g.whole[1]!, half: g.half[1]! } } : {}) };
   } finally {
     await Promise.all(agents.map((a) => a.stop({ leave: false })));
     await server.stop();
@@ -281,20 +293,24 @@ try {
   const totalRss: number[] = [];
   const floorRss: number[] = [];
   const breakdown: { k: string; f: string }[] = [];
+  const halfRss: { kagi: number; total: number; floor: number }[] = [];
   for (let run = 1; run <= RUNS; run++) {
     // The floor first, then kagi: never both servers' N sockets at once (fd limit).
-    const f = await floorRun(run);
-    const { kagi: k, mosquitto: m } = await kagiRun(template, ticketFiles, run, bundles);
+    const fg = await floorRun(run);
+    const { kagi: kg, mosquitto: mg } = await kagiRun(template, ticketFiles, run, bundles);
+    const [f, k, m] = [fg.whole, kg.whole, mg?.whole];
     floorRss.push(f.rss);
     breakdown.push({ k: mappings(k), f: mappings(f) });
     kagiRss.push(k.rss);
     totalRss.push(k.rss + (m?.rss ?? 0));
+    halfRss.push({ kagi: kg.half.rss, total: kg.half.rss + (mg?.half.rss ?? 0), floor: fg.half.rss });
     console.log(`run ${run}:`);
     console.log(`  kagi up per device: RSS ${kib(k.rss)}  (heap used ${kib(k.heapUsed)} of ${kib(k.heapTotal)} committed, external ${kib(k.external)}, of which array buffers ${kib(k.arrayBuffers)})`);
     if (m) console.log(`  its Mosquitto per device: RSS ${kib(m.rss)}; together ${kib(k.rss + m.rss)}`);
     if (ON_MOSQUITTO) console.log(`  floor per client (Mosquitto RSS): ${kib(f.rss)}`);
     else console.log(`  floor per client:   RSS ${kib(f.rss)}  (heap used ${kib(f.heapUsed)} of ${kib(f.heapTotal)} committed, external ${kib(f.external)}, of which array buffers ${kib(f.arrayBuffers)})`);
     console.log(`  ratio kagi/floor (RSS${ON_MOSQUITTO ? ', kagi up and its Mosquitto together' : ''}): ${(totalRss[run - 1]! / f.rss).toFixed(2)}x`);
+    console.log(`  the second half alone (devices ${HALF} to ${N}): kagi up RSS ${kib(kg.half.rss)} (heap used ${kib(kg.half.heapUsed)}; malloc / anonymous / files ${mappings(kg.half)})${mg ? `, its Mosquitto ${kib(mg.half.rss)}` : ''}; floor ${kib(fg.half.rss)}`);
   }
   const k = median(kagiRss);
   const total = median(totalRss);
@@ -307,6 +323,8 @@ try {
     console.log('kagi up RSS per device by mapping (malloc arena / anonymous / files) in each run:');
     for (const [i, m] of breakdown.entries()) console.log(`  run ${i + 1}: ${m.k}`);
   }
+  const half = { kagi: median(halfRss.map((h) => h.kagi)), total: median(halfRss.map((h) => h.total)), floor: median(halfRss.map((h) => h.floor)) };
+  console.log(`second half alone, median of ${RUNS}: kagi ${kib(half.kagi)} per device${ON_MOSQUITTO ? `, with its Mosquitto ${kib(half.total)}` : ''}, floor ${kib(half.floor)} (what one more device costs once the bounded caches have filled; the target is judged on the whole growth above)`);
   const rows: BenchRow[] = ON_MOSQUITTO
     ? [
       { figure: `kagi up RSS per idle joined device, connections on Mosquitto (N=${N})`, value: k / 1024, unit: 'KiB', floor: f / 1024, ratio: k / f, target: 'none (reported)', met: true },

@@ -271,7 +271,10 @@ export class DeviceSession {
           // config channel, as the config server does on its side.
           if (body.onBehalf === undefined) await this.channels.set('config', asRequester(r.secrets.channelKeys()));
           this.learnLiveness(b);
-          this.keepStatics();
+          // A join (not a config request, which a first join follows at
+          // once): by its answer the broker's, auth's and, with a VPN, the
+          // key server's secrets are all held, so one seal keeps them.
+          if (type === 'join.request') this.keepStatics();
           return ticket ? { ...r, ticket } : r;
         } finally {
           r.secrets.destroy();
@@ -304,7 +307,7 @@ export class DeviceSession {
 
   /**
    * Keep, sealed, the static secrets with the broker and services that we
-   * hold and have not kept yet (after a request or a delivery computed
+   * hold and have not kept yet (after a join or a key delivery computed
    * one): a write only at the first boot, or after a service's key
    * changed. A failed write costs the next boot its X25519, nothing else.
    */

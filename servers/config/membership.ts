@@ -74,8 +74,9 @@ export function membership(c: ConfigContext): Membership {
    * instead of every member, device and network info row, which at 10,000
    * members was most of a join's cost. Null when a device is in a VPN the
    * last full read did not see (made since): then everything is read.
-   * What other writers changed is left to the next full run (removals,
-   * admin operations and the idle loop run one); a patch never undoes what
+   * What other writers changed is left to the next full run (removals
+   * other than a member's own leave, admin operations and the idle loop
+   * run one); a patch never undoes what
    * was applied, since it starts from it. So only a sole config server
    * patches: instances share network devices (a Mosquitto's dynsec) that
    * each would set back to its own view of the others' joins.
@@ -193,10 +194,10 @@ export function membership(c: ConfigContext): Membership {
     // tells members and asks for rekeys (once, not once per instance).
     if (c.leading()) for (const v of state.vpns) if (shrunk.has(v.id) && v.members.length > 0) void rekey(v.id);
     if (patch) return false;
-    // Full runs only: what a joining or moving device's rows cannot change.
-    // Notices are owed by removals, each followed by a full run; grants made
-    // after a join are found by the next full one (a join takes every VPN
-    // its user is granted as it joins).
+    // Full runs only: what a joining, moving or leaving device's rows cannot
+    // change. Notices are owed by removals other than own leaves, each
+    // followed by a full run; grants made after a join are found by the
+    // next full one (a join takes every VPN its user is granted as it joins).
     c.liveness.retain(new Set(state.vpns.flatMap((v) => v.members.map((m) => m.deviceId))));
     if (c.leading()) await owed(); // before grants: "left (deleted)" goes out before "granted"
     await granted(state);
@@ -279,7 +280,11 @@ export function membership(c: ConfigContext): Membership {
     // kagi why says when and why a member was evicted (the membership is gone).
     if (reason === 'evicted') await ctx.store.noteEviction(member, Date.now(), out, why).catch((e: Error) => ctx.log('warn', `config: recording the eviction of ${member}: ${e.message}`));
     ctx.log(reason === 'evicted' ? 'warn' : 'info', `config: ${member} ${reason === 'evicted' ? 'evicted from' : 'left'} ${out.join(', ')} (${why})`);
-    await reconcile();
+    // A member's own leave owes no notice and changes its own rows only: a
+    // patch, as a join is (its rows, not every member's: a leave storm from
+    // a full fleet read the whole fleet per run). Evictions, revocations
+    // and deletions owe notices, which full runs deliver.
+    await reconcile(reason === 'left' ? [member] : undefined);
   }
 
   /**

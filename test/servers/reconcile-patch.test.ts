@@ -1,8 +1,10 @@
 /**
  * A join reconciles by patch (decision 108): it reads the joining device's
  * rows, not every member; VPNs it does not touch keep their objects; and
- * what it applies is what a full read of the tables gives. A leave still
- * runs a full read. Real agents on the embedded broker, SQLite tables.
+ * what it applies is what a full read of the tables gives. A member's own
+ * leave patches the same way (evictions, revocations and deletions owe a
+ * notice and still run a full read). Real agents on the embedded broker,
+ * SQLite tables.
  */
 import t from 'tap';
 import { addVpn, grant } from '../../servers/admin.js';
@@ -54,8 +56,40 @@ t.test('a join patches its own rows and leaves the rest as applied', async (t) =
   t.equal(fullReads, 1, 'an asked-for reconcile reads everything');
   t.same(view(cp.memory.state), view(patched), 'a full read finds nothing the patches missed');
 
-  // A leave is a removal: a full run (owed notices, grants, liveness).
+  // A member's own leave patches too: it owes no notice, and its own rows
+  // are all it changes. b1 is told nothing, and no full read happens.
   await a1.stop();
   t.ok(await until(() => cp.memory.members('plant').length === 0, 5000), 'the leave took a1 out of plant');
-  t.ok(fullReads >= 2, 'by a full read');
+  t.equal(fullReads, 1, 'by a patch: no other member read');
+  const left = cp.memory.state;
+  t.same(cp.memory.members('office'), ['b1'], 'office keeps b1');
+  await cp.reconcile();
+  t.equal(fullReads, 2, 'an asked-for reconcile reads everything');
+  t.same(view(cp.memory.state), view(left), "a full read finds nothing the leave's patch missed");
+});
+
+
+t.test("a member's own leave, by patch, still rekeys the members left (every removal is rekeyed)", async (t) => {
+  const cp = await controlPlane(tempDir(t), { reconcileMs: 3_600_000 });
+  t.teardown(() => cp.close());
+  await addVpn(cp.store, { id: 'plant', protocol: 'tcp', port: 5020 });
+  await addTestUser(cp.store, 'alice', 'alice-password');
+  await grant(cp.store, 'plant', 'alice');
+  await cp.reconcile();
+  const leaver = agent(await device(cp, 'r1'), cp.brokerUrl);
+  const stays = agent(await device(cp, 'r2'), cp.brokerUrl);
+  t.teardown(() => Promise.all([leaver.stop({ leave: false }), stays.stop({ leave: false })]));
+  for (const a of [leaver, stays]) {
+    await a.start();
+    await a.configure();
+    await a.join('alice', 'alice-password');
+  }
+  let fullReads = 0;
+  const placed = cp.store.placedMembers.bind(cp.store);
+  cp.store.placedMembers = () => (fullReads++, placed());
+  const epoch = stays.epochs().plant!;
+  await leaver.stop();
+  t.ok(await until(() => stays.epochs().plant === epoch + 1, 5000), `the member left holds epoch ${epoch + 1}: a key the leaver never had`);
+  t.same(cp.memory.members('plant'), ['r2'], 'the leaver is out of plant');
+  t.equal(fullReads, 0, 'by a patch: no other member read');
 });

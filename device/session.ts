@@ -129,8 +129,11 @@ export class DeviceSession {
     this.stopped = false;
     this.handlers = h;
     // Before the Peer and the CONNECT use the static key: what an earlier
-    // run computed for it, if it kept any (decision 124).
-    this.p.crypto.holdStaticKey(b.secretKey, await this.restoreStatics());
+    // run computed for it, if it kept any (decision 124). The facade keeps
+    // its own copies; ours are wiped.
+    const known = await this.restoreStatics();
+    this.p.crypto.holdStaticKey(b.secretKey, known);
+    if (known) wipe(...known.shared.map((x) => x.secret));
     this.peer = new Peer({
       crypto: this.p.crypto,
       id: b.id,

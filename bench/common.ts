@@ -1,5 +1,6 @@
 /** What the benchmarks share: a bare-MQTT floor broker and a seeded control plane. */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, type WriteStream } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, type AddressInfo } from 'node:net';
@@ -202,4 +203,32 @@ export function opsPerSecond(op: () => void, budgetMs: number, o: { warmup: numb
     t = performance.now();
   }
   return (n * 1000) / (t - t0);
+}
+
+/**
+ * A node child (a server the bench measures beside itself: kagi up, the
+ * floor's broker) that prints `pattern`, holding a URL and optionally a
+ * second one, once it is ready; its stdout also goes to `log` if given.
+ */
+export function startChild(args: string[], pattern: RegExp, log?: WriteStream): Promise<{ child: ChildProcess; url: string; metrics?: string }> {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  if (log) child.stdout!.pipe(log);
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      if (out.length < 100_000) out += d;
+      const m = pattern.exec(out);
+      if (m) resolve({ child, url: m[1]!, ...(m[2] ? { metrics: m[2] } : {}) });
+    });
+    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code}: ${out.slice(-2000)}`)));
+  });
+}
+
+/** SIGTERM to a child from startChild; resolves once it has exited. */
+export function stopChild(c: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (c.exitCode !== null) return resolve();
+    c.once('exit', () => resolve());
+    c.kill('SIGTERM');
+  });
 }

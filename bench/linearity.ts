@@ -19,7 +19,7 @@
  *   npm run bench:linearity -- [--n 10000] [--step 1000] [--concurrency 100] [--broker embedded|mosquitto]
  */
 import { parseArgs } from 'node:util';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,7 +27,7 @@ import Database from 'better-sqlite3';
 import { TerminalAgent } from '../device/terminal.js';
 import { MemorySecretStore } from '../device/tickets.js';
 import { nodePlatform } from '../runtime/node/platform.js';
-import { benchJson, mark, pool, positiveArg, seedFleet, type BenchRow } from './common.js';
+import { benchJson, mark, pool, positiveArg, seedFleet, startChild, stopChild, type BenchRow } from './common.js';
 import { Mosquitto } from './mosquitto.js';
 import { DB_FILE } from '../servers/data-dir.js';
 
@@ -71,24 +71,7 @@ const TOLERANCE = 0.1;
 function startKagiUp(data: string, brokerUrl: string | undefined): Promise<{ child: ChildProcess; url: string }> {
   const where = brokerUrl ? ['--broker', brokerUrl] : ['--port', '0'];
   const prof = values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']] : [];
-  const child = spawn(process.execPath, [...prof, 'dist/cli/kagi.js', 'up', '--data', data, ...where, '--timeout', '60s', '--log-format', 'json'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d) => {
-      if (out.length < 100_000) out += d;
-      const m = /kagi up: broker (\S+),/.exec(out);
-      if (m) resolve({ child, url: m[1]! });
-    });
-    child.once('exit', (code) => reject(new Error(`kagi up exited ${code}: ${out.slice(-2000)}`)));
-  });
-}
-
-function stopChild(c: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (c.exitCode !== null) return resolve();
-    c.once('exit', () => resolve());
-    c.kill('SIGTERM');
-  });
+  return startChild([...prof, 'dist/cli/kagi.js', 'up', '--data', data, ...where, '--timeout', '60s', '--log-format', 'json'], /kagi up: broker (\S+),/);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

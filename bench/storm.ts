@@ -34,12 +34,12 @@
  *   npm run bench:storm -- --n 10000 --runs 3 [--broker embedded|mosquitto]
  */
 import { parseArgs } from 'node:util';
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Bundle } from '../device/bundle.js';
-import { benchJson, childCpuMs, hostCpuMs, percentile, positiveArg, progressLine, seedFleet, type BenchRow } from './common.js';
+import { benchJson, childCpuMs, hostCpuMs, percentile, positiveArg, progressLine, seedFleet, startChild, stopChild, type BenchRow } from './common.js';
 import type { DevicesAnswer, DevicesCommand } from './storm-devices.js';
 import { Mosquitto } from './mosquitto.js';
 
@@ -99,32 +99,6 @@ async function troubleCounts(url: string): Promise<Map<string, number>> {
   }
   return out;
 }
-
-/** A child that prints `pattern` with a URL (and optionally a second) when ready. */
-function startChild(args: string[], pattern: RegExp): Promise<{ child: ChildProcess; url: string; metrics?: string }> {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-  // STORM_LOG=FILE keeps kagi up's log (what a tail waited for is in it).
-  const log = process.env.STORM_LOG && args.includes('up') ? createWriteStream(process.env.STORM_LOG) : undefined;
-  if (log) child.stdout!.pipe(log);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d) => {
-      if (out.length < 100_000) out += d;
-      const m = pattern.exec(out);
-      if (m) resolve({ child, url: m[1]!, ...(m[2] ? { metrics: m[2] } : {}) });
-    });
-    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code}: ${out.slice(-2000)}`)));
-  });
-}
-
-function stop(c: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (c.exitCode !== null) return resolve();
-    c.once('exit', () => resolve());
-    c.kill('SIGTERM');
-  });
-}
-
 
 /** The devices' processes (bench/storm-devices.ts), each with its share of the fleet. */
 class Devices {
@@ -193,7 +167,9 @@ try {
   kagiMosquitto = ON_MOSQUITTO ? await Mosquitto.start(values['mosquitto-conf']) : undefined;
   floorMosquitto = ON_MOSQUITTO ? await Mosquitto.start(values['mosquitto-conf']) : undefined;
   const where = kagiMosquitto ? ['--broker', kagiMosquitto.url] : ['--port', '0'];
-  const started = await startChild([...prof, 'dist/cli/kagi.js', 'up', '--data', data, ...where, '--metrics-port', '0', '--timeout', '60s', '--log-format', 'json', ...(process.env.STORM_LOG ? ['--verbose'] : [])], /kagi up: broker (\S+),.*metrics (http:\/\/[^\s,"]+)/);
+  // STORM_LOG=FILE keeps kagi up's log (what a tail waited for is in it).
+  const log = process.env.STORM_LOG ? createWriteStream(process.env.STORM_LOG) : undefined;
+  const started = await startChild([...prof, 'dist/cli/kagi.js', 'up', '--data', data, ...where, '--metrics-port', '0', '--timeout', '60s', '--log-format', 'json', ...(process.env.STORM_LOG ? ['--verbose'] : [])], /kagi up: broker (\S+),.*metrics (http:\/\/[^\s,"]+)/, log);
   up = started.child;
   const url = started.url;
   const metricsUrl = started.metrics!;
@@ -258,8 +234,8 @@ try {
   benchJson(rows);
 } finally {
   await devices?.stop();
-  if (up) await stop(up);
-  if (floor) await stop(floor);
+  if (up) await stopChild(up);
+  if (floor) await stopChild(floor);
   await kagiMosquitto?.stop();
   await floorMosquitto?.stop();
   rmSync(dir, { recursive: true, force: true });

@@ -34,12 +34,12 @@ bundle's preset credentials, and carries TCP:
 The first join as a user needs the password (--password-stdin reads it
 from standard input); it returns a resumption ticket, kept in FILE.tickets
 (0600, with the agent's static secrets sealed under its own key, so a
-restart computes none), and from then on the agent holds no password: re-joins (after a
-restart, an eviction, a grant) present the ticket. The password is needed
-again only if the ticket is refused (expired, the password changed, the
-ticket seen twice); the agent says so. A relay keeps the tickets of its
-ports' terminals the same way, so a plaintext terminal joins again with
---user alone.
+restart computes none), and from then on the agent holds no password:
+re-joins (after a restart, an eviction, a grant) present the ticket. The
+password is needed again only if the ticket is refused (expired, the
+password changed, the ticket seen twice); the agent says so. A relay keeps
+the tickets of its ports' terminals the same way, so a plaintext terminal
+joins again with --user alone.
 Sequence counters persist in FILE.state. One agent runs on a device file:
 a second one on the same FILE is refused at start (exit 1), naming the
 first (its lock goes with its process). Listeners are bound before the

@@ -76,8 +76,8 @@ export function membership(c: ConfigContext): Membership {
    * last full read did not see (made since): then everything is read.
    * What other writers changed is left to the next full run (removals
    * other than a member's own leave, admin operations and the idle loop
-   * run one); a patch never undoes what
-   * was applied, since it starts from it. So only a sole config server
+   * run one); a patch never undoes what was applied, since it starts from
+   * it. So only a sole config server
    * patches: instances share network devices (a Mosquitto's dynsec) that
    * each would set back to its own view of the others' joins.
    */

@@ -149,10 +149,14 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
     return true;
   }
 
-  /** Members that answer polls (the config server marks the others), with their key ids and holders: two reads. */
-  async function communicating(vpnId: string): Promise<(Holder & { keyId: number })[]> {
+  /**
+   * Members that answer polls (the config server marks the others), with
+   * their key ids and holders: two reads. `behind`: only those holding an
+   * epoch below it (convergence's question, answered by the store).
+   */
+  async function communicating(vpnId: string, behind?: number): Promise<(Holder & { keyId: number })[]> {
     const silent = await ctx.store.notCommunicating();
-    return (await ctx.store.keyHolders(vpnId))
+    return (await ctx.store.keyHolders(vpnId, behind))
       .filter((m) => !silent.has(m.deviceId))
       .map((m) => ({ ...holderFrom(m.deviceId, m.relayId, m.relayPort), keyId: m.keyId }));
   }
@@ -222,7 +226,7 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
    * (it only moves forward) and by record().
    */
   async function converge(vpnId: string, epoch: number, now: number): Promise<void> {
-    for (const m of await communicating(vpnId)) {
+    for (const m of await communicating(vpnId, epoch)) {
       const key = `${vpnId}/${m.member}`;
       // keyId 0: mid-join, before its keys went out; the join delivers them.
       if (m.keyId === 0 || m.keyId >= epoch || now - (pushed.get(key) ?? -Infinity) < PUSH_EVERY_MS) continue;

@@ -378,8 +378,9 @@ export class PgStore implements Store {
   async placedMembers() {
     return placedMembers((await this.pool.query({ text: PLACED_MEMBERS_SQL, rowMode: 'array' })).rows);
   }
-  async keyHolders(vpnId: string) {
-    return keyHolders((await this.pool.query({ text: KEY_HOLDERS.holders, values: [vpnId], rowMode: 'array' })).rows);
+  async keyHolders(vpnId: string, behind?: number) {
+    const q = behind === undefined ? { text: KEY_HOLDERS.holders, values: [vpnId] } : { text: KEY_HOLDERS.lagging, values: [vpnId, behind] };
+    return keyHolders((await this.pool.query({ ...q, rowMode: 'array' })).rows);
   }
   async raiseKeyId(vpnId: string, deviceId: string, epoch: number) {
     return ((await this.q(KEY_HOLDERS.raise, [epoch, vpnId, deviceId, epoch])).rowCount ?? 0) > 0;

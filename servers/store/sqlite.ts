@@ -301,8 +301,9 @@ export class SqliteStore implements Store {
   async placedMembers() {
     return placedMembers(this.stmt(PLACED_MEMBERS_SQL).raw().all() as unknown[][]);
   }
-  async keyHolders(vpnId: string) {
-    return keyHolders(this.stmt(KEY_HOLDERS.holders).raw().all(vpnId) as unknown[][]);
+  async keyHolders(vpnId: string, behind?: number) {
+    const rows = behind === undefined ? this.stmt(KEY_HOLDERS.holders).raw().all(vpnId) : this.stmt(KEY_HOLDERS.lagging).raw().all(vpnId, behind);
+    return keyHolders(rows as unknown[][]);
   }
   async raiseKeyId(vpnId: string, deviceId: string, epoch: number) {
     return this.batch.run(() => this.stmt(KEY_HOLDERS.raise).run(epoch, vpnId, deviceId, epoch).changes > 0);

@@ -207,9 +207,10 @@ export interface Store {
   /**
    * A VPN's members with their key ids and relay ports, in device order:
    * a rekey's one read (it read each member's network info and memberships
-   * one by one, about six reads a member).
+   * one by one, about six reads a member). With `behind`, only those whose
+   * key id is above 0 and below it: the members convergence pushes to.
    */
-  keyHolders(vpnId: string): Promise<KeyHolderRow[]>;
+  keyHolders(vpnId: string, behind?: number): Promise<KeyHolderRow[]>;
   /**
    * A member acknowledged `epoch` of a VPN: its key id moves up to it, never
    * down, in one write (no read first). False when nothing moved (not a

@@ -111,6 +111,12 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     t.same(await s.keyHolders('nope'), [], 'no VPN: no holders');
     t.same([await s.raiseKeyId('v1', 'd0', 3), await s.raiseKeyId('v1', 'd0', 3), await s.raiseKeyId('v1', 'd0', 2)], [true, false, false], 'a key id moves up once, never down');
     t.equal((await s.membershipsOf('d0'))[0]!.keyId, 3, 'and the row says so');
+    t.equal((await s.membershipsOf('d1'))[0]!.keyId, 2, 'd1 holds epoch 2 (its row above)');
+    t.same((await s.keyHolders('v1', 4)).map((h) => h.deviceId), ['d0', 'd1'], 'behind epoch 4: the members holding an epoch below it, in device order');
+    t.same(await s.keyHolders('v1', 3), [{ deviceId: 'd1', keyId: 2, relayId: null, relayPort: null }], 'one at epoch 3 is not behind 3');
+    await s.putMember({ vpnId: 'v1', deviceId: 'd0', userId: 'u1', keyId: 0, networkId: 'n' });
+    t.notOk((await s.keyHolders('v1', 9)).some((h) => h.deviceId === 'd0'), 'key id 0 (mid-join) is never behind: its join delivers');
+    await s.raiseKeyId('v1', 'd0', 3);
     t.equal(await s.raiseKeyId('v1', 'nobody', 9), false, 'no member: nothing moves');
     t.equal(await s.raiseKeyId('v9', 'd0', 9), false, 'not a member of that VPN: nothing moves');
     await s.removeMember('v1', 'd0');

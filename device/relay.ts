@@ -203,9 +203,9 @@ export class RelayAgent {
       const k = p.vpns.get(str(v, 'id', 64));
       if (!k) throw new KagiError('field', `no keys for ${String(v.id)} reached port ${p.name}`);
       k.shaper.set(typeof v.rate === 'number' ? v.rate : 0, v.cut === true, this.p.now());
-      await this.session.subscribe(topics.vpnMember(str(v, 'id', 64), terminal));
-      await this.session.subscribe(topics.vpnAll(str(v, 'id', 64)));
     }
+    // Every VPN's two topics for this terminal in one SUBSCRIBE.
+    await this.session.subscribe(...vpns.flatMap((v) => [topics.vpnMember(str(v, 'id', 64), terminal), topics.vpnAll(str(v, 'id', 64))]));
     this.setState(p, 'FORWARDING');
     return vpns;
   }

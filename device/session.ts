@@ -243,9 +243,9 @@ export class DeviceSession {
     return this.link.publish(topic, payload, retain);
   }
 
-  subscribe(topic: string): Promise<void> {
+  subscribe(...topics: string[]): Promise<void> {
     if (!this.link) return Promise.reject(new Error('not connected'));
-    return this.link.subscribe(topic);
+    return this.link.subscribe(...topics);
   }
 
   /** A request sealed to the auth server, answered by the config server. */

@@ -155,10 +155,8 @@ export class TerminalAgent {
         if (attempt >= 3) throw new KagiError('field', `joined ${keyless.join(', ')} but no keys for it arrived`);
         this.p.log('warn', `${this.bundle.id}: joined ${keyless.join(', ')} but its keys were taken back meanwhile; joining again`);
       }
-      for (const v of joined) {
-        await this.session.subscribe(topics.vpnMember(v.id, this.bundle.id));
-        await this.session.subscribe(topics.vpnAll(v.id));
-      }
+      // Every VPN's two topics in one SUBSCRIBE (one round trip per join).
+      await this.session.subscribe(...joined.flatMap((v) => [topics.vpnMember(v.id, this.bundle.id), topics.vpnAll(v.id)]));
       this.to('joined');
       return joined;
     } catch (e) {

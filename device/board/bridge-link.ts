@@ -121,11 +121,11 @@ export class BridgeLink implements Link {
    * connection that drops before the SUBACK is not the caller's failure:
    * the next CONNACK subscribes the list, this topic with it (as MqttLink).
    */
-  subscribe(topic: string): Promise<void> {
-    if (!this.subscriptions.includes(topic)) this.subscriptions.push(topic);
-    if (this.state !== 'UP') return Promise.resolve(); // subscribed on the next CONNACK
+  subscribe(...topics: string[]): Promise<void> {
+    for (const topic of topics) if (!this.subscriptions.includes(topic)) this.subscriptions.push(topic);
+    if (this.state !== 'UP' || topics.length === 0) return Promise.resolve(); // subscribed on the next CONNACK
     return new Promise((resolve, reject) =>
-      this.o.host.mqttSubscribe([topic], (e) => {
+      this.o.host.mqttSubscribe(topics, (e) => {
         if (!e || this.state !== 'UP') return resolve();
         reject(new Error(e));
       }),

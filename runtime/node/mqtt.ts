@@ -206,15 +206,15 @@ export class MqttLink implements Transport {
    * failed on it, and the bench:storm on Mosquitto crashed on the
    * rejection). Each topic is listed once, however often it is asked for.
    */
-  async subscribe(topic: string): Promise<void> {
-    if (!this.o.subscriptions.includes(topic)) this.o.subscriptions.push(topic);
+  async subscribe(...topics: string[]): Promise<void> {
+    for (const topic of topics) if (!this.o.subscriptions.includes(topic)) this.o.subscriptions.push(topic);
     const c = this.client;
-    if (!c?.connected) return;
+    if (!c?.connected || topics.length === 0) return;
     try {
-      await c.subscribeAsync(topic, { qos: 1 });
+      await c.subscribeAsync(topics, { qos: 1 });
     } catch (e) {
       if (this.client === c && c.connected) throw e;
-      this.o.log?.('debug', `mqtt ${this.o.clientId}: connection lost while subscribing ${topic}: subscribed at the next connect`);
+      this.o.log?.('debug', `mqtt ${this.o.clientId}: connection lost while subscribing ${topics.join(', ')}: subscribed at the next connect`);
     }
   }
 

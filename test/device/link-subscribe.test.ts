@@ -69,4 +69,20 @@ for (const [name, makeLink] of Object.entries(links)) {
     t.ok(await until(async () => link.connected && (await pub.publishAsync('twice', 'y', { qos: 1 }), got.includes('twice=y')), deadline(10_000)), 'after another reconnect');
     t.equal(subscribes.slice(before).filter((x) => x === 'twice').length, 1, 'a topic asked for twice is subscribed once per connect');
   });
+
+  t.test(`${name}: several topics, one SUBSCRIBE`, async (t) => {
+    const { aedes, url } = await plainAedes(t);
+    const packets: string[][] = [];
+    aedes.on('subscribe', (subs, client) => client?.id === 'sub-link' && packets.push(subs.map((x) => x.topic)));
+    const got: string[] = [];
+    const link = makeLink(url, (topic) => got.push(topic));
+    await link.connect();
+    t.teardown(() => link.close());
+    await link.subscribe('vpn/a', 'vpn/b');
+    t.same(packets, [['vpn/a', 'vpn/b']], 'both topics went in one SUBSCRIBE packet, acknowledged before subscribe resolved');
+    const pub = await mqtt.connectAsync(url, { clientId: 'pub' });
+    t.teardown(() => pub.endAsync());
+    await pub.publishAsync('vpn/b', 'x', { qos: 1 });
+    t.ok(await until(() => got.includes('vpn/b'), deadline(10_000)), 'a message on the second topic arrives');
+  });
 }

@@ -26,6 +26,7 @@ const BENCHES: { name: string; args: string[]; byDefault?: false }[] = [
   { name: 'storm', args: ['--n', '500', '--runs', '2'] },
   { name: 'scale', args: ['--n', '500', '--concurrency', '100'] },
   { name: 'idle', args: ['--n', '1000', '--idle', '10', '--runs', '2'] },
+  { name: 'idle-cpu', args: ['--n', '10000', '--seconds', '10', '--runs', '1'] },
   { name: 'flood', args: ['--joins', '20', '--runs', '1'] },
   { name: 'linearity', args: ['--n', '2000', '--step', '500'] },
   // Two minutes here, most of it building the bundles: only when asked (--only boards).

@@ -24,9 +24,15 @@
  * difference is reported (the tests do not time it).
  *
  * Each side first runs --warmup terminals (or floor clients) through its
- * phases untimed, so neither is timed while it compiles.
+ * phases untimed, so neither is timed while it compiles. Then --runs
+ * rounds, each of fresh terminals, each measuring every figure beside its
+ * floor measured just before it (the scrypt floor, then the first joins;
+ * the floors of 6 and of 4 round trips, then the re-joins): a shared host's
+ * load moves over seconds, so each ratio is taken between neighbours and
+ * the figures judged are the rounds' medians. kagi's control plane is up
+ * (and idle: no agent connected) while the floors of a round run.
  *
- *   npm run bench:onboarding -- --n 1000 --concurrency 50 --probes 200 [--warmup 100] [--pool N]
+ *   npm run bench:onboarding -- --n 1000 --concurrency 50 --probes 200 [--runs 3] [--warmup 100] [--pool N]
  */
 import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
@@ -39,12 +45,13 @@ import { MemorySecretStore } from '../device/tickets.js';
 import { HashPool } from '../servers/auth/hash-pool.js';
 import { hashPassword, verifyPassword } from '../servers/auth/password.js';
 
-const { values } = parseArgs({ options: { n: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '50' }, probes: { type: 'string', default: '200' }, warmup: { type: 'string', default: '100' }, pool: { type: 'string' }, help: { type: 'boolean', default: false } } });
+const { values } = parseArgs({ options: { n: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '50' }, probes: { type: 'string', default: '200' }, runs: { type: 'string', default: '3' }, warmup: { type: 'string', default: '100' }, pool: { type: 'string' }, help: { type: 'boolean', default: false } } });
 if (values.help) {
   console.log(`usage: npm run bench:onboarding -- [--n 1000] [--concurrency 50] [--probes 200] [--warmup 100] [--pool N]
   --n N            terminals timed through a first join, then a re-join on their tickets (default 1000)
   --concurrency C  terminals (floor clients, hash checks) at once (default 50)
   --probes P       refusals timed for an unknown user and for a wrong password, each (default 200)
+  --runs R         rounds of fresh terminals, each figure beside its floor measured just before it; medians judged (default 3)
   --warmup W       terminals and floor clients run through every phase first, untimed (default 100)
   --pool N         the auth server's hash pool (default: the cores)`);
   process.exit(0);
@@ -54,27 +61,40 @@ const N = Number(values.n);
 const W = Number(values.warmup);
 const C = Number(values.concurrency);
 const PROBES = Number(values.probes);
+const RUNS = Number(values.runs);
 /** The auth server's hash pool (default: its own, the cores). */
 const POOL = values.pool === undefined ? undefined : Number(values.pool);
-if (![N, C, POOL ?? 1].every((x) => Number.isInteger(x) && x >= 1) || ![W, PROBES].every((x) => Number.isInteger(x) && x >= 0)) {
-  console.error('bench:onboarding: --n, --concurrency and --pool take whole numbers of at least 1, --warmup and --probes of at least 0 (--help)');
+if (![N, C, RUNS, POOL ?? 1].every((x) => Number.isInteger(x) && x >= 1) || ![W, PROBES].every((x) => Number.isInteger(x) && x >= 0)) {
+  console.error('bench:onboarding: --n, --concurrency, --runs and --pool take whole numbers of at least 1, --warmup and --probes of at least 0 (--help)');
   process.exit(2);
 }
 /** Round trips of a first join (config request, join) and of a re-join on a ticket (join only), as counted above. */
 const ROUND_TRIPS = { first: 6, rejoin: 4 } as const;
 
 
-/** First joins (the password), then re-joins of the same terminals as new agents holding only their tickets. */
-async function kagiRun(): Promise<{ first: number; firstCpuMs: number; firstMainMs: number | undefined; rejoin: number; rejoinCpuMs: number; rejoinMainMs: number | undefined }> {
+/** One timed phase of kagi: wall time, the process's CPU, its main thread's CPU (ms). */
+interface Phase { ms: number; cpuMs: number; mainMs: number | undefined }
+/** A floor's time and the process's CPU (ms). */
+interface Floor { ms: number; cpuMs: number }
+/** One round: each figure beside the floor measured just before it. */
+interface Round { scrypt: Floor & { concurrency: number }; first: Phase; floorFirst: Floor; floorRejoin: Floor; rejoin: Phase }
+
+/**
+ * --runs rounds on one control plane: each of N fresh terminals, first
+ * joins (the password) after the scrypt floor, then re-joins of the same
+ * terminals as new agents holding only their tickets after the floors of
+ * 6 and 4 round trips. Both sides warm up first.
+ */
+async function rounds(): Promise<Round[]> {
   const { cp, crypto, close } = await benchControlPlane(POOL ? { password: { concurrency: POOL } } : {});
   const bundles: Bundle[] = [];
-  for (let i = 0; i < W + N; i++) {
+  for (let i = 0; i < W + RUNS * N; i++) {
     const mac = `02:00:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
     bundles.push(parseBundle(await addDevice(cp.store, cp.keys, crypto, { id: `t${i}`, mac, kind: 'terminal', broker: cp.brokerUrl })));
   }
   // Each terminal's ticket store outlives its agent, as FILE.tickets does.
   const wallets = bundles.map(() => new MemorySecretStore());
-  const phase = async (password: string | undefined, from: number, to: number): Promise<{ ms: number; cpuMs: number; mainMs: number | undefined }> => {
+  const phase = async (password: string | undefined, from: number, to: number): Promise<Phase> => {
     const agents: TerminalAgent[] = [];
     mark(`${password ? 'first' : 'rejoin'}-start`);
     const cpu0 = process.cpuUsage();
@@ -94,12 +114,24 @@ async function kagiRun(): Promise<{ first: number; firstCpuMs: number; firstMain
     for (const a of agents) await a.stop();
     return { ms, cpuMs, mainMs: main0 === undefined || main1 === undefined ? undefined : main1 - main0 };
   };
-  await phase('bench-password', 0, W);
-  await phase(undefined, 0, W);
-  const first = await phase('bench-password', W, W + N);
-  const rejoin = await phase(undefined, W, W + N);
+  if (W > 0) {
+    await floorRun(W, ROUND_TRIPS.first);
+    await phase('bench-password', 0, W);
+    await phase(undefined, 0, W);
+  }
+  const out: Round[] = [];
+  for (let r = 0; r < RUNS; r++) {
+    const from = W + r * N;
+    const scrypt = await scryptRun();
+    const first = await phase('bench-password', from, from + N);
+    const floorFirst = await floorRun(N, ROUND_TRIPS.first);
+    const floorRejoin = await floorRun(N, ROUND_TRIPS.rejoin);
+    const rejoin = await phase(undefined, from, from + N);
+    out.push({ scrypt, first, floorFirst, floorRejoin, rejoin });
+    console.error(`  round ${r + 1}/${RUNS}: first joins ${((100 * scrypt.ms) / first.ms).toFixed(0)}% of the hash rate, re-joins ${(rejoin.ms / floorRejoin.ms).toFixed(2)}x their floor`);
+  }
   await close();
-  return { first: first.ms, firstCpuMs: first.cpuMs, firstMainMs: first.mainMs, rejoin: rejoin.ms, rejoinCpuMs: rejoin.cpuMs, rejoinMainMs: rejoin.mainMs };
+  return out;
 }
 
 async function floorRun(n: number, roundTrips: number): Promise<{ ms: number; cpuMs: number }> {
@@ -169,36 +201,42 @@ async function probeRun(): Promise<{ unknown: number; wrong: number }> {
   return { unknown: sums.unknown / PROBES, wrong: sums.wrong / PROBES };
 }
 
-if (W > 0) await floorRun(W, ROUND_TRIPS.first);
-const floorFirst = await floorRun(N, ROUND_TRIPS.first);
-const floorRejoin = await floorRun(N, ROUND_TRIPS.rejoin);
-const floor = floorFirst.ms;
-const kagi = await kagiRun();
-const scrypt = await scryptRun();
+const all = await rounds();
 const probes = await probeRun();
 const rate = (ms: number) => (N / (ms / 1000)).toFixed(1);
-console.log(`onboarding of ${N} terminals, concurrency ${C}`);
-console.log(`  bare MQTT floor (${ROUND_TRIPS.first} round trips each): ${floor.toFixed(0)} ms  ${rate(floor)} /s; with ${ROUND_TRIPS.rejoin} (a re-join's): ${floorRejoin.ms.toFixed(0)} ms  ${rate(floorRejoin.ms)} /s`);
-console.log(`  kagi config + join + keys:        ${kagi.first.toFixed(0)} ms  ${rate(kagi.first)} joins/s (first joins: one password check each)`);
-console.log(`  ratio kagi/floor (time): ${(kagi.first / floor).toFixed(2)}x`);
-console.log(`  kagi re-joins on tickets:         ${kagi.rejoin.toFixed(0)} ms  ${rate(kagi.rejoin)} joins/s (new agents, connect + join, no config request, no password)`);
-console.log(`  ratio re-joins/floor of ${ROUND_TRIPS.rejoin} (time): ${(kagi.rejoin / floorRejoin.ms).toFixed(2)}x (target: at most 2x); against the ${ROUND_TRIPS.first} of a first join: ${(kagi.rejoin / floor).toFixed(2)}x`);
-console.log(`  CPU per re-join: ${(kagi.rejoinCpuMs / N).toFixed(2)} ms vs ${(floorRejoin.cpuMs / N).toFixed(2)} ms per floor set: ${(kagi.rejoinCpuMs / floorRejoin.cpuMs).toFixed(2)}x (the process's CPU time, steadier than the wall on a shared machine)`);
-console.log(`  scrypt floor (${N} checks, pool of ${scrypt.concurrency}): ${scrypt.ms.toFixed(0)} ms  ${rate(scrypt.ms)} checks/s`);
-console.log(`  joins/s vs checks/s: ${((100 * scrypt.ms) / kagi.first).toFixed(0)}% of the hash rate (target: at least 80%)`);
-// Where the cores are all busy, the share of the hash rate is the share of
-// the CPU a join leaves to its hash: what else a first join costs is what
-// stands between the two (every process's CPU here: agents and services).
-const hashCpu = scrypt.cpuMs / N;
 const perJoin = (ms: number | undefined) => (ms === undefined ? 'n/a' : `${(ms / N).toFixed(2)} ms`);
-console.log(`  CPU per first join: ${(kagi.firstCpuMs / N).toFixed(2)} ms, of which the hash ${hashCpu.toFixed(2)} ms (the floor's) and the rest ${(kagi.firstCpuMs / N - hashCpu).toFixed(2)} ms; the main thread (agents and services) ${perJoin(kagi.firstMainMs)}, ${perJoin(kagi.rejoinMainMs)} per re-join`);
+console.log(`onboarding of ${N} terminals, concurrency ${C}, ${RUNS} round${RUNS === 1 ? '' : 's'} of fresh terminals (each figure beside its floor measured just before it)`);
+for (const [i, r] of all.entries()) {
+  console.log(`round ${i + 1}:`);
+  console.log(`  bare MQTT floor (${ROUND_TRIPS.first} round trips each): ${r.floorFirst.ms.toFixed(0)} ms  ${rate(r.floorFirst.ms)} /s; with ${ROUND_TRIPS.rejoin} (a re-join's): ${r.floorRejoin.ms.toFixed(0)} ms  ${rate(r.floorRejoin.ms)} /s`);
+  console.log(`  kagi config + join + keys:        ${r.first.ms.toFixed(0)} ms  ${rate(r.first.ms)} joins/s (first joins: one password check each)`);
+  console.log(`  kagi re-joins on tickets:         ${r.rejoin.ms.toFixed(0)} ms  ${rate(r.rejoin.ms)} joins/s (new agents, connect + join, no config request, no password)`);
+  console.log(`  ratio re-joins/floor of ${ROUND_TRIPS.rejoin} (time): ${(r.rejoin.ms / r.floorRejoin.ms).toFixed(2)}x; against the ${ROUND_TRIPS.first} of a first join: ${(r.rejoin.ms / r.floorFirst.ms).toFixed(2)}x`);
+  console.log(`  CPU per re-join: ${(r.rejoin.cpuMs / N).toFixed(2)} ms vs ${(r.floorRejoin.cpuMs / N).toFixed(2)} ms per floor set: ${(r.rejoin.cpuMs / r.floorRejoin.cpuMs).toFixed(2)}x (the process's CPU time, steadier than the wall on a shared machine)`);
+  console.log(`  scrypt floor (${N} checks, pool of ${r.scrypt.concurrency}): ${r.scrypt.ms.toFixed(0)} ms  ${rate(r.scrypt.ms)} checks/s; joins/s vs checks/s: ${((100 * r.scrypt.ms) / r.first.ms).toFixed(0)}% of the hash rate`);
+  // Where the cores are all busy, the share of the hash rate is the share of
+  // the CPU a join leaves to its hash: what else a first join costs is what
+  // stands between the two (every process's CPU here: agents and services).
+  const hashCpu = r.scrypt.cpuMs / N;
+  console.log(`  CPU per first join: ${(r.first.cpuMs / N).toFixed(2)} ms, of which the hash ${hashCpu.toFixed(2)} ms (the floor's) and the rest ${(r.first.cpuMs / N - hashCpu).toFixed(2)} ms; the main thread (agents and services) ${perJoin(r.first.mainMs)}, ${perJoin(r.rejoin.mainMs)} per re-join`);
+}
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+const share = median(all.map((r) => r.scrypt.ms / r.first.ms));
+const rejoinRatio = median(all.map((r) => r.rejoin.ms / r.floorRejoin.ms));
+console.log(`median of ${RUNS} round${RUNS === 1 ? '' : 's'}:`);
+console.log(`  ratio re-joins/floor of ${ROUND_TRIPS.rejoin} (time): ${rejoinRatio.toFixed(2)}x (target: at most 2x); CPU: ${median(all.map((r) => r.rejoin.cpuMs / r.floorRejoin.cpuMs)).toFixed(2)}x`);
+console.log(`  first joins vs checks/s: ${(100 * share).toFixed(0)}% of the hash rate (target: at least 80%)`);
 console.log(`refusal latency, mean of ${PROBES} each after 20 warm-up, one agent:`);
 console.log(`  unknown user:   ${probes.unknown.toFixed(2)} ms`);
 console.log(`  wrong password: ${probes.wrong.toFixed(2)} ms`);
 console.log(`  difference: ${(probes.unknown - probes.wrong).toFixed(2)} ms (${((100 * (probes.unknown - probes.wrong)) / probes.wrong).toFixed(1)}%)`);
 const perS = (ms: number) => N / (ms / 1000);
 benchJson([
-  { figure: `first joins (password), ${N} terminals`, value: perS(kagi.first), unit: 'joins/s', floor: perS(scrypt.ms), ratio: scrypt.ms / kagi.first, target: '≥ 0.8 of the scrypt rate', met: scrypt.ms / kagi.first >= 0.8 },
-  { figure: `re-joins on tickets, ${N} terminals`, value: perS(kagi.rejoin), unit: 'joins/s', floor: perS(floorRejoin.ms), ratio: kagi.rejoin / floorRejoin.ms, target: '≤ 2× the bare-MQTT time', met: kagi.rejoin / floorRejoin.ms <= 2 },
+  { figure: `first joins (password), ${N} terminals, median of ${RUNS}`, value: median(all.map((r) => perS(r.first.ms))), unit: 'joins/s', floor: median(all.map((r) => perS(r.scrypt.ms))), ratio: share, target: '≥ 0.8 of the scrypt rate', met: share >= 0.8 },
+  { figure: `re-joins on tickets, ${N} terminals, median of ${RUNS}`, value: median(all.map((r) => perS(r.rejoin.ms))), unit: 'joins/s', floor: median(all.map((r) => perS(r.floorRejoin.ms))), ratio: rejoinRatio, target: '≤ 2× the bare-MQTT time', met: rejoinRatio <= 2 },
 ]);
 process.exit(0);

@@ -20,3 +20,35 @@ t.test('toHex across its chunk boundary, and fromHex back', async (t) => {
     t.same(fromHex(h), b, `${n} bytes back`);
   }
 });
+
+t.test('fromHex: every pair of characters, as Buffer reads hex, and nothing else', async (t) => {
+  const hex = '0123456789abcdefABCDEF';
+  let wrong = 0;
+  for (let c = 0; c < 0x3000; c++) {
+    const ch = String.fromCharCode(c);
+    const good = hex.includes(ch);
+    // Buffer stops at the first non-hex pair; fromHex refuses the whole input.
+    let got: Uint8Array | 'refused';
+    try {
+      got = fromHex(`a${ch}`);
+    } catch (e) {
+      got = (e as Error).name === 'TypeError' ? 'refused' : new Uint8Array(0);
+    }
+    if (good ? !(got instanceof Uint8Array && got[0] === Buffer.from(`a${ch}`, 'hex')[0]) : got !== 'refused') wrong++;
+    if (good ? !(fromHex(`${ch}0`)[0] === Buffer.from(`${ch}0`, 'hex')[0]) : !threw(() => fromHex(`${ch}0`))) wrong++;
+  }
+  t.equal(wrong, 0, 'each of the first 12,288 char codes, high and low nibble: hex reads as Buffer reads it, the rest is refused');
+  t.same(fromHex('00ff10Aa'), Uint8Array.of(0, 255, 16, 170), 'mixed case');
+  t.ok(threw(() => fromHex('abc')), 'an odd length is refused');
+  t.ok(threw(() => fromHex('0g')), 'one bad character refuses the whole input');
+  t.same(fromHex(''), new Uint8Array(0), 'empty');
+});
+
+function threw(f: () => unknown): boolean {
+  try {
+    f();
+    return false;
+  } catch (e) {
+    return (e as Error).name === 'TypeError';
+  }
+}

@@ -25,14 +25,18 @@ import type { ConfigContext } from './context.js';
 /** Reconciles start at least this many times their own length apart. */
 const RECONCILE_SPACING = 3;
 /**
- * The idle loop's full runs start at least this many times the last full
- * run's length apart: at most a fiftieth of the process (decision 126; it
- * was a tenth, 6% of an idle core at 10,000 members with the key server's
- * convergence reads beside it). Admin changes made by another process are
- * applied within about a second up to a few thousand members and within a
- * few seconds at 10,000; joins, leaves and removals reconcile at once.
+ * The idle loop's full runs start at least ten times the last full run's
+ * length apart (decision 35), and at least fifty times the CPU it took
+ * (decision 126): at most a fiftieth of the process. Ten of its length
+ * alone let a run that is all CPU (reading 10,000 members) take a tenth of
+ * an idle core; fifty of its length would have held back a run that mostly
+ * waits on its network devices (a Mosquitto's dynsec, nft), which costs
+ * this process little. Admin changes made by another process are applied
+ * within about a second up to a few thousand members and within a few
+ * seconds at 10,000; joins, leaves and removals reconcile at once.
  */
-const IDLE_SPACING = 50;
+const IDLE_LENGTHS = 10;
+const IDLE_CPU_SPACING = 50;
 
 /** Why a member is out of a VPN, as its holder is told (S405). */
 export type LeaveReason = 'evicted' | 'revoked' | 'deleted' | 'left';
@@ -145,7 +149,7 @@ export function membership(c: ConfigContext): Membership {
   let queued: { run: Promise<void>; scope: Set<string> | null } | null = null;
   let lastRun = { at: 0, ms: 0 };
   /** The last full run: the idle loop's period stretches with its length, not a patch's. */
-  let lastFull = { at: 0, ms: 0 };
+  let lastFull = { at: 0, ms: 0, cpuMs: 0 };
   function reconcile(devices?: readonly string[]): Promise<void> {
     if (queued) {
       if (!devices) queued.scope = null;
@@ -158,12 +162,16 @@ export function membership(c: ConfigContext): Membership {
       if (wait >= 1) await new Promise((r) => setTimeout(r, wait));
       queued = null; // from here a caller's writes may come after our reads: it waits for the next run
       const at = Date.now();
+      const cpu0 = process.cpuUsage();
       let full = q.scope === null;
       try {
         full = await reconcileOnce(q.scope);
       } finally {
         lastRun = { at, ms: Date.now() - at };
-        if (full) lastFull = lastRun;
+        // The process's CPU over the run: its own, and whatever ran beside
+        // it while it waited (a storm's joins), which spaces idle runs more.
+        const cpu = process.cpuUsage(cpu0);
+        if (full) lastFull = { ...lastRun, cpuMs: (cpu.user + cpu.system) / 1000 };
       }
     });
     queued = q;
@@ -311,9 +319,9 @@ export function membership(c: ConfigContext): Membership {
 
   return {
     reconcile,
-    // Idle, at most a fiftieth of the process: the period stretches to fifty full runs' length.
+    // Idle, at most a fiftieth of the process: ten full runs' length, or fifty of their CPU.
     reconcileIfIdle: async () => {
-      if (Date.now() - lastFull.at >= IDLE_SPACING * lastFull.ms) await reconcile();
+      if (Date.now() - lastFull.at >= Math.max(IDLE_LENGTHS * lastFull.ms, IDLE_CPU_SPACING * lastFull.cpuMs)) await reconcile();
     },
     planned: (vpnId) => last.vpns.find((p) => p.id === vpnId) ?? { rate: 0, cut: false },
     removeMember,

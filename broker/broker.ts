@@ -30,6 +30,7 @@ import type { BrokerAcl } from './acl.js';
 import { indexRetained } from './retained-index.js';
 import { checkDevicePublish, type PublishRefusal } from './publish-policy.js';
 import { Quotas, type QuotaLimits, type QuotaReason } from './quota.js';
+import { constantTimeQueues } from './emitter-queue.js';
 import { boundEmitterDepth } from './emitter-depth.js';
 import { turnOffDuplicateFilter, type FilteringBroker } from './duplicate-filter.js';
 
@@ -141,6 +142,7 @@ export class KagiBroker {
     const aedes = await Aedes.createBroker({ connectTimeout: 10_000 });
     // aedes types do not show its persistence; the instance has it (aedes.js: this.persistence).
     indexRetained((aedes as unknown as { persistence: Parameters<typeof indexRetained>[0] }).persistence);
+    constantTimeQueues((aedes as unknown as { mq: Parameters<typeof constantTimeQueues>[0] }).mq);
     boundEmitterDepth((aedes as unknown as { mq: Parameters<typeof boundEmitterDepth>[0] }).mq);
     turnOffDuplicateFilter(aedes as unknown as FilteringBroker);
     return new KagiBroker(o, aedes);

@@ -21,6 +21,8 @@
  * messages were dropped (duplicate-filter.ts).
  */
 
+import type { Queue } from './emitter-queue.js';
+
 /** Nested message starts allowed before the next is deferred (each is a few frames). */
 export const MAX_DEPTH = 200;
 
@@ -29,8 +31,8 @@ export interface Emitter {
   _do(message: unknown, callback: unknown): unknown;
   /** Frees a slot and starts the queue's head (mqemitter's `released`, bound to it). */
   _released(): void;
-  _messageQueue: unknown[];
-  _messageCallbacks: unknown[];
+  _messageQueue: Queue<unknown>;
+  _messageCallbacks: Queue<unknown>;
   current: number;
 }
 

@@ -7,6 +7,7 @@
  * Input an attacker can send is dropped and counted by KagiError code, never
  * thrown. The transport (MQTT client or host bridge) and timers are injected.
  */
+import { WaiterBook } from './waiter-book.js';
 import type { Crypto } from './crypto/backend.js';
 import { channelTag, type ChannelBook, type ChannelKeys } from './channel.js';
 import { KagiError, isKagiError } from './errors.js';
@@ -125,8 +126,8 @@ export class Peer {
   readonly counters: SendCounter;
   readonly guard: ReplayGuard;
   private readonly pending = new PendingReplies();
-  /** Requests awaiting an answer, by reqId. */
-  private readonly waiters = new Map<number, Waiter>();
+  /** Requests awaiting an answer, by reqId (and by peer, for resend). */
+  private readonly waiters = new WaiterBook<Waiter>();
   /**
    * The HPKE encapsulated keys (enc) of the last requests that opened:
    * every sealing draws a fresh ephemeral key, so a request whose enc is
@@ -254,7 +255,7 @@ export class Peer {
    * work; nothing is sealed again. Returns how many went out.
    */
   async resend(peer?: string): Promise<number> {
-    const again = [...this.waiters.values()].filter((w) => w.sent && (peer === undefined || w.peer === peer));
+    const again = this.waiters.waiting(peer).filter((w) => w.sent);
     await Promise.all(again.map((w) => this.o.transport.publish(w.sent!.topic, w.sent!.bytes).catch(() => {})));
     return again.length;
   }
@@ -421,6 +422,6 @@ export class Peer {
 
   /** Reject every waiting request (shutdown). */
   cancelAll(reason: string): void {
-    for (const reqId of [...this.waiters.keys()]) this.cancel(reqId, new KagiError('unexpected', reason));
+    for (const reqId of this.waiters.ids()) this.cancel(reqId, new KagiError('unexpected', reason));
   }
 }

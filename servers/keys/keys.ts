@@ -152,10 +152,11 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
   /**
    * Members that answer polls (the config server marks the others), with
    * their key ids and holders: two reads. `behind`: only those holding an
-   * epoch below it (convergence's question, answered by the store).
+   * epoch below it (convergence's question, answered by the store in one
+   * read, the silent ones left out there too).
    */
   async function communicating(vpnId: string, behind?: number): Promise<(Holder & { keyId: number })[]> {
-    const silent = await ctx.store.notCommunicating();
+    const silent = behind === undefined ? await ctx.store.notCommunicating() : new Set<string>();
     return (await ctx.store.keyHolders(vpnId, behind))
       .filter((m) => !silent.has(m.deviceId))
       .map((m) => ({ ...holderFrom(m.deviceId, m.relayId, m.relayPort), keyId: m.keyId }));

@@ -208,7 +208,8 @@ export interface Store {
    * A VPN's members with their key ids and relay ports, in device order:
    * a rekey's one read (it read each member's network info and memberships
    * one by one, about six reads a member). With `behind`, only those whose
-   * key id is above 0 and below it: the members convergence pushes to.
+   * key id is above 0 and below it and that are not marked as not
+   * communicating: the members convergence pushes to.
    */
   keyHolders(vpnId: string, behind?: number): Promise<KeyHolderRow[]>;
   /**

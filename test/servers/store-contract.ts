@@ -116,6 +116,11 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     t.same(await s.keyHolders('v1', 3), [{ deviceId: 'd1', keyId: 2, relayId: null, relayPort: null }], 'one at epoch 3 is not behind 3');
     await s.putMember({ vpnId: 'v1', deviceId: 'd0', userId: 'u1', keyId: 0, networkId: 'n' });
     t.notOk((await s.keyHolders('v1', 9)).some((h) => h.deviceId === 'd0'), 'key id 0 (mid-join) is never behind: its join delivers');
+    await s.setCommunicating('d1', false, 10);
+    t.same(await s.keyHolders('v1', 3), [], 'a member marked not communicating is not behind: it converges when back');
+    t.equal((await s.keyHolders('v1')).length, 2, 'the whole read still has it');
+    await s.setCommunicating('d1', true, 11);
+    t.same((await s.keyHolders('v1', 3)).map((h) => h.deviceId), ['d1'], 'back: behind again');
     await s.raiseKeyId('v1', 'd0', 3);
     t.equal(await s.raiseKeyId('v1', 'nobody', 9), false, 'no member: nothing moves');
     t.equal(await s.raiseKeyId('v9', 'd0', 9), false, 'not a member of that VPN: nothing moves');

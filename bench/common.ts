@@ -123,6 +123,9 @@ export function progressLine(what: string, done: number, total: number, every: n
   if (done % every === 0 || done === total) process.stderr.write(`\r  ${what}: ${done}/${total}   ${done === total ? '\n' : ''}`);
 }
 
+/** Terminal i's MAC (02:00:00 and i in the last three bytes), as the benches' fleets are registered. */
+export const benchMac = (i: number): string => `02:00:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
+
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;
@@ -149,8 +152,7 @@ export async function seedFleet(data: string, n: number, id: (i: number) => stri
   await grant(s, 'plant', 'bench');
   const out: Bundle[] = [];
   for (let i = 0; i < n; i++) {
-    const mac = `02:00:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
-    out.push(parseBundle(await addDevice(s, keys, crypto, { id: id(i), mac, kind: 'terminal', broker: 'mqtt://127.0.0.1:1' })));
+    out.push(parseBundle(await addDevice(s, keys, crypto, { id: id(i), mac: benchMac(i), kind: 'terminal', broker: 'mqtt://127.0.0.1:1' })));
     progress?.(i + 1);
   }
   await s.close();

@@ -18,7 +18,7 @@
  */
 import { parseArgs } from 'node:util';
 import { addDevice } from '../servers/admin.js';
-import { benchControlPlane, benchJson, cpuMsSince, positiveArg, progressLine } from './common.js';
+import { benchControlPlane, benchJson, benchMac, cpuMsSince, positiveArg, progressLine } from './common.js';
 
 const { values } = parseArgs({ options: { n: { type: 'string', default: '10000' }, seconds: { type: 'string', default: '20' }, runs: { type: 'string', default: '2' }, settle: { type: 'string', default: '5' }, help: { type: 'boolean', default: false } } });
 if (values.help) {
@@ -35,14 +35,13 @@ const RUNS = positiveArg('bench:idle-cpu', 'runs', values.runs);
 const SETTLE = positiveArg('bench:idle-cpu', 'settle', values.settle);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const mac = (i: number) => `02:00:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
 
 /** The control plane's CPU while idle with `members` members, in percent of one core. */
 async function idleCpu(members: number): Promise<number> {
   const { cp, crypto, close } = await benchControlPlane();
   try {
     for (let i = 0; i < members; i++) {
-      await addDevice(cp.store, cp.keys, crypto, { id: `t${i}`, mac: mac(i), kind: 'terminal', broker: cp.brokerUrl });
+      await addDevice(cp.store, cp.keys, crypto, { id: `t${i}`, mac: benchMac(i), kind: 'terminal', broker: cp.brokerUrl });
       progressLine('devices', i + 1, members, 1000);
     }
     if (members > 0) await cp.store.putSessionKey({ vpnId: 'plant', epoch: 1, key: crypto.randomBytes(32), createdAt: Date.now() });

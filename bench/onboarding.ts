@@ -37,7 +37,7 @@
 import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
 import { addDevice } from '../servers/admin.js';
-import { benchControlPlane, benchJson, cpuMsSince, floorBroker, mainThreadCpuMs, mark, noDelay, pool } from './common.js';
+import { benchControlPlane, benchJson, benchMac, cpuMsSince, floorBroker, mainThreadCpuMs, mark, median, noDelay, pool } from './common.js';
 import { parseBundle, type Bundle } from '../device/bundle.js';
 import { TerminalAgent } from '../device/terminal.js';
 import { nodePlatform } from '../runtime/node/platform.js';
@@ -89,8 +89,7 @@ async function rounds(): Promise<Round[]> {
   const { cp, crypto, close } = await benchControlPlane(POOL ? { password: { concurrency: POOL } } : {});
   const bundles: Bundle[] = [];
   for (let i = 0; i < W + RUNS * N; i++) {
-    const mac = `02:00:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
-    bundles.push(parseBundle(await addDevice(cp.store, cp.keys, crypto, { id: `t${i}`, mac, kind: 'terminal', broker: cp.brokerUrl })));
+    bundles.push(parseBundle(await addDevice(cp.store, cp.keys, crypto, { id: `t${i}`, mac: benchMac(i), kind: 'terminal', broker: cp.brokerUrl })));
   }
   // Each terminal's ticket store outlives its agent, as FILE.tickets does.
   const wallets = bundles.map(() => new MemorySecretStore());
@@ -220,11 +219,6 @@ for (const [i, r] of all.entries()) {
   const hashCpu = r.scrypt.cpuMs / N;
   console.log(`  CPU per first join: ${(r.first.cpuMs / N).toFixed(2)} ms, of which the hash ${hashCpu.toFixed(2)} ms (the floor's) and the rest ${(r.first.cpuMs / N - hashCpu).toFixed(2)} ms; the main thread (agents and services) ${perJoin(r.first.mainMs)}, ${perJoin(r.rejoin.mainMs)} per re-join`);
 }
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 const share = median(all.map((r) => r.scrypt.ms / r.first.ms));
 const rejoinRatio = median(all.map((r) => r.rejoin.ms / r.floorRejoin.ms));
 console.log(`median of ${RUNS} round${RUNS === 1 ? '' : 's'}:`);

@@ -24,7 +24,7 @@ import { topics } from '../../protocol/topics.js';
 import { GROUP_KEY_LENGTH } from '../../protocol/vpn-frame.js';
 import { KeyedSerial } from '../../protocol/replay.js';
 import { every, startService, type RunningService, type ServiceContext } from '../service-host.js';
-import { ConflictError, type SessionKeyRow } from '../store/store.js';
+import { ConflictError, type KeyHolderRow, type SessionKeyRow } from '../store/store.js';
 import { CONNECT_ERAS_KEPT, ERA_IDLE_SWEEP_S } from '../store/windows.js';
 
 export interface KeysOptions {
@@ -149,17 +149,12 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
     return true;
   }
 
-  /**
-   * Members that answer polls (the config server marks the others), with
-   * their key ids and holders: two reads. `behind`: only those holding an
-   * epoch below it (convergence's question, answered by the store in one
-   * read, the silent ones left out there too).
-   */
-  async function communicating(vpnId: string, behind?: number): Promise<(Holder & { keyId: number })[]> {
-    const silent = behind === undefined ? await ctx.store.notCommunicating() : new Set<string>();
-    return (await ctx.store.keyHolders(vpnId, behind))
-      .filter((m) => !silent.has(m.deviceId))
-      .map((m) => ({ ...holderFrom(m.deviceId, m.relayId, m.relayPort), keyId: m.keyId }));
+  const withKeyId = (m: KeyHolderRow) => ({ ...holderFrom(m.deviceId, m.relayId, m.relayPort), keyId: m.keyId });
+
+  /** Members that answer polls (the config server marks the others), with their key ids and holders: two reads. */
+  async function communicating(vpnId: string): Promise<(Holder & { keyId: number })[]> {
+    const silent = await ctx.store.notCommunicating();
+    return (await ctx.store.keyHolders(vpnId)).filter((m) => !silent.has(m.deviceId)).map(withKeyId);
   }
 
   // Rekeys of one VPN run one at a time, in order.
@@ -227,10 +222,11 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
    * (it only moves forward) and by record().
    */
   async function converge(vpnId: string, epoch: number, now: number): Promise<void> {
-    for (const m of await communicating(vpnId, epoch)) {
+    // One read: the store leaves out the silent, those at the epoch, and
+    // key id 0 (mid-join, before its keys went out: the join delivers them).
+    for (const m of (await ctx.store.keyHolders(vpnId, epoch)).map(withKeyId)) {
       const key = `${vpnId}/${m.member}`;
-      // keyId 0: mid-join, before its keys went out; the join delivers them.
-      if (m.keyId === 0 || m.keyId >= epoch || now - (pushed.get(key) ?? -Infinity) < PUSH_EVERY_MS) continue;
+      if (now - (pushed.get(key) ?? -Infinity) < PUSH_EVERY_MS) continue;
       pushed.set(key, now);
       void update(m, vpnId)
         .then((ok) => ok && ctx.log('info', `keys: ${m.member} caught up with ${vpnId}#${epoch}`))

@@ -48,10 +48,11 @@ export const PLACED_MEMBERS_SQL = `SELECT m.vpn_id, m.device_id, n.address, n.re
  * once like owedSql and historySql; `p(i)` writes the i-th placeholder.
  */
 export function keyHolderSql(p: (i: number) => string) {
+  const select = `SELECT m.device_id, m.key_id, n.relay_id, n.relay_port FROM members m
+  LEFT JOIN network_info n ON n.device_id = m.device_id WHERE m.vpn_id = ${p(1)}`;
   return {
     /** Params: vpn. Rows: [device, key id, relay, port]. */
-    holders: `SELECT m.device_id, m.key_id, n.relay_id, n.relay_port FROM members m
-  LEFT JOIN network_info n ON n.device_id = m.device_id WHERE m.vpn_id = ${p(1)} ORDER BY m.device_id`,
+    holders: `${select} ORDER BY m.device_id`,
     /**
      * Params: vpn, epoch. The holders behind `epoch` that hold some epoch
      * (key id above 0: mid-join members get theirs from the join) and are
@@ -60,8 +61,7 @@ export function keyHolderSql(p: (i: number) => string) {
      * rows a second, idle, at 10,000 members; after a power cut, every
      * silent device's liveness row a second besides).
      */
-    lagging: `SELECT m.device_id, m.key_id, n.relay_id, n.relay_port FROM members m
-  LEFT JOIN network_info n ON n.device_id = m.device_id WHERE m.vpn_id = ${p(1)} AND m.key_id > 0 AND m.key_id < ${p(2)}
+    lagging: `${select} AND m.key_id > 0 AND m.key_id < ${p(2)}
   AND NOT EXISTS (SELECT 1 FROM liveness l WHERE l.device_id = m.device_id AND l.communicating = 0) ORDER BY m.device_id`,
     /** Params: epoch, vpn, device, epoch (up, never down). */
     raise: `UPDATE members SET key_id = ${p(1)} WHERE vpn_id = ${p(2)} AND device_id = ${p(3)} AND key_id < ${p(4)}`,

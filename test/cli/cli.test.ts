@@ -10,7 +10,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { kagi, kagiIn, kagiSpawn, kagiUp, stopChild, watch } from '../helpers/cli.js';
 import { kagiDataDir, tempDir } from '../helpers/control-plane.js';
-import { freePort } from '../helpers/ports.js';
+import { freePortRange } from '../helpers/ports.js';
 
 t.test('help on every command', async (t) => {
   const top = kagi(['--help']);
@@ -249,7 +249,8 @@ t.test('a plaintext terminal waits for its relay port, and comes back through it
   t.equal((await run(['device', 'add', 'plain-1', '--mac', '02:00:00:00:00:c1', '--kind', 'plaintext', '--relay', 'relay-1', '--port', 'p1', '--out', join(data, 'plain.json')])).code, 0, 'plaintext added');
 
   // p1 is on --port-base itself: the terminal is told a port nobody serves yet.
-  const p1 = await freePort();
+  // The relay binds p1..p4, so all four must be free, now and at its restart.
+  const p1 = await freePortRange(4);
   const plainProc = kagiSpawn(['agent', join(data, 'plain.json'), '--via', `127.0.0.1:${p1}`, '--user', 'pam', '--password-stdin']);
   t.teardown(() => stopChild(plainProc));
   plainProc.stdin!.end('pam-password\n');

@@ -69,6 +69,8 @@ export interface ControlPlaneOptions {
   keysTickMs?: number;
   /** The password check's hash pool (concurrency, queue bound) and throttling. */
   password?: AuthOptions['password'];
+  /** The config server's admission places (decision 128; default: see join-path.ts). */
+  admitted?: number;
   log?: ServiceContext['log'];
   /** Serve Prometheus metrics on this port (0 = any free one) at /metrics. */
   metricsPort?: number;
@@ -204,7 +206,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       closers.unshift(keysService.close);
       peers.keys = keysService.peer;
     }
-    const config = run.has('config') ? await startConfig(ctx, { drivers, addressOf: (id) => broker?.addresses.get(id), linkCapacity: o.linkCapacity ?? 0, ...o.liveness, ...(o.reconcileMs ? { reconcileMs: o.reconcileMs } : {}) }) : null;
+    const config = run.has('config') ? await startConfig(ctx, { drivers, addressOf: (id) => broker?.addresses.get(id), linkCapacity: o.linkCapacity ?? 0, ...(o.admitted ? { admitted: o.admitted } : {}), ...o.liveness, ...(o.reconcileMs ? { reconcileMs: o.reconcileMs } : {}) }) : null;
     if (config) {
       peers.config = config.peer;
       closers.unshift(config.close);

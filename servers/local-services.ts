@@ -17,8 +17,15 @@
 import { asBody, type Body } from '../protocol/body.js';
 import type { Service } from '../protocol/topics.js';
 
-/** A service's answer to a `service.request` body from `from`; undefined = not taken (as over the broker: no reply). */
-export type ServiceDoor = (from: Service, body: Body) => Promise<Body | undefined>;
+/**
+ * A service's answer to a `service.request` body from `from`; undefined =
+ * not taken (as over the broker: no reply). `aside`: called (at most once)
+ * when the answer starts waiting on something that is not this process's
+ * work, a password hash on the pool's threads, so the asker can give its
+ * admission place to the next request (decision 128). Over the broker
+ * there is none.
+ */
+export type ServiceDoor = (from: Service, body: Body, aside?: () => void) => Promise<Body | undefined>;
 
 /**
  * A copy of a body as the wire would give it: fresh byte arrays, so
@@ -52,10 +59,10 @@ export class LocalServices {
   }
 
   /** `from` asks `to` in this process; what a remote service would answer, or an error like a request that got no reply. */
-  async ask(from: Service, to: Service, body: Body): Promise<Body> {
+  async ask(from: Service, to: Service, body: Body, aside?: () => void): Promise<Body> {
     const door = this.doors.get(to);
     if (!door) throw new Error(`${to} does not run in this process`);
-    const answer = await door(from, copyBody(body));
+    const answer = await door(from, copyBody(body), aside);
     if (answer === undefined) throw new Error(`${to} did not take a service request from ${from}`);
     return asBody(copyBody(answer));
   }

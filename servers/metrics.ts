@@ -32,6 +32,7 @@ interface MetricDef {
 /** Every counter and gauge kagi exports, with its help text: one list, so /metrics always shows them all. */
 export const METRICS = {
   kagi_connected_clients: { type: 'gauge', help: 'MQTT clients connected to the embedded broker' },
+  kagi_requests_waiting: { type: 'gauge', help: 'Device requests (config, join) waiting at the config server for one of its admission places (decision 128)' },
   kagi_joins_total: { type: 'counter', help: 'Devices that joined their VPNs' },
   kagi_refusals_total: { type: 'counter', help: 'Device requests refused, by reason', labels: ['reason'] },
   kagi_password_checks_total: { type: 'counter', help: 'Passwords hashed and checked at joins, by result (ok, wrong-password, unknown-user)', labels: ['result'] },

@@ -90,7 +90,7 @@ export async function startService(
      * keys): taken over the broker (as the Peer's onRequest) and, where the
      * asker runs in this process, by a call (local-services.ts).
      */
-    serve?: (from: string, body: unknown) => Promise<Body | undefined>;
+    serve?: (from: string, body: unknown, aside?: () => void) => Promise<Body | undefined>;
   },
   bind?: (peer: Peer) => void,
   /** Each device state message (the config server's liveness), after startService's own use of it. */

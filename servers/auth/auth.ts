@@ -137,7 +137,7 @@ export async function startAuth(ctx: ServiceContext, o: AuthOptions = {}) {
     return { ok: true, ...common, ...about, deviceId: who.device.id, via: who.via, kind: who.device.kind, mac: who.device.mac, channelUp: channel.up, channelDown: channel.down };
   }
 
-  async function userJoin(raw: Uint8Array): Promise<Verdict> {
+  async function userJoin(raw: Uint8Array, aside?: () => void): Promise<Verdict> {
     const r = await openDeviceRequest(raw, 'join.request');
     if ('refusal' in r) return r.refusal!;
     // Every authentication of a device renews its config channel (an
@@ -146,13 +146,13 @@ export async function startAuth(ctx: ServiceContext, o: AuthOptions = {}) {
     const ticketKey = r.secrets.ticketKey();
     r.secrets.destroy();
     try {
-      return await checkUser(r, channel, ticketKey);
+      return await checkUser(r, channel, ticketKey, aside);
     } finally {
       wipe(ticketKey);
     }
   }
 
-  async function checkUser(r: { env: Envelope; device: DeviceRow; body: Body; replyKey: Uint8Array }, channel: { up: Uint8Array; down: Uint8Array }, ticketKey: Uint8Array): Promise<Verdict> {
+  async function checkUser(r: { env: Envelope; device: DeviceRow; body: Body; replyKey: Uint8Array }, channel: { up: Uint8Array; down: Uint8Array }, ticketKey: Uint8Array, aside?: () => void): Promise<Verdict> {
     const who = await subject(r.device, r.body);
     if (Array.isArray(who)) return refuse(who[0], who[1], { replyTo: r.env.from, reqId: r.env.reqId, replyKey: r.replyKey, about: { device: who[2] } });
     const userId = str(r.body, 'user', 64);
@@ -166,6 +166,7 @@ export async function startAuth(ctx: ServiceContext, o: AuthOptions = {}) {
     const presented = r.body.ticket === undefined ? null : asBody(r.body.ticket);
     if (!presented) {
       const user = await ctx.store.getUser(userId);
+      aside?.(); // from here it waits on the hash pool, which bounds itself (busy)
       const pw = await passwords.check(user, userId, who.device.id, str(r.body, 'password', 1024));
       if (!pw.ok && pw.code === 'password') {
         // One answer for both, at the same cost: a prober learns no user ids.
@@ -199,12 +200,12 @@ export async function startAuth(ctx: ServiceContext, o: AuthOptions = {}) {
   }
 
   /** A service request from the config server, over the broker or by a call (startService's serve). */
-  async function serve(from: string, request: unknown): Promise<Body | undefined> {
+  async function serve(from: string, request: unknown, aside?: () => void): Promise<Body | undefined> {
     if (from !== 'config') return undefined;
     const b = asBody(request);
     const op = str(b, 'op', 32);
     const raw = bytes(b, 'envelope');
-    const verdict = op === 'device.auth' ? await deviceAuth(raw) : op === 'user.join' ? await userJoin(raw) : refuse('unknown-op', `unknown op ${op}`);
+    const verdict = op === 'device.auth' ? await deviceAuth(raw) : op === 'user.join' ? await userJoin(raw, aside) : refuse('unknown-op', `unknown op ${op}`);
     // The detail is for the operator's log only: not even its length goes on the wire.
     const { detail, about, ...body } = verdict;
     if (about !== undefined) await history.note(asBody(about), op === 'device.auth' ? 'config' : 'join', verdict);

@@ -29,6 +29,8 @@ export interface ConfigOptions {
   reconcileMs?: number;
   /** Embodiment 5: the link's capacity (bits/s) the VPNs share; 0 = unknown, nothing is cut. */
   linkCapacity?: number;
+  /** Device requests past the cheap checks at once (admission.ts; default admittedBeside()). */
+  admitted?: number;
 }
 
 export interface LivenessSettings {
@@ -74,8 +76,8 @@ export interface ConfigContext {
   leading(): boolean;
   /** Our own link to the broker is up. */
   connected(): boolean;
-  /** A service.request to auth or keys (by a call when it runs in this process); the answer's body. */
-  ask(to: 'auth' | 'keys', body: Body): Promise<Body>;
+  /** A service.request to auth or keys (by a call when it runs in this process); the answer's body. `aside`: see ServiceDoor. */
+  ask(to: 'auth' | 'keys', body: Body, aside?: () => void): Promise<Body>;
   /** Called once the service runs (messages may arrive before). */
   bind(peer: Peer): void;
   started(service: RunningService): void;
@@ -94,8 +96,8 @@ export function configContext(ctx: ServiceContext, o: ConfigOptions): ConfigCont
     peer: () => peer!,
     leading: () => service?.lease.held === true,
     connected: () => service?.link.connected === true,
-    async ask(to, body) {
-      if (ctx.local?.has(to)) return ctx.local.ask('config', to, body);
+    async ask(to, body, aside) {
+      if (ctx.local?.has(to)) return ctx.local.ask('config', to, body, aside);
       const r = await c.peer().request({ to, pkR: ctx.keys[to].publicKey, topic: topics.service(to, 'service'), type: 'service.request', body, timeoutMs: ctx.timeoutMs });
       r.secrets.destroy();
       return asBody(r.body);

@@ -19,9 +19,13 @@ import { Answers } from './answers.js';
 import { publicKeys } from '../identity.js';
 import type { ConfigContext } from './context.js';
 import type { Membership } from './membership.js';
+import { Admission, ADMITTED_BESIDE_PASSWORDS, admittedBeside } from './admission.js';
 
 /** Requests of one sender being forwarded to the auth server at once; more are dropped. */
 export const MAX_FORWARDS_PER_SENDER = 16;
+
+/** Requests waiting for an admission place; more are dropped as busy (the devices retry). */
+export const MAX_WAITING = 100_000;
 
 /** Sends the answer to one device request (sealed under its reply key) and keeps it for a copy of that request. */
 type Answer = (to: string, reqId: number, key: Uint8Array, r: Reply) => Promise<void>;
@@ -78,7 +82,8 @@ export function joinPath(c: ConfigContext, members: Membership, alive: (deviceId
   }
 
   /** `startedAt`: when the join request reached us (performance.now()), for kagi_join_seconds. */
-  async function join(v: Body, startedAt: number, answer: Answer): Promise<void> {
+  /** `leave`: gives back the admission place, once the keys go out (the rest waits on the device). */
+  async function join(v: Body, startedAt: number, answer: Answer, leave: () => void): Promise<void> {
     const deviceId = str(v, 'deviceId', 64);
     const replyTo = str(v, 'replyTo', 64);
     const userId = str(v, 'user', 64);
@@ -98,7 +103,10 @@ export function joinPath(c: ConfigContext, members: Membership, alive: (deviceId
       await ctx.store.putMember({ vpnId: str(x, 'id', 64), deviceId, userId, keyId: old?.keyId ?? 0, networkId });
     }
     await members.reconcile([deviceId]); // program the network devices before keys go out (its rows: a patch)
-    // Keys for a plaintext terminal go to its relay, for its port.
+    // Keys for a plaintext terminal go to its relay, for its port. From
+    // here the join waits on the device's acknowledgement: the place is
+    // given to the next request rather than held through a round trip.
+    leave();
     const issued = await c.ask('keys', { op: 'keys.issue', deviceId, vpns: vpns.map((x) => x.id), ...(via ? { deliverTo: via.relay, port: via.port } : {}) });
     if (!issued.ok) {
       ctx.metrics.count('kagi_refusals_total', { reason: 'keys' });
@@ -134,6 +142,8 @@ export function joinPath(c: ConfigContext, members: Membership, alive: (deviceId
    * sender's own retry is the answer (decision 7).
    */
   const inFlight = new Map<string, number>();
+  const admission = new Admission(o.admitted ?? (ctx.local?.has('auth') ? ADMITTED_BESIDE_PASSWORDS : admittedBeside()), MAX_WAITING);
+  ctx.metrics.gauge('kagi_requests_waiting', () => admission.queued);
   const drop = (reason: string) => ctx.metrics.count('kagi_messages_dropped_total', { service: 'config', reason });
   async function handle(env: Envelope, raw: Uint8Array): Promise<void> {
     if (env.to !== 'auth' || (env.type !== 'config.request' && env.type !== 'join.request')) return drop('type');
@@ -149,19 +159,25 @@ export function joinPath(c: ConfigContext, members: Membership, alive: (deviceId
     const n = inFlight.get(env.from) ?? 0;
     if (n >= MAX_FORWARDS_PER_SENDER) return drop('busy');
     inFlight.set(env.from, n + 1);
+    const startedAt = performance.now(); // kagi_join_seconds counts the wait for a place too
+    let leave: (() => void) | null = null;
     try {
+      leave = await admission.enter();
+      if (!leave) return drop('busy');
       const sender = await ctx.store.getDevice(env.from);
       if (!sender || sender.revoked || sender.kind === 'plaintext') return drop('unknown-sender');
       const op = env.type === 'config.request' ? 'device.auth' : 'user.join';
-      const startedAt = performance.now();
-      const verdict = await c.ask('auth', { op, envelope: raw });
+      // A password check gives the place back while it waits on the hash
+      // pool (the pool refuses busy past its own bound), where auth runs here.
+      const verdict = await c.ask('auth', { op, envelope: raw }, leave);
       if (!verdict.ok) return refuseDevice(verdict, answer);
       // A device coming back (a restart, a site's power back) asks before
       // it holds keys to answer polls with: its request is its answer, so
       // the polls it missed while down do not evict it mid-way back.
       await alive(str(verdict, 'deviceId', 64));
-      return op === 'device.auth' ? configure(verdict, answer) : join(verdict, startedAt, answer);
+      return await (op === 'device.auth' ? configure(verdict, answer) : join(verdict, startedAt, answer, leave));
     } finally {
+      leave?.();
       const left = (inFlight.get(env.from) ?? 1) - 1;
       if (left > 0) inFlight.set(env.from, left);
       else inFlight.delete(env.from);

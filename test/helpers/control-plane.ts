@@ -59,6 +59,8 @@ export interface CpOptions {
   password?: ControlPlaneOptions['password'];
   /** The embedded broker's per-device quotas. */
   quota?: ControlPlaneOptions['quota'];
+  /** The config server's admission places (decision 128). */
+  admitted?: number;
 }
 
 export async function controlPlane(dataDir: string, o: CpOptions = {}): Promise<ControlPlane> {
@@ -74,6 +76,7 @@ export async function controlPlane(dataDir: string, o: CpOptions = {}): Promise<
     ...(o.lockDataDir === false ? { lockDataDir: false } : {}),
     ...(o.password ? { password: o.password } : {}),
     ...(o.quota ? { quota: o.quota } : {}),
+    ...(o.admitted ? { admitted: o.admitted } : {}),
     log: (level, msg) => o.lines?.push(`${level}: ${msg}`),
   });
 }

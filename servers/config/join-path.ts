@@ -81,8 +81,11 @@ export function joinPath(c: ConfigContext, members: Membership, alive: (deviceId
     ctx.log('info', `config: sent config to ${deviceId}`);
   }
 
-  /** `startedAt`: when the join request reached us (performance.now()), for kagi_join_seconds. */
-  /** `leave`: gives back the admission place, once the keys go out (the rest waits on the device). */
+  /**
+   * `startedAt`: when the join request reached us (performance.now()), for
+   * kagi_join_seconds. `leave`: gives back the admission place, once the
+   * keys go out (the rest waits on the device).
+   */
   async function join(v: Body, startedAt: number, answer: Answer, leave: () => void): Promise<void> {
     const deviceId = str(v, 'deviceId', 64);
     const replyTo = str(v, 'replyTo', 64);

@@ -29,7 +29,7 @@ export interface ConfigOptions {
   reconcileMs?: number;
   /** Embodiment 5: the link's capacity (bits/s) the VPNs share; 0 = unknown, nothing is cut. */
   linkCapacity?: number;
-  /** Device requests past the cheap checks at once (admission.ts; default admittedBeside()). */
+  /** Device requests past the cheap checks at once (admission.ts; default: 32 where auth runs in this process, else admittedBeside()). */
   admitted?: number;
 }
 

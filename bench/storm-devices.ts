@@ -11,7 +11,8 @@
  *   floor  {url, from}     connect + one round trip for each of the share's
  *                          clients (ids from..from+n), times from the command
  *   down                   power loss: every link dropped, nobody leaves
- *   storm                  every agent starts again from its files; times from the command
+ *   storm  {configRequest, timeoutMs}  every agent starts again from its files, asking again
+ *                          after timeoutMs without an answer; times from the command
  *   stop                   the agents stop (no leave); the process exits once it answered
  * Progress: { progress: n } as agents get back (every 100).
  */
@@ -28,7 +29,7 @@ export type DevicesCommand =
   | { cmd: 'floor'; url: string; from: number }
   | { cmd: 'down' }
   /** configRequest: ask for the config before the re-join, as before decision 122. */
-  | { cmd: 'storm'; configRequest: boolean }
+  | { cmd: 'storm'; configRequest: boolean; timeoutMs: number }
   | { cmd: 'stop' };
 
 export interface DevicesAnswer {
@@ -53,16 +54,16 @@ const send = (m: DevicesAnswer | { progress: number }) => process.send!(m);
  * agent's start wait on that directory's lock, taken by the renames of the
  * others' writes (a third of this process's thread in one storm's profile).
  */
-function makeAgent(b: Bundle): TerminalAgent {
+function makeAgent(b: Bundle, timeoutMs = 60_000): TerminalAgent {
   const dir = join(files, b.id);
   mkdirSync(dir, { recursive: true });
   const platform = nodePlatform({ ...(process.env.STORM_DEBUG ? { log: (l: string, m: string) => console.error(l, m) } : {}), brokerUrl: url, stateFile: join(dir, 'device.json.state'), secretsFile: join(dir, 'device.json.tickets') });
-  return new TerminalAgent(b, platform, { timeoutMs: 60_000, attempts: Infinity });
+  return new TerminalAgent(b, platform, { timeoutMs, attempts: Infinity });
 }
 
 /** Each agent of the share starts at once; its time until it is back in its VPN (ms). */
-async function storm(configRequest: boolean): Promise<number[]> {
-  agents = bundles.map(makeAgent);
+async function storm(configRequest: boolean, timeoutMs: number): Promise<number[]> {
+  agents = bundles.map((b) => makeAgent(b, timeoutMs));
   mark('storm-start');
   const t0 = performance.now();
   let back = 0;
@@ -130,7 +131,7 @@ async function handle(m: DevicesCommand): Promise<DevicesAnswer> {
       return { done: 'floor', times, retries, cpuMs: cpuMsSince(cpu0) };
     }
     case 'storm':
-      return { done: 'storm', times: await storm(m.configRequest), cpuMs: cpuMsSince(cpu0) };
+      return { done: 'storm', times: await storm(m.configRequest, m.timeoutMs), cpuMs: cpuMsSince(cpu0) };
     case 'down':
     case 'stop': // the same power loss; the process then exits
       await Promise.all(agents.map((a) => a.stop({ leave: false })));

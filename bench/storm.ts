@@ -53,11 +53,12 @@ const { values } = parseArgs({
     broker: { type: 'string', default: 'embedded' },
     'mosquitto-conf': { type: 'string', multiple: true, default: [] },
     'config-request': { type: 'boolean', default: false },
+    'agent-timeout': { type: 'string', default: '60000' },
     help: { type: 'boolean', default: false },
   },
 });
 if (values.help) {
-  console.log(`usage: npm run bench:storm -- [--n 10000] [--runs 3] [--setup-concurrency 100] [--device-processes 1] [--cpu-prof DIR] [--broker embedded|mosquitto]
+  console.log(`usage: npm run bench:storm -- [--n 10000] [--runs 3] [--setup-concurrency 100] [--device-processes 1] [--cpu-prof DIR] [--broker embedded|mosquitto] [--config-request] [--agent-timeout MS]
   --n N                  devices (default 10000)
   --runs R               storms, the first a warm-up (default 3)
   --setup-concurrency C  first joins at a time during the set-up (default 100)
@@ -71,6 +72,9 @@ if (values.help) {
                          'max_queued_messages 100000'
   --config-request       every agent asks for its config before its re-join, as agents did
                          before decision 122 (to measure what that request cost)
+  --agent-timeout MS     how long an agent waits for an answer before it asks again during the
+                         storm (default 60000; kagi agent's own is 10000): a shorter wait sends
+                         more requests, and kagi up's join count shows how many it answered
 Env STORM_LOG=FILE keeps kagi up's verbose log; STORM_DEBUG=1 prints the agents' logs.`);
   process.exit(0);
 }
@@ -82,6 +86,7 @@ const ON_MOSQUITTO = values.broker === 'mosquitto';
 const N = Number(values.n);
 const RUNS = Number(values.runs);
 const K = positiveArg('bench:storm', 'device-processes', values['device-processes']);
+const AGENT_TIMEOUT_MS = positiveArg('bench:storm', 'agent-timeout', values['agent-timeout']);
 
 const progress = (what: string, done: number) => progressLine(what, done, N, 1000);
 
@@ -98,6 +103,16 @@ async function troubleCounts(url: string): Promise<Map<string, number>> {
     console.log(`  (kagi up's metrics could not be read: ${(e as Error).message})`);
   }
   return out;
+}
+
+/** kagi up's kagi_joins_total (NaN when the metrics cannot be read). */
+async function joinsMade(url: string): Promise<number> {
+  try {
+    const m = /^kagi_joins_total (\d+)/m.exec(await (await fetch(url)).text());
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return NaN;
+  }
 }
 
 /** The devices' processes (bench/storm-devices.ts), each with its share of the fleet. */
@@ -194,7 +209,9 @@ try {
     const floorRetries = fa.reduce((n, a) => n + (a.retries ?? 0), 0);
     const from = process.hrtime.bigint() / 1000n;
     const cpu0 = { up: childCpuMs(up.pid), broker: childCpuMs(kagiMosquitto?.child.pid), host: hostCpuMs() };
-    const ka = await devices.all('back in the VPN', () => ({ cmd: 'storm', configRequest: values['config-request'] }));
+    const joins0 = await joinsMade(metricsUrl);
+    const ka = await devices.all('back in the VPN', () => ({ cmd: 'storm', configRequest: values['config-request'], timeoutMs: AGENT_TIMEOUT_MS }));
+    const joins = (await joinsMade(metricsUrl)) - joins0;
     const host = hostCpuMs();
     /** now − before, NaN where either could not be read. */
     const delta = (now: number | undefined, before: number | undefined) => (now ?? NaN) - (before ?? NaN);
@@ -221,7 +238,7 @@ try {
     // waits out its timeout: a tail in p99 has its cause here).
     const now = await troubleCounts(metricsUrl);
     const news = [...now].filter(([k, v]) => v > (seen.get(k) ?? 0)).map(([k, v]) => `${k} ${v - (seen.get(k) ?? 0)}`);
-    console.log(`  kagi up during the run: ${news.length ? news.join(', ') : 'nothing dropped, refused or evicted'}`);
+    console.log(`  kagi up during the run: ${news.length ? news.join(', ') : 'nothing dropped, refused or evicted'}; ${joins} joins answered for ${N} devices (agents asked again after ${AGENT_TIMEOUT_MS / 1000} s without an answer)`);
     seen = now;
     if (kagiMosquitto && floorMosquitto) {
       const dropped = { kagi: await kagiMosquitto.dropped(), floor: await floorMosquitto.dropped() };

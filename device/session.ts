@@ -15,7 +15,7 @@
  */
 import { isKagiError } from '../protocol/errors.js';
 import { Peer, type ChannelMessage, type Incoming, type Reply } from '../protocol/peer.js';
-import { DEVICE_AGE_BOUNDS } from '../protocol/sealed.js';
+import { DEVICE_AGE_BOUNDS, REQUEST_VALIDITY_S } from '../protocol/sealed.js';
 import { parseTopic, SERVICES, topics } from '../protocol/topics.js';
 import { asBody, list, num, str, type Body } from '../protocol/body.js';
 import { asReceiver, asRequester, MemoryChannelBook } from '../protocol/channel.js';
@@ -265,12 +265,24 @@ export class DeviceSession {
     return this.link.subscribe(...topics);
   }
 
+  /** Where an unanswered request went, and what to check (the CLI names its flags). */
+  private unanswered(): string {
+    return `via ${this.broker} (connected: ${this.link?.connected ? 'yes' : 'no'})${this.p.brokerHint ? ` — ${this.p.brokerHint}` : ''}`;
+  }
+
   /** A request sealed to the auth server, answered by the config server. */
   async ask(type: 'config.request' | 'join.request', op: 'request' | 'join', body: Record<string, unknown>, onWait?: (w: ComeBackLater) => void): Promise<Reply & { ticket?: Ticket }> {
     const attempts = this.o.attempts ?? 5;
     for (let i = 1; ; i++) {
       try {
-        const r = await this.peer!.request({ to: 'auth', pkR: this.bundle.services.auth, topic: topics.service('config', op), type, body, replyFrom: 'config', timeoutMs: this.o.timeoutMs ?? 10_000 });
+        // Copies of the same bytes while the request is valid, then a new
+        // one: a join on a ticket acted on three times rotates the ticket
+        // under the device and reads as a copied ticket (decision 130).
+        const r = await this.peer!.request({
+          to: 'auth', pkR: this.bundle.services.auth, topic: topics.service('config', op), type, body, replyFrom: 'config', timeoutMs: this.o.timeoutMs ?? 10_000,
+          copiesWithinMs: REQUEST_VALIDITY_S * 1000,
+          onCopy: (ms) => this.p.log('warn', `${this.bundle.id}: no reply from config to ${type} within ${ms} ms ${this.unanswered()}; sending it again`),
+        });
         try {
           const b = asBody(r.body);
           const ticket = b.ticket instanceof Uint8Array ? this.openTicket(r.secrets, b.ticket) : undefined;
@@ -301,7 +313,7 @@ export class DeviceSession {
         }
       } catch (e) {
         if (!isKagiError(e, 'unexpected') || i >= attempts || this.stopped) throw e;
-        this.p.log('warn', `${this.bundle.id}: ${(e as Error).message} via ${this.broker} (connected: ${this.link?.connected ? 'yes' : 'no'})${this.p.brokerHint ? ` — ${this.p.brokerHint}` : ''}; attempt ${i + 1}${Number.isFinite(attempts) ? `/${attempts}` : ''}`);
+        this.p.log('warn', `${this.bundle.id}: ${(e as Error).message} ${this.unanswered()}; attempt ${i + 1}${Number.isFinite(attempts) ? `/${attempts}` : ''}`);
       }
     }
   }

@@ -110,6 +110,28 @@ export interface PeerOptions {
   ageBounds?: AgeBounds;
 }
 
+/** What `request` seals and where it waits. */
+export interface RequestArgs {
+  to: string;
+  pkR: Uint8Array;
+  topic: string;
+  type: MessageType;
+  body: unknown;
+  replyFrom?: string;
+  /** How long to wait for the answer before giving up (or, within copiesWithinMs, sending a copy). */
+  timeoutMs: number;
+  /**
+   * For this long (ms; in waits of timeoutMs), a wait that runs out
+   * publishes the same bytes again and waits once more, instead of giving
+   * up: a receiver behind a long queue then acts on the request once and
+   * answers the copies from what it kept (decision 130). 0 (default): give
+   * up at the first timeout.
+   */
+  copiesWithinMs?: number;
+  /** Each copy sent, with how long the request has waited so far (ms): for the requester's log. */
+  onCopy?(waitedMs: number): void;
+}
+
 /** A request awaiting its answer: a reply (sealed requests) or a channel message from `peer`; `sent` is what went out, for resend(). */
 interface Waiter {
   peer: string;
@@ -200,7 +222,7 @@ export class Peer {
    * (channel keys) come back with the reply; the caller destroys them.
    */
   async request(
-    a: { to: string; pkR: Uint8Array; topic: string; type: MessageType; body: unknown; replyFrom?: string; timeoutMs: number },
+    a: RequestArgs,
   ): Promise<Reply & { secrets: RequestSecrets; seq: number }> {
     const r = await this.requestOnce(a);
     // Refused as stale by a time source: our clock is corrected; once more.
@@ -210,14 +232,14 @@ export class Peer {
   }
 
   private async requestOnce(
-    a: { to: string; pkR: Uint8Array; topic: string; type: MessageType; body: unknown; replyFrom?: string; timeoutMs: number },
+    a: RequestArgs,
   ): Promise<Reply & { secrets: RequestSecrets; seq: number }> {
     const { seq, era } = await this.counters.takeWithEra(a.to);
     const reqId = this.newReqId();
     const { bytes, secrets } = sealRequest(this.o.crypto, { type: a.type, from: this.o.id, to: a.to, seq, reqId }, this.o.secretKey, a.pkR, a.body, this.nowSeconds(), era);
     const from = a.replyFrom ?? a.to;
     this.pending.expect(reqId, from, secrets);
-    const answer = this.wait(reqId, from, false, `${a.type}`, a.timeoutMs, { topic: a.topic, bytes });
+    const answer = this.wait(reqId, from, false, `${a.type}`, a.timeoutMs, { topic: a.topic, bytes }, undefined, a.copiesWithinMs, a.onCopy);
     // A publish can hang or fail while the link is down; the reply timer
     // still decides (callers retry on 'unexpected'), so a failed send waits
     // out the timeout instead of spinning through retries at once.
@@ -230,17 +252,34 @@ export class Peer {
     }
   }
 
-  private wait(reqId: number, peer: string, channel: boolean, what: string, timeoutMs: number, sent?: Waiter['sent'], keys?: ChannelKeys): Promise<Reply> {
+  /** `copiesWithinMs`: see RequestArgs. */
+  private wait(reqId: number, peer: string, channel: boolean, what: string, timeoutMs: number, sent?: Waiter['sent'], keys?: ChannelKeys, copiesWithinMs = 0, onCopy?: (waitedMs: number) => void): Promise<Reply> {
     const set = this.o.setTimeout ?? ((fn, ms) => setTimeout(fn, ms));
     const clear = this.o.clearTimeout ?? ((t) => clearTimeout(t as ReturnType<typeof setTimeout>));
+    const now = this.o.now ?? Date.now;
     if (this.waiters.has(reqId)) throw new KagiError('argument', `reqId ${reqId} already pending`);
     return new Promise<Reply>((resolve, reject) => {
-      const timer = set(() => {
+      const since = now();
+      // Counted, not timed: a timer that fires a little late must not cost
+      // the last copy (the receiver takes a request a minute after its issue).
+      let copies = Math.max(0, Math.ceil(copiesWithinMs / timeoutMs) - 1);
+      const w: Waiter = { peer, channel, resolve: (r) => (clear(w.timer), resolve(r)), reject, timer: undefined, ...(sent ? { sent } : {}), ...(keys ? { keys } : {}) };
+      const expire = () => {
+        // Young enough to be taken still: the same bytes again (the receiver
+        // takes one copy and answers the others from what it kept), not a
+        // new request that would be a second one to act on.
+        if (w.sent && copies-- > 0) {
+          this.o.transport.publish(w.sent.topic, w.sent.bytes).catch(() => {});
+          w.timer = set(expire, timeoutMs);
+          onCopy?.(now() - since);
+          return;
+        }
         this.waiters.delete(reqId);
         this.pending.cancel(reqId);
-        reject(new KagiError('unexpected', `no reply from ${peer} to ${what} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.waiters.set(reqId, { peer, channel, resolve: (r) => (clear(timer), resolve(r)), reject, timer, ...(sent ? { sent } : {}), ...(keys ? { keys } : {}) });
+        reject(new KagiError('unexpected', `no reply from ${peer} to ${what} within ${copiesWithinMs ? now() - since : timeoutMs} ms`));
+      };
+      w.timer = set(expire, timeoutMs);
+      this.waiters.set(reqId, w);
     });
   }
 

@@ -145,6 +145,8 @@ export function joinPath(c: ConfigContext, members: Membership, alive: (deviceId
    * sender's own retry is the answer (decision 7).
    */
   const inFlight = new Map<string, number>();
+  /** HPKE encs of the requests in line or under way (each is one request's own). */
+  const underWay = new Set<string>();
   const admission = new Admission(o.admitted ?? (ctx.local?.has('auth') ? ADMITTED_BESIDE_PASSWORDS : admittedBeside()), MAX_WAITING);
   ctx.metrics.gauge('kagi_requests_waiting', () => admission.queued);
   const drop = (reason: string) => ctx.metrics.count('kagi_messages_dropped_total', { service: 'config', reason });
@@ -158,10 +160,15 @@ export function joinPath(c: ConfigContext, members: Membership, alive: (deviceId
       ctx.log('debug', `config: ${env.type} from ${env.from} again: its answer sent again`);
       return c.peer().publishReply(again.to, again.bytes);
     }
+    // A copy of a request still in line or under way (its sender waited
+    // long and sent the same bytes again, decision 130): the original's
+    // answer answers it, so it costs nothing here.
+    if (underWay.has(enc)) return drop('copy');
     const answer: Answer = async (to, reqId, key, r) => answers.keep(enc, { from: env.from, to, bytes: await c.peer().sendReply(to, reqId, key, r) });
     const n = inFlight.get(env.from) ?? 0;
     if (n >= MAX_FORWARDS_PER_SENDER) return drop('busy');
     inFlight.set(env.from, n + 1);
+    underWay.add(enc);
     const startedAt = performance.now(); // kagi_join_seconds counts the wait for a place too
     let leave: (() => void) | null = null;
     try {
@@ -180,6 +187,7 @@ export function joinPath(c: ConfigContext, members: Membership, alive: (deviceId
       await alive(str(verdict, 'deviceId', 64));
       return await (op === 'device.auth' ? configure(verdict, answer) : join(verdict, startedAt, answer, leave));
     } finally {
+      underWay.delete(enc);
       leave?.();
       const left = (inFlight.get(env.from) ?? 1) - 1;
       if (left > 0) inFlight.set(env.from, left);

@@ -21,11 +21,11 @@ import { topics } from '../protocol/topics.js';
 import { asBody, bytes, list, num, str, type Body } from '../protocol/body.js';
 import type { Bundle } from './bundle.js';
 import type { Platform } from './platform.js';
-import { DeviceSession, type SessionOptions, type Held } from './session.js';
+import { DeviceSession, RefusedError, type SessionOptions, type Held } from './session.js';
 import { MemorySecretStore, TicketWallet } from './tickets.js';
 import { MemberKeys, type OpenedFrame } from './vpn-keys.js';
 import { ALL_MEMBERS } from '../protocol/vpn-frame.js';
-export { RefusedError } from './session.js';
+export { RefusedError };
 
 export type TerminalState = 'stopped' | 'unconfigured' | 'configured' | 'joining' | 'joined';
 
@@ -144,7 +144,18 @@ export class TerminalAgent {
       for (let attempt = 1; ; attempt++) {
         // The MAC goes with every join: a re-join has no config request to
         // carry it, and the auth server checks it as for one (decision 122).
-        const r = await this.tickets.join(user, password, (c) => this.session.ask('join.request', 'join', { user, mac: this.bundle.mac, ...c }));
+        let r: Awaited<ReturnType<DeviceSession['ask']>>;
+        try {
+          r = await this.tickets.join(user, password, (c) => this.session.ask('join.request', 'join', { user, mac: this.bundle.mac, ...c }));
+        } catch (e) {
+          // The key server had no acknowledgement of our keys (a delivery
+          // lost on the way, while we waited on with copies of the request,
+          // decision 130): the join is an upsert, and the refusal carried the
+          // ticket auth rotated, which the wallet keeps. Ask again.
+          if (!(e instanceof RefusedError && e.code === 'keys') || attempt >= 3) throw e;
+          this.p.log('warn', `${this.bundle.id}: ${e.message}; joining again`);
+          continue;
+        }
         joined = list(asBody(r.body), 'vpns').map((x) => {
           const v = asBody(x);
           this.vpns.get(str(v, 'id', 64))?.keys.shaper.set(typeof v.rate === 'number' ? v.rate : 0, v.cut === true, this.p.now());

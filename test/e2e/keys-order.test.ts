@@ -43,8 +43,9 @@ t.test('a late, older key delivery does not take the holder off the key server\'
       return link;
     },
   };
-  // Our attempts give up before the key server does, so the retried join
-  // is delivered again once the held delivery has timed out.
+  // The key server gives up on the held delivery and refuses the join
+  // (keys); the agent, which waited on with copies of its request
+  // (decision 130), joins again and is delivered to again.
   const a = new TerminalAgent(bundle, platform, { timeoutMs: deadline(1500), attempts: 3 });
   t.teardown(() => a.stop({ leave: false }));
   await a.start();

@@ -21,7 +21,7 @@
  * messages were dropped (duplicate-filter.ts).
  */
 
-import type { Queue } from './emitter-queue.js';
+import type { Queue } from '../protocol/deque.js';
 
 /** Nested message starts allowed before the next is deferred (each is a few frames). */
 export const MAX_DEPTH = 200;

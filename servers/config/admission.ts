@@ -18,6 +18,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { DEFAULT_MAX_WAITING } from '../auth/hash-pool.js';
+import { Deque } from '../../protocol/deque.js';
 
 /**
  * Places where the auth server runs in this process: a password check
@@ -42,8 +43,8 @@ export function admittedBeside(pool: { concurrency?: number; maxWaiting?: number
 
 export class Admission {
   private running = 0;
-  private readonly waiting: (() => void)[] = [];
-  private head = 0;
+  /** Up to MAX_WAITING (100,000) long in a storm: a Deque, where Array.shift would copy it at every turn. */
+  private readonly waiting = new Deque<() => void>();
 
   constructor(
     readonly limit: number,
@@ -54,7 +55,7 @@ export class Admission {
 
   /** Requests waiting for a place now. */
   get queued(): number {
-    return this.waiting.length - this.head;
+    return this.waiting.length;
   }
 
   /**
@@ -76,15 +77,8 @@ export class Admission {
 
   /** A place was given back: hand it to the longest waiting, or free it. */
   private next(): void {
-    if (this.head < this.waiting.length) {
-      const wake = this.waiting[this.head]!;
-      this.waiting[this.head++] = undefined as unknown as () => void;
-      // Compact now and then, so the line's array does not grow for ever.
-      if (this.head > 1024 && this.head * 2 > this.waiting.length) {
-        this.waiting.splice(0, this.head);
-        this.head = 0;
-      }
-      wake(); // the place passes on: running stays the same
-    } else this.running--;
+    const wake = this.waiting.shift();
+    if (wake) wake(); // the place passes on: running stays the same
+    else this.running--;
   }
 }

@@ -10,7 +10,8 @@
 import t from 'tap';
 import { Aedes } from 'aedes';
 import { boundEmitterDepth, type Emitter } from '../../broker/emitter-depth.js';
-import { Deque, constantTimeQueues } from '../../broker/emitter-queue.js';
+import { constantTimeQueues } from '../../broker/emitter-queue.js';
+import { Deque } from '../../protocol/deque.js';
 import { deadline } from '../helpers/deadline.js';
 
 interface Mq extends Emitter {

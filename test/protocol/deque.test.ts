@@ -1,9 +1,10 @@
 /**
- * broker/emitter-queue.ts: the ring buffer against an array doing the same
- * operations. On aedes's own emitter: test/broker/emitter-depth.test.ts.
+ * protocol/deque.ts: the ring buffer against an array doing the same
+ * operations. On aedes's own emitter: test/broker/emitter-depth.test.ts;
+ * as the config server's admission line: test/servers/admission.test.ts.
  */
 import t from 'tap';
-import { Deque } from '../../broker/emitter-queue.js';
+import { Deque } from '../../protocol/deque.js';
 
 t.test('Deque does what an array does with push, shift and unshift', async (t) => {
   const d = new Deque<number>();

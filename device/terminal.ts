@@ -22,7 +22,7 @@ import { asBody, bytes, list, num, str, type Body } from '../protocol/body.js';
 import type { Bundle } from './bundle.js';
 import type { Platform } from './platform.js';
 import { DeviceSession, RefusedError, type SessionOptions, type Held } from './session.js';
-import { MemorySecretStore, TicketWallet } from './tickets.js';
+import { MemorySecretStore, TicketWallet, type JoinAnswer } from './tickets.js';
 import { MemberKeys, type OpenedFrame } from './vpn-keys.js';
 import { ALL_MEMBERS } from '../protocol/vpn-frame.js';
 export { RefusedError };
@@ -144,7 +144,7 @@ export class TerminalAgent {
       for (let attempt = 1; ; attempt++) {
         // The MAC goes with every join: a re-join has no config request to
         // carry it, and the auth server checks it as for one (decision 122).
-        let r: Awaited<ReturnType<DeviceSession['ask']>>;
+        let r: JoinAnswer;
         try {
           r = await this.tickets.join(user, password, (c) => this.session.ask('join.request', 'join', { user, mac: this.bundle.mac, ...c }));
         } catch (e) {

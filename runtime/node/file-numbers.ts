@@ -1,6 +1,6 @@
 /**
- * NumberStore in a JSON file, written through (json-file.ts: temp + rename,
- * off the event loop, coalesced) before each set resolves, so a counter
+ * NumberStore in a JSON file, written through (json-file.ts: the older of
+ * two slots overwritten, coalesced) before each set resolves, so a counter
  * reservation survives kill -9 before it is used.
  */
 import type { NumberStore } from '../../protocol/store.js';
@@ -11,8 +11,8 @@ export class FileNumberStore implements NumberStore {
   private readonly out: JsonFile<Record<string, number>>;
 
   constructor(file: string) {
-    this.m = new Map(Object.entries(JsonFile.read<Record<string, number>>(file) ?? {}));
     this.out = new JsonFile(file, () => Object.fromEntries(this.m));
+    this.m = new Map(Object.entries(this.out.load() ?? {}));
   }
 
   async get(key: string): Promise<number | undefined> {

@@ -1,8 +1,8 @@
 /**
  * An agent's secrets on Node (resumption tickets): one JSON file of hex
- * values beside the device file, 0600, replaced by rename so a crash
- * leaves the old file or the new one, never half of either (json-file.ts;
- * each set or delete resolves once it is on disk).
+ * values beside the device file, 0600, written so that a crash leaves the
+ * old content or the new, never half of either (json-file.ts; each set or
+ * delete resolves once it is on disk).
  */
 import type { SecretStore } from '../../device/platform.js';
 import { fromHex, toHex } from '../../protocol/bytes.js';
@@ -13,8 +13,8 @@ export class FileSecretStore implements SecretStore {
   private readonly out: JsonFile<Record<string, string>>;
 
   constructor(file: string) {
-    this.m = new Map(Object.entries(JsonFile.read<Record<string, string>>(file) ?? {}));
     this.out = new JsonFile(file, () => Object.fromEntries(this.m));
+    this.m = new Map(Object.entries(this.out.load() ?? {}));
   }
 
   async get(key: string): Promise<Uint8Array | undefined> {

@@ -14,7 +14,7 @@ import { JsonFile } from '../../runtime/node/json-file.js';
 import { SendCounter } from '../../protocol/replay.js';
 import { tempDir } from '../helpers/control-plane.js';
 
-const onDisk = (f: string) => JSON.parse(readFileSync(f, 'utf8')) as Record<string, unknown>;
+const onDisk = (f: string) => JsonFile.read<Record<string, unknown>>(f)!;
 
 t.test('a number is on disk when its set resolves; a new instance reads it; the file is 0600', async (t) => {
   const f = join(tempDir(t), 'dev.state');

@@ -17,6 +17,7 @@ import { TerminalAgent } from '../../device/terminal.js';
 import { STATIC_SECRETS } from '../../device/session.js';
 import { nodePlatform } from '../../runtime/node/platform.js';
 import { nodePrimitives } from '../../runtime/node/crypto.js';
+import { JsonFile } from '../../runtime/node/json-file.js';
 import { toHex } from '../../protocol/bytes.js';
 
 t.test('a restart takes the kept static secrets; kept secrets that do not open are computed again', async (t) => {
@@ -61,7 +62,7 @@ t.test('a restart takes the kept static secrets; kept secrets that do not open a
     await a.stop({ leave: false });
     return { ...count };
   };
-  const kept = () => (JSON.parse(readFileSync(ticketsFile, 'utf8')) as Record<string, string>)[STATIC_SECRETS];
+  const kept = () => JsonFile.read<Record<string, string>>(ticketsFile)![STATIC_SECRETS];
 
   const firstBoot = await boot('alice-password');
   t.ok(firstBoot.statics >= 3, `the first boot computes its secrets with the broker, auth and keys (${firstBoot.statics})`);
@@ -75,7 +76,8 @@ t.test('a restart takes the kept static secrets; kept secrets that do not open a
 
   // A kept blob that does not open (a corrupted file): computed again, kept anew.
   const bad = blob!.slice(0, -2) + (blob!.endsWith('00') ? '01' : '00');
-  writeFileSync(ticketsFile, JSON.stringify({ ...JSON.parse(readFileSync(ticketsFile, 'utf8')), [STATIC_SECRETS]: bad }));
+  // Written as the plain JSON of earlier versions, which the agent still reads (decision 131).
+  writeFileSync(ticketsFile, JSON.stringify({ ...JsonFile.read<Record<string, string>>(ticketsFile), [STATIC_SECRETS]: bad }));
   const third = await boot();
   t.ok(third.statics >= 3 && third.base === 1, `kept secrets that do not open are computed again (${third.statics}, ${third.base})`);
   t.ok(lines.some((l) => /kept static secrets did not open: computing them again/.test(l)), 'and the agent says so');

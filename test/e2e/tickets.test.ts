@@ -12,8 +12,11 @@ import { join } from 'node:path';
 import { freePort } from '../helpers/ports.js';
 import { kagi, kagiIn, kagiSpawn, kagiUp, stopChild, watch } from '../helpers/cli.js';
 import { tempDir } from '../helpers/control-plane.js';
+import { parseContent } from '../../runtime/node/json-file.js';
 
 const PASSWORD = 'alice-password';
+/** alice's ticket in FILE.tickets (or in a copy of its bytes taken earlier). */
+const ticketIn = (file: string, copy?: string) => parseContent<Record<string, string>>(copy === undefined ? readFileSync(file) : Buffer.from(copy, 'utf8')).value['ticket:alice'];
 
 function ok(t: { equal(a: unknown, b: unknown, m: string): unknown }, r: { code: number | null; stdout: string; stderr: string }, what: string) {
   t.equal(r.code, 0, `${what}${r.code ? `: ${r.stderr}` : ''}`);
@@ -75,7 +78,8 @@ t.test('tickets through the CLI', async (t) => {
   await a.out.until(/joined plant/);
   await stopChild(a.child);
   const second = readFileSync(tickets, 'utf8');
-  t.not(second, held, 'the re-join rotated the ticket');
+  const successor = ticketIn(tickets);
+  t.not(successor, ticketIn(tickets, held), 'the re-join rotated the ticket');
   t.notMatch(a.out.text(), /rejoined|granted plant/, 'one join per start: a device that left at its last stop is owed no grant notice');
   t.match(a.out.text(), /re-joining as alice on its ticket: no config request/, 'it says it re-joins on its ticket');
   t.notMatch(a.out.text(), /state: configured/, 'and goes from unconfigured to joining: no config request before the join (decision 122)');
@@ -92,7 +96,7 @@ t.test('tickets through the CLI', async (t) => {
   await a.out.until(/joined plant/);
   await stopChild(a.child);
   t.pass('a lost reply does not lock the device out');
-  t.notOk(readFileSync(tickets, 'utf8').includes(JSON.parse(second)['ticket:alice']), 'the unused successor was rotated in its place');
+  t.not(ticketIn(tickets), successor, 'the unused successor was rotated in its place');
 
   // A copy of a ticket whose successor was used since: a clone. The pair's tickets are revoked.
   a = startAgent(file, url, []);

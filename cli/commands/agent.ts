@@ -40,7 +40,9 @@ password is needed again only if the ticket is refused (expired, the
 password changed, the ticket seen twice); the agent says so. A relay keeps
 the tickets of its ports' terminals the same way, so a plaintext terminal
 joins again with --user alone.
-Sequence counters persist in FILE.state. One agent runs on a device file:
+Sequence counters persist in FILE.state. Both files hold their content
+twice, the newer written over the older and each checked, so a crash
+leaves one whole (decision 131). One agent runs on a device file:
 a second one on the same FILE is refused at start (exit 1), naming the
 first (its lock goes with its process). Listeners are bound before the
 agent connects: a LOCALPORT in use is an error naming it, and nothing is

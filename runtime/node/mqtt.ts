@@ -49,6 +49,14 @@ export interface MqttLinkOptions {
   log?(level: 'debug' | 'info' | 'warn', msg: string): void;
 }
 
+/**
+ * MQTT.js logs through the \`debug\` package: each client made its own
+ * logger (a tty check) and every packet called it, enabled or not (2% of
+ * bench:storm's agents' thread). Without DEBUG in the environment it gets
+ * a logger that does nothing; with it (DEBUG=mqttjs*), its own.
+ */
+const MQTTJS_LOG: { log?: () => void } = process.env.DEBUG ? {} : { log: () => {} };
+
 export class MqttLink implements Transport {
   private client: MqttClient | null = null;
   private next: Buffer | undefined;
@@ -90,14 +98,18 @@ export class MqttLink implements Transport {
       reconnectPeriod: 0, // we schedule reconnects (backoff with jitter)
       connectTimeout: timeoutMs,
       will: this.o.will ? { topic: this.o.will.topic, payload: Buffer.from(this.o.will.payload), retain: this.o.will.retain, qos: 1 } : undefined,
+      ...MQTTJS_LOG,
     };
     const url = new URL(this.o.url);
-    // MQTT.js cannot pick a source address or check a pin; a stream builder can.
+    // MQTT.js cannot pick a source address or check a pin; a stream builder
+    // can. A plain connection takes one too: mqtt.connect() would parse the
+    // URL and merge its options again at every client (1% of bench:storm's
+    // agents' thread).
+    const host = url.hostname.replace(/^\[(.*)\]$/, '$1'); // an IPv6 literal without its brackets
+    const localAddress = this.o.localAddress;
     const client = isTlsUrl(this.o.url)
-      ? new mqtt.MqttClient(brokerTlsStream(url, this.o.tls, this.o.localAddress), options)
-      : this.o.localAddress
-        ? new mqtt.MqttClient(() => createConnection({ host: url.hostname, port: Number(url.port || 1883), localAddress: this.o.localAddress }), options)
-        : mqtt.connect(this.o.url, options);
+      ? new mqtt.MqttClient(brokerTlsStream(url, this.o.tls, localAddress), options)
+      : new mqtt.MqttClient(() => createConnection({ host, port: Number(url.port || 1883), noDelay: true, ...(localAddress ? { localAddress } : {}) }), options);
     this.client = client;
     client.on('close', () => {
       for (const lost of this.inFlight) lost();

@@ -131,7 +131,7 @@ export function joinPath(c: ConfigContext, members: Membership, alive: (deviceId
     if (!via) await ctx.store.setJoinedAs(deviceId, userId, Date.now());
     if (!via) await renewChannel(deviceId, v);
     await answer(replyTo, num(v, 'reqId'), bytes(v, 'replyKey'), { type: 'join.response', body: { user: userId, vpns: out, liveness: c.wire, ...(v.ticket instanceof Uint8Array ? { ticket: v.ticket } : {}) } });
-    ctx.log('info', `config: ${deviceId} (${userId}) joined ${out.map((x) => x.id).join(', ')}`);
+    ctx.log('info', `config: ${deviceId} (${userId}) joined ${out.map((x) => `${x.id}#${String(x.epoch)}`).join(', ')}${via ? ` (keys to ${String(via.relay)}, port ${String(via.port)})` : ''}`);
     ctx.metrics.count('kagi_joins_total');
     ctx.metrics.observe('kagi_join_seconds', (performance.now() - startedAt) / 1000);
   }

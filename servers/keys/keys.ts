@@ -135,7 +135,9 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
     }
     await record(h.holder, asBody(ack.body), h);
     const where = h.port !== undefined ? `${h.holder} (port ${h.port}, for ${h.member})` : h.member;
-    ctx.log('info', `keys: ${where} holds ${vpns.map((v) => `${String(v.id)}#${String(v.epoch)}`).join(', ')}`);
+    // At debug: a delivery is a join's, which the config server logs with
+    // the epochs (two info lines per re-join were 2% of kagi up in a storm).
+    ctx.log('debug', `keys: ${where} holds ${vpns.map((v) => `${String(v.id)}#${String(v.epoch)}`).join(', ')}`);
     return { ok: true, epochs: Object.fromEntries(vpns.map((v) => [v.id, v.epoch])) };
   }
 

@@ -18,6 +18,8 @@
  */
 import { Aedes, type Client, type PublishPacket, type Subscription, type AuthenticateError } from 'aedes';
 import { createServer, type Server } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { duplexPair } from './in-process.js';
 import { createServer as createTlsServer } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import type { Crypto } from '../protocol/crypto/backend.js';
@@ -263,6 +265,17 @@ export class KagiBroker {
       this.aedes.handle(sock);
     });
     return this.bind(server, host, port, `choose another with --port N (0 picks a free one), or use the broker already there with --broker mqtt://${host}:${port}`);
+  }
+
+  /**
+   * A connection from this process (the services `kagi up` runs beside the
+   * broker): the client's end of an in-process stream pair whose other end
+   * aedes serves as it serves a socket (broker/in-process.ts, decision 132).
+   */
+  connectInProcess(): Duplex {
+    const [client, server] = duplexPair();
+    this.aedes.handle(server);
+    return client;
   }
 
   /**

@@ -193,7 +193,9 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     }
     const brokerAuth = broker ? 'counter' : o.dynsec ? 'static' : 'none';
     fileBroker ??= { broker: brokerUrl, ...(o.brokerTls ? { brokerTls: o.brokerTls } : {}) };
-    const ctx: ServiceContext = { crypto: o.crypto, store, keys, brokerUrl, ...(o.brokerTls && !broker ? { brokerTls: o.brokerTls } : {}), brokerAuth, timeoutMs: o.timeoutMs ?? 10_000, metrics, log, ...(o.instance ? { instance: o.instance } : {}), local: new LocalServices() };
+    // The services here reach the embedded broker without a socket (decision 132).
+    const embedded = broker;
+    const ctx: ServiceContext = { crypto: o.crypto, store, keys, brokerUrl, ...(o.brokerTls && !broker ? { brokerTls: o.brokerTls } : {}), ...(embedded ? { brokerStream: () => embedded.connectInProcess() } : {}), brokerAuth, timeoutMs: o.timeoutMs ?? 10_000, metrics, log, ...(o.instance ? { instance: o.instance } : {}), local: new LocalServices() };
     const authOptions = { ...(o.password ? { password: o.password } : {}), ...(o.ticketLifetimeMs !== undefined ? { ticketLifetimeMs: o.ticketLifetimeMs } : {}) };
     const peers: Partial<Record<Service, Peer>> = {};
     if (run.has('auth')) {

@@ -2,6 +2,7 @@
  * What every service shares: its MQTT link, its Peer, who is who (service
  * keys from keys.json, device keys from the store) and where replies go.
  */
+import type { Duplex } from 'node:stream';
 import type { Crypto } from '../protocol/crypto/backend.js';
 import { Peer, type Incoming, type PeerOptions, type Reply } from '../protocol/peer.js';
 import { SERVICES, parseState, topics, type Service } from '../protocol/topics.js';
@@ -22,6 +23,8 @@ export interface ServiceContext {
   brokerUrl: string;
   /** How an mqtts:// brokerUrl is checked (kagi up --broker-pin / --broker-ca). */
   brokerTls?: BrokerTls;
+  /** A connection to the embedded broker in this process, made anew for each attempt (decision 132); else brokerUrl's. */
+  brokerStream?: () => Duplex;
   /** CONNECT credentials: counter (embedded broker), static (dynsec), none. */
   brokerAuth: 'counter' | 'static' | 'none';
   timeoutMs: number;
@@ -117,6 +120,7 @@ export async function startService(
     authMode: ctx.brokerAuth === 'static' ? 'static' : 'counter',
     numbers: ctx.store.numbers,
     ...(ctx.brokerTls ? { tls: ctx.brokerTls } : {}),
+    ...(ctx.brokerStream ? { stream: ctx.brokerStream } : {}),
     // The services that ask devices (config, keys) hear their state: a
     // device whose connection came back is sent again what it may have
     // missed (Peer.resend), and config keeps its liveness by it.

@@ -8,6 +8,7 @@
  */
 import mqtt, { type MqttClient } from 'mqtt';
 import { createConnection } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Crypto } from '../../protocol/crypto/backend.js';
 import { ConnectCredentials } from '../../protocol/connect-auth.js';
 import type { NumberStore } from '../../protocol/store.js';
@@ -46,6 +47,12 @@ export interface MqttLinkOptions {
   localAddress?: string;
   /** How an mqtts:// broker is checked (a pin or a CA; without it the system CAs). Ignored for mqtt://. */
   tls?: BrokerTls;
+  /**
+   * The connection itself, made anew at each attempt, instead of one to
+   * \`url\` (which then only names the broker in logs): the embedded
+   * broker's in-process streams for the services beside it (decision 132).
+   */
+  stream?: () => Duplex;
   log?(level: 'debug' | 'info' | 'warn', msg: string): void;
 }
 
@@ -107,9 +114,11 @@ export class MqttLink implements Transport {
     // agents' thread).
     const host = url.hostname.replace(/^\[(.*)\]$/, '$1'); // an IPv6 literal without its brackets
     const localAddress = this.o.localAddress;
-    const client = isTlsUrl(this.o.url)
-      ? new mqtt.MqttClient(brokerTlsStream(url, this.o.tls, localAddress), options)
-      : new mqtt.MqttClient(() => createConnection({ host, port: Number(url.port || 1883), noDelay: true, ...(localAddress ? { localAddress } : {}) }), options);
+    const client = this.o.stream
+      ? new mqtt.MqttClient(this.o.stream, options)
+      : isTlsUrl(this.o.url)
+        ? new mqtt.MqttClient(brokerTlsStream(url, this.o.tls, localAddress), options)
+        : new mqtt.MqttClient(() => createConnection({ host, port: Number(url.port || 1883), noDelay: true, ...(localAddress ? { localAddress } : {}) }), options);
     this.client = client;
     client.on('close', () => {
       for (const lost of this.inFlight) lost();

@@ -46,13 +46,24 @@ export interface SetupOptions {
   ikmE?: Uint8Array;
 }
 
-// §4: LabeledExtract / LabeledExpand.
+// §4: LabeledExtract / LabeledExpand. Their fixed parts ("HPKE-v1", the
+// suite, the label, and Expand's length) are public and few: made once per
+// combination, not encoded and joined again at each of the ~30 calls a
+// re-join makes.
+const prefixes = new Map<string, Uint8Array>();
+function prefix(suite: Uint8Array, label: string, L?: number): Uint8Array {
+  const key = `${suite === SUITE_KEM ? 'K' : 'H'} ${label} ${L ?? ''}`;
+  let p = prefixes.get(key);
+  if (!p) prefixes.set(key, (p = L === undefined ? concat(HPKE_V1, suite, utf8(label)) : concat(i2osp(L, 2), HPKE_V1, suite, utf8(label))));
+  return p;
+}
+
 function labeledExtract(c: Crypto, suite: Uint8Array, salt: Uint8Array, label: string, ikm: Uint8Array): Uint8Array {
-  return c.hkdfExtract(salt, concat(HPKE_V1, suite, utf8(label), ikm));
+  return c.hkdfExtract(salt, concat(prefix(suite, label), ikm));
 }
 
 function labeledExpand(c: Crypto, suite: Uint8Array, prk: Uint8Array, label: string, info: Uint8Array, L: number): Uint8Array {
-  return c.hkdfExpand(prk, concat(i2osp(L, 2), HPKE_V1, suite, utf8(label), info), L);
+  return c.hkdfExpand(prk, concat(prefix(suite, label, L), info), L);
 }
 
 /** §7.1.3 DeriveKeyPair for X25519: the scalar is clamped inside X25519. */

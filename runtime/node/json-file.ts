@@ -106,7 +106,8 @@ export class JsonFile<T extends Record<string, unknown>> {
     const bytes = encodeSlot(next.size, next.generation, content);
     const fd = openSync(this.file, 'r+');
     try {
-      writeSync(fd, bytes, 0, bytes.length, next.slot * next.size);
+      const n = writeSync(fd, bytes, 0, bytes.length, next.slot * next.size);
+      if (n !== bytes.length) throw new Error(`${this.file}: wrote ${n} of ${bytes.length} bytes`); // the disk full: the save fails, the other slot stands
     } finally {
       closeSync(fd);
     }

@@ -3,16 +3,21 @@
  * 131), on real files: a save overwrites the older slot of the same file
  * (the inode stays), a crash's half-written slot is passed over for the
  * other, the plain JSON of earlier versions is read and rewritten, and
- * content that outgrows its slot gets a bigger file.
+ * content that outgrows its slot gets a bigger file. A child killed while
+ * it saves leaves a whole file holding every save that resolved.
  */
 import t from 'tap';
 import { readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { FileNumberStore } from '../../runtime/node/file-numbers.js';
 import { FileSecretStore } from '../../runtime/node/file-secrets.js';
 import { JsonFile } from '../../runtime/node/json-file.js';
 import { encodeSlot, MIN_SLOT, readSlots, slotSizeFor } from '../../runtime/node/slots.js';
 import { tempDir } from '../helpers/control-plane.js';
+import { nodeArgs } from '../helpers/built.js';
 
 const text = (b: Uint8Array) => Buffer.from(b).toString('utf8');
 
@@ -107,4 +112,31 @@ t.test('the layout alone: a slot says its size, generation and length; any chang
   }
   t.pass(`each of the slot's ${slot.length} bytes, changed, makes it unreadable`);
   t.throws(() => encodeSlot(4096, 1, new Uint8Array(4096)), RangeError, 'content that does not fit its slot is refused');
+});
+
+t.test('killed (SIGKILL) while it saves, over and over: the file is always whole and holds every save that resolved', async (t) => {
+  const f = join(tempDir(t), 'dev.state');
+  let resolved = 0;
+  for (let round = 1; round <= 6; round++) {
+    const child = spawn(process.execPath, [...nodeArgs('test/helpers/saver.ts'), f], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const lines = createInterface({ input: child.stdout! });
+    // Kill it after a different number of saves each round, in the middle of its run of writes.
+    const killAfter = resolved + 50 + round * 37;
+    for await (const line of lines) {
+      const m = /^saved (\d+)$/.exec(line);
+      if (m) resolved = Number(m[1]);
+      if (resolved >= killAfter) {
+        child.kill('SIGKILL');
+        break;
+      }
+    }
+    await once(child, 'exit');
+    const held = JsonFile.read<Record<string, number>>(f);
+    if (!held || !(held.n! >= resolved)) {
+      t.fail(`round ${round}: the file holds ${JSON.stringify(held)} after save ${resolved} resolved`);
+      return;
+    }
+    resolved = held.n!; // the next child counts on from what is there
+  }
+  t.ok(resolved >= 6 * 50, `six kills, ${resolved} saves: every read whole, none that resolved lost`);
 });

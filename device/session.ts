@@ -106,6 +106,10 @@ export class DeviceSession {
   private keysAt: { era: number; seq: number } | undefined;
   liveness: Liveness = DEFAULT_LIVENESS;
   private lastPoll = 0;
+  /** The liveness clock found nothing it could do and waits to be woken (wakeClock). */
+  private clockAsleep = false;
+  /** How often the liveness clock has woken: a diagnostic (test/e2e/liveness-clock.test.ts). */
+  clockWakes = 0;
   private lastContinue = 0;
   private timer: ReturnType<typeof setTimeout> | null = null;
   private readonly fetching = new Map<string, number>();
@@ -234,8 +238,8 @@ export class DeviceSession {
    * looks again from there: a poll that came meanwhile moves that moment on,
    * so a member polled on time wakes about once per continueAfterMs. It
    * never looks again sooner than a quarter interval (at most 250 ms), the
-   * clock's old period, which it keeps while a continue is due but cannot
-   * go (no keys held yet, no config channel).
+   * clock's old period. When a continue is due but cannot go (no keys held
+   * yet, no config channel) it sleeps until woken (wakeClock).
    *
    * Why not a fixed tick: it woke every agent four times per poll interval
    * to find nothing due. A board pays each wake-up in power, and 10,000
@@ -243,16 +247,32 @@ export class DeviceSession {
    */
   private armTick(): void {
     if (this.timer) clearTimeout(this.timer);
+    this.clockAsleep = false;
     const l = this.liveness;
     const looksAgain = Math.max(20, Math.min(250, Math.floor(l.pollIntervalMs / 4)));
     const due = Math.max(this.lastPoll + l.continueAfterMs, this.lastContinue + l.pollIntervalMs / 2);
     this.timer = setTimeout(() => {
       this.timer = null;
-      const next = () => {
-        if (!this.stopped && this.timer === null) this.armTick();
+      this.clockWakes++;
+      const next = (awake: boolean) => {
+        if (this.stopped || this.timer !== null) return;
+        if (awake) this.armTick();
+        else this.clockAsleep = true;
       };
-      detach(this.tick().finally(next), `${this.bundle.id}: liveness tick`, this.p.log);
+      detach(this.tick().then(next, () => next(true)), `${this.bundle.id}: liveness tick`, this.p.log);
     }, Math.max(looksAgain, due - this.p.now()));
+  }
+
+  /**
+   * The clock sleeps while no continue could go: no keys held, or no
+   * config channel (an agent waiting for its join, through a whole restart
+   * storm). What can change that wakes it: keys delivered or updated, the
+   * config channel renewed, the liveness parameters learned. Before, it
+   * looked again four times a second while it waited: in bench:storm, the
+   * agents' process made most of its timers there (decision 133).
+   */
+  private wakeClock(): void {
+    if (this.clockAsleep && !this.stopped) this.armTick();
   }
 
   publish(topic: string, payload: Uint8Array, retain = false): Promise<void> {
@@ -301,7 +321,10 @@ export class DeviceSession {
           }
           // Our own authentication (not one on a port's behalf) renews the
           // config channel, as the config server does on its side.
-          if (body.onBehalf === undefined) await this.channels.set('config', asRequester(r.secrets.channelKeys()));
+          if (body.onBehalf === undefined) {
+            await this.channels.set('config', asRequester(r.secrets.channelKeys()));
+            this.wakeClock();
+          }
           this.learnLiveness(b);
           // A join (not a config request, which a first join follows at
           // once): by its answer the broker's, auth's and, with a VPN, the
@@ -388,7 +411,7 @@ export class DeviceSession {
     const l = asBody(b.liveness);
     this.liveness = { pollIntervalMs: num(l, 'pollIntervalMs'), continueAfterMs: num(l, 'continueAfterMs') };
     this.lastPoll = this.p.now(); // the clock for "not polled for a while" starts now
-    if (this.timer) this.armTick();
+    if (this.timer || this.clockAsleep) this.armTick();
   }
 
   private async onRequest(m: Incoming): Promise<Reply | undefined> {
@@ -408,13 +431,19 @@ export class DeviceSession {
       this.keysAt = at;
       this.keepStatics();
     } else this.p.log('debug', `${this.bundle.id}: keys delivery ${at.seq} older than ${this.keysAt!.seq}: its channel not taken`);
-    return { type: 'keys.ack', body: this.handlers!.onKeys(asBody(m.body)) };
+    const ack: Reply = { type: 'keys.ack', body: this.handlers!.onKeys(asBody(m.body)) };
+    this.wakeClock(); // keys held now: a continue could go
+    return ack;
   }
 
   private async onChannel(m: ChannelMessage): Promise<Reply | undefined> {
     const { env } = m;
     if (env.from === 'config' && env.type === 'poll') return this.onPoll(asBody(m.body));
-    if (env.from === 'keys' && env.type === 'keys.update') return { type: 'keys.updated', body: this.handlers!.onKeys(asBody(m.body)) };
+    if (env.from === 'keys' && env.type === 'keys.update') {
+      const updated: Reply = { type: 'keys.updated', body: this.handlers!.onKeys(asBody(m.body)) };
+      this.wakeClock();
+      return updated;
+    }
     this.p.log('debug', `${this.bundle.id}: ignored ${env.type} from ${env.from}`);
     return undefined;
   }
@@ -458,13 +487,14 @@ export class DeviceSession {
   }
 
   /** S403: not polled for longer than continueAfterMs while holding keys. */
-  private async tick(): Promise<void> {
+  /** One look of the liveness clock; false when no continue could go (nothing held, no config channel): it sleeps. */
+  private async tick(): Promise<boolean> {
     const now = this.p.now();
     const l = this.liveness;
     // Every half interval: one continue per poll window, whatever the phase.
-    if (now - this.lastPoll < l.continueAfterMs || now - this.lastContinue < l.pollIntervalMs / 2) return;
+    if (now - this.lastPoll < l.continueAfterMs || now - this.lastContinue < l.pollIntervalMs / 2) return true;
     const held = this.handlers?.held() ?? [];
-    if (held.length === 0 || !(await this.channels.get('config'))) return;
+    if (held.length === 0 || !(await this.channels.get('config'))) return false;
     this.lastContinue = now;
     try {
       await this.peer!.sendChannel('config', { type: 'continue', body: { members: held } });
@@ -472,6 +502,7 @@ export class DeviceSession {
     } catch (e) {
       this.p.log('debug', `${this.bundle.id}: continue failed: ${(e as Error).message}`);
     }
+    return true;
   }
 
   /** Explicit leave (of `members`, default all we hold): the config server runs the leave steps at once. */

@@ -77,6 +77,11 @@ export class TerminalAgent {
     this.tickets = new TicketWallet(p.secrets ?? new MemorySecretStore(), p.log);
   }
 
+  /** How often its liveness clock has woken (a diagnostic: it sleeps while nothing could be sent). */
+  get clockWakes(): number {
+    return this.session.clockWakes;
+  }
+
   get state(): TerminalState {
     return this._state;
   }

@@ -486,8 +486,11 @@ export class DeviceSession {
     this.p.log('info', `${this.bundle.id}: fetched the current epoch of ${vpn}${member === this.bundle.id ? '' : ` for ${member}`}`);
   }
 
-  /** S403: not polled for longer than continueAfterMs while holding keys. */
-  /** One look of the liveness clock; false when no continue could go (nothing held, no config channel): it sleeps. */
+  /**
+   * One look of the liveness clock (S403: not polled for longer than
+   * continueAfterMs while holding keys, send a continue); false when no
+   * continue could go (nothing held, no config channel): the clock sleeps.
+   */
   private async tick(): Promise<boolean> {
     const now = this.p.now();
     const l = this.liveness;

@@ -49,7 +49,7 @@ export interface MqttLinkOptions {
   tls?: BrokerTls;
   /**
    * The connection itself, made anew at each attempt, instead of one to
-   * \`url\` (which then only names the broker in logs): the embedded
+   * `url` (which then only names the broker in logs): the embedded
    * broker's in-process streams for the services beside it (decision 132).
    */
   stream?: () => Duplex;
@@ -57,7 +57,7 @@ export interface MqttLinkOptions {
 }
 
 /**
- * MQTT.js logs through the \`debug\` package: each client made its own
+ * MQTT.js logs through the `debug` package: each client made its own
  * logger (a tty check) and every packet called it, enabled or not (2% of
  * bench:storm's agents' thread). Without DEBUG in the environment it gets
  * a logger that does nothing; with it (DEBUG=mqttjs*), its own.

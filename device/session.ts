@@ -18,7 +18,7 @@ import { Peer, type ChannelMessage, type Incoming, type Reply } from '../protoco
 import { DEVICE_AGE_BOUNDS, REQUEST_VALIDITY_S } from '../protocol/sealed.js';
 import { parseTopic, SERVICES, topics } from '../protocol/topics.js';
 import { asBody, list, num, str, type Body } from '../protocol/body.js';
-import { asReceiver, asRequester, MemoryChannelBook } from '../protocol/channel.js';
+import { asReceiver, asRequester, MemoryChannelBook, type ChannelKeys } from '../protocol/channel.js';
 import { toHex, utf8, wipe } from '../protocol/bytes.js';
 import { backoffDelay, retryAfterDelay } from '../protocol/backoff.js';
 import { openTicket, type Ticket } from '../protocol/ticket.js';
@@ -104,6 +104,13 @@ export class DeviceSession {
   private readonly channels = new MemoryChannelBook();
   /** The era and seq of the key delivery whose channel we hold. */
   private keysAt: { era: number; seq: number } | undefined;
+  /**
+   * Keys channels of our joins still waiting for the key server's first
+   * message (decision 134), newest last: the first message that opens
+   * under one makes it the keys channel. A few, as joins under way (a
+   * relay's ports, a join asked again).
+   */
+  private proposedKeys: ChannelKeys[] = [];
   liveness: Liveness = DEFAULT_LIVENESS;
   private lastPoll = 0;
   /** The liveness clock found nothing it could do and waits to be woken (wakeClock). */
@@ -148,6 +155,7 @@ export class DeviceSession {
       replyTopic: (id) => topics.service(id as 'keys', 'reply'),
       onRequest: (m) => this.onRequest(m),
       channels: this.channels,
+      proposedChannels: (from) => (from === 'keys' ? this.proposedKeys : []),
       onChannel: (m) => this.onChannel(m),
       log: this.p.log,
       // Requests carry the time: ours from the platform, corrected by the
@@ -294,12 +302,18 @@ export class DeviceSession {
   async ask(type: 'config.request' | 'join.request', op: 'request' | 'join', body: Record<string, unknown>, onWait?: (w: ComeBackLater) => void): Promise<Reply & { ticket?: Ticket }> {
     const attempts = this.o.attempts ?? 5;
     for (let i = 1; ; i++) {
+      let proposed: ChannelKeys | undefined;
       try {
         // Copies of the same bytes while the request is valid, then a new
         // one: a join on a ticket acted on three times rotates the ticket
         // under the device and reads as a copied ticket (decision 130).
+        // A join asks for its keys on its own keys channel (decision 134),
+        // proposed as soon as the request is sealed: they come before the answer.
+        const join = type === 'join.request';
         const r = await this.peer!.request({
-          to: 'auth', pkR: this.bundle.services.auth, topic: topics.service('config', op), type, body, replyFrom: 'config', timeoutMs: this.o.timeoutMs ?? 10_000,
+          to: 'auth', pkR: this.bundle.services.auth, topic: topics.service('config', op), type, body: join ? { ...body, keys: 'channel' } : body, replyFrom: 'config', timeoutMs: this.o.timeoutMs ?? 10_000,
+          // (Sealed again with a corrected clock: the first one's is withdrawn.)
+          ...(join ? { onSealed: (s: RequestSecrets) => (proposed && this.withdrawKeys(proposed), this.proposeKeys((proposed = asReceiver(s.keysChannelKeys())))) } : {}),
           copiesWithinMs: REQUEST_VALIDITY_S * 1000,
           onCopy: (ms) => this.p.log('warn', `${this.bundle.id}: no reply from config to ${type} within ${ms} ms ${this.unanswered()}; sending it again`),
         });
@@ -337,6 +351,10 @@ export class DeviceSession {
       } catch (e) {
         if (!isKagiError(e, 'unexpected') || i >= attempts || this.stopped) throw e;
         this.p.log('warn', `${this.bundle.id}: ${(e as Error).message} ${this.unanswered()}; attempt ${i + 1}${Number.isFinite(attempts) ? `/${attempts}` : ''}`);
+      } finally {
+        // Answered or given up: the key server sends before the answer, so
+        // a channel it did not use by now it will not use.
+        if (proposed) this.withdrawKeys(proposed);
       }
     }
   }
@@ -436,9 +454,40 @@ export class DeviceSession {
     return ack;
   }
 
+  /** Wait for the key server's first message on a join's keys channel (until that join is answered or given up). */
+  private proposeKeys(keys: ChannelKeys): void {
+    this.proposedKeys = [...this.proposedKeys, keys];
+  }
+
+  /** A join's keys channel the key server has not used (if it did, takeProposedKeys took it out). */
+  private withdrawKeys(keys: ChannelKeys): void {
+    if (!this.proposedKeys.includes(keys)) return;
+    this.proposedKeys = this.proposedKeys.filter((k) => k !== keys);
+    wipe(keys.send, keys.recv);
+  }
+
+  /**
+   * The key server used a keys channel one of our joins proposed: it is our
+   * keys channel from now on, unless a delivery of a higher seq gave us a
+   * newer one meanwhile (the same order as for HPKE deliveries, onRequest).
+   */
+  private async takeProposedKeys(m: ChannelMessage): Promise<void> {
+    // Used now, so no longer proposed; not wiped: the answer goes under it.
+    this.proposedKeys = this.proposedKeys.filter((k) => k !== m.keys);
+    const at = { era: this.keysAt?.era ?? 0, seq: m.env.seq };
+    if (this.keysAt && at.seq <= this.keysAt.seq) {
+      this.p.log('debug', `${this.bundle.id}: keys on a join's channel at ${at.seq}, older than ${this.keysAt.seq}: not taken`);
+      return;
+    }
+    await this.channels.set('keys', m.keys); // the book keeps its own copy
+    this.keysAt = at;
+    this.keepStatics();
+  }
+
   private async onChannel(m: ChannelMessage): Promise<Reply | undefined> {
     const { env } = m;
     if (env.from === 'config' && env.type === 'poll') return this.onPoll(asBody(m.body));
+    if (env.from === 'keys' && m.proposed) await this.takeProposedKeys(m);
     if (env.from === 'keys' && env.type === 'keys.update') {
       const updated: Reply = { type: 'keys.updated', body: this.handlers!.onKeys(asBody(m.body)) };
       this.wakeClock();
@@ -530,6 +579,8 @@ export class DeviceSession {
     await this.link?.close();
     this.link = null;
     this.channels.clear(); // a memory dump after stop finds no channel key
+    for (const k of this.proposedKeys) wipe(k.send, k.recv);
+    this.proposedKeys = [];
     this.keysAt = undefined;
   }
 }

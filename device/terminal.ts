@@ -129,7 +129,8 @@ export class TerminalAgent {
   }
 
   /**
-   * S105–S110: user join; keys arrive (keys.deliver) before the answer.
+   * S105–S110: user join; keys arrive (a keys.update on the join's own keys
+   * channel, decision 134) before the answer.
    * An external terminal (S301) has no config step: it joins directly; nor
    * does a re-join on a ticket (needsConfig).
    * With a ticket for `user` no password is sent (or needed); one is

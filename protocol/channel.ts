@@ -7,10 +7,12 @@
  *  config channel: exported from the device's authentication request
  *    (`Export("kagi/v1 channel", 64)`), handed by the auth server to the
  *    config server; renewed by every config request.
- *  keys channel: exported from every HPKE-sealed key delivery
- *    (`Export("kagi/v1 channel", 64)` of the keys.deliver context), so each
- *    delivery gives a fresh one: the holder takes it before it acknowledges,
- *    the key server once the acknowledgement is back (decision 60).
+ *  keys channel: exported from every join request of the holder's
+ *    (`Export("kagi/v1 keys channel", 64)`, decision 134; an earlier
+ *    agent's from the HPKE-sealed keys.deliver of its join, `Export("kagi/v1
+ *    channel", 64)`), so each join gives a fresh one: the holder takes it
+ *    before it acknowledges, the key server once the acknowledgement is back
+ *    (decision 60).
  *
  * Nonces are I2OSP(seq, 12) with seq from the per-pair SendCounter, and each
  * key serves one direction of one pair. A sender that lost its counters

@@ -40,6 +40,10 @@ export interface Incoming {
 export interface ChannelMessage {
   env: Envelope;
   body: unknown;
+  /** The channel it opened under (an answer goes back under the same). */
+  keys: ChannelKeys;
+  /** It opened under a proposed channel (PeerOptions.proposedChannels), not the book's. */
+  proposed: boolean;
 }
 
 export interface Reply {
@@ -61,6 +65,12 @@ export interface PeerOptions {
   onRequest?(m: Incoming): Promise<Reply | undefined>;
   /** Channel keys by peer; without it, channel messages are dropped. */
   channels?: ChannelBook;
+  /**
+   * Channels with `from` that we proposed and it has not used yet (a join's
+   * keys channel, decision 134), tried after the book's: the handler is
+   * told which one opened a message (ChannelMessage.proposed), and takes it.
+   */
+  proposedChannels?(from: string): ChannelKeys[];
   /** A channel message that answers none of our requests; a returned Reply goes back on the channel. */
   onChannel?(m: ChannelMessage): Promise<Reply | undefined>;
   /**
@@ -130,6 +140,8 @@ export interface RequestArgs {
   copiesWithinMs?: number;
   /** Each copy sent, with how long the request has waited so far (ms): for the requester's log. */
   onCopy?(waitedMs: number): void;
+  /** The request is sealed (before it goes out): what its secrets give now, the answer cannot wait for (a join's keys channel). */
+  onSealed?(secrets: RequestSecrets): void;
 }
 
 /** A request awaiting its answer: a reply (sealed requests) or a channel message from `peer`; `sent` is what went out, for resend(). */
@@ -237,6 +249,7 @@ export class Peer {
     const { seq, era } = await this.counters.takeWithEra(a.to);
     const reqId = this.newReqId();
     const { bytes, secrets } = sealRequest(this.o.crypto, { type: a.type, from: this.o.id, to: a.to, seq, reqId }, this.o.secretKey, a.pkR, a.body, this.nowSeconds(), era);
+    a.onSealed?.(secrets);
     const from = a.replyFrom ?? a.to;
     this.pending.expect(reqId, from, secrets);
     const answer = this.wait(reqId, from, false, `${a.type}`, a.timeoutMs, { topic: a.topic, bytes }, undefined, a.copiesWithinMs, a.onCopy);
@@ -303,28 +316,33 @@ export class Peer {
    * Send a channel message to `to` (one way). `reqId` answers one of theirs;
    * by default a fresh one. Fails with KagiError('key') without a channel.
    */
-  async sendChannel(to: string, r: Reply, reqId = this.newReqId()): Promise<number> {
-    await this.o.transport.publish(this.o.replyTopic(to), (await this.sealChannel(to, r, reqId)).bytes);
+  async sendChannel(to: string, r: Reply, reqId = this.newReqId(), keys?: ChannelKeys): Promise<number> {
+    await this.o.transport.publish(this.o.replyTopic(to), (await this.sealChannel(to, r, reqId, keys)).bytes);
     return reqId;
   }
 
-  private async sealChannel(to: string, r: Reply, reqId: number): Promise<{ bytes: Uint8Array; keys: ChannelKeys }> {
-    const keys = await this.o.channels?.get(to);
+  /** Under `keys`, or the book's channel with `to`. */
+  private async sealChannel(to: string, r: Reply, reqId: number, given?: ChannelKeys): Promise<{ bytes: Uint8Array; keys: ChannelKeys; seq: number }> {
+    const keys = given ?? (await this.o.channels?.get(to));
     if (!keys) throw new KagiError('key', `no channel with ${to}`);
     const seq = await this.counters.take(to);
-    return { bytes: sealSymmetric(this.o.crypto, { type: r.type, from: this.o.id, to, seq, reqId }, keys.send, r.body), keys };
+    return { bytes: sealSymmetric(this.o.crypto, { type: r.type, from: this.o.id, to, seq, reqId }, keys.send, r.body), keys, seq };
   }
 
-  /** A channel message to `to` and its answer on the channel (same reqId). */
-  async channelRequest(a: { to: string; type: MessageType; body: unknown; timeoutMs: number }): Promise<Reply> {
+  /**
+   * A channel message to `to` and its answer on the channel (same reqId);
+   * `keys`: a channel not in the book (a join's, decision 134). With the
+   * seq the message went out with.
+   */
+  async channelRequest(a: { to: string; type: MessageType; body: unknown; timeoutMs: number; keys?: ChannelKeys }): Promise<Reply & { seq: number }> {
     const reqId = this.newReqId();
     const topic = this.o.replyTopic(a.to);
     // Without a channel there is nothing to wait for: KagiError('key') at once.
-    const { bytes, keys } = await this.sealChannel(a.to, { type: a.type, body: a.body }, reqId);
+    const { bytes, keys, seq } = await this.sealChannel(a.to, { type: a.type, body: a.body }, reqId, a.keys);
     const answer = this.wait(reqId, a.to, true, a.type, a.timeoutMs, { topic, bytes }, keys);
     const sent = this.o.transport.publish(topic, bytes).then(() => answer, () => answer);
     try {
-      return await Promise.race([sent, answer]);
+      return { ...(await Promise.race([sent, answer])), seq };
     } catch (e) {
       this.cancel(reqId, e as Error);
       throw e;
@@ -392,15 +410,17 @@ export class Peer {
     if (!answer && this.o.takesChannel && !this.o.takesChannel(env)) return this.drop('type', `${env.type} from ${env.from} on a channel`);
     // Before the claim: an instance that will not act must not take it from the one that will.
     if (!answer && this.o.takesUnsolicited && !this.o.takesUnsolicited()) return this.drop('not-leader', `${env.type} from ${env.from}`);
-    const { keys, body } = (answer && this.openWith(env, w!.keys)) || (await this.openOnChannel(env));
+    const { keys, body, proposed } = (answer && this.openWith(env, w!.keys)) || (await this.openOnChannel(env));
     await this.guard.acceptOnChannel(env.from, channelTag(this.o.crypto, keys), env.seq);
     if (answer && this.waiters.get(env.reqId) === w) {
       this.waiters.delete(env.reqId);
       return w!.resolve({ type: env.type, body });
     }
     if (answer && this.o.takesUnsolicited && !this.o.takesUnsolicited()) return; // late for its request; not ours to act on
-    const reply = await this.o.onChannel?.({ env, body });
-    if (reply) await this.sendChannel(env.from, reply, env.reqId);
+    const reply = await this.o.onChannel?.({ env, body, keys, proposed });
+    // An answer to a message on a proposed channel goes back on that one,
+    // taken or not (a newer one may hold the book): its sender waits on it.
+    if (reply) await this.sendChannel(env.from, reply, env.reqId, proposed ? keys : undefined);
   }
 
   /**
@@ -410,21 +430,33 @@ export class Peer {
    * peer replaced the channel between our request and its answer, and the
    * book's current keys are tried (openOnChannel).
    */
-  private openWith(env: Envelope, keys: ChannelKeys | undefined): { keys: ChannelKeys; body: unknown } | undefined {
+  private openWith(env: Envelope, keys: ChannelKeys | undefined, proposed = false): { keys: ChannelKeys; body: unknown; proposed: boolean } | undefined {
     if (!keys) return undefined;
     try {
-      return { keys, body: openSymmetric(this.o.crypto, env, keys.recv) };
+      return { keys, body: openSymmetric(this.o.crypto, env, keys.recv), proposed };
     } catch (e) {
       if (isKagiError(e)) return undefined;
       throw e;
     }
   }
 
-  /** A channel message opened under the sender's channel as the book holds it now. */
-  private async openOnChannel(env: Envelope): Promise<{ keys: ChannelKeys; body: unknown }> {
+  /**
+   * A channel message opened under the sender's channel as the book holds
+   * it now, or else under one we proposed to it (tried only then: an AEAD
+   * open each, and at most a few are proposed at once).
+   */
+  private async openOnChannel(env: Envelope): Promise<{ keys: ChannelKeys; body: unknown; proposed: boolean }> {
     const keys = await this.o.channels?.get(env.from);
-    if (!keys) throw new KagiError('key', `no channel with ${env.from}`);
-    return { keys, body: openSymmetric(this.o.crypto, env, keys.recv) };
+    const proposed = this.o.proposedChannels?.(env.from) ?? [];
+    if (proposed.length > 0) {
+      for (const k of keys ? [keys, ...proposed] : proposed) {
+        const opened = this.openWith(env, k, k !== keys);
+        if (opened) return opened;
+      }
+    }
+    if (!keys) throw proposed.length > 0 ? new KagiError('auth', `${env.type} from ${env.from} opens under no channel we proposed`) : new KagiError('key', `no channel with ${env.from}`);
+    // Under the book's channel alone: its own error (auth, a malformed body) if it does not open.
+    return { keys, body: openSymmetric(this.o.crypto, env, keys.recv), proposed: false };
   }
 
   /**

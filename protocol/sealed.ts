@@ -32,6 +32,7 @@ const INFO = utf8('kagi/v1 sealed');
 const REPLY_LABEL = utf8('kagi/v1 reply');
 const CHANNEL_LABEL = utf8('kagi/v1 channel');
 const TICKET_LABEL = utf8('kagi/v1 ticket');
+const KEYS_CHANNEL_LABEL = utf8('kagi/v1 keys channel');
 
 /**
  * How long a request is good for after it was issued (s): three times the
@@ -99,6 +100,18 @@ export class RequestSecrets {
    */
   ticketKey(): Uint8Array {
     return this.ctx.export(TICKET_LABEL, 32);
+  }
+
+  /**
+   * A join's keys channel (decision 134): [key server → holder, holder →
+   * key server]. The auth server hands it, with the verdict, to the config
+   * server, which gives it to the key server; the joining holder derives it
+   * itself, so its keys come as a channel message under it, not as an HPKE
+   * delivery of their own.
+   */
+  keysChannelKeys(): { up: Uint8Array; down: Uint8Array } {
+    const k = this.ctx.export(KEYS_CHANNEL_LABEL, 64);
+    return { up: k.slice(0, 32), down: k.slice(32) };
   }
 
   destroy(): void {

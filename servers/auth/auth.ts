@@ -144,9 +144,15 @@ export async function startAuth(ctx: ServiceContext, o: AuthOptions = {}) {
     // external terminal has no config request to take it from).
     const channel = r.secrets.channelKeys();
     const ticketKey = r.secrets.ticketKey();
+    // A join that asks for its keys on its own keys channel (decision 134):
+    // the key server gets it through the config server, with the verdict.
+    const keysChannel = r.body.keys === 'channel' ? r.secrets.keysChannelKeys() : undefined;
     r.secrets.destroy();
     try {
-      return await checkUser(r, channel, ticketKey, aside);
+      const v = await checkUser(r, channel, ticketKey, aside);
+      if (v.ok && keysChannel) return { ...v, keysUp: keysChannel.up, keysDown: keysChannel.down };
+      if (keysChannel) wipe(keysChannel.up, keysChannel.down);
+      return v;
     } finally {
       wipe(ticketKey);
     }

@@ -110,7 +110,9 @@ export function joinPath(c: ConfigContext, members: Membership, alive: (deviceId
     // here the join waits on the device's acknowledgement: the place is
     // given to the next request rather than held through a round trip.
     leave();
-    const issued = await c.ask('keys', { op: 'keys.issue', deviceId, vpns: vpns.map((x) => x.id), ...(via ? { deliverTo: via.relay, port: via.port } : {}) });
+    // The join's own keys channel, when it asked for its keys on it (decision 134).
+    const channel = v.keysUp instanceof Uint8Array ? { channel: { up: bytes(v, 'keysUp', 32), down: bytes(v, 'keysDown', 32) } } : {};
+    const issued = await c.ask('keys', { op: 'keys.issue', deviceId, vpns: vpns.map((x) => x.id), ...(via ? { deliverTo: via.relay, port: via.port } : {}), ...channel });
     if (!issued.ok) {
       ctx.metrics.count('kagi_refusals_total', { reason: 'keys' });
       const reason = `key distribution failed: ${String(issued.reason)}`;

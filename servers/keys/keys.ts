@@ -2,9 +2,12 @@
  * Key server (patent 3): per-VPN session keys (3b) and their distribution
  * to members (3a).
  *
- *  issue     at join: HPKE-sealed keys.deliver to the member (or its relay,
- *            for a port); the holder's keys channel is exported from that
- *            delivery's HPKE context, so every delivery renews it.
+ *  issue     at join: keys.update on the join's own keys channel, which the
+ *            joining holder (the member, or its relay for a port) exported
+ *            from its join request and the auth server handed on (decision
+ *            134); for a join that did not ask for that, HPKE-sealed
+ *            keys.deliver to the holder, its channel that delivery's export.
+ *            Either way every join renews the holder's keys channel.
  *  rekey     a new epoch with a fresh random key, wrapped for each
  *            communicating member under its keys channel (one AEAD per
  *            member, not one HPKE seal): periodically (per VPN period), when
@@ -15,8 +18,8 @@
  *            current epoch; a member that sees a newer epoch fetches it.
  * A member's key id in the VPN table moves only when it acknowledges.
  */
-import { asBody, list, num, str, type Body } from '../../protocol/body.js';
-import { asRequester } from '../../protocol/channel.js';
+import { asBody, bytes, list, num, str, type Body } from '../../protocol/body.js';
+import { asRequester, type ChannelKeys } from '../../protocol/channel.js';
 import { wipe } from '../../protocol/bytes.js';
 import { replaceChannel } from '../store/windows.js';
 import type { ChannelMessage, Peer, Reply } from '../../protocol/peer.js';
@@ -108,14 +111,49 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
   const deliveries = new KeyedSerial();
 
   /**
-   * Keys for `deviceId`, HPKE-sealed to its holder (itself, or its relay for
-   * `port`). The keys channel is the delivery's own export: the holder took
-   * it before acknowledging, and we take it once the acknowledgement is in.
+   * A join's keys for its holder (itself, or its relay for `port`): on the
+   * join's own keys channel when it came (`channel`), else HPKE-sealed.
    */
-  function issue(h: Holder, vpnIds: string[]): Promise<Body> {
-    return deliveries.run(h.holder, () => deliver(h, vpnIds));
+  function issue(h: Holder, vpnIds: string[], channel?: { up: Uint8Array; down: Uint8Array }): Promise<Body> {
+    return deliveries.run(h.holder, () => (channel ? deliverOnChannel(h, vpnIds, asRequester(channel)) : deliver(h, vpnIds)));
   }
 
+  /**
+   * Keys for a join on the join's own keys channel (decision 134): one AEAD
+   * seal here and one open at the holder, where an HPKE delivery cost an
+   * ephemeral key and two X25519. The holder takes the channel at the first
+   * message under it; we keep it once the acknowledgement is in, compare-
+   * and-set on that message's seq as for a delivery.
+   */
+  async function deliverOnChannel(h: Holder, vpnIds: string[], keys: ChannelKeys): Promise<Body> {
+    try {
+      const device = await ctx.store.getDevice(h.holder);
+      if (!device || device.revoked) return { ok: false, reason: `no device ${h.holder}` };
+      const vpns = await vpnKeys(vpnIds);
+      const body = { vpns, ...(h.port !== undefined ? { port: h.port, member: h.member } : {}) };
+      const ack = await peer.channelRequest({ to: h.holder, type: 'keys.update', body, timeoutMs: ctx.timeoutMs, keys });
+      if (ack.type !== 'keys.updated') return { ok: false, reason: `${h.holder} did not acknowledge keys` };
+      await replaceChannel(ctx.store, ctx.crypto, 'keys', h.holder, keys, ack.seq);
+      await record(h.holder, asBody(ack.body), h);
+      logHolds(h, vpns);
+      return { ok: true, epochs: Object.fromEntries(vpns.map((v) => [v.id, v.epoch])) };
+    } finally {
+      wipe(keys.send, keys.recv);
+    }
+  }
+
+  /** At debug: a delivery is a join's, which the config server logs with the epochs (two info lines per re-join were 2% of kagi up in a storm). */
+  function logHolds(h: Holder, vpns: Body[]): void {
+    const where = h.port !== undefined ? `${h.holder} (port ${h.port}, for ${h.member})` : h.member;
+    ctx.log('debug', `keys: ${where} holds ${vpns.map((v) => `${String(v.id)}#${String(v.epoch)}`).join(', ')}`);
+  }
+
+  /**
+   * Keys HPKE-sealed to the holder, for a join that did not ask for them on
+   * its channel (an earlier agent). The keys channel is the delivery's own
+   * export: the holder took it before acknowledging, and we take it once the
+   * acknowledgement is in.
+   */
   async function deliver(h: Holder, vpnIds: string[]): Promise<Body> {
     const device = await ctx.store.getDevice(h.holder);
     if (!device || device.revoked) return { ok: false, reason: `no device ${h.holder}` };
@@ -134,10 +172,7 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
       ack.secrets.destroy();
     }
     await record(h.holder, asBody(ack.body), h);
-    const where = h.port !== undefined ? `${h.holder} (port ${h.port}, for ${h.member})` : h.member;
-    // At debug: a delivery is a join's, which the config server logs with
-    // the epochs (two info lines per re-join were 2% of kagi up in a storm).
-    ctx.log('debug', `keys: ${where} holds ${vpns.map((v) => `${String(v.id)}#${String(v.epoch)}`).join(', ')}`);
+    logHolds(h, vpns);
     return { ok: true, epochs: Object.fromEntries(vpns.map((v) => [v.id, v.epoch])) };
   }
 
@@ -259,7 +294,8 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
       const deviceId = str(b, 'deviceId', 64);
       const relay = b.deliverTo === undefined ? undefined : str(b, 'deliverTo', 64);
       const h: Holder = relay ? { member: deviceId, holder: relay, port: str(b, 'port', 64) } : { member: deviceId, holder: deviceId };
-      return await issue(h, list(b, 'vpns').map(String));
+      const channel = b.channel === undefined ? undefined : asBody(b.channel);
+      return await issue(h, list(b, 'vpns').map(String), channel && { up: bytes(channel, 'up', 32), down: bytes(channel, 'down', 32) });
     } catch (e) {
       return { ok: false, reason: (e as Error).message };
     }

@@ -33,7 +33,8 @@ function dropOnce(cpBroker: { disconnect(id: string): boolean }, id: string, dir
 }
 
 const cases = [
-  ['in', 'keys.deliver', 'the key server sends it again once the agent is back'],
+  // A join's keys: a keys.update on the join's own keys channel (decision 134).
+  ['in', 'keys.update', 'the key server sends it again once the agent is back'],
   ['out', 'join.request', 'the agent sends it again once it is back'],
   // The answer lost: the agent's copy of its request is answered again (servers/config/answers.ts).
   ['in', 'join.response', 'the agent sends its request again and the config server answers the copy the same'],

@@ -51,7 +51,8 @@ t.test('a channel request is answered on the channel; one-way messages arrive', 
   const p = pair({ svc: { onChannel: async (m) => (seen.push([m.env.type, m.body]), m.env.type === 'continue' ? undefined : { type: 'poll', body: { members: [] } }) } });
   await channel(p.devBook, p.svcBook);
   const r = await p.dev.channelRequest({ to: 'config', type: 'poll.reply', body: { members: ['x'] }, timeoutMs: 1000 });
-  t.same(r, { type: 'poll', body: { members: [] } }, 'the answer comes back to the waiting request');
+  t.same({ type: r.type, body: r.body }, { type: 'poll', body: { members: [] } }, 'the answer comes back to the waiting request');
+  t.type(r.seq, 'number', 'with the seq the request went out with');
   await p.dev.sendChannel('config', { type: 'continue', body: { members: [] } });
   await tick();
   t.same(seen, [['poll.reply', { members: ['x'] }], ['continue', { members: [] }]], 'the service saw both, in order');

@@ -40,7 +40,7 @@ export interface Incoming {
 export interface ChannelMessage {
   env: Envelope;
   body: unknown;
-  /** The channel it opened under (an answer goes back under the same). */
+  /** The channel it opened under (the book's, or a proposed one, which an answer goes back under). */
   keys: ChannelKeys;
   /** It opened under a proposed channel (PeerOptions.proposedChannels), not the book's. */
   proposed: boolean;

@@ -14,6 +14,7 @@ import type { MqttClient } from 'mqtt';
 import { controlPlane, crypto, device, rawDevice, tempDir, testPlatform, typeOf, until, vpnWithUsers } from '../helpers/control-plane.js';
 import { TerminalAgent } from '../../device/terminal.js';
 import { MemorySecretStore } from '../../device/tickets.js';
+import { plain, startRelay } from '../helpers/relay.js';
 import { deadline } from '../helpers/deadline.js';
 import { Peer, type Reply } from '../../protocol/peer.js';
 import { MemoryNumberStore } from '../../protocol/store.js';
@@ -94,4 +95,22 @@ t.test('a join that does not ask for its keys on its channel (an earlier agent) 
   t.equal(joined.type, 'join.response', 'joined');
   t.same(delivered, ['keys.deliver'], 'its keys came sealed to its static key, as before');
   t.equal((await cp.store.membershipsOf(b.id)).find((m) => m.vpnId === 'plant')?.keyId, 1, 'and its acknowledgement moved the key id');
+});
+
+t.test('two ports of one relay joining at once: the relay and the key server end on the same keys channel', async (t) => {
+  const cp = await controlPlane(tempDir(t), { rekeyPeriodMs: 0 });
+  t.teardown(() => cp.close());
+  await vpnWithUsers(cp, 'plant', 5020, { pam: 'pam-password' });
+  const { relay, bound } = await startRelay(t, cp, 'relay-k');
+  const p1 = await plain(t, cp, 'plain-k1', 'relay-k', 'p1', bound.p1!);
+  const p2 = await plain(t, cp, 'plain-k2', 'relay-k', 'p2', bound.p2!);
+  await Promise.all([p1.p.configure(), p2.p.configure()]);
+  // Two joins, two proposed channels, two deliveries to one holder (one at a time at the key server).
+  const joined = await Promise.all([p1.p.join('pam', 'pam-password'), p2.p.join('pam', 'pam-password')]);
+  t.same(joined.map((v) => v.map((x) => x.id)), [['plant'], ['plant']], 'both ports joined');
+  t.same(relay.status().map((p) => p.state), ['FORWARDING', 'FORWARDING'], 'both ports forward');
+  const keyId = async (id: string) => (await cp.store.membershipsOf(id)).find((m) => m.vpnId === 'plant')?.keyId;
+  await cp.store.setRekeyRequest('plant', Date.now());
+  // A key id moves only on the holder's acknowledgement of an update it opened.
+  t.ok(await until(async () => (await keyId('plain-k1')) === 2 && (await keyId('plain-k2')) === 2, deadline(10_000)), 'the rekey opens at the relay for both ports: it holds the channel the key server kept');
 });

@@ -229,7 +229,7 @@ export function startChild(args: string[], pattern: RegExp, log?: WriteStream): 
 /** SIGTERM to a child from startChild; resolves once it has exited. */
 export function stopChild(c: ChildProcess): Promise<void> {
   return new Promise((resolve) => {
-    if (c.exitCode !== null) return resolve();
+    if (c.exitCode !== null || c.signalCode !== null) return resolve(); // exited, or killed by a signal
     c.once('exit', () => resolve());
     c.kill('SIGTERM');
   });

@@ -23,6 +23,7 @@ import type { Bundle } from '../device/bundle.js';
 import { TerminalAgent } from '../device/terminal.js';
 import { nodePlatform } from '../runtime/node/platform.js';
 import { cpuMsSince, mark, noDelay, pool } from './common.js';
+import { backoffDelay } from '../protocol/backoff.js';
 
 export type DevicesCommand =
   | { cmd: 'setup'; bundles: Bundle[]; url: string; files: string; concurrency: number }
@@ -86,18 +87,22 @@ async function floor(floorUrl: string, from: number): Promise<{ times: number[];
   const clients: mqtt.MqttClient[] = [];
   let retries = 0;
   // A client whose connection the broker closed under the load tries
-  // again, as the agents do: its time counts from the storm.
+  // again after the agents' backoff (with jitter), as the agents do: its
+  // time counts from the storm. Without the wait, a floor server that died
+  // had every client of the share connect again at once, for ever, at
+  // full CPU (the parent ends the bench when its floor server exits).
   const times = await Promise.all(bundles.map(async (_, k) => {
     const i = from + k;
-    for (;;) {
+    for (let attempt = 0; ; attempt++) {
+      if (attempt > 0) await new Promise((r) => setTimeout(r, backoffDelay(attempt - 1, Math.random())));
       let c: mqtt.MqttClient | undefined;
       try {
         c = noDelay(await mqtt.connectAsync(floorUrl, { clientId: `floor-${i}`, reconnectPeriod: 0, connectTimeout: 120_000 }));
         clients.push(c);
         await c.subscribeAsync(`floor/res/${i}`, { qos: 1 });
         const got = new Promise<void>((r, reject) => (c!.once('message', () => r()), c!.once('close', () => reject(new Error('closed')))));
-        await c.publishAsync(`floor/req/${i}`, Buffer.alloc(200), { qos: 1 });
-        await got;
+        // Both awaited at once: a close while the publish waits rejects `got` with its handler already on.
+        await Promise.all([c.publishAsync(`floor/req/${i}`, Buffer.alloc(200), { qos: 1 }), got]);
         return performance.now() - t0;
       } catch {
         c?.end(true);

@@ -161,6 +161,25 @@ class Devices {
   }
 }
 
+/**
+ * `work`, or a rejection as soon as one of `needed` exits before it is
+ * done: a storm whose kagi up or floor server died would otherwise wait
+ * on devices that can never be back (its own stderr says why it died).
+ */
+function whileAlive<T>(needed: Record<string, ChildProcess | undefined>, work: Promise<T>): Promise<T> {
+  const watches: (() => void)[] = [];
+  const died = new Promise<never>((_, reject) => {
+    for (const [name, c] of Object.entries(needed)) {
+      if (!c) continue;
+      if (c.exitCode !== null || c.signalCode !== null) return reject(new Error(`${name} is not running (exit ${c.exitCode ?? c.signalCode})`));
+      const gone = (code: number | null, signal: string | null) => reject(new Error(`${name} exited (${code ?? signal}) during the storm`));
+      c.once('exit', gone);
+      watches.push(() => c.off('exit', gone));
+    }
+  });
+  return Promise.race([work, died]).finally(() => watches.forEach((off) => off()));
+}
+
 function summary(times: number[]): { p50: number; p99: number; max: number } {
   const s = [...times].sort((a, b) => a - b);
   return { p50: percentile(s, 50), p99: percentile(s, 99), max: s[s.length - 1]! };
@@ -204,13 +223,13 @@ try {
   for (let run = 1; run <= RUNS; run++) {
     await devices.all('power loss', () => ({ cmd: 'down' }));
     // The floor first, while the agents are down: both sides' N sockets at once would pass the fd limit.
-    const fa = await devices.all('floor: back', (_, from) => ({ cmd: 'floor', url: fl.url, from }));
+    const fa = await whileAlive({ 'the floor server': floor }, devices.all('floor: back', (_, from) => ({ cmd: 'floor', url: fl.url, from })));
     const f = fa.flatMap((a) => a.times!);
     const floorRetries = fa.reduce((n, a) => n + (a.retries ?? 0), 0);
     const from = process.hrtime.bigint() / 1000n;
     const cpu0 = { up: childCpuMs(up.pid), broker: childCpuMs(kagiMosquitto?.child.pid), host: hostCpuMs() };
     const joins0 = await joinsMade(metricsUrl);
-    const ka = await devices.all('back in the VPN', () => ({ cmd: 'storm', configRequest: values['config-request'], timeoutMs: AGENT_TIMEOUT_MS }));
+    const ka = await whileAlive({ 'kagi up': up }, devices.all('back in the VPN', () => ({ cmd: 'storm', configRequest: values['config-request'], timeoutMs: AGENT_TIMEOUT_MS })));
     const joins = (await joinsMade(metricsUrl)) - joins0;
     const host = hostCpuMs();
     /** now − before, NaN where either could not be read. */

@@ -7,7 +7,9 @@
  *
  * A device that does not ask for that (an agent of an earlier version)
  * still gets the sealed delivery: here a raw Peer as the device, making
- * the requests such an agent made.
+ * the requests such an agent made. And an agent still takes a sealed
+ * delivery (from a key server of an earlier version): one made here with
+ * the key server's own key, handed to a joined agent's link.
  */
 import t from 'tap';
 import type { MqttClient } from 'mqtt';
@@ -21,6 +23,7 @@ import { MemoryNumberStore } from '../../protocol/store.js';
 import { asReceiver, MemoryChannelBook } from '../../protocol/channel.js';
 import { asBody, list } from '../../protocol/body.js';
 import { topics } from '../../protocol/topics.js';
+import { sealRequest, wireSeconds } from '../../protocol/sealed.js';
 import type { MessageType } from '../../protocol/messages.js';
 
 t.test('a join\'s keys come as one keys.update on the join\'s own channel, which both ends keep', async (t) => {
@@ -113,4 +116,28 @@ t.test('two ports of one relay joining at once: the relay and the key server end
   await cp.store.setRekeyRequest('plant', Date.now());
   // A key id moves only on the holder's acknowledgement of an update it opened.
   t.ok(await until(async () => (await keyId('plain-k1')) === 2 && (await keyId('plain-k2')) === 2, deadline(10_000)), 'the rekey opens at the relay for both ports: it holds the channel the key server kept');
+});
+
+t.test('an agent still takes a sealed keys.deliver (from a key server of an earlier version)', async (t) => {
+  const cp = await controlPlane(tempDir(t), { rekeyPeriodMs: 0 });
+  t.teardown(() => cp.close());
+  await vpnWithUsers(cp, 'plant', 5020, { alice: 'alice-password' });
+  const b = await device(cp, 'term-d');
+  const out: MessageType[] = [];
+  let inject: ((topic: string, bytes: Uint8Array) => void) | undefined;
+  const base = testPlatform(cp.brokerUrl, { spy: (_topic, bytes) => void out.push(typeOf(bytes)!) });
+  const a = new TerminalAgent(b, { ...base, connect: async (l) => ((inject = l.onMessage), base.connect(l)) }, { timeoutMs: deadline(3000), attempts: 2 });
+  t.teardown(() => a.stop({ leave: false }));
+  await a.start();
+  await a.configure();
+  await a.join('alice', 'alice-password');
+  t.equal(a.epochs().plant, 1, 'joined at epoch 1 (its keys on the join\'s channel)');
+
+  // What an earlier key server sent: keys sealed from its static key to the holder's, in an era of its own.
+  const body = { vpns: [{ id: 'plant', epoch: 2, key: crypto.randomBytes(32), protocol: 'tcp', port: 5020 }] };
+  const { bytes } = sealRequest(crypto, { type: 'keys.deliver', from: 'keys', to: b.id, seq: 1, reqId: 7 }, cp.keys.keys.secretKey, crypto.publicKey(b.secretKey), body, wireSeconds(Date.now()), 12345);
+  out.length = 0;
+  inject!(topics.inbox(b.id), bytes);
+  t.ok(await until(() => a.epochs().plant === 2, deadline(5000)), 'the agent installs its keys');
+  t.ok(await until(() => out.includes('keys.ack'), deadline(5000)), 'and acknowledges them, as before');
 });

@@ -434,21 +434,11 @@ export class DeviceSession {
 
   private async onRequest(m: Incoming): Promise<Reply | undefined> {
     if (m.env.from !== 'keys' || m.env.type !== 'keys.deliver') return this.handlers!.onRequest(m);
-    // Every delivery renews the keys channel (its HPKE context's export):
-    // taken before we acknowledge, as the key server takes it on our ack.
-    // Deliveries can arrive out of order (two key server instances at once):
-    // the channel of the highest seq is kept, as the key server's book does;
-    // an older delivery's keys are still taken and acknowledged. A new era
-    // of the key server's counter starts the order again.
-    const at = { era: m.era, seq: m.env.seq };
-    const newer = !this.keysAt || this.keysAt.era !== at.era || at.seq > this.keysAt.seq;
-    if (newer) {
-      const keys = asReceiver(m.secrets.channelKeys());
-      await this.channels.set('keys', keys); // the book keeps its own copy
-      wipe(keys.send, keys.recv);
-      this.keysAt = at;
-      this.keepStatics();
-    } else this.p.log('debug', `${this.bundle.id}: keys delivery ${at.seq} older than ${this.keysAt!.seq}: its channel not taken`);
+    // A sealed delivery (a key server of an earlier version) renews the keys
+    // channel with its HPKE context's export.
+    const keys = asReceiver(m.secrets.channelKeys());
+    await this.takeKeysChannel(keys, { era: m.era, seq: m.env.seq }, 'keys delivery');
+    wipe(keys.send, keys.recv);
     const ack: Reply = { type: 'keys.ack', body: this.handlers!.onKeys(asBody(m.body)) };
     this.wakeClock(); // keys held now: a continue could go
     return ack;
@@ -459,7 +449,7 @@ export class DeviceSession {
     this.proposedKeys = [...this.proposedKeys, keys];
   }
 
-  /** A join's keys channel the key server has not used (if it did, takeProposedKeys took it out). */
+  /** A join's keys channel the key server has not used (if it did, onChannel took it out). */
   private withdrawKeys(keys: ChannelKeys): void {
     if (!this.proposedKeys.includes(keys)) return;
     this.proposedKeys = this.proposedKeys.filter((k) => k !== keys);
@@ -467,19 +457,20 @@ export class DeviceSession {
   }
 
   /**
-   * The key server used a keys channel one of our joins proposed: it is our
-   * keys channel from now on, unless a delivery of a higher seq gave us a
-   * newer one meanwhile (the same order as for HPKE deliveries, onRequest).
+   * The keys channel of a delivery (a join's channel the key server used,
+   * or a sealed delivery's export), taken before we acknowledge, as the key
+   * server takes it on our ack. Deliveries can arrive out of order (two key
+   * server instances at once): the channel of the highest seq is kept, as
+   * the key server's book does; an older delivery's keys are still taken and
+   * acknowledged. A new era of the key server's counter starts the order
+   * again. The book keeps its own copy of `keys`.
    */
-  private async takeProposedKeys(m: ChannelMessage): Promise<void> {
-    // Used now, so no longer proposed; not wiped: the answer goes under it.
-    this.proposedKeys = this.proposedKeys.filter((k) => k !== m.keys);
-    const at = { era: this.keysAt?.era ?? 0, seq: m.env.seq };
-    if (this.keysAt && at.seq <= this.keysAt.seq) {
-      this.p.log('debug', `${this.bundle.id}: keys on a join's channel at ${at.seq}, older than ${this.keysAt.seq}: not taken`);
+  private async takeKeysChannel(keys: ChannelKeys, at: { era: number; seq: number }, what: string): Promise<void> {
+    if (this.keysAt && this.keysAt.era === at.era && at.seq <= this.keysAt.seq) {
+      this.p.log('debug', `${this.bundle.id}: ${what} ${at.seq} older than ${this.keysAt.seq}: its channel not taken`);
       return;
     }
-    await this.channels.set('keys', m.keys); // the book keeps its own copy
+    await this.channels.set('keys', keys);
     this.keysAt = at;
     this.keepStatics();
   }
@@ -487,7 +478,12 @@ export class DeviceSession {
   private async onChannel(m: ChannelMessage): Promise<Reply | undefined> {
     const { env } = m;
     if (env.from === 'config' && env.type === 'poll') return this.onPoll(asBody(m.body));
-    if (env.from === 'keys' && m.proposed) await this.takeProposedKeys(m);
+    if (env.from === 'keys' && m.proposed) {
+      // A join's keys channel the key server used: no longer proposed, and
+      // not wiped (the answer goes under it). Channel messages carry no era.
+      this.proposedKeys = this.proposedKeys.filter((k) => k !== m.keys);
+      await this.takeKeysChannel(m.keys, { era: this.keysAt?.era ?? 0, seq: env.seq }, "keys on a join's channel");
+    }
     if (env.from === 'keys' && env.type === 'keys.update') {
       const updated: Reply = { type: 'keys.updated', body: this.handlers!.onKeys(asBody(m.body)) };
       this.wakeClock();

@@ -112,68 +112,65 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
 
   /**
    * A join's keys for its holder (itself, or its relay for `port`): on the
-   * join's own keys channel when it came (`channel`), else HPKE-sealed.
+   * join's own keys channel when it came (`channel`, decision 134), else
+   * HPKE-sealed. Either way the holder takes the delivery's keys channel
+   * before acknowledging, and we keep it once the acknowledgement is in.
    */
   function issue(h: Holder, vpnIds: string[], channel?: { up: Uint8Array; down: Uint8Array }): Promise<Body> {
-    return deliveries.run(h.holder, () => (channel ? deliverOnChannel(h, vpnIds, asRequester(channel)) : deliver(h, vpnIds)));
+    return deliveries.run(h.holder, async () => {
+      const keys = channel && asRequester(channel);
+      try {
+        const device = await ctx.store.getDevice(h.holder);
+        if (!device || device.revoked) return { ok: false, reason: `no device ${h.holder}` };
+        const vpns = await vpnKeys(vpnIds);
+        const body = { vpns, ...(h.port !== undefined ? { port: h.port, member: h.member } : {}) };
+        const ack = keys ? await onJoinChannel(h, body, keys) : await sealed(h, device.publicKey, body);
+        if (!ack) return { ok: false, reason: `${h.holder} did not acknowledge keys` };
+        await record(h.holder, ack, h);
+        const where = h.port !== undefined ? `${h.holder} (port ${h.port}, for ${h.member})` : h.member;
+        // At debug: a delivery is a join's, which the config server logs with
+        // the epochs (two info lines per re-join were 2% of kagi up in a storm).
+        ctx.log('debug', `keys: ${where} holds ${vpns.map((v) => `${String(v.id)}#${String(v.epoch)}`).join(', ')}`);
+        return { ok: true, epochs: Object.fromEntries(vpns.map((v) => [v.id, v.epoch])) };
+      } finally {
+        if (keys) wipe(keys.send, keys.recv);
+      }
+    });
   }
 
   /**
-   * Keys for a join on the join's own keys channel (decision 134): one AEAD
+   * The keys as one keys.update under the join's own keys channel: one AEAD
    * seal here and one open at the holder, where an HPKE delivery cost an
    * ephemeral key and two X25519. The holder takes the channel at the first
-   * message under it; we keep it once the acknowledgement is in, compare-
-   * and-set on that message's seq as for a delivery.
+   * message under it. Its acknowledgement, or undefined.
    */
-  async function deliverOnChannel(h: Holder, vpnIds: string[], keys: ChannelKeys): Promise<Body> {
-    try {
-      const device = await ctx.store.getDevice(h.holder);
-      if (!device || device.revoked) return { ok: false, reason: `no device ${h.holder}` };
-      const vpns = await vpnKeys(vpnIds);
-      const body = { vpns, ...(h.port !== undefined ? { port: h.port, member: h.member } : {}) };
-      const ack = await peer.channelRequest({ to: h.holder, type: 'keys.update', body, timeoutMs: ctx.timeoutMs, keys });
-      if (ack.type !== 'keys.updated') return { ok: false, reason: `${h.holder} did not acknowledge keys` };
-      await replaceChannel(ctx.store, ctx.crypto, 'keys', h.holder, keys, ack.seq);
-      await record(h.holder, asBody(ack.body), h);
-      logHolds(h, vpns);
-      return { ok: true, epochs: Object.fromEntries(vpns.map((v) => [v.id, v.epoch])) };
-    } finally {
-      wipe(keys.send, keys.recv);
-    }
-  }
-
-  /** At debug: a delivery is a join's, which the config server logs with the epochs (two info lines per re-join were 2% of kagi up in a storm). */
-  function logHolds(h: Holder, vpns: Body[]): void {
-    const where = h.port !== undefined ? `${h.holder} (port ${h.port}, for ${h.member})` : h.member;
-    ctx.log('debug', `keys: ${where} holds ${vpns.map((v) => `${String(v.id)}#${String(v.epoch)}`).join(', ')}`);
+  async function onJoinChannel(h: Holder, body: Body, keys: ChannelKeys): Promise<Body | undefined> {
+    const ack = await peer.channelRequest({ to: h.holder, type: 'keys.update', body, timeoutMs: ctx.timeoutMs, keys });
+    if (ack.type !== 'keys.updated') return undefined;
+    // Compare-and-set on that message's seq, as for a sealed delivery's.
+    await replaceChannel(ctx.store, ctx.crypto, 'keys', h.holder, keys, ack.seq);
+    return asBody(ack.body);
   }
 
   /**
-   * Keys HPKE-sealed to the holder, for a join that did not ask for them on
-   * its channel (an earlier agent). The keys channel is the delivery's own
-   * export: the holder took it before acknowledging, and we take it once the
-   * acknowledgement is in.
+   * The keys HPKE-sealed to the holder (`pkR`), for a join that did not ask
+   * for them on its channel (an earlier agent); the keys channel is the
+   * delivery's own export. Its acknowledgement, or undefined.
    */
-  async function deliver(h: Holder, vpnIds: string[]): Promise<Body> {
-    const device = await ctx.store.getDevice(h.holder);
-    if (!device || device.revoked) return { ok: false, reason: `no device ${h.holder}` };
-    const vpns = await vpnKeys(vpnIds);
-    const body = { vpns, ...(h.port !== undefined ? { port: h.port, member: h.member } : {}) };
-    const ack = await peer.request({ to: h.holder, pkR: device.publicKey, topic: topics.inbox(h.holder), type: 'keys.deliver', body, timeoutMs: ctx.timeoutMs });
+  async function sealed(h: Holder, pkR: Uint8Array, body: Body): Promise<Body | undefined> {
+    const ack = await peer.request({ to: h.holder, pkR, topic: topics.inbox(h.holder), type: 'keys.deliver', body, timeoutMs: ctx.timeoutMs });
     try {
-      if (ack.type !== 'keys.ack') return { ok: false, reason: `${h.holder} did not acknowledge keys` };
+      if (ack.type !== 'keys.ack') return undefined;
       const keys = asRequester(ack.secrets.channelKeys());
       // Compare-and-set on the delivery's seq (one shared sequence across
       // instances): the holder keeps the highest-seq delivery's channel too.
       // The replaced channel's window goes with it (nothing on it opens now).
       await replaceChannel(ctx.store, ctx.crypto, 'keys', h.holder, keys, ack.seq);
       wipe(keys.send, keys.recv);
+      return asBody(ack.body);
     } finally {
       ack.secrets.destroy();
     }
-    await record(h.holder, asBody(ack.body), h);
-    logHolds(h, vpns);
-    return { ok: true, epochs: Object.fromEntries(vpns.map((v) => [v.id, v.epoch])) };
   }
 
   /** The current epoch of `vpnId` (or `keys`, read once per rekey) to one member, under its holder's keys channel. */

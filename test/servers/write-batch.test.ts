@@ -3,13 +3,20 @@
  * SQLite file, watched through a second connection as another process
  * would: writes made in one turn are not visible before their promises
  * resolve and are all visible when any resolves (one commit); each
- * promise carries its write's value; a failing write fails alone.
+ * promise carries its write's value; a failing write fails alone. With a
+ * WAL sync (decision 135), a write resolves only after an fdatasync of
+ * the WAL that began after its commit.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { WriteBatch } from '../../servers/store/write-batch.js';
-import { tempDir } from '../helpers/control-plane.js';
+import { walSync, type WalSync } from '../../servers/store/wal-sync.js';
+import { SqliteStore } from '../../servers/store/sqlite.js';
+import { tempDir, until } from '../helpers/control-plane.js';
+
+/** Waits for a state the test's own writes or the thread pool reach (generous: a busy machine). */
+const waitFor = async (t: Test, cond: () => boolean, what: string) => t.ok(await until(cond, 10_000), what);
 
 t.test('writes of one turn commit together; each resolves after the commit, with its value; a failure fails alone', async (t) => {
   const file = join(tempDir(t), 'batch.db');
@@ -39,4 +46,113 @@ t.test('writes of one turn commit together; each resolves after the commit, with
   batch.flush(); // what the store does before it closes
   t.same(seen(), ['a', 'b', 'c', 'd', 'e'], 'flush commits what is queued at once');
   t.equal(await next, 1);
+});
+
+/**
+ * Decision 135: with a WAL sync, a group commits unsynced and its writes
+ * resolve after the next fdatasync of the WAL (the real one, on the thread
+ * pool), held here until the test lets it finish, to see the order.
+ */
+function heldSync(file: string, dir: string) {
+  const real = walSync(file, dir);
+  const held: (() => void)[] = [];
+  let syncs = 0;
+  const sync: WalSync = {
+    later(done) {
+      syncs++;
+      // The real sync runs now; its answer waits for release().
+      real.later((e) => held.push(() => done(e)));
+    },
+    now: () => real.now(),
+    close: () => real.close(),
+  };
+  return {
+    sync,
+    get syncs() {
+      return syncs;
+    },
+    /** Let the oldest sync answer, once it has (waits for the real fdatasync). */
+    async release(t: Test): Promise<void> {
+      await waitFor(t, () => held.length > 0, 'a sync done on the thread pool');
+      held.shift()!();
+    },
+  };
+}
+
+function kvDb(t: Test) {
+  const dir = tempDir(t);
+  const file = join(dir, 'batch.db');
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.exec('CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL)');
+  t.teardown(() => db.close());
+  return { dir, file, db, insert: db.prepare('INSERT INTO kv VALUES (?, ?)') };
+}
+
+/** Whether `p` has settled, after the turns the test lets pass. */
+async function settled(p: Promise<unknown>): Promise<boolean> {
+  let done = false;
+  void p.then(() => (done = true), () => (done = true));
+  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  return done;
+}
+
+t.test('a group resolves only after a WAL sync that began after its commit; commits during a sync wait for the next, together', async (t) => {
+  const { dir, file, db, insert } = kvDb(t);
+  const h = heldSync(file, dir);
+  const batch = new WriteBatch(db, h.sync);
+  const first = batch.run(() => insert.run('a', 1).changes);
+  await waitFor(t, () => h.syncs === 1, 'the first group committed and its sync began');
+  t.same(db.prepare('SELECT k FROM kv').all(), [{ k: 'a' }], 'committed: visible to readers before it is durable');
+  t.equal(db.pragma('synchronous', { simple: true }), 2, 'the connection is back at FULL after the group commit');
+  t.notOk(await settled(first), 'not resolved while its sync is under way');
+  // Two more groups commit while the first sync runs: they wait for the next one, together.
+  const second = batch.run(() => insert.run('b', 2).changes);
+  await waitFor(t, () => (db.prepare('SELECT count(*) AS n FROM kv').get() as { n: number }).n === 2, 'the second group committed');
+  const third = batch.run(() => insert.run('c', 3).changes);
+  await waitFor(t, () => (db.prepare('SELECT count(*) AS n FROM kv').get() as { n: number }).n === 3, 'the third group committed');
+  t.equal(h.syncs, 1, 'no second sync while one is under way');
+  await h.release(t);
+  t.equal(await first, 1, 'the first group resolves with its value once its sync is done');
+  await waitFor(t, () => h.syncs === 2, 'one sync for the groups committed meanwhile');
+  t.notOk(await settled(second), 'those wait for it');
+  t.notOk(await settled(third));
+  await h.release(t);
+  t.same([await second, await third], [1, 1], 'both resolve on the one sync');
+  t.equal(h.syncs, 2, 'nothing left to sync');
+  const failing = batch.run(() => insert.run('a', 9));
+  await t.rejects(failing, /UNIQUE/, 'a failing write fails at its commit, without waiting for a sync');
+});
+
+t.test('drain: what is queued and what waits on a sync is durable and resolved when it returns', async (t) => {
+  const { dir, file, db, insert } = kvDb(t);
+  const h = heldSync(file, dir);
+  const batch = new WriteBatch(db, h.sync);
+  const waiting = batch.run(() => insert.run('a', 1).changes);
+  await waitFor(t, () => h.syncs === 1, 'its sync began');
+  const queued = batch.run(() => insert.run('b', 2).changes);
+  batch.drain(); // what the store does before it closes
+  t.same([await waiting, await queued], [1, 1], 'both resolved by the sync drain made at once');
+  await h.release(t); // the sync under way answers late: nothing is settled twice
+  t.same(db.prepare('SELECT k FROM kv ORDER BY k').all(), [{ k: 'a' }, { k: 'b' }]);
+});
+
+t.test('a failed sync refuses the writes it was to cover and every later one, with the reason', async (t) => {
+  const { dir, db, insert } = kvDb(t);
+  // A WAL that is not there: the real open fails, as a sync that cannot be done does.
+  const batch = new WriteBatch(db, walSync(join(dir, 'missing.db'), dir));
+  await t.rejects(batch.run(() => insert.run('a', 1)), /write-ahead log could not be synced.*ENOENT.*restarted/, 'the write is refused with why');
+  await t.rejects(batch.run(() => insert.run('b', 2)), /could not be synced/, 'and every later one, before it is committed');
+  t.same(db.prepare('SELECT k FROM kv').all(), [{ k: 'a' }], 'the refused later write was not committed');
+});
+
+t.test('a SQLite store opened again still commits at FULL outside its group commit (better-sqlite3 opens a WAL database at NORMAL)', async (t) => {
+  const dir = tempDir(t);
+  for (const run of ['first', 'second']) {
+    const store = new SqliteStore(dir);
+    const db = (store as unknown as { db: Database.Database }).db;
+    t.equal(db.pragma('synchronous', { simple: true }), 2, `${run} open: synchronous = FULL`);
+    await store.close();
+  }
 });

@@ -67,9 +67,9 @@ export class SqliteStore implements Store {
     this.db.pragma('journal_mode = WAL');
     // Every commit on disk before it returns, the group commit's excepted
     // (it syncs off the event loop before its writes resolve, decision
-    // 135). Said here, not left to the default: better-sqlite3 opens a
-    // database already in WAL mode at NORMAL, so every run after the
-    // first committed without a sync.
+    // 135). Said here, not left to the default: better-sqlite3 is built
+    // with SQLITE_DEFAULT_WAL_SYNCHRONOUS=1, so a connection in WAL mode
+    // ran at NORMAL and no commit was synced.
     this.db.pragma('synchronous = FULL');
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');

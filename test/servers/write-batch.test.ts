@@ -147,7 +147,7 @@ t.test('a failed sync refuses the writes it was to cover and every later one, wi
   t.same(db.prepare('SELECT k FROM kv').all(), [{ k: 'a' }], 'the refused later write was not committed');
 });
 
-t.test('a SQLite store opened again still commits at FULL outside its group commit (better-sqlite3 opens a WAL database at NORMAL)', async (t) => {
+t.test('a SQLite store commits at FULL outside its group commit, on its first open and again (better-sqlite3 puts a WAL connection at NORMAL)', async (t) => {
   const dir = tempDir(t);
   for (const run of ['first', 'second']) {
     const store = new SqliteStore(dir);

@@ -203,7 +203,7 @@ export class SqliteStore implements Store {
     // One process owns the file, and a write of the group commit runs
     // whole, in its savepoint, before the next: the read and the count are
     // atomic. Through the group commit: a first join's claim and its clear
-    // were two syncs of the WAL on the event loop.
+    // were two commits of their own, each a sync on the event loop.
     return this.batch.run(() => {
       const blocked = Math.max(0, ...check.map((k) => read(k)?.blocked_until ?? 0).filter((b) => b > now));
       if (blocked > 0) return blocked;

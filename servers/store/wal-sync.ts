@@ -8,11 +8,11 @@
  * The WAL is opened once, at the first sync (a commit has made it by
  * then), and kept: SQLite resets and truncates it in place while the
  * database is open and removes it only when the last connection closes,
- * so it stays the same file. One thread-pool job per sync: with the
- * hash pool's threads busy, an open and a close around each sync were
- * two more hand-offs between threads. The directory is synced at that
- * first open too, so a WAL file made in this run is found after a power
- * cut.
+ * so it stays the same file. One thread-pool job per sync, not three
+ * (an open and a close around each were two more hand-offs between
+ * threads, while the hash pool's threads hold the cores). The directory
+ * is synced at that first open too, so a WAL file made in this run is
+ * found after a power cut.
  */
 import { closeSync, fdatasync, fdatasyncSync, fsyncSync, openSync } from 'node:fs';
 

@@ -64,7 +64,10 @@ export class SqliteStore implements Store {
     const file = join(dataDir, DB_FILE);
     closeSync(openSync(file, 'a', PRIVATE_FILE_MODE));
     this.db = new Database(file);
-    this.db.pragma('journal_mode = WAL');
+    // A file system without shared memory for the WAL index keeps the
+    // rollback journal: then there is no WAL to sync apart, and the group
+    // commit commits at FULL like everything else.
+    const wal = this.db.pragma('journal_mode = WAL', { simple: true }) === 'wal';
     // Every commit on disk before it returns, the group commit's excepted
     // (it syncs off the event loop before its writes resolve, decision
     // 135). Said here, not left to the default: better-sqlite3 is built
@@ -74,7 +77,7 @@ export class SqliteStore implements Store {
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
     migrate(this.db);
-    this.batch = new WriteBatch(this.db, walSync(file, dataDir));
+    this.batch = new WriteBatch(this.db, wal ? walSync(file, dataDir) : undefined);
     const get = this.stmt('SELECT value FROM numbers WHERE key = ?');
     const set = this.stmt('INSERT INTO numbers VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value');
     const getWindow = this.stmt('SELECT top, bits FROM seq_windows WHERE key = ?');

@@ -71,12 +71,16 @@ export function joinPath(c: ConfigContext, members: Membership, alive: (deviceId
     const via = v.via ? asBody(v.via) : null;
     // 1f: where the device is: its broker address, or which relay port.
     const address = via ? null : (o.addressOf?.(deviceId) ?? null);
-    await ctx.store.putNetworkInfo({ deviceId, address, relayId: via ? str(via, 'relay', 64) : null, relayPort: via ? str(via, 'port', 64) : null, updatedAt: Date.now() });
     const stored = await ctx.store.getConfig(deviceId);
     const config = stored?.body ?? { deviceId, kind: v.kind, pollIntervalMs: o.pollIntervalMs ?? 30_000, services: publicKeys(ctx.keys) };
-    if (!stored) await ctx.store.putConfig({ deviceId, body: config });
+    // Independent writes, issued together: one group commit and one sync
+    // between them and the answer, not one each in turn (decision 135).
+    await Promise.all([
+      ctx.store.putNetworkInfo({ deviceId, address, relayId: via ? str(via, 'relay', 64) : null, relayPort: via ? str(via, 'port', 64) : null, updatedAt: Date.now() }),
+      stored ? undefined : ctx.store.putConfig({ deviceId, body: config }),
+      via ? undefined : renewChannel(deviceId, v),
+    ]);
     const reply: Reply = { type: 'config.response', body: { config, liveness: c.wire } };
-    if (!via) await renewChannel(deviceId, v);
     await answer(replyTo, num(v, 'reqId'), bytes(v, 'replyKey'), reply);
     ctx.log('info', `config: sent config to ${deviceId}`);
   }
@@ -121,17 +125,21 @@ export function joinPath(c: ConfigContext, members: Membership, alive: (deviceId
       return refuseDevice({ ...v, code: 'keys', reason }, answer);
     }
     const epochs = asBody(issued.epochs);
-    for (const x of vpns) await ctx.store.putMember({ vpnId: str(x, 'id', 64), deviceId, userId, keyId: num(epochs, str(x, 'id', 64)), networkId });
     const out = vpns.map((x) => {
       const id = str(x, 'id', 64);
       const planned = members.planned(id);
       return { id, protocol: x.protocol, port: x.port, epoch: epochs[id], rate: planned.rate, cut: planned.cut };
     });
     c.liveness.forget(deviceId); // a fresh start: ACTIVE, nothing missed
-    await ctx.store.setCommunicating(deviceId, true, Date.now());
-    // So grants made later reach it (grant-notices.ts); a plaintext terminal asks through its relay.
-    if (!via) await ctx.store.setJoinedAs(deviceId, userId, Date.now());
-    if (!via) await renewChannel(deviceId, v);
+    // Independent writes, issued together: one group commit and one sync
+    // before the answer, not one each in turn (decision 135).
+    await Promise.all([
+      ...vpns.map((x) => ctx.store.putMember({ vpnId: str(x, 'id', 64), deviceId, userId, keyId: num(epochs, str(x, 'id', 64)), networkId })),
+      ctx.store.setCommunicating(deviceId, true, Date.now()),
+      // So grants made later reach it (grant-notices.ts); a plaintext terminal asks through its relay.
+      via ? undefined : ctx.store.setJoinedAs(deviceId, userId, Date.now()),
+      via ? undefined : renewChannel(deviceId, v),
+    ]);
     await answer(replyTo, num(v, 'reqId'), bytes(v, 'replyKey'), { type: 'join.response', body: { user: userId, vpns: out, liveness: c.wire, ...(v.ticket instanceof Uint8Array ? { ticket: v.ticket } : {}) } });
     ctx.log('info', `config: ${deviceId} (${userId}) joined ${out.map((x) => `${x.id}#${String(x.epoch)}`).join(', ')}${via ? ` (keys to ${String(via.relay)}, port ${String(via.port)})` : ''}`);
     ctx.metrics.count('kagi_joins_total');

@@ -89,8 +89,7 @@ export class RequestSecrets {
 
   /** Channel keys: [requester → receiver, receiver → requester]. */
   channelKeys(): { up: Uint8Array; down: Uint8Array } {
-    const k = this.ctx.export(CHANNEL_LABEL, 64);
-    return { up: k.slice(0, 32), down: k.slice(32) };
+    return this.keyPair(CHANNEL_LABEL);
   }
 
   /**
@@ -110,8 +109,15 @@ export class RequestSecrets {
    * delivery of their own.
    */
   keysChannelKeys(): { up: Uint8Array; down: Uint8Array } {
-    const k = this.ctx.export(KEYS_CHANNEL_LABEL, 64);
-    return { up: k.slice(0, 32), down: k.slice(32) };
+    return this.keyPair(KEYS_CHANNEL_LABEL);
+  }
+
+  /** A 64-byte export as two 32-byte keys (copies: the export itself is wiped). */
+  private keyPair(label: Uint8Array): { up: Uint8Array; down: Uint8Array } {
+    const k = this.ctx.export(label, 64);
+    const pair = { up: k.slice(0, 32), down: k.slice(32) };
+    wipe(k);
+    return pair;
   }
 
   destroy(): void {

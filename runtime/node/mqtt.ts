@@ -18,6 +18,7 @@ import { detach } from '../../device/detach.js';
 import { BrokerRefusedError } from '../../device/platform.js';
 import { isTlsUrl, type BrokerTls } from '../../protocol/broker-tls.js';
 import { BrokerPinError, brokerTlsStream, isIdentityError } from './broker-tls.js';
+import { corkTurn, type Corkable } from './cork-turn.js';
 
 export interface MqttLinkOptions {
   url: string;
@@ -191,32 +192,15 @@ export class MqttLink implements Transport {
     return new Promise<void>((resolve, reject) => {
       const lost = () => reject(new Error(`${this.o.clientId}: connection lost before the broker acknowledged`));
       this.inFlight.add(lost);
-      this.corkTurn(c);
+      // One write for the publishes made close together (cork-turn.ts).
+      const stream = c.stream as Partial<Corkable> | undefined;
+      if (stream?.cork && stream.uncork) corkTurn(stream as Corkable);
       // A view, not a copy: callers hand over a message they do not change afterwards (a sealed frame is made per publish).
       c.publish(topic, Buffer.from(payload.buffer, payload.byteOffset, payload.length), { qos: 1, retain }, (e) => {
         this.inFlight.delete(lost);
         if (e) reject(e);
         else resolve();
       });
-    });
-  }
-
-  /**
-   * Publishes made in one turn of the event loop leave in one write: the
-   * socket is corked at the first and uncorked when the turn ends
-   * (setImmediate). mqtt-packet corks each packet only until nextTick, and
-   * a burst built across promise continuations (a rekey's 10,000 updates,
-   * a relay's frames) went out one writev per message: 17% of a rekey.
-   */
-  private corked = false;
-  private corkTurn(c: MqttClient): void {
-    const stream = c.stream as { cork?(): void; uncork?(): void } | undefined;
-    if (this.corked || !stream?.cork || !stream.uncork) return;
-    this.corked = true;
-    stream.cork();
-    setImmediate(() => {
-      this.corked = false;
-      stream.uncork!();
     });
   }
 

@@ -220,10 +220,12 @@ export function monitoring(c: ConfigContext, members: Membership): Monitoring {
     const { deviceId, state } = said;
     reach.saw(deviceId); // this broker carries its state: it is (or was) connected here
     if (!c.leading()) return; // every instance hears it; the lease holder records it
+    // Recorded only for a device of ours (not retained leftovers on a
+    // shared broker): the write says which, so coming online, every
+    // device at every connect, costs no read of the device.
+    if (!(await ctx.store.setPresence(deviceId, state === 'online', Date.now(), ctx.brokerUrl)) || state !== 'offline') return;
     const device = await ctx.store.getDevice(deviceId);
-    if (!device) return; // not ours (retained leftovers on a shared broker)
-    await ctx.store.setPresence(deviceId, state === 'online', Date.now(), ctx.brokerUrl);
-    if (state !== 'offline') return;
+    if (!device) return;
     const held = await heldBy(device);
     if (!held) return;
     ctx.log('info', `config: ${deviceId} went offline (will); polling it now`);

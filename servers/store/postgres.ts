@@ -444,7 +444,8 @@ export class PgStore implements Store {
   }
 
   async setPresence(deviceId: string, online: boolean, at: number, broker: string | null = null) {
-    await this.q('INSERT INTO presence (device_id, online, changed_at, broker) VALUES ($1, $2, $3, $4) ON CONFLICT (device_id) DO UPDATE SET online = excluded.online, changed_at = excluded.changed_at, broker = excluded.broker', [deviceId, online ? 1 : 0, at, broker]);
+    const r = await this.q('INSERT INTO presence (device_id, online, changed_at, broker) SELECT $1::text, $2::integer, $3::bigint, $4::text WHERE EXISTS (SELECT 1 FROM devices WHERE id = $1) ON CONFLICT (device_id) DO UPDATE SET online = excluded.online, changed_at = excluded.changed_at, broker = excluded.broker', [deviceId, online ? 1 : 0, at, broker]);
+    return (r.rowCount ?? 0) > 0;
   }
   async presentOn(broker: string) {
     return new Set((await this.q('SELECT device_id FROM presence WHERE broker = $1', [broker])).rows.map((r) => r.device_id as string));

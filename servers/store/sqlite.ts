@@ -390,7 +390,8 @@ export class SqliteStore implements Store {
   }
 
   async setPresence(deviceId: string, online: boolean, at: number, broker: string | null = null) {
-    await this.write('INSERT INTO presence (device_id, online, changed_at, broker) VALUES (?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET online = excluded.online, changed_at = excluded.changed_at, broker = excluded.broker', deviceId, online ? 1 : 0, at, broker);
+    const sql = 'INSERT INTO presence (device_id, online, changed_at, broker) SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM devices WHERE id = ?) ON CONFLICT(device_id) DO UPDATE SET online = excluded.online, changed_at = excluded.changed_at, broker = excluded.broker';
+    return (await this.batch.run(() => this.stmt(sql).run(deviceId, online ? 1 : 0, at, broker, deviceId))).changes > 0;
   }
   async presentOn(broker: string) {
     return new Set((this.stmt('SELECT device_id FROM presence WHERE broker = ?').all(broker) as { device_id: string }[]).map((r) => r.device_id));

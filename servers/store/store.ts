@@ -274,9 +274,11 @@ export interface Store {
 
   /**
    * A device's MQTT presence (its retained state topic: online, or offline
-   * by will or on stopping), and the broker (URL) it was heard on.
+   * by will or on stopping), and the broker (URL) it was heard on. False,
+   * and nothing recorded, when no device has this id (retained leftovers
+   * on a shared broker): the caller needs no read of its own to know.
    */
-  setPresence(deviceId: string, online: boolean, at: number, broker?: string | null): Promise<void>;
+  setPresence(deviceId: string, online: boolean, at: number, broker?: string | null): Promise<boolean>;
   presence(): Promise<Map<string, { online: boolean; changedAt: number }>>;
   /** Devices whose presence was last heard on this broker. */
   presentOn(broker: string): Promise<Set<string>>;

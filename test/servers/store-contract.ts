@@ -215,11 +215,13 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
 
     // Presence from the retained state topic.
     t.same(await s.presence(), new Map(), 'no presence yet');
-    await s.setPresence('d1', true, 10);
-    await s.setPresence('d1', false, 20);
+    t.equal(await s.setPresence('d1', true, 10), true, 'a device of ours: recorded');
+    t.equal(await s.setPresence('d1', false, 20), true);
+    t.equal(await s.setPresence('nobody', true, 20), false, 'no device with this id: not recorded');
     t.same(await s.presence(), new Map([['d1', { online: false, changedAt: 20 }]]), 'presence: the last state wins');
     t.same([...(await s.presentOn('mqtt://127.0.0.1:1883'))], [], 'heard on no broker we named');
     await s.setPresence('d1', true, 30, 'mqtt://127.0.0.1:1883');
+    await s.addDevice({ id: 'd2', mac: '02:00:00:00:00:02', publicKey: pk, kind: 'terminal' });
     await s.setPresence('d2', true, 30, 'mqtt://127.0.0.1:1884');
     t.same([...(await s.presentOn('mqtt://127.0.0.1:1883'))], ['d1'], 'presence remembers the broker it was heard on');
     await s.setPresence('d1', false, 40, 'mqtt://127.0.0.1:1884');

@@ -27,10 +27,11 @@ import { backoffDelay } from '../protocol/backoff.js';
 
 export type DevicesCommand =
   | { cmd: 'setup'; bundles: Bundle[]; url: string; files: string; concurrency: number }
-  | { cmd: 'floor'; url: string; from: number }
+  /** startBatch: start the clients this many per turn of the event loop (default: all in one). */
+  | { cmd: 'floor'; url: string; from: number; startBatch?: number }
   | { cmd: 'down' }
   /** configRequest: ask for the config before the re-join, as before decision 122. */
-  | { cmd: 'storm'; configRequest: boolean; timeoutMs: number }
+  | { cmd: 'storm'; configRequest: boolean; timeoutMs: number; startBatch?: number }
   | { cmd: 'stop' };
 
 export interface DevicesAnswer {
@@ -62,13 +63,30 @@ function makeAgent(b: Bundle, timeoutMs = 60_000): TerminalAgent {
   return new TerminalAgent(b, platform, { timeoutMs, attempts: Infinity });
 }
 
-/** Each agent of the share starts at once; its time until it is back in its VPN (ms). */
-async function storm(configRequest: boolean, timeoutMs: number): Promise<number[]> {
+/**
+ * Starts let through `batch` at a time, a turn of the event loop between
+ * batches (bench:storm --start-batch); without a batch, all at once. The
+ * k-th caller waits for its batch's turn.
+ */
+function startGate(batch: number | undefined): (k: number) => Promise<void> {
+  if (!batch) return async () => {};
+  const turns: Promise<void>[] = [Promise.resolve()];
+  return (k) => {
+    const b = Math.floor(k / batch);
+    for (let i = turns.length; i <= b; i++) turns.push(turns[i - 1]!.then(() => new Promise<void>((r) => setImmediate(r))));
+    return turns[b]!;
+  };
+}
+
+/** Each agent of the share starts again (all at once, or `startBatch` per turn); its time until it is back in its VPN (ms). */
+async function storm(configRequest: boolean, timeoutMs: number, startBatch?: number): Promise<number[]> {
   agents = bundles.map((b) => makeAgent(b, timeoutMs));
   mark('storm-start');
   const t0 = performance.now();
   let back = 0;
-  const times = await Promise.all(agents.map(async (a) => {
+  const gate = startGate(startBatch);
+  const times = await Promise.all(agents.map(async (a, k) => {
+    await gate(k);
     await a.start();
     // On its ticket: no config request, no password (decision 122); an agent
     // retries what is not a refusal, as kagi agent does.
@@ -82,7 +100,7 @@ async function storm(configRequest: boolean, timeoutMs: number): Promise<number[
 }
 
 /** The share's bare clients: connect, subscribe, one request/response each. */
-async function floor(floorUrl: string, from: number): Promise<{ times: number[]; retries: number }> {
+async function floor(floorUrl: string, from: number, startBatch?: number): Promise<{ times: number[]; retries: number }> {
   const t0 = performance.now();
   const clients: mqtt.MqttClient[] = [];
   let retries = 0;
@@ -91,8 +109,10 @@ async function floor(floorUrl: string, from: number): Promise<{ times: number[];
   // time counts from the storm. Without the wait, a floor server that died
   // had every client of the share connect again at once, for ever, at
   // full CPU (the parent ends the bench when its floor server exits).
+  const gate = startGate(startBatch);
   const times = await Promise.all(bundles.map(async (_, k) => {
     const i = from + k;
+    await gate(k);
     for (let attempt = 0; ; attempt++) {
       if (attempt > 0) await new Promise((r) => setTimeout(r, backoffDelay(attempt - 1, Math.random())));
       let c: mqtt.MqttClient | undefined;
@@ -132,11 +152,11 @@ async function handle(m: DevicesCommand): Promise<DevicesAnswer> {
       return { done: 'setup' };
     }
     case 'floor': {
-      const { times, retries } = await floor(m.url, m.from);
+      const { times, retries } = await floor(m.url, m.from, m.startBatch);
       return { done: 'floor', times, retries, cpuMs: cpuMsSince(cpu0) };
     }
     case 'storm':
-      return { done: 'storm', times: await storm(m.configRequest, m.timeoutMs), cpuMs: cpuMsSince(cpu0) };
+      return { done: 'storm', times: await storm(m.configRequest, m.timeoutMs, m.startBatch), cpuMs: cpuMsSince(cpu0) };
     case 'down':
     case 'stop': // the same power loss; the process then exits
       await Promise.all(agents.map((a) => a.stop({ leave: false })));

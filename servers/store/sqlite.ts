@@ -112,9 +112,9 @@ export class SqliteStore implements Store {
     return st;
   }
 
-  /** One statement in the next group commit (write-batch.ts); resolves once it is durable. */
-  private async write(sql: string, ...args: unknown[]): Promise<void> {
-    await this.batch.run(() => this.stmt(sql).run(...args));
+  /** One statement in the next group commit (write-batch.ts); its result once it is durable. */
+  private write(sql: string, ...args: unknown[]): Promise<Database.RunResult> {
+    return this.batch.run(() => this.stmt(sql).run(...args));
   }
 
   private insert(sql: string, what: string, ...args: unknown[]): void {
@@ -321,7 +321,7 @@ export class SqliteStore implements Store {
     return keyHolders(rows as unknown[][]);
   }
   async raiseKeyId(vpnId: string, deviceId: string, epoch: number) {
-    return this.batch.run(() => this.stmt(KEY_HOLDERS.raise).run(epoch, vpnId, deviceId, epoch).changes > 0);
+    return (await this.write(KEY_HOLDERS.raise, epoch, vpnId, deviceId, epoch)).changes > 0;
   }
   async membershipsOf(deviceId: string) {
     return this.stmt('SELECT * FROM members WHERE device_id = ? ORDER BY vpn_id').all(deviceId).map(memberRow);
@@ -390,8 +390,7 @@ export class SqliteStore implements Store {
   }
 
   async setPresence(deviceId: string, online: boolean, at: number, broker: string | null = null) {
-    const sql = 'INSERT INTO presence (device_id, online, changed_at, broker) SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM devices WHERE id = ?) ON CONFLICT(device_id) DO UPDATE SET online = excluded.online, changed_at = excluded.changed_at, broker = excluded.broker';
-    return (await this.batch.run(() => this.stmt(sql).run(deviceId, online ? 1 : 0, at, broker, deviceId))).changes > 0;
+    return (await this.write('INSERT INTO presence (device_id, online, changed_at, broker) SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM devices WHERE id = ?) ON CONFLICT(device_id) DO UPDATE SET online = excluded.online, changed_at = excluded.changed_at, broker = excluded.broker', deviceId, online ? 1 : 0, at, broker, deviceId)).changes > 0;
   }
   async presentOn(broker: string) {
     return new Set((this.stmt('SELECT device_id FROM presence WHERE broker = ?').all(broker) as { device_id: string }[]).map((r) => r.device_id));

@@ -135,7 +135,8 @@ export class DeviceSession {
     return this.p.broker ?? 'the broker';
   }
 
-  async start(h: SessionHandlers): Promise<void> {
+  /** `subscriptions`: topics beyond our inbox for the CONNECT's SUBSCRIBE (a restarted terminal's VPNs, decision 137). */
+  async start(h: SessionHandlers, subscriptions: readonly string[] = []): Promise<void> {
     const b = this.bundle;
     this.stopped = false;
     this.handlers = h;
@@ -180,7 +181,7 @@ export class DeviceSession {
       clientId: b.id,
       secretKey: b.secretKey,
       brokerPublicKey: b.services.broker,
-      subscriptions: [topics.inbox(b.id)],
+      subscriptions: [topics.inbox(b.id), ...subscriptions],
       // A fast extra liveness signal: the broker publishes "offline" when
       // our connection dies; polls remain the signal that decides.
       will: { topic: state, payload: utf8('offline'), retain: true },

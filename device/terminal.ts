@@ -23,6 +23,7 @@ import type { Bundle } from './bundle.js';
 import type { Platform } from './platform.js';
 import { DeviceSession, RefusedError, type SessionOptions, type Held } from './session.js';
 import { MemorySecretStore, TicketWallet, type JoinAnswer } from './tickets.js';
+import { JoinedVpns } from './joined-vpns.js';
 import { MemberKeys, type OpenedFrame } from './vpn-keys.js';
 import { ALL_MEMBERS } from '../protocol/vpn-frame.js';
 export { RefusedError };
@@ -65,6 +66,8 @@ export class TerminalAgent {
   private readonly session: DeviceSession;
   /** Resumption tickets, by user: a re-join needs no password. */
   readonly tickets: TicketWallet;
+  /** The VPNs of the last join, whose topics the next start's CONNECT subscribes (decision 137). */
+  private readonly joined: JoinedVpns;
   config: Record<string, unknown> | null = null;
   readonly vpns = new Map<string, { id: string; protocol: string; port: number; keys: MemberKeys }>();
   /** Payloads not sent by reason: 'cut' (the plan cut the VPN), 'rate' (over its rate). */
@@ -74,7 +77,14 @@ export class TerminalAgent {
 
   constructor(readonly bundle: Bundle, private readonly p: Platform, private readonly o: TerminalOptions = {}) {
     this.session = new DeviceSession(bundle, p, o);
-    this.tickets = new TicketWallet(p.secrets ?? new MemorySecretStore(), p.log);
+    const secrets = p.secrets ?? new MemorySecretStore();
+    this.tickets = new TicketWallet(secrets, p.log);
+    this.joined = new JoinedVpns(secrets);
+  }
+
+  /** A VPN's two topics for us: frames to us, frames to all. */
+  private vpnTopics(vpnId: string): string[] {
+    return [topics.vpnMember(vpnId, this.bundle.id), topics.vpnAll(vpnId)];
   }
 
   /** How often its liveness clock has woken (a diagnostic: it sleeps while nothing could be sent). */
@@ -97,12 +107,17 @@ export class TerminalAgent {
 
   async start(): Promise<void> {
     this.need('stopped');
-    await this.session.start({
-      onRequest: (m) => this.onRequest(m),
-      onFrame: (vpn, target, p) => this.onFrame(vpn, target, p),
-      onKeys: (b) => this.onKeys(b),
-      held: () => this.held(),
-    });
+    // The last join's VPNs in the CONNECT's SUBSCRIBE: a re-join then sends none (decision 137).
+    const last = await this.joined.recall();
+    await this.session.start(
+      {
+        onRequest: (m) => this.onRequest(m),
+        onFrame: (vpn, target, p) => this.onFrame(vpn, target, p),
+        onKeys: (b) => this.onKeys(b),
+        held: () => this.held(),
+      },
+      last.flatMap((id) => this.vpnTopics(id)),
+    );
     this.to('unconfigured');
   }
 
@@ -172,13 +187,24 @@ export class TerminalAgent {
         if (attempt >= 3) throw new KagiError('field', `joined ${keyless.join(', ')} but no keys for it arrived`);
         this.p.log('warn', `${this.bundle.id}: joined ${keyless.join(', ')} but its keys were taken back meanwhile; joining again`);
       }
-      // Every VPN's two topics in one SUBSCRIBE (one round trip per join).
-      await this.session.subscribe(...joined.flatMap((v) => [topics.vpnMember(v.id, this.bundle.id), topics.vpnAll(v.id)]));
+      // Every VPN's two topics in one SUBSCRIBE (one round trip per join),
+      // none when the CONNECT's SUBSCRIBE had them granted (decision 137).
+      await this.session.subscribe(...joined.flatMap((v) => this.vpnTopics(v.id)));
+      await this.remember(joined.map((v) => v.id));
       this.to('joined');
       return joined;
     } catch (e) {
       this.to(before);
       throw e;
+    }
+  }
+
+  /** Keep the joined VPNs for the next start; a store that fails costs that start its SUBSCRIBE saving, not the join. */
+  private async remember(ids: string[]): Promise<void> {
+    try {
+      await this.joined.remember(ids);
+    } catch (e) {
+      this.p.log('warn', `${this.bundle.id}: could not keep the joined VPNs: ${(e as Error).message}`);
     }
   }
 
@@ -275,7 +301,9 @@ export class TerminalAgent {
    * leave steps at once); `leave: false` only disconnects, as a crash would.
    */
   async stop(o: { leave?: boolean } = {}): Promise<void> {
-    await this.session.stop({ leave: (o.leave ?? true) && this._state === 'joined' });
+    const leave = (o.leave ?? true) && this._state === 'joined';
+    await this.session.stop({ leave });
+    if (leave) await this.remember([]);
     for (const v of this.vpns.values()) v.keys.destroy();
     this.vpns.clear();
     this.to('stopped');

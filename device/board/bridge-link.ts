@@ -37,6 +37,8 @@ export class BridgeLink implements Link {
   private readonly subscriptions: string[];
   /** Publishes waiting for their PUBACK: failed when the link dies. */
   private readonly inFlight = new Set<(reason: string) => void>();
+  /** Topics the broker granted on this connection: subscribing one again sends nothing (decision 137). */
+  private granted = new Set<string>();
 
   constructor(private readonly o: BridgeLinkOptions) {
     this.credentials = new ConnectCredentials(o.crypto, o.clientId, o.secretKey, o.brokerAuth === 'none' ? undefined : o.brokerPublicKey, o.brokerAuth === 'static' ? 'static' : 'counter', o.numbers);
@@ -73,7 +75,9 @@ export class BridgeLink implements Link {
           if (this.state === 'CLOSED') return;
           this.state = 'UP';
           this.attempt = 0;
-          this.o.host.mqttSubscribe(this.subscriptions, (e) => e && this.o.host.log('warn', `mqtt ${this.o.clientId}: subscribe failed: ${e}`));
+          const granted = (this.granted = new Set<string>());
+          const list = [...this.subscriptions];
+          this.o.host.mqttSubscribe(list, (e) => (e ? this.o.host.log('warn', `mqtt ${this.o.clientId}: subscribe failed: ${e}`) : list.forEach((x) => granted.add(x))));
           this.o.onConnect?.();
           first?.();
           first = undefined;
@@ -120,12 +124,16 @@ export class BridgeLink implements Link {
    * Subscribe now and at every CONNACK, each topic listed once. A
    * connection that drops before the SUBACK is not the caller's failure:
    * the next CONNACK subscribes the list, this topic with it (as MqttLink).
+   * A topic the broker granted on this connection is not sent again.
    */
   subscribe(...topics: string[]): Promise<void> {
     for (const topic of topics) if (!this.subscriptions.includes(topic)) this.subscriptions.push(topic);
-    if (this.state !== 'UP' || topics.length === 0) return Promise.resolve(); // subscribed on the next CONNACK
+    const granted = this.granted;
+    const needed = topics.filter((x) => !granted.has(x));
+    if (this.state !== 'UP' || needed.length === 0) return Promise.resolve(); // subscribed on the next CONNACK, or already
     return new Promise((resolve, reject) =>
-      this.o.host.mqttSubscribe(topics, (e) => {
+      this.o.host.mqttSubscribe(needed, (e) => {
+        if (!e) needed.forEach((x) => granted.add(x));
         if (!e || this.state !== 'UP') return resolve();
         reject(new Error(e));
       }),

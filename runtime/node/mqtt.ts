@@ -73,6 +73,8 @@ export class MqttLink implements Transport {
   private retry: ReturnType<typeof setTimeout> | null = null;
   private closing = false;
   private readonly inFlight = new Set<() => void>();
+  /** Topics the broker granted on this connection: subscribing one again sends nothing (decision 137). */
+  private granted = new Set<string>();
 
   constructor(private readonly o: MqttLinkOptions) {
     this.credentials = new ConnectCredentials(o.crypto, o.clientId, o.secretKey, o.brokerPublicKey, o.authMode ?? 'counter', o.numbers);
@@ -142,7 +144,10 @@ export class MqttLink implements Transport {
       this.o.onConnect?.();
       // Control messages and frames are small: Nagle would add ~40 ms a hop.
       (client.stream as { setNoDelay?(v: boolean): void }).setNoDelay?.(true);
-      if (this.o.subscriptions.length) client.subscribe(this.o.subscriptions, { qos: 1 });
+      const granted = (this.granted = new Set<string>());
+      const list = [...this.o.subscriptions];
+      // A SUBACK that refuses any topic grants none here: those asked for again are sent again.
+      if (list.length) client.subscribe(list, { qos: 1 }, (e) => e || list.forEach((x) => granted.add(x)));
     });
     client.on('message', (topic, payload) => this.o.onMessage(topic, new Uint8Array(payload.buffer, payload.byteOffset, payload.length)));
     // A broker that is not the one the file names is worth a warning at
@@ -209,14 +214,19 @@ export class MqttLink implements Transport {
    * the SUBACK is not the caller's failure: the next connect subscribes
    * every topic on the list, this one with them (a join that had its keys
    * failed on it, and the bench:storm on Mosquitto crashed on the
-   * rejection). Each topic is listed once, however often it is asked for.
+   * rejection). Each topic is listed once, however often it is asked for;
+   * one the broker granted on this connection is not sent again (a
+   * restarted agent's VPN topics, granted in its CONNECT's SUBSCRIBE).
    */
   async subscribe(...topics: string[]): Promise<void> {
     for (const topic of topics) if (!this.o.subscriptions.includes(topic)) this.o.subscriptions.push(topic);
     const c = this.client;
-    if (!c?.connected || topics.length === 0) return;
+    const granted = this.granted;
+    const needed = topics.filter((x) => !granted.has(x));
+    if (!c?.connected || needed.length === 0) return;
     try {
-      await c.subscribeAsync(topics, { qos: 1 });
+      await c.subscribeAsync(needed, { qos: 1 });
+      for (const x of needed) granted.add(x);
     } catch (e) {
       if (this.client === c && c.connected) throw e;
       this.o.log?.('debug', `mqtt ${this.o.clientId}: connection lost while subscribing ${topics.join(', ')}: subscribed at the next connect`);

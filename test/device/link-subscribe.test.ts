@@ -24,13 +24,13 @@ import { plainAedes } from '../helpers/aedes.js';
 const clientOf = (aedes: Aedes, id: string) => (aedes as unknown as { clients: Record<string, { close(): void }> }).clients[id]!;
 
 const crypto = nodeCrypto();
-type MakeLink = (url: string, onMessage: (topic: string, payload: Uint8Array) => void) => Link & { connect(): Promise<void> };
+type MakeLink = (url: string, onMessage: (topic: string, payload: Uint8Array) => void, subscriptions?: string[]) => Link & { connect(): Promise<void> };
 
 const links: Record<string, MakeLink> = {
-  MqttLink: (url, onMessage) =>
-    new MqttLink({ url, clientId: 'sub-link', crypto, secretKey: crypto.randomBytes(32), numbers: new MemoryNumberStore(), subscriptions: [], backoff: { baseMs: 50, maxMs: 200, minMs: 10 }, onMessage }),
-  BridgeLink: (url, onMessage) =>
-    new BridgeLink({ host: new NodeHostBridge(url), clientId: 'sub-link', crypto, secretKey: crypto.randomBytes(32), brokerPublicKey: new Uint8Array(32), numbers: new MemoryNumberStore(), brokerAuth: 'none', random: Math.random, subscriptions: [], onMessage }),
+  MqttLink: (url, onMessage, subscriptions = []) =>
+    new MqttLink({ url, clientId: 'sub-link', crypto, secretKey: crypto.randomBytes(32), numbers: new MemoryNumberStore(), subscriptions, backoff: { baseMs: 50, maxMs: 200, minMs: 10 }, onMessage }),
+  BridgeLink: (url, onMessage, subscriptions = []) =>
+    new BridgeLink({ host: new NodeHostBridge(url), clientId: 'sub-link', crypto, secretKey: crypto.randomBytes(32), brokerPublicKey: new Uint8Array(32), numbers: new MemoryNumberStore(), brokerAuth: 'none', random: Math.random, subscriptions, onMessage }),
 };
 
 for (const [name, makeLink] of Object.entries(links)) {
@@ -85,4 +85,33 @@ for (const [name, makeLink] of Object.entries(links)) {
     await pub.publishAsync('vpn/b', 'x', { qos: 1 });
     t.ok(await until(() => got.includes('vpn/b'), deadline(10_000)), 'a message on the second topic arrives');
   });
+
+  t.test(`${name}: a topic granted on this connection is not sent again`, async (t) => {
+    const { aedes, url } = await plainAedes(t);
+    const packets: string[][] = [];
+    aedes.on('subscribe', (subs, client) => client?.id === 'sub-link' && packets.push(subs.map((x) => x.topic)));
+    let refuse = 'denied';
+    aedes.authorizeSubscribe = (_client, sub, cb) => cb(null, sub.topic === refuse ? null : sub);
+    const got: string[] = [];
+    const link = makeLink(url, (topic) => got.push(topic), ['inbox', 'vpn/a']);
+    await link.connect();
+    t.teardown(() => link.close());
+    // A message on vpn/a arriving proves the SUBACK came before it (one connection, in order).
+    const pub = await mqtt.connectAsync(url, { clientId: 'pub' });
+    t.teardown(() => pub.endAsync());
+    t.ok(await until(async () => (await pub.publishAsync('vpn/a', 'x', { qos: 1 }), got.includes('vpn/a')), deadline(10_000)), 'the connect subscribed its list');
+    await link.subscribe('vpn/a');
+    await link.subscribe('vpn/a', 'vpn/b');
+    t.same(packets, [['inbox', 'vpn/a'], ['vpn/b']], 'granted at connect: not sent again; a new topic alone is sent');
+
+    // A SUBACK refusing a topic at connect: the topics asked for later go out again.
+    clientOf(aedes, 'sub-link').close();
+    await link.subscribe('denied');
+    t.ok(await until(() => link.connected && packets.length === 3, deadline(15_000)), 'reconnected and subscribed its list');
+    t.same(packets[2], ['inbox', 'vpn/a', 'vpn/b', 'denied'], 'the list, the refused topic in it');
+    refuse = '';
+    await link.subscribe('vpn/a', 'denied');
+    t.same(packets.slice(3), [['vpn/a', 'denied']], 'after a refusal at connect, asked for again: sent again');
+  });
 }
+

@@ -7,13 +7,15 @@
  * decides at that SUBSCRIBE as at any other (a topic it refuses is asked
  * for again after the join), and every delivery is checked again.
  */
-import { utf8 } from '../protocol/bytes.js';
+import { decodeStrict, encode } from '../protocol/cbor.js';
 import type { SecretStore } from './platform.js';
 
 const KEY = 'joined-vpns';
 /** A stored list longer than this, or with longer ids, is not ours: ignored. */
 const MAX_VPNS = 256;
 const MAX_ID = 64;
+/** CBOR (boards may have no TextDecoder), an array of strings. */
+const MAX_BYTES = MAX_VPNS * (MAX_ID * 4 + 3) + 3;
 
 export class JoinedVpns {
   /** What the store holds, once read (each start reads it once; a write only when it changes). */
@@ -27,7 +29,7 @@ export class JoinedVpns {
     const b = await this.store.get(KEY);
     let ids: string[] = [];
     try {
-      const v: unknown = b ? JSON.parse(new TextDecoder().decode(b)) : [];
+      const v: unknown = b ? decodeStrict(b, MAX_BYTES) : [];
       if (Array.isArray(v) && v.length <= MAX_VPNS && v.every((x) => typeof x === 'string' && x.length > 0 && x.length <= MAX_ID)) ids = v as string[];
     } catch {
       // unreadable: as if none was kept; the next join writes it anew
@@ -39,7 +41,8 @@ export class JoinedVpns {
   async remember(ids: readonly string[]): Promise<void> {
     const was = await this.recall();
     if (was.length === ids.length && was.every((x, i) => x === ids[i])) return;
-    this.held = [...ids];
-    await this.store.set(KEY, utf8(JSON.stringify(this.held)));
+    const next = [...ids];
+    await this.store.set(KEY, encode(next));
+    this.held = next;
   }
 }

@@ -147,7 +147,10 @@ export class MqttLink implements Transport {
       const granted = (this.granted = new Set<string>());
       const list = [...this.o.subscriptions];
       // A SUBACK that refuses any topic grants none here: those asked for again are sent again.
-      if (list.length) client.subscribe(list, { qos: 1 }, (e) => e || list.forEach((x) => granted.add(x)));
+      if (list.length)
+        client.subscribe(list, { qos: 1 }, (e) => {
+          if (!e) for (const x of list) granted.add(x);
+        });
     });
     client.on('message', (topic, payload) => this.o.onMessage(topic, new Uint8Array(payload.buffer, payload.byteOffset, payload.length)));
     // A broker that is not the one the file names is worth a warning at

@@ -14,7 +14,7 @@ import { TerminalAgent } from '../../device/terminal.js';
 import { nodePlatform } from '../../runtime/node/platform.js';
 import { FileSecretStore } from '../../runtime/node/file-secrets.js';
 import { topics } from '../../protocol/topics.js';
-import { utf8 } from '../../protocol/bytes.js';
+import { encode } from '../../protocol/cbor.js';
 import type { Bundle } from '../../device/bundle.js';
 
 const enc = new TextEncoder();
@@ -64,7 +64,7 @@ t.test('a re-join on a ticket after a restart sends no SUBSCRIBE of its own', as
 
   // A kept list naming a VPN it is not a member of: the broker refuses
   // that topic at connect, so the join subscribes plant again itself.
-  await new FileSecretStore(files.secretsFile).set('joined-vpns', utf8(JSON.stringify(['plant', 'gone'])));
+  await new FileSecretStore(files.secretsFile).set('joined-vpns', encode(['plant', 'gone']));
   packets.length = 0;
   got.length = 0;
   const third = boot();

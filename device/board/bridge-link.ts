@@ -17,6 +17,7 @@ import { ConnectCredentials } from '../../protocol/connect-auth.js';
 import { backoffDelay, DEFAULT_BACKOFF } from '../../protocol/backoff.js';
 import type { HostBridge } from './host.js';
 import { detach } from '../detach.js';
+import { LinkSubscriptions } from '../link-subscriptions.js';
 
 type LinkState = 'CONNECTING' | 'UP' | 'WAITING' | 'CLOSED';
 
@@ -34,15 +35,14 @@ export class BridgeLink implements Link {
   private attempt = 0;
   private retry: number | null = null;
   private readonly credentials: ConnectCredentials;
-  private readonly subscriptions: string[];
+  /** Every topic asked for, and those granted on this connection (decision 137). */
+  private readonly subs: LinkSubscriptions;
   /** Publishes waiting for their PUBACK: failed when the link dies. */
   private readonly inFlight = new Set<(reason: string) => void>();
-  /** Topics the broker granted on this connection: subscribing one again sends nothing (decision 137). */
-  private granted = new Set<string>();
 
   constructor(private readonly o: BridgeLinkOptions) {
     this.credentials = new ConnectCredentials(o.crypto, o.clientId, o.secretKey, o.brokerAuth === 'none' ? undefined : o.brokerPublicKey, o.brokerAuth === 'static' ? 'static' : 'counter', o.numbers);
-    this.subscriptions = [...o.subscriptions];
+    this.subs = new LinkSubscriptions(o.subscriptions);
   }
 
   get connected(): boolean {
@@ -75,9 +75,8 @@ export class BridgeLink implements Link {
           if (this.state === 'CLOSED') return;
           this.state = 'UP';
           this.attempt = 0;
-          const granted = (this.granted = new Set<string>());
-          const list = [...this.subscriptions];
-          this.o.host.mqttSubscribe(list, (e) => (e ? this.o.host.log('warn', `mqtt ${this.o.clientId}: subscribe failed: ${e}`) : list.forEach((x) => granted.add(x))));
+          const s = this.subs.connected();
+          this.o.host.mqttSubscribe(s.topics, (e) => (e ? this.o.host.log('warn', `mqtt ${this.o.clientId}: subscribe failed: ${e}`) : s.granted()));
           this.o.onConnect?.();
           first?.();
           first = undefined;
@@ -127,13 +126,11 @@ export class BridgeLink implements Link {
    * A topic the broker granted on this connection is not sent again.
    */
   subscribe(...topics: string[]): Promise<void> {
-    for (const topic of topics) if (!this.subscriptions.includes(topic)) this.subscriptions.push(topic);
-    const granted = this.granted;
-    const needed = topics.filter((x) => !granted.has(x));
-    if (this.state !== 'UP' || needed.length === 0) return Promise.resolve(); // subscribed on the next CONNACK, or already
+    const s = this.subs.add(topics);
+    if (this.state !== 'UP' || s.topics.length === 0) return Promise.resolve(); // subscribed on the next CONNACK, or already
     return new Promise((resolve, reject) =>
-      this.o.host.mqttSubscribe(needed, (e) => {
-        if (!e) needed.forEach((x) => granted.add(x));
+      this.o.host.mqttSubscribe(s.topics, (e) => {
+        if (!e) s.granted();
         if (!e || this.state !== 'UP') return resolve();
         reject(new Error(e));
       }),

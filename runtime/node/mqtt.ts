@@ -19,6 +19,7 @@ import { BrokerRefusedError } from '../../device/platform.js';
 import { isTlsUrl, type BrokerTls } from '../../protocol/broker-tls.js';
 import { BrokerPinError, brokerTlsStream, isIdentityError } from './broker-tls.js';
 import { corkTurn, type Corkable } from './cork-turn.js';
+import { LinkSubscriptions } from '../../device/link-subscriptions.js';
 
 export interface MqttLinkOptions {
   url: string;
@@ -73,10 +74,11 @@ export class MqttLink implements Transport {
   private retry: ReturnType<typeof setTimeout> | null = null;
   private closing = false;
   private readonly inFlight = new Set<() => void>();
-  /** Topics the broker granted on this connection: subscribing one again sends nothing (decision 137). */
-  private granted = new Set<string>();
+  /** Every topic asked for, and those granted on this connection (decision 137). */
+  private readonly subs: LinkSubscriptions;
 
   constructor(private readonly o: MqttLinkOptions) {
+    this.subs = new LinkSubscriptions(o.subscriptions);
     this.credentials = new ConnectCredentials(o.crypto, o.clientId, o.secretKey, o.brokerPublicKey, o.authMode ?? 'counter', o.numbers);
   }
 
@@ -144,12 +146,10 @@ export class MqttLink implements Transport {
       this.o.onConnect?.();
       // Control messages and frames are small: Nagle would add ~40 ms a hop.
       (client.stream as { setNoDelay?(v: boolean): void }).setNoDelay?.(true);
-      const granted = (this.granted = new Set<string>());
-      const list = [...this.o.subscriptions];
-      // A SUBACK that refuses any topic grants none here: those asked for again are sent again.
-      if (list.length)
-        client.subscribe(list, { qos: 1 }, (e) => {
-          if (!e) for (const x of list) granted.add(x);
+      const s = this.subs.connected();
+      if (s.topics.length)
+        client.subscribe(s.topics, { qos: 1 }, (e) => {
+          if (!e) s.granted();
         });
     });
     client.on('message', (topic, payload) => this.o.onMessage(topic, new Uint8Array(payload.buffer, payload.byteOffset, payload.length)));
@@ -222,14 +222,12 @@ export class MqttLink implements Transport {
    * restarted agent's VPN topics, granted in its CONNECT's SUBSCRIBE).
    */
   async subscribe(...topics: string[]): Promise<void> {
-    for (const topic of topics) if (!this.o.subscriptions.includes(topic)) this.o.subscriptions.push(topic);
+    const s = this.subs.add(topics);
     const c = this.client;
-    const granted = this.granted;
-    const needed = topics.filter((x) => !granted.has(x));
-    if (!c?.connected || needed.length === 0) return;
+    if (!c?.connected || s.topics.length === 0) return;
     try {
-      await c.subscribeAsync(needed, { qos: 1 });
-      for (const x of needed) granted.add(x);
+      await c.subscribeAsync(s.topics, { qos: 1 });
+      s.granted();
     } catch (e) {
       if (this.client === c && c.connected) throw e;
       this.o.log?.('debug', `mqtt ${this.o.clientId}: connection lost while subscribing ${topics.join(', ')}: subscribed at the next connect`);

@@ -236,7 +236,7 @@ function joiner(url: string, files: string, bundles: Bundle[], agents: TerminalA
     const a = new TerminalAgent(b, platform, { timeoutMs: 60_000, attempts: Infinity });
     agents.push(a);
     await a.start();
-    if (await a.needsConfig('bench')) await a.configure(); // on its ticket it re-joins at once, as kagi agent does
+    if (a.needsConfig('bench')) await a.configure(); // on its ticket it re-joins at once, as kagi agent does
     await a.join('bench', password);
     progress(what, ++joined);
   };

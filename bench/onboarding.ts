@@ -1,9 +1,11 @@
 /**
- * bench/onboarding: N terminals through device auth + join + keys on the
- * embedded broker, beside a bare-MQTT floor measured in the same run: plain
- * aedes, no crypto, no store, the same number of request/response round
- * trips per terminal (a join is 6: config→auth, auth→config, config→keys,
- * keys→terminal and back, plus the terminal's two requests).
+ * bench/onboarding: N terminals through their first join (the device and
+ * the user checked in one request, decision 138) and keys on the embedded
+ * broker, then again as new agents on their resumption tickets, beside a
+ * bare-MQTT floor measured in the same run: plain aedes, no crypto, no
+ * store, the same number of request/response round trips per terminal (a
+ * join is 4: the terminal's join, config → auth, config → keys,
+ * keys → terminal and back).
  *
  * A first join checks the user's password (scrypt, ~30 ms of a core), so
  * the joins are also set beside a second floor from the same run: N scrypt
@@ -13,9 +15,8 @@
  *
  * Then every terminal stops (leaving its VPNs) and comes back as a new
  * agent holding only its resumption ticket: connect, join on the ticket
- * (no config request, decision 122; no scrypt), keys — set beside a
- * bare-MQTT floor of its own 4 round trips (the first join's 6 without the
- * config request and its forward to auth). Target: at most 2x (the
+ * (no config request, decision 122; no scrypt), keys — set beside the
+ * bare-MQTT floor of those 4 round trips. Target: at most 2x (the
  * onboarding goal 1.5x).
  *
  * Then the latency of a refusal for an unknown user beside one for a wrong
@@ -27,7 +28,7 @@
  * phases untimed, so neither is timed while it compiles. Then --runs
  * rounds, each of fresh terminals, each measuring every figure beside its
  * floor measured just before it (the scrypt floor, then the first joins;
- * the floors of 6 and of 4 round trips, then the re-joins): a shared host's
+ * the floor of 4 round trips, then the re-joins): a shared host's
  * load moves over seconds, so each ratio is taken between neighbours and
  * the figures judged are the rounds' medians. kagi's control plane is up
  * (and idle: no agent connected) while the floors of a round run.
@@ -68,8 +69,8 @@ if (![N, C, RUNS, POOL ?? 1].every((x) => Number.isInteger(x) && x >= 1) || ![W,
   console.error('bench:onboarding: --n, --concurrency, --runs and --pool take whole numbers of at least 1, --warmup and --probes of at least 0 (--help)');
   process.exit(2);
 }
-/** Round trips of a first join (config request, join) and of a re-join on a ticket (join only), as counted above. */
-const ROUND_TRIPS = { first: 6, rejoin: 4 } as const;
+/** Round trips of a join, first or on a ticket, as counted above. */
+const ROUND_TRIPS = 4;
 
 
 /** One timed phase of kagi: wall time, the process's CPU, its main thread's CPU (ms). */
@@ -77,13 +78,13 @@ interface Phase { ms: number; cpuMs: number; mainMs: number | undefined }
 /** A floor's time and the process's CPU (ms). */
 interface Floor { ms: number; cpuMs: number }
 /** One round: each figure beside the floor measured just before it. */
-interface Round { scrypt: Floor & { concurrency: number }; first: Phase; floorFirst: Floor; floorRejoin: Floor; rejoin: Phase }
+interface Round { scrypt: Floor & { concurrency: number }; first: Phase; floor: Floor; rejoin: Phase }
 
 /**
  * --runs rounds on one control plane: each of N fresh terminals, first
  * joins (the password) after the scrypt floor, then re-joins of the same
- * terminals as new agents holding only their tickets after the floors of
- * 6 and 4 round trips. Both sides warm up first.
+ * terminals as new agents holding only their tickets after the floor of
+ * their round trips. Both sides warm up first.
  */
 async function rounds(): Promise<Round[]> {
   const { cp, crypto, close } = await benchControlPlane(POOL ? { password: { concurrency: POOL } } : {});
@@ -103,7 +104,7 @@ async function rounds(): Promise<Round[]> {
       const a = new TerminalAgent(bundles[i]!, { ...nodePlatform({ brokerUrl: cp.brokerUrl }), secrets: wallets[i]! }, { timeoutMs: 60_000 });
       agents.push(a);
       await a.start();
-      if (await a.needsConfig('bench')) await a.configure(); // a re-join on its ticket does not (decision 122)
+      if (a.needsConfig('bench')) await a.configure(); // never here: a join checks the device too (decisions 122, 138)
       await a.join('bench', password);
     });
     const ms = performance.now() - t0;
@@ -114,7 +115,7 @@ async function rounds(): Promise<Round[]> {
     return { ms, cpuMs, mainMs: main0 === undefined || main1 === undefined ? undefined : main1 - main0 };
   };
   if (W > 0) {
-    await floorRun(W, ROUND_TRIPS.first);
+    await floorRun(W, ROUND_TRIPS);
     await phase('bench-password', 0, W);
     await phase(undefined, 0, W);
   }
@@ -123,11 +124,10 @@ async function rounds(): Promise<Round[]> {
     const from = W + r * N;
     const scrypt = await scryptRun();
     const first = await phase('bench-password', from, from + N);
-    const floorFirst = await floorRun(N, ROUND_TRIPS.first);
-    const floorRejoin = await floorRun(N, ROUND_TRIPS.rejoin);
+    const floor = await floorRun(N, ROUND_TRIPS);
     const rejoin = await phase(undefined, from, from + N);
-    out.push({ scrypt, first, floorFirst, floorRejoin, rejoin });
-    console.error(`  round ${r + 1}/${RUNS}: first joins ${((100 * scrypt.ms) / first.ms).toFixed(0)}% of the hash rate, re-joins ${(rejoin.ms / floorRejoin.ms).toFixed(2)}x their floor`);
+    out.push({ scrypt, first, floor, rejoin });
+    console.error(`  round ${r + 1}/${RUNS}: first joins ${((100 * scrypt.ms) / first.ms).toFixed(0)}% of the hash rate, re-joins ${(rejoin.ms / floor.ms).toFixed(2)}x their floor`);
   }
   await close();
   return out;
@@ -207,11 +207,11 @@ const perJoin = (ms: number | undefined) => (ms === undefined ? 'n/a' : `${(ms /
 console.log(`onboarding of ${N} terminals, concurrency ${C}, ${RUNS} round${RUNS === 1 ? '' : 's'} of fresh terminals (each figure beside its floor measured just before it)`);
 for (const [i, r] of all.entries()) {
   console.log(`round ${i + 1}:`);
-  console.log(`  bare MQTT floor (${ROUND_TRIPS.first} round trips each): ${r.floorFirst.ms.toFixed(0)} ms  ${rate(r.floorFirst.ms)} /s; with ${ROUND_TRIPS.rejoin} (a re-join's): ${r.floorRejoin.ms.toFixed(0)} ms  ${rate(r.floorRejoin.ms)} /s`);
-  console.log(`  kagi config + join + keys:        ${r.first.ms.toFixed(0)} ms  ${rate(r.first.ms)} joins/s (first joins: one password check each)`);
+  console.log(`  bare MQTT floor (${ROUND_TRIPS} round trips each): ${r.floor.ms.toFixed(0)} ms  ${rate(r.floor.ms)} /s`);
+  console.log(`  kagi first joins + keys:          ${r.first.ms.toFixed(0)} ms  ${rate(r.first.ms)} joins/s (connect + join: one password check each, no config request)`);
   console.log(`  kagi re-joins on tickets:         ${r.rejoin.ms.toFixed(0)} ms  ${rate(r.rejoin.ms)} joins/s (new agents, connect + join, no config request, no password)`);
-  console.log(`  ratio re-joins/floor of ${ROUND_TRIPS.rejoin} (time): ${(r.rejoin.ms / r.floorRejoin.ms).toFixed(2)}x; against the ${ROUND_TRIPS.first} of a first join: ${(r.rejoin.ms / r.floorFirst.ms).toFixed(2)}x`);
-  console.log(`  CPU per re-join: ${(r.rejoin.cpuMs / N).toFixed(2)} ms vs ${(r.floorRejoin.cpuMs / N).toFixed(2)} ms per floor set: ${(r.rejoin.cpuMs / r.floorRejoin.cpuMs).toFixed(2)}x (the process's CPU time, steadier than the wall on a shared machine)`);
+  console.log(`  ratio re-joins/floor of ${ROUND_TRIPS} (time): ${(r.rejoin.ms / r.floor.ms).toFixed(2)}x`);
+  console.log(`  CPU per re-join: ${(r.rejoin.cpuMs / N).toFixed(2)} ms vs ${(r.floor.cpuMs / N).toFixed(2)} ms per floor set: ${(r.rejoin.cpuMs / r.floor.cpuMs).toFixed(2)}x (the process's CPU time, steadier than the wall on a shared machine)`);
   console.log(`  scrypt floor (${N} checks, pool of ${r.scrypt.concurrency}): ${r.scrypt.ms.toFixed(0)} ms  ${rate(r.scrypt.ms)} checks/s; joins/s vs checks/s: ${((100 * r.scrypt.ms) / r.first.ms).toFixed(0)}% of the hash rate`);
   // Where the cores are all busy, the share of the hash rate is the share of
   // the CPU a join leaves to its hash: what else a first join costs is what
@@ -220,9 +220,9 @@ for (const [i, r] of all.entries()) {
   console.log(`  CPU per first join: ${(r.first.cpuMs / N).toFixed(2)} ms, of which the hash ${hashCpu.toFixed(2)} ms (the floor's) and the rest ${(r.first.cpuMs / N - hashCpu).toFixed(2)} ms; the main thread (agents and services) ${perJoin(r.first.mainMs)}, ${perJoin(r.rejoin.mainMs)} per re-join`);
 }
 const share = median(all.map((r) => r.scrypt.ms / r.first.ms));
-const rejoinRatio = median(all.map((r) => r.rejoin.ms / r.floorRejoin.ms));
+const rejoinRatio = median(all.map((r) => r.rejoin.ms / r.floor.ms));
 console.log(`median of ${RUNS} round${RUNS === 1 ? '' : 's'}:`);
-console.log(`  ratio re-joins/floor of ${ROUND_TRIPS.rejoin} (time): ${rejoinRatio.toFixed(2)}x (target: at most 2x); CPU: ${median(all.map((r) => r.rejoin.cpuMs / r.floorRejoin.cpuMs)).toFixed(2)}x`);
+console.log(`  ratio re-joins/floor of ${ROUND_TRIPS} (time): ${rejoinRatio.toFixed(2)}x (target: at most 2x); CPU: ${median(all.map((r) => r.rejoin.cpuMs / r.floor.cpuMs)).toFixed(2)}x`);
 console.log(`  first joins vs checks/s: ${(100 * share).toFixed(0)}% of the hash rate (target: at least 80%)`);
 console.log(`refusal latency, mean of ${PROBES} each after 20 warm-up, one agent:`);
 console.log(`  unknown user:   ${probes.unknown.toFixed(2)} ms`);
@@ -231,6 +231,6 @@ console.log(`  difference: ${(probes.unknown - probes.wrong).toFixed(2)} ms (${(
 const perS = (ms: number) => N / (ms / 1000);
 benchJson([
   { figure: `first joins (password), ${N} terminals, median of ${RUNS}`, value: median(all.map((r) => perS(r.first.ms))), unit: 'joins/s', floor: median(all.map((r) => perS(r.scrypt.ms))), ratio: share, target: '≥ 0.8 of the scrypt rate', met: share >= 0.8 },
-  { figure: `re-joins on tickets, ${N} terminals, median of ${RUNS}`, value: median(all.map((r) => perS(r.rejoin.ms))), unit: 'joins/s', floor: median(all.map((r) => perS(r.floorRejoin.ms))), ratio: rejoinRatio, target: '≤ 2× the bare-MQTT time', met: rejoinRatio <= 2 },
+  { figure: `re-joins on tickets, ${N} terminals, median of ${RUNS}`, value: median(all.map((r) => perS(r.rejoin.ms))), unit: 'joins/s', floor: median(all.map((r) => perS(r.floor.ms))), ratio: rejoinRatio, target: '≤ 2× the bare-MQTT time', met: rejoinRatio <= 2 },
 ]);
 process.exit(0);

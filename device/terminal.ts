@@ -6,11 +6,12 @@
  *   stopped → unconfigured        start()
  *   unconfigured → configured     configure() got its config
  *   configured → joining          join()
- *   unconfigured → joining        join() on a ticket: a re-join, which
- *                                 needs no config request (decision 122)
+ *   unconfigured → joining        join(): on a ticket or with the password,
+ *                                 the join does what the config request
+ *                                 does (decisions 122, 138)
  *   joining → joined              join.response (keys arrived before it)
  *   joining → configured          join refused or given up (→ unconfigured
- *                                 for a re-join that had not configured)
+ *                                 for a join that had not configured)
  *   joined → configured           out of its last VPN (left, evicted, revoked)
  *   any → stopped                 stop() (a joined agent leaves first)
  * Each operation checks the state it requires first.
@@ -131,30 +132,27 @@ export class TerminalAgent {
   }
 
   /**
-   * Whether `user`'s join must wait for configure(): an internal terminal's
-   * first join follows its config request (S101–S104, then S105). A
-   * terminal holding a ticket for `user` has done both before; its re-join
-   * does what the config request would (the device's credential checked,
-   * the config channel renewed, where it is recorded) and goes first
-   * (decision 122). An external terminal never configures (S301).
+   * Whether to send a config request at start: only an internal terminal
+   * started with no user to join (the patent's S101–S104 alone: the device
+   * reports and gets its config). A join does everything the config
+   * request does (the device's credential and MAC checked, the config
+   * channel renewed, where it is recorded), so a terminal that joins at
+   * once, on a ticket (decision 122) or with the password (decision 138),
+   * sends the join alone. An external terminal never configures (S301).
    */
-  async needsConfig(user: string | undefined): Promise<boolean> {
-    if (this.bundle.kind === 'external') return false;
-    return user === undefined || !(await this.tickets.has(user));
+  needsConfig(user: string | undefined): boolean {
+    return this.bundle.kind !== 'external' && user === undefined;
   }
 
   /**
    * S105–S110: user join; keys arrive (a keys.update on the join's own keys
-   * channel, decision 134) before the answer.
-   * An external terminal (S301) has no config step: it joins directly; nor
-   * does a re-join on a ticket (needsConfig).
+   * channel, decision 134) before the answer. From `unconfigured` too: the
+   * join stands in for the config request (needsConfig).
    * With a ticket for `user` no password is sent (or needed); one is
    * needed for the first join, and again only if the ticket is refused.
    */
   async join(user: string, password?: string): Promise<VpnInfo[]> {
-    if (this._state === 'unconfigured' && !(await this.needsConfig(user))) this.need('unconfigured');
-    else if (this.bundle.kind === 'external') this.need('unconfigured', 'configured', 'joined');
-    else this.need('configured', 'joined');
+    this.need('unconfigured', 'configured', 'joined');
     const before = this._state;
     this.to('joining');
     try {
@@ -163,8 +161,9 @@ export class TerminalAgent {
       // removal can still cross the join and drop them (a device evicted in
       // an outage, joining again). The join is an upsert: ask again.
       for (let attempt = 1; ; attempt++) {
-        // The MAC goes with every join: a re-join has no config request to
-        // carry it, and the auth server checks it as for one (decision 122).
+        // The MAC goes with every join: a join from unconfigured has no
+        // config request to carry it, and the auth server checks it as for
+        // one (decisions 122, 138).
         let r: JoinAnswer;
         try {
           r = await this.tickets.join(user, password, (c) => this.session.ask('join.request', 'join', { user, mac: this.bundle.mac, ...c }));

@@ -26,8 +26,10 @@ export const agentHelp = `usage: kagi agent FILE [--user ID [--password-stdin]] 
        kagi agent PLAIN.json --via HOST:PORT [--user ID [--password-stdin]]
 
 Runs the device agent of bundle FILE: connects to the broker named in the
-bundle (or --broker URL), gets its config, joins as --user or with the
-bundle's preset credentials, and carries TCP:
+bundle (or --broker URL), joins as --user or with the bundle's preset
+credentials (the join checks the device as a config request would, so it
+goes alone; with no user the agent asks for its config and stops there),
+and carries TCP:
   --listen VPN=LOCALPORT:PEER  accept on 127.0.0.1:LOCALPORT, tunnel to device PEER
   --target VPN=HOST:PORT       where to connect streams arriving on VPN
                                (default 127.0.0.1:<the VPN's port>)
@@ -202,10 +204,12 @@ export async function agent(args: string[], baked?: BoardProfile): Promise<numbe
     listens.forEach((l, i) => console.log(`listening on 127.0.0.1:${ports[i]} → ${l.peer} over ${l.vpn}`));
     const startup = (async () => {
       await a.start();
-      // S301: external terminals join directly; so does a re-join on a ticket (decision 122).
-      if (await a.needsConfig(user)) await a.configure();
-      else if (bundle.kind !== 'external') console.log(`re-joining as ${user!} on its ticket: no config request`);
+      // The join checks the device as the config request does: a terminal
+      // that joins at once sends it alone (decisions 122, 138; S301 for an
+      // external one). With no user, the config request alone (S101–S104).
+      if (a.needsConfig(user)) await a.configure();
       if (!user) return console.log('configured; no user given, so not joining any VPN');
+      if (bundle.kind !== 'external') console.log(`joining as ${user} ${(await a.tickets.has(user)) ? 'on its ticket' : 'with the password'}: no config request`);
       for (const x of await join()) console.log(`joined ${x.id} (${x.protocol}/${x.port}, epoch ${x.epoch})`);
     })();
     try {

@@ -164,10 +164,11 @@ export async function startAuth(ctx: ServiceContext, o: AuthOptions = {}) {
     const userId = str(r.body, 'user', 64);
     // Every verdict from here is about this device joining as this user (kagi why).
     const common = { replyTo: r.env.from, reqId: r.env.reqId, replyKey: r.replyKey, about: { device: who.device.id, user: userId } };
-    // A terminal's join carries its MAC, checked as the config request's is:
-    // a re-join on a ticket has no config request before it (decision 122).
-    // A relay's join for a plaintext terminal carries none.
-    const macRefused = r.body.mac === undefined ? undefined : wrongMac(r.body, who.device, common);
+    // A device's own join carries its MAC, checked as the config request's
+    // is, before any password: no config request goes before a join
+    // (decisions 122, 138). A relay's join for a plaintext terminal carries
+    // none (the relay's own key speaks for the port).
+    const macRefused = who.via ? undefined : r.body.mac === undefined ? refuse('mac', `a join from ${who.device.id} carries no MAC`, common) : wrongMac(r.body, who.device, common);
     if (macRefused) return macRefused;
     const presented = r.body.ticket === undefined ? null : asBody(r.body.ticket);
     if (!presented) {

@@ -93,6 +93,11 @@ t.test('a join that does not ask for its keys on its channel (an earlier agent) 
   const config = await ask('config.request', 'request', { mac: b.mac });
   t.equal(config.type, 'config.response', 'configured');
   config.secrets.destroy();
+  // A device's own join without its MAC: refused before any password check
+  // (no config request goes before a join, decision 138).
+  const bare = await ask('join.request', 'join', { user: 'alice', password: 'alice-password' });
+  bare.secrets.destroy();
+  t.match({ type: bare.type, body: bare.body }, { type: 'error', body: { code: 'mac', reason: /carries no MAC/ } }, 'a join of its own without its MAC is refused');
   const joined = await ask('join.request', 'join', { user: 'alice', password: 'alice-password', mac: b.mac });
   joined.secrets.destroy();
   t.equal(joined.type, 'join.response', 'joined');

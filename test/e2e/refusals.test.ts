@@ -45,25 +45,39 @@ t.test('refusals', async (t) => {
     t.equal(a.state, 'unconfigured', 'stays unconfigured');
   });
 
-  t.test('a re-join on a ticket skips the config request, and still has its MAC checked (decision 122)', async (t) => {
+  t.test('a join skips the config request, the first one with the password and a re-join on a ticket, and has its MAC checked (decisions 122, 138)', async (t) => {
     const b = await device(cp, 'term-k');
     const wallet = new MemorySecretStore(); // the device's FILE.tickets, across its restarts
     const make = (bundle: typeof b, sent: string[]) => new TerminalAgent(bundle, { ...testPlatform(cp.brokerUrl, { spy: (_topic, bytes) => sent.push(typeOf(bytes) ?? '?') }), secrets: wallet }, { timeoutMs: deadline(3000), attempts: 2 });
+
+    // A first join as a wrong MAC, from unconfigured: refused as its config request would be.
+    const wrongFirst = make({ ...b, mac: '02:99:99:99:99:97' }, []);
+    t.teardown(() => wrongFirst.stop());
+    await wrongFirst.start();
+    await t.rejects(wrongFirst.join('alice', 'alice-password'), { name: 'RefusedError', code: 'mac', message: /MAC 02:99:99:99:99:97 does not match device term-k/ }, 'a first join with another MAC is refused as a config request with it is');
+    t.equal(wrongFirst.state, 'unconfigured', 'back to unconfigured');
+    t.same(await cp.store.membershipsOf('term-k'), [], 'nothing recorded for it');
+    await wrongFirst.stop();
+
     const first: string[] = [];
     const a = make(b, first);
     await a.start();
-    await t.rejects(a.join('alice', 'alice-password'), { message: /agent is unconfigured, needs configured or joined/ }, 'without a ticket, the first join waits for the config request');
-    t.ok(await a.needsConfig('alice'), 'no ticket: needs its config first');
-    await a.configure();
-    await a.join('alice', 'alice-password');
+    t.notOk(a.needsConfig('alice'), 'a user to join: no config request needed, even without a ticket');
+    t.ok(a.needsConfig(undefined), 'no user: the config request alone');
+    await t.rejects(a.join('alice', 'not-her-password'), { name: 'RefusedError', code: 'password' }, 'a wrong password from unconfigured: refused');
+    t.equal(a.state, 'unconfigured', 'and back to unconfigured');
+    t.same((await a.join('alice', 'alice-password')).map((v) => v.id), ['plant'], 'the first join, with the password, from unconfigured');
+    t.equal(a.state, 'joined', 'joined');
+    t.ok(await a.tickets.has('alice'), 'it holds a ticket');
+    t.match(await cp.store.getNetworkInfo('term-k'), { deviceId: 'term-k' }, 'where it is recorded, as a config request would');
     await a.stop({ leave: false });
-    t.same(first.filter((x) => x === 'config.request' || x === 'join.request'), ['config.request', 'join.request'], 'the first join: config request, then join');
+    t.same(first.filter((x) => x === 'config.request' || x === 'join.request'), ['join.request', 'join.request'], 'no config request: the joins alone');
 
     const again: string[] = [];
     const r = make(b, again);
     t.teardown(() => r.stop());
     await r.start();
-    t.notOk(await r.needsConfig('alice'), 'holding a ticket: no config request needed');
+    t.notOk(r.needsConfig('alice'), 'holding a ticket: no config request needed');
     t.same((await r.join('alice')).map((v) => v.id), ['plant'], 're-joined plant on the ticket from unconfigured');
     t.equal(r.state, 'joined', 'joined');
     t.same(again.filter((x) => x === 'config.request' || x === 'join.request'), ['join.request'], 'one request: the join');

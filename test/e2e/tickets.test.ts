@@ -81,7 +81,7 @@ t.test('tickets through the CLI', async (t) => {
   const successor = ticketIn(tickets);
   t.not(successor, ticketIn(tickets, held), 'the re-join rotated the ticket');
   t.notMatch(a.out.text(), /rejoined|granted plant/, 'one join per start: a device that left at its last stop is owed no grant notice');
-  t.match(a.out.text(), /re-joining as alice on its ticket: no config request/, 'it says it re-joins on its ticket');
+  t.match(a.out.text(), /joining as alice on its ticket: no config request/, 'it says it re-joins on its ticket');
   t.notMatch(a.out.text(), /state: configured/, 'and goes from unconfigured to joining: no config request before the join (decision 122)');
   const status = JSON.parse(kagi(['status', '--json', '--data', data]).stdout) as { devices: { id: string; ticket: { live: boolean; lastUsed: string | null } | null }[] };
   const term = status.devices.find((d) => d.id === 'term')!;

@@ -76,6 +76,7 @@ export function joinPath(c: ConfigContext, members: Membership, alive: (deviceId
     // Independent writes, issued together: one group commit and one sync
     // between them and the answer, not one each in turn (decision 135).
     await Promise.all([
+      alive(deviceId),
       ctx.store.putNetworkInfo({ deviceId, address, relayId: via ? str(via, 'relay', 64) : null, relayPort: via ? str(via, 'port', 64) : null, updatedAt: Date.now() }),
       stored ? undefined : ctx.store.putConfig({ deviceId, body: config }),
       via ? undefined : renewChannel(deviceId, v),
@@ -96,19 +97,28 @@ export function joinPath(c: ConfigContext, members: Membership, alive: (deviceId
     const userId = str(v, 'user', 64);
     const vpns = list(v, 'vpns').map((x) => asBody(x));
     const via = v.via ? asBody(v.via) : null;
+    let networkId = via ? `${str(via, 'relay', 64)}:${str(via, 'port', 64)}` : 'broker';
+    let where: Promise<void> | undefined;
     if (!via) {
       // S302–S303: the address the broker sees, or (behind an external
       // broker, which does not tell us) the one the device reported.
       const reported = Array.isArray(v.addresses) ? v.addresses.filter((a): a is string => typeof a === 'string' && a.length <= 64)[0] : undefined;
       const address = o.addressOf?.(deviceId) ?? reported ?? (await ctx.store.getNetworkInfo(deviceId))?.address ?? null;
-      await ctx.store.putNetworkInfo({ deviceId, address, relayId: null, relayPort: null, updatedAt: Date.now() });
+      networkId = address ?? networkId;
+      where = ctx.store.putNetworkInfo({ deviceId, address, relayId: null, relayPort: null, updatedAt: Date.now() });
     }
-    const info = await ctx.store.getNetworkInfo(deviceId);
-    const networkId = via ? `${str(via, 'relay', 64)}:${str(via, 'port', 64)}` : (info?.address ?? 'broker');
-    for (const x of vpns) {
-      const old = (await ctx.store.membershipsOf(deviceId)).find((m) => m.vpnId === x.id);
-      await ctx.store.putMember({ vpnId: str(x, 'id', 64), deviceId, userId, keyId: old?.keyId ?? 0, networkId });
-    }
+    // A member keeps its key id until its acknowledgement moves it (keys.ts).
+    const keyIds = new Map((await ctx.store.membershipsOf(deviceId)).map((m) => [m.vpnId, m.keyId]));
+    // Independent writes, issued together (decision 135): that it is alive,
+    // where it is, its memberships; the reconcile reads them after.
+    await Promise.all([
+      alive(deviceId),
+      where,
+      ...vpns.map((x) => {
+        const vpnId = str(x, 'id', 64);
+        return ctx.store.putMember({ vpnId, deviceId, userId, keyId: keyIds.get(vpnId) ?? 0, networkId });
+      }),
+    ]);
     await members.reconcile([deviceId]); // program the network devices before keys go out (its rows: a patch)
     // Keys for a plaintext terminal go to its relay, for its port. From
     // here the join waits on the device's acknowledgement: the place is
@@ -192,9 +202,9 @@ export function joinPath(c: ConfigContext, members: Membership, alive: (deviceId
       const verdict = await c.ask('auth', { op, envelope: raw }, leave);
       if (!verdict.ok) return refuseDevice(verdict, answer);
       // A device coming back (a restart, a site's power back) asks before
-      // it holds keys to answer polls with: its request is its answer, so
-      // the polls it missed while down do not evict it mid-way back.
-      await alive(str(verdict, 'deviceId', 64));
+      // it holds keys to answer polls with: its request is its answer
+      // (`alive`, with the first writes of either), so the polls it missed
+      // while down do not evict it mid-way back.
       return await (op === 'device.auth' ? configure(verdict, answer) : join(verdict, startedAt, answer, leave));
     } finally {
       underWay.delete(enc);

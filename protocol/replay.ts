@@ -241,7 +241,15 @@ export class SendCounter {
         if (top > LIMITS.maxSeq) throw new KagiError('exhausted', `sequence to ${peer} exhausted`);
       } else {
         top = Math.min(n + this.block - 1, LIMITS.maxSeq);
-        await this.store.set(this.prefix + peer, top);
+        // A new peer's first block and its era in one write where the store
+        // can (a service meeting a device: one commit, not two in turn).
+        if (newEra && this.store.setMany) {
+          await this.store.setMany([
+            [this.prefix + peer, top],
+            [`era:${this.prefix}${peer}`, era],
+          ]);
+          newEra = false;
+        } else await this.store.set(this.prefix + peer, top);
       }
     }
     // After the counter: a crash between the two leaves a counter

@@ -8,6 +8,12 @@ export interface NumberStore {
   get(key: string): Promise<number | undefined>;
   set(key: string, value: number): Promise<void>;
   /**
+   * Set several numbers at once, all or none (one write where the store
+   * has such a thing): a send counter's first block and its new era go
+   * together, never the era alone (replay.ts).
+   */
+  setMany?(entries: [string, number][]): Promise<void>;
+  /**
    * Atomically add `n` to the number at `key` (absent = 0) and return the
    * sum: send counters shared by several instances reserve with it.
    */

@@ -91,6 +91,8 @@ export class SqliteStore implements Store {
     this.numbers = {
       get: async (k) => (get.get(k) as { value: number } | undefined)?.value,
       set: (k, v) => this.batch.run(() => void set.run(k, v)),
+      // One savepoint of the group commit: both or neither.
+      setMany: (entries) => this.batch.run(() => entries.forEach(([k, v]) => set.run(k, v))),
       claim: async (k, seq, at = nowSeconds()) => {
         const w = windows.get(k) ?? (getWindow.get(k) as SeqWindow | undefined);
         const next = slideWindow(w, seq);

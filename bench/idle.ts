@@ -236,7 +236,7 @@ function joiner(url: string, files: string, bundles: Bundle[], agents: TerminalA
     const a = new TerminalAgent(b, platform, { timeoutMs: 60_000, attempts: Infinity });
     agents.push(a);
     await a.start();
-    if (a.needsConfig('bench')) await a.configure(); // on its ticket it re-joins at once, as kagi agent does
+    // No config request, first join or on its ticket, as kagi agent does (decisions 122, 138).
     await a.join('bench', password);
     progress(what, ++joined);
   };

@@ -104,7 +104,7 @@ async function rounds(): Promise<Round[]> {
       const a = new TerminalAgent(bundles[i]!, { ...nodePlatform({ brokerUrl: cp.brokerUrl }), secrets: wallets[i]! }, { timeoutMs: 60_000 });
       agents.push(a);
       await a.start();
-      if (a.needsConfig('bench')) await a.configure(); // never here: a join checks the device too (decisions 122, 138)
+      // No config request: the join checks the device too (decisions 122, 138).
       await a.join('bench', password);
     });
     const ms = performance.now() - t0;

@@ -90,7 +90,7 @@ async function storm(configRequest: boolean, timeoutMs: number, startBatch?: num
     await a.start();
     // On its ticket: no config request, no password (decision 122); an agent
     // retries what is not a refusal, as kagi agent does.
-    if (configRequest || a.needsConfig('bench')) await a.configure();
+    if (configRequest) await a.configure();
     await a.join('bench');
     if (++back % 100 === 0) send({ progress: 100 });
     return performance.now() - t0;

@@ -97,23 +97,18 @@ export function joinPath(c: ConfigContext, members: Membership, alive: (deviceId
     const userId = str(v, 'user', 64);
     const vpns = list(v, 'vpns').map((x) => asBody(x));
     const via = v.via ? asBody(v.via) : null;
-    let networkId = via ? `${str(via, 'relay', 64)}:${str(via, 'port', 64)}` : 'broker';
-    let where: Promise<void> | undefined;
-    if (!via) {
-      // S302–S303: the address the broker sees, or (behind an external
-      // broker, which does not tell us) the one the device reported.
-      const reported = Array.isArray(v.addresses) ? v.addresses.filter((a): a is string => typeof a === 'string' && a.length <= 64)[0] : undefined;
-      const address = o.addressOf?.(deviceId) ?? reported ?? (await ctx.store.getNetworkInfo(deviceId))?.address ?? null;
-      networkId = address ?? networkId;
-      where = ctx.store.putNetworkInfo({ deviceId, address, relayId: null, relayPort: null, updatedAt: Date.now() });
-    }
+    // S302–S303: the address the broker sees, or (behind an external
+    // broker, which does not tell us) the one the device reported.
+    const reported = Array.isArray(v.addresses) ? v.addresses.filter((a): a is string => typeof a === 'string' && a.length <= 64)[0] : undefined;
+    const address = via ? null : (o.addressOf?.(deviceId) ?? reported ?? (await ctx.store.getNetworkInfo(deviceId))?.address ?? null);
+    const networkId = via ? `${str(via, 'relay', 64)}:${str(via, 'port', 64)}` : (address ?? 'broker');
     // A member keeps its key id until its acknowledgement moves it (keys.ts).
     const keyIds = new Map((await ctx.store.membershipsOf(deviceId)).map((m) => [m.vpnId, m.keyId]));
     // Independent writes, issued together (decision 135): that it is alive,
     // where it is, its memberships; the reconcile reads them after.
     await Promise.all([
       alive(deviceId),
-      where,
+      via ? undefined : ctx.store.putNetworkInfo({ deviceId, address, relayId: null, relayPort: null, updatedAt: Date.now() }),
       ...vpns.map((x) => {
         const vpnId = str(x, 'id', 64);
         return ctx.store.putMember({ vpnId, deviceId, userId, keyId: keyIds.get(vpnId) ?? 0, networkId });

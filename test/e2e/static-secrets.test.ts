@@ -54,7 +54,6 @@ t.test('a restart takes the kept static secrets; kept secrets that do not open a
     const platform = nodePlatform({ brokerUrl: cp.brokerUrl, stateFile: join(dir, 'term-s.json.state'), secretsFile: ticketsFile, log: (level, msg) => lines.push(`${level}: ${msg}`) });
     const a = new TerminalAgent(parseBundle(JSON.parse(deviceFile)), platform, { timeoutMs: deadline(5000), attempts: 3 });
     await a.start();
-    if (a.needsConfig('alice')) await a.configure();
     await a.join('alice', password);
     t.equal(a.epochs().plant, 1, 'joined, holding the VPN key');
     // The keeping is a write of its own after the join: wait for it to land before the power cut.

@@ -140,6 +140,7 @@ async function floorRun(n: number, roundTrips: number): Promise<{ ms: number; cp
   await responder.subscribeAsync('floor/req/+', { qos: 1 });
   responder.on('message', (topic, payload) => void responder.publish(`floor/res/${topic.split('/')[2]}`, payload, { qos: 1 }));
   const clients: mqtt.MqttClient[] = [];
+  mark('floor-start');
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await pool(0, n, C, async (i) => {
@@ -154,6 +155,7 @@ async function floorRun(n: number, roundTrips: number): Promise<{ ms: number; cp
   });
   const ms = performance.now() - t0;
   const cpuMs = cpuMsSince(cpu0);
+  mark('floor-end');
   for (const c of clients) await c.endAsync();
   await responder.endAsync();
   await broker.close();

@@ -171,6 +171,8 @@ export async function startAuth(ctx: ServiceContext, o: AuthOptions = {}) {
     const macRefused = who.via ? undefined : r.body.mac === undefined ? refuse('mac', `a join from ${who.device.id} carries no MAC`, common) : wrongMac(r.body, who.device, common);
     if (macRefused) return macRefused;
     const presented = r.body.ticket === undefined ? null : asBody(r.body.ticket);
+    // The password's throttle reset, under way: it commits with the ticket.
+    let cleared: Promise<void> | undefined;
     if (!presented) {
       const user = await ctx.store.getUser(userId);
       aside?.(); // from here it waits on the hash pool, which bounds itself (busy)
@@ -182,6 +184,7 @@ export async function startAuth(ctx: ServiceContext, o: AuthOptions = {}) {
       }
       // The device waits retryAfter seconds (with jitter) and asks again.
       if (!pw.ok) return refuse(pw.code, pw.code === 'busy' ? 'the auth server is busy: try again later' : 'too many failed password attempts: try again later', { ...common, retryAfter: pw.retryAfter, detail: pw.detail });
+      cleared = pw.cleared;
     }
     const vpns = [];
     for (const id of await ctx.store.grantsOf(userId)) {
@@ -189,14 +192,18 @@ export async function startAuth(ctx: ServiceContext, o: AuthOptions = {}) {
       if (v) vpns.push({ id: v.id, protocol: v.protocol, port: v.port });
     }
     // Grants are checked at every join: a ticket carries identity, never memberships.
-    if (vpns.length === 0) return refuse('no-vpn', `user ${userId} is not a member of any VPN`, common);
+    if (vpns.length === 0) {
+      await cleared;
+      return refuse('no-vpn', `user ${userId} is not a member of any VPN`, common);
+    }
     let ticket: Ticket;
     if (presented) {
       const t = await tickets.redeem(who.device.id, userId, { id: ticketId(str(presented, 'id', 64)), secret: bytes(presented, 'secret', TICKET_SECRET_LENGTH) });
       if ('refusal' in t) return refuse(t.refusal[0], t.refusal[1], common);
       ticket = t.ticket;
     } else {
-      ticket = await tickets.issueFirst(who.device.id, userId);
+      // Independent writes, issued together (decision 135): one commit.
+      [ticket] = await Promise.all([tickets.issueFirst(who.device.id, userId), cleared]);
     }
     // Sealed for the device alone: the config server forwards it unread.
     const sealedTicket = sealTicket(ctx.crypto, ticketKey, ticket);
@@ -215,7 +222,10 @@ export async function startAuth(ctx: ServiceContext, o: AuthOptions = {}) {
     const verdict = op === 'device.auth' ? await deviceAuth(raw) : op === 'user.join' ? await userJoin(raw, aside) : refuse('unknown-op', `unknown op ${op}`);
     // The detail is for the operator's log only: not even its length goes on the wire.
     const { detail, about, ...body } = verdict;
-    if (about !== undefined) await history.note(asBody(about), op === 'device.auth' ? 'config' : 'join', verdict);
+    // Not awaited (it never throws: a store failure is logged): the record
+    // for kagi why commits with the config server's next writes rather
+    // than in a commit of its own before the verdict goes (decision 139).
+    if (about !== undefined) void history.note(asBody(about), op === 'device.auth' ? 'config' : 'join', verdict);
     if (!verdict.ok) {
       // Throttled and busy refusals cost a sender no hash, so they come
       // as fast as it sends: counted, and logged at debug only.

@@ -8,8 +8,9 @@
  *  3. scrypt on the pool, against the user's hash, or for an unknown user
  *     against a dummy hash made at start with the same parameters, so both
  *     cost one scrypt and answer the same (`password`).
- * Success clears the failures of the user and the device; a failure adds
- * one to the user's.
+ * Success clears the failures of the user and the device (a write handed
+ * back under way, so the join's next writes share its commit); a failure
+ * adds one to the user's.
  */
 import { randomBytes } from 'node:crypto';
 import type { Store, UserRow } from '../store/store.js';
@@ -23,7 +24,13 @@ export interface PasswordCheckOptions extends HashPoolOptions {
 }
 
 export type PasswordVerdict =
-  | { ok: true }
+  /**
+   * `cleared`: the failures' reset, under way. The caller awaits it with
+   * the writes that follow (one group commit, not one each in turn); a
+   * rejection is marked handled here, so a caller that fails first leaves
+   * no unhandled rejection behind.
+   */
+  | { ok: true; cleared: Promise<void> }
   | { ok: false; code: 'password'; detail: 'unknown-user' | 'wrong-password' }
   | { ok: false; code: 'throttled' | 'busy'; retryAfter: number; detail: string };
 
@@ -68,7 +75,8 @@ export class PasswordCheck {
       await this.throttle.failed(userId);
       return { ok: false, code: 'password', detail: result };
     }
-    await this.throttle.succeeded(userId, deviceId);
-    return { ok: true };
+    const cleared = this.throttle.succeeded(userId, deviceId);
+    cleared.catch(() => {});
+    return { ok: true, cleared };
   }
 }

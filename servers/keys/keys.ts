@@ -58,6 +58,15 @@ export const LEAVE_REKEY = 'a member left';
 /** Rekey reasons as metric labels (a bounded set). */
 const REKEY_WHY = new Set(['periodic', 'requested', LEAVE_REKEY, 'asked']);
 
+/**
+ * Two writes issued together (one group commit), each run to its end
+ * before a failure of either is thrown: the channel keys one of them
+ * copies at its commit are wiped only after it, never under it.
+ */
+async function settled(a: Promise<unknown>, b: Promise<unknown>): Promise<void> {
+  for (const r of await Promise.allSettled([a, b])) if (r.status === 'rejected') throw r.reason;
+}
+
 export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
   let peer!: Peer;
 
@@ -124,9 +133,10 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
         if (!device || device.revoked) return { ok: false, reason: `no device ${h.holder}` };
         const vpns = await vpnKeys(vpnIds);
         const body = { vpns, ...(h.port !== undefined ? { port: h.port, member: h.member } : {}) };
-        const ack = keys ? await onJoinChannel(h, body, keys) : await sealed(h, device.publicKey, body);
+        // The key ids the acknowledgement moves are written with the channel it keeps: one commit.
+        const acked = (ack: Body) => record(h.holder, ack, h);
+        const ack = keys ? await onJoinChannel(h, body, keys, acked) : await sealed(h, device.publicKey, body, acked);
         if (!ack) return { ok: false, reason: `${h.holder} did not acknowledge keys` };
-        await record(h.holder, ack, h);
         const where = h.port !== undefined ? `${h.holder} (port ${h.port}, for ${h.member})` : h.member;
         // At debug: a delivery is a join's, which the config server logs with
         // the epochs (two info lines per re-join were 2% of kagi up in a storm).
@@ -142,32 +152,39 @@ export async function startKeys(ctx: ServiceContext, o: KeysOptions = {}) {
    * The keys as one keys.update under the join's own keys channel: one AEAD
    * seal here and one open at the holder, where an HPKE delivery cost an
    * ephemeral key and two X25519. The holder takes the channel at the first
-   * message under it. Its acknowledgement, or undefined.
+   * message under it. Its acknowledgement (once `acked`, written beside
+   * the channel, is done), or undefined.
    */
-  async function onJoinChannel(h: Holder, body: Body, keys: ChannelKeys): Promise<Body | undefined> {
+  async function onJoinChannel(h: Holder, body: Body, keys: ChannelKeys, acked: (ack: Body) => Promise<unknown>): Promise<Body | undefined> {
     const ack = await peer.channelRequest({ to: h.holder, type: 'keys.update', body, timeoutMs: ctx.timeoutMs, keys });
     if (ack.type !== 'keys.updated') return undefined;
+    const b = asBody(ack.body);
     // Compare-and-set on that message's seq, as for a sealed delivery's.
-    await replaceChannel(ctx.store, ctx.crypto, 'keys', h.holder, keys, ack.seq);
-    return asBody(ack.body);
+    await settled(replaceChannel(ctx.store, ctx.crypto, 'keys', h.holder, keys, ack.seq), acked(b));
+    return b;
   }
 
   /**
    * The keys HPKE-sealed to the holder (`pkR`), for a join that did not ask
    * for them on its channel (an earlier agent); the keys channel is the
-   * delivery's own export. Its acknowledgement, or undefined.
+   * delivery's own export. Its acknowledgement (once `acked` is done, as
+   * onJoinChannel's), or undefined.
    */
-  async function sealed(h: Holder, pkR: Uint8Array, body: Body): Promise<Body | undefined> {
+  async function sealed(h: Holder, pkR: Uint8Array, body: Body, acked: (ack: Body) => Promise<unknown>): Promise<Body | undefined> {
     const ack = await peer.request({ to: h.holder, pkR, topic: topics.inbox(h.holder), type: 'keys.deliver', body, timeoutMs: ctx.timeoutMs });
     try {
       if (ack.type !== 'keys.ack') return undefined;
       const keys = asRequester(ack.secrets.channelKeys());
+      const b = asBody(ack.body);
       // Compare-and-set on the delivery's seq (one shared sequence across
       // instances): the holder keeps the highest-seq delivery's channel too.
       // The replaced channel's window goes with it (nothing on it opens now).
-      await replaceChannel(ctx.store, ctx.crypto, 'keys', h.holder, keys, ack.seq);
-      wipe(keys.send, keys.recv);
-      return asBody(ack.body);
+      try {
+        await settled(replaceChannel(ctx.store, ctx.crypto, 'keys', h.holder, keys, ack.seq), acked(b));
+      } finally {
+        wipe(keys.send, keys.recv);
+      }
+      return b;
     } finally {
       ack.secrets.destroy();
     }

@@ -408,12 +408,7 @@ export class PgStore implements Store {
   channels(owner: 'config' | 'keys'): ChannelBook {
     return {
       get: (peer) => this.channelGets[owner].call(peer, null),
-      set: async (peer, k, seq) => {
-        // With a seq: compare-and-set, the highest delivery's channel wins
-        // (one statement, so two instances acknowledged at once agree).
-        const sql = `INSERT INTO channels (owner, peer, send, recv, seq) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (owner, peer) DO UPDATE SET send = excluded.send, recv = excluded.recv, seq = excluded.seq${seq === undefined ? '' : ' WHERE channels.seq < excluded.seq'}`;
-        return ((await this.q(sql, [owner, peer, Buffer.from(k.send), Buffer.from(k.recv), seq ?? 0])).rowCount ?? 0) > 0;
-      },
+      set: (peer, k, seq) => this.setChannel(this.q.bind(this), owner, peer, k, seq),
       setIfAbsent: async (peer, k) => {
         await this.q('INSERT INTO channels (owner, peer, send, recv) VALUES ($1, $2, $3, $4) ON CONFLICT (owner, peer) DO NOTHING', [owner, peer, Buffer.from(k.send), Buffer.from(k.recv)]);
         const r = (await this.q('SELECT send, recv FROM channels WHERE owner = $1 AND peer = $2', [owner, peer])).rows[0];
@@ -423,8 +418,21 @@ export class PgStore implements Store {
     };
   }
 
-  async dropChannelWindow(receiver: string, sender: string, tag: string) {
-    return (await this.q(WINDOWS.oneChannel, [channelWindowPrefix(receiver, sender) + tag])).rowCount ?? 0;
+  /**
+   * With a seq: compare-and-set, the highest delivery's channel wins (one
+   * statement, so two instances acknowledged at once agree). Whether kept.
+   */
+  private async setChannel(q: (sql: string, args?: unknown[]) => Promise<pg.QueryResult>, owner: 'config' | 'keys', peer: string, k: ChannelKeys, seq?: number): Promise<boolean> {
+    const sql = `INSERT INTO channels (owner, peer, send, recv, seq) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (owner, peer) DO UPDATE SET send = excluded.send, recv = excluded.recv, seq = excluded.seq${seq === undefined ? '' : ' WHERE channels.seq < excluded.seq'}`;
+    return ((await q(sql, [owner, peer, Buffer.from(k.send), Buffer.from(k.recv), seq ?? 0])).rowCount ?? 0) > 0;
+  }
+  async replaceChannel(owner: 'config' | 'keys', peer: string, keys: ChannelKeys, o: { seq?: number; replacedTag?: string }) {
+    if (o.replacedTag === undefined) return this.setChannel(this.q.bind(this), owner, peer, keys, o.seq);
+    return this.tx(async (q) => {
+      const kept = await this.setChannel(q, owner, peer, keys, o.seq);
+      if (kept) await q(WINDOWS.oneChannel, [channelWindowPrefix(owner, peer) + o.replacedTag]);
+      return kept;
+    });
   }
   async sweepSeqWindows(o: { idleBefore: number; connectEras: number }) {
     return this.tx(async (q) => ({

@@ -9,7 +9,7 @@ import { PRIVATE_FILE_MODE } from '../private-file.js';
 import { join } from 'node:path';
 import type { NumberStore } from '../../protocol/store.js';
 import { slideWindow, type SeqWindow } from '../../protocol/replay.js';
-import type { ChannelBook } from '../../protocol/channel.js';
+import type { ChannelBook, ChannelKeys } from '../../protocol/channel.js';
 import { WriteBatch } from './write-batch.js';
 import { walSync } from './wal-sync.js';
 import { SoleLease, type Lease } from './lease.js';
@@ -352,11 +352,7 @@ export class SqliteStore implements Store {
         const r = db.prepare('SELECT send, recv FROM channels WHERE owner = ? AND peer = ?').get(owner, peer) as { send: Buffer; recv: Buffer } | undefined;
         return r ? { send: u8(r.send), recv: u8(r.recv) } : undefined;
       },
-      set: async (peer, k, seq) => {
-        // With a seq: compare-and-set, the highest delivery's channel wins.
-        const sql = `INSERT INTO channels (owner, peer, send, recv, seq) VALUES (?, ?, ?, ?, ?) ON CONFLICT(owner, peer) DO UPDATE SET send = excluded.send, recv = excluded.recv, seq = excluded.seq${seq === undefined ? '' : ' WHERE channels.seq < excluded.seq'}`;
-        return this.batch.run(() => db.prepare(sql).run(owner, peer, Buffer.from(k.send), Buffer.from(k.recv), seq ?? 0).changes > 0);
-      },
+      set: (peer, k, seq) => this.batch.run(() => this.setChannel(owner, peer, k, seq)),
       setIfAbsent: (peer, k) => this.batch.run(() => {
         db.prepare('INSERT INTO channels (owner, peer, send, recv) VALUES (?, ?, ?, ?) ON CONFLICT(owner, peer) DO NOTHING').run(owner, peer, Buffer.from(k.send), Buffer.from(k.recv));
         const r = db.prepare('SELECT send, recv FROM channels WHERE owner = ? AND peer = ?').get(owner, peer) as { send: Buffer; recv: Buffer };
@@ -366,8 +362,18 @@ export class SqliteStore implements Store {
     };
   }
 
-  async dropChannelWindow(receiver: string, sender: string, tag: string) {
-    return this.batch.run(() => this.forgetWindows(this.stmt(`${WINDOWS.oneChannel} RETURNING key`).all({ p1: channelWindowPrefix(receiver, sender) + tag })));
+  /** With a seq: compare-and-set, the highest delivery's channel wins. Whether it was kept. */
+  private setChannel(owner: 'config' | 'keys', peer: string, k: ChannelKeys, seq?: number): boolean {
+    const sql = `INSERT INTO channels (owner, peer, send, recv, seq) VALUES (?, ?, ?, ?, ?) ON CONFLICT(owner, peer) DO UPDATE SET send = excluded.send, recv = excluded.recv, seq = excluded.seq${seq === undefined ? '' : ' WHERE channels.seq < excluded.seq'}`;
+    return this.stmt(sql).run(owner, peer, Buffer.from(k.send), Buffer.from(k.recv), seq ?? 0).changes > 0;
+  }
+  async replaceChannel(owner: 'config' | 'keys', peer: string, keys: ChannelKeys, o: { seq?: number; replacedTag?: string }) {
+    // One savepoint of the group commit: the channel and its old window's end together.
+    return this.batch.run(() => {
+      const kept = this.setChannel(owner, peer, keys, o.seq);
+      if (kept && o.replacedTag !== undefined) this.forgetWindows(this.stmt(`${WINDOWS.oneChannel} RETURNING key`).all({ p1: channelWindowPrefix(owner, peer) + o.replacedTag }));
+      return kept;
+    });
   }
   async sweepSeqWindows(o: { idleBefore: number; connectEras: number }) {
     return this.db.transaction(() => ({

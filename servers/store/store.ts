@@ -4,7 +4,7 @@
  * method is async even where SQLite is synchronous.
  */
 import type { NumberStore } from '../../protocol/store.js';
-import type { ChannelBook } from '../../protocol/channel.js';
+import type { ChannelBook, ChannelKeys } from '../../protocol/channel.js';
 import type { Lease, LeaseOptions } from './lease.js';
 
 /** `admin`: an operator's identity for the remote admin API (kagi admin add), never a device in a VPN. */
@@ -247,13 +247,16 @@ export interface Store {
    */
   channels(owner: 'config' | 'keys'): ChannelBook;
   /**
-   * A service replaced `sender`'s channel with it (`receiver`, config or
-   * keys): delete the replay window of the replaced channel, named by its
-   * tag (channel.ts channelTag). One row by key, so a join costs the same
-   * with 10 devices or 10,000. Revoking a device deletes all of its channel
-   * windows. Returns the rows deleted.
+   * Keep `keys` as `owner`'s channel with `peer` (ChannelBook.set:
+   * compare-and-set on `seq` where given) and, if kept, delete the replay
+   * window of the channel it replaced, named by its tag (`replacedTag`,
+   * channel.ts channelTag): nothing on that channel opens any more. One
+   * write, both or neither (one commit where there were two in turn); the
+   * window is one row by key, so a join costs the same with 10 devices or
+   * 10,000. Revoking a device deletes all of its channel windows. True when
+   * kept.
    */
-  dropChannelWindow(receiver: string, sender: string, tag: string): Promise<number>;
+  replaceChannel(owner: 'config' | 'keys', peer: string, keys: ChannelKeys, o: { seq?: number; replacedTag?: string }): Promise<boolean>;
   /**
    * Sweep replay windows (windows.ts): sender-era windows last claimed
    * before `idleBefore` (s), and CONNECT era windows beyond the newest

@@ -64,16 +64,16 @@ export function windowsSql(s: (i: number) => string, n: (i: number) => string) {
  * Store `keys` as the channel `owner` (config, keys) holds with `peer`
  * (compare-and-set on `seq` where given) and delete the replay window of
  * the channel it replaced, named by its tag: nothing on that channel opens
- * any more. Returns whether `keys` was kept.
+ * any more. One write (Store.replaceChannel). Returns whether `keys` was kept.
  */
 export async function replaceChannel(store: Store, c: Crypto, owner: 'config' | 'keys', peer: string, keys: ChannelKeys, seq?: number): Promise<boolean> {
-  const book = store.channels(owner);
-  const old = await book.get(peer);
-  const kept = await book.set(peer, keys, seq);
+  const old = await store.channels(owner).get(peer);
+  let replacedTag: string | undefined;
   if (old) {
     const tag = channelTag(c, old);
     wipe(old.send, old.recv);
-    if (kept && tag !== channelTag(c, keys)) await store.dropChannelWindow(owner, peer, tag);
+    // The same channel again (renewed with the keys it had) keeps its window.
+    if (tag !== channelTag(c, keys)) replacedTag = tag;
   }
-  return kept;
+  return store.replaceChannel(owner, peer, keys, { ...(seq === undefined ? {} : { seq }), ...(replacedTag === undefined ? {} : { replacedTag }) });
 }

@@ -51,7 +51,7 @@ if (values.help) {
   console.log(`usage: npm run bench:onboarding -- [--n 1000] [--concurrency 50] [--probes 200] [--warmup 100] [--pool N]
   --n N            terminals timed through a first join, then a re-join on their tickets (default 1000)
   --concurrency C  terminals (floor clients, hash checks) at once (default 50)
-  --probes P       refusals timed for an unknown user and for a wrong password, each (default 200)
+  --probes P       refusals timed for an unknown user and for a wrong password, each (default 200; 0: not measured)
   --runs R         rounds of fresh terminals, each figure beside its floor measured just before it; medians judged (default 3)
   --warmup W       terminals and floor clients run through every phase first, untimed (default 100)
   --pool N         the auth server's hash pool (default: the cores)`);
@@ -203,7 +203,8 @@ async function probeRun(): Promise<{ unknown: number; wrong: number }> {
 }
 
 const all = await rounds();
-const probes = await probeRun();
+// --probes 0: the refusals are not measured (nothing to print but that).
+const probes = PROBES > 0 ? await probeRun() : undefined;
 const rate = (ms: number) => (N / (ms / 1000)).toFixed(1);
 const perJoin = (ms: number | undefined) => (ms === undefined ? 'n/a' : `${(ms / N).toFixed(2)} ms`);
 console.log(`onboarding of ${N} terminals, concurrency ${C}, ${RUNS} round${RUNS === 1 ? '' : 's'} of fresh terminals (each figure beside its floor measured just before it)`);
@@ -226,10 +227,13 @@ const rejoinRatio = median(all.map((r) => r.rejoin.ms / r.floor.ms));
 console.log(`median of ${RUNS} round${RUNS === 1 ? '' : 's'}:`);
 console.log(`  ratio re-joins/floor of ${ROUND_TRIPS} (time): ${rejoinRatio.toFixed(2)}x (target: at most 2x); CPU: ${median(all.map((r) => r.rejoin.cpuMs / r.floor.cpuMs)).toFixed(2)}x`);
 console.log(`  first joins vs checks/s: ${(100 * share).toFixed(0)}% of the hash rate (target: at least 80%)`);
-console.log(`refusal latency, mean of ${PROBES} each after 20 warm-up, one agent:`);
-console.log(`  unknown user:   ${probes.unknown.toFixed(2)} ms`);
-console.log(`  wrong password: ${probes.wrong.toFixed(2)} ms`);
-console.log(`  difference: ${(probes.unknown - probes.wrong).toFixed(2)} ms (${((100 * (probes.unknown - probes.wrong)) / probes.wrong).toFixed(1)}%)`);
+if (!probes) console.log('refusal latency: not measured (--probes 0)');
+else {
+  console.log(`refusal latency, mean of ${PROBES} each after 20 warm-up, one agent:`);
+  console.log(`  unknown user:   ${probes.unknown.toFixed(2)} ms`);
+  console.log(`  wrong password: ${probes.wrong.toFixed(2)} ms`);
+  console.log(`  difference: ${(probes.unknown - probes.wrong).toFixed(2)} ms (${((100 * (probes.unknown - probes.wrong)) / probes.wrong).toFixed(1)}%)`);
+}
 const perS = (ms: number) => N / (ms / 1000);
 benchJson([
   { figure: `first joins (password), ${N} terminals, median of ${RUNS}`, value: median(all.map((r) => perS(r.first.ms))), unit: 'joins/s', floor: median(all.map((r) => perS(r.scrypt.ms))), ratio: share, target: '≥ 0.8 of the scrypt rate', met: share >= 0.8 },

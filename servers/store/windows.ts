@@ -75,5 +75,5 @@ export async function replaceChannel(store: Store, c: Crypto, owner: 'config' | 
     // The same channel again (renewed with the keys it had) keeps its window.
     if (tag !== channelTag(c, keys)) replacedTag = tag;
   }
-  return store.replaceChannel(owner, peer, keys, { ...(seq === undefined ? {} : { seq }), ...(replacedTag === undefined ? {} : { replacedTag }) });
+  return store.replaceChannel(owner, peer, keys, { seq, replacedTag });
 }

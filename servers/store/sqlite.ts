@@ -90,11 +90,9 @@ export class SqliteStore implements Store {
     const windows = this.windows;
     this.numbers = {
       get: async (k) => (get.get(k) as { value: number } | undefined)?.value,
-      // A send counter's reservation is on disk before its first number is
-      // used (decision 140: a group commit alone does not wait for a sync).
-      set: (k, v) => this.batch.run(() => void set.run(k, v)).then(() => this.batch.durable()),
+      set: (k, v) => this.batch.run(() => void set.run(k, v)),
       // One savepoint of the group commit: both or neither.
-      setMany: (entries) => this.batch.run(() => entries.forEach(([k, v]) => set.run(k, v))).then(() => this.batch.durable()),
+      setMany: (entries) => this.batch.run(() => entries.forEach(([k, v]) => set.run(k, v))),
       claim: async (k, seq, at = nowSeconds()) => {
         const w = windows.get(k) ?? (getWindow.get(k) as SeqWindow | undefined);
         const next = slideWindow(w, seq);
@@ -442,10 +440,6 @@ export class SqliteStore implements Store {
 
   lease(name: string): Lease {
     return new SoleLease(name);
-  }
-
-  durable(): Promise<void> {
-    return this.batch.durable();
   }
 
   async close() {

@@ -57,6 +57,11 @@ export interface BrokerOptions {
   /** Who a client id is; undefined for strangers. */
   lookup(clientId: string): Promise<BrokerPrincipal | undefined>;
   numbers: NumberStore;
+  /**
+   * Resolves once the store's writes so far are on disk (Store.durable):
+   * a CONNECT's counter is claimed on disk before its CONNACK (decision 140).
+   */
+  durable?: () => Promise<void>;
   acl: BrokerAcl;
   log?: (level: 'info' | 'debug' | 'warn', msg: string) => void;
   /** Frames forwarded and dropped, connected clients. */
@@ -175,6 +180,12 @@ export class KagiBroker {
     } catch (e) {
       if (isKagiError(e)) return this.refuse(id, e.code === 'replay' ? 'connect counter reused' : 'bad password');
       throw e;
+    }
+    // Admitted only once the claim of its counter would survive a power cut.
+    try {
+      await this.o.durable?.();
+    } catch (e) {
+      return this.refuse(id, `its counter's claim is not on disk: ${(e as Error).message}`);
     }
     this.kinds.set(id, who.kind);
     const sock = client.conn as { remoteAddress?: string };

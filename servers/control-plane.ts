@@ -166,6 +166,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
         crypto: o.crypto,
         secretKey: keys.broker.secretKey,
         numbers: store.numbers,
+        durable: () => store.durable(),
         acl,
         log,
         metrics,

@@ -121,6 +121,8 @@ export async function startService(
     numbers: ctx.store.numbers,
     ...(ctx.brokerTls ? { tls: ctx.brokerTls } : {}),
     ...(ctx.brokerStream ? { stream: ctx.brokerStream } : {}),
+    // Nothing leaves the service resting on a write not yet on disk (decision 140).
+    beforePublish: () => ctx.store.durable(),
     // The services that ask devices (config, keys) hear their state: a
     // device whose connection came back is sent again what it may have
     // missed (Peer.resend), and config keeps its liveness by it.

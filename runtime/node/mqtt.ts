@@ -55,6 +55,12 @@ export interface MqttLinkOptions {
    * broker's in-process streams for the services beside it (decision 132).
    */
   stream?: () => Duplex;
+  /**
+   * Awaited before each publish goes out (a service's: Store.durable, so
+   * nothing leaves resting on a write a power cut could take back,
+   * decision 140). Publishes keep their order.
+   */
+  beforePublish?: () => Promise<void>;
   log?(level: 'debug' | 'info' | 'warn', msg: string): void;
 }
 
@@ -193,6 +199,11 @@ export class MqttLink implements Transport {
    * as on any link that goes down.
    */
   publish(topic: string, payload: Uint8Array, retain = false): Promise<void> {
+    const before = this.o.beforePublish;
+    return before ? before().then(() => this.publishNow(topic, payload, retain)) : this.publishNow(topic, payload, retain);
+  }
+
+  private publishNow(topic: string, payload: Uint8Array, retain: boolean): Promise<void> {
     const c = this.client;
     if (!c || !c.connected) return Promise.reject(new Error(`${this.o.clientId}: not connected to the broker`));
     // One promise per publish (this is every VPN frame): settled by the

@@ -25,9 +25,13 @@ import { Deque } from '../../protocol/deque.js';
  * gives its place back while it waits on the hash pool (ServiceDoor's
  * `aside`), so these are for the work of this process only. 32 kept a
  * storm of 10,000 as depth-first as it could be measured (p50 24 s against
- * 30–31 s with 98 places and 34–39 s with none, decision 128).
+ * 30–31 s with 98 places and 34–39 s with none, decision 128). 20 since a
+ * join's steps no longer wait on a sync each (decision 140): each takes
+ * its place for less time, and 32 let more joins share the CPU at once
+ * (a storm of 10,000's p50 18.8 s against 15.7 and 14.7 s with 20; 12
+ * took fewer joins per commit and 27 s for all).
  */
-export const ADMITTED_BESIDE_PASSWORDS = 32;
+export const ADMITTED_BESIDE_PASSWORDS = 20;
 
 /**
  * The places where the auth server runs in another process: there a

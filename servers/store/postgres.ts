@@ -499,6 +499,8 @@ export class PgStore implements Store {
     return new PgAdvisoryLease(this.connectionString, [`kagi:${this.schema}`, name], name, o);
   }
 
+  async durable() {} // a commit has returned durable (synchronous_commit on)
+
   async close() {
     await this.pool.end();
   }

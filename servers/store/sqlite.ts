@@ -90,9 +90,11 @@ export class SqliteStore implements Store {
     const windows = this.windows;
     this.numbers = {
       get: async (k) => (get.get(k) as { value: number } | undefined)?.value,
-      set: (k, v) => this.batch.run(() => void set.run(k, v)),
+      // A send counter's reservation is on disk before its first number is
+      // used (decision 140: a group commit alone does not wait for a sync).
+      set: (k, v) => this.batch.run(() => void set.run(k, v)).then(() => this.batch.durable()),
       // One savepoint of the group commit: both or neither.
-      setMany: (entries) => this.batch.run(() => entries.forEach(([k, v]) => set.run(k, v))),
+      setMany: (entries) => this.batch.run(() => entries.forEach(([k, v]) => set.run(k, v))).then(() => this.batch.durable()),
       claim: async (k, seq, at = nowSeconds()) => {
         const w = windows.get(k) ?? (getWindow.get(k) as SeqWindow | undefined);
         const next = slideWindow(w, seq);
@@ -440,6 +442,10 @@ export class SqliteStore implements Store {
 
   lease(name: string): Lease {
     return new SoleLease(name);
+  }
+
+  durable(): Promise<void> {
+    return this.batch.durable();
   }
 
   async close() {

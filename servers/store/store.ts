@@ -325,6 +325,15 @@ export interface Store {
   /** The lease of a once-only duty (lease.ts): always held on a store one process owns. */
   lease(name: string, o?: LeaseOptions): Lease;
 
+  /**
+   * Resolves once every write that resolved before the call is on disk
+   * (decision 140): a write resolves when it has committed, visible to
+   * every reader, and the services wait on this before anything leaves
+   * them (service-host.ts, the broker's CONNACK). PostgreSQL's commits are
+   * durable when they return: at once there.
+   */
+  durable(): Promise<void>;
+
   close(): Promise<void>;
 }
 

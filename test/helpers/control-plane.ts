@@ -89,6 +89,18 @@ export async function until(cond: () => boolean | Promise<boolean>, ms = 3000): 
 }
 
 /**
+ * Whether `p` has settled after `turns` turns of the event loop: for a
+ * promise that must not settle before an event the test holds back (what
+ * could go on has gone on by then).
+ */
+export async function settledAfter(p: Promise<unknown>, turns = 5): Promise<boolean> {
+  let done = false;
+  void p.then(() => (done = true), () => (done = true));
+  for (let i = 0; i < turns; i++) await new Promise((r) => setImmediate(r));
+  return done;
+}
+
+/**
  * Until `get()` equals `want` (JSON): for state that follows an event a
  * step later (the network devices follow an eviction in the reconcile
  * after its log line).

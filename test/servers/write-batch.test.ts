@@ -4,16 +4,17 @@
  * would: writes made in one turn are not visible before their promises
  * resolve and are all visible when any resolves (one commit); each
  * promise carries its write's value; a failing write fails alone. With a
- * WAL sync (decision 135), a write resolves only after an fdatasync of
- * the WAL that began after its commit.
+ * WAL sync (decisions 135, 140), a write resolves at its commit and
+ * durable() only after an fdatasync of the WAL that began after every
+ * commit before the call.
  */
 import t, { type Test } from 'tap';
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
-import { WriteBatch } from '../../servers/store/write-batch.js';
+import { IDLE_SYNC_MS, WriteBatch } from '../../servers/store/write-batch.js';
 import { walSync, type WalSync } from '../../servers/store/wal-sync.js';
 import { SqliteStore } from '../../servers/store/sqlite.js';
-import { tempDir, until } from '../helpers/control-plane.js';
+import { settledAfter, tempDir, until } from '../helpers/control-plane.js';
 
 /** Waits for a state the test's own writes or the thread pool reach (generous: a busy machine). */
 const waitFor = async (t: Test, cond: () => boolean, what: string) => t.ok(await until(cond, 10_000), what);
@@ -90,62 +91,79 @@ function kvDb(t: Test) {
   return { dir, file, db, insert: db.prepare('INSERT INTO kv VALUES (?, ?)') };
 }
 
-/** Whether `p` has settled, after the turns the test lets pass. */
-async function settled(p: Promise<unknown>): Promise<boolean> {
-  let done = false;
-  void p.then(() => (done = true), () => (done = true));
-  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
-  return done;
-}
+const settled = (p: Promise<unknown>) => settledAfter(p);
 
-t.test('a group resolves only after a WAL sync that began after its commit; writes made during a sync commit when it ends, together, and share the next', async (t) => {
+t.test('a group resolves at its commit; durable() resolves only after a WAL sync that began after every commit before it, in call order; one sync at a time', async (t) => {
   const { dir, file, db, insert } = kvDb(t);
   const h = heldSync(file, dir);
   const batch = new WriteBatch(db, h.sync);
   const keys = () => (db.prepare('SELECT k FROM kv ORDER BY k').all() as { k: string }[]).map((r) => r.k).join('');
-  const first = batch.run(() => insert.run('a', 1).changes);
-  await waitFor(t, () => h.syncs === 1, 'the first group committed and its sync began');
-  t.equal(keys(), 'a', 'committed: visible to readers before it is durable');
+  t.ok(await settled(batch.durable()), 'nothing written: durable at once');
+  t.equal(await batch.run(() => insert.run('a', 1).changes), 1, 'a write resolves with its value at its commit');
+  t.equal(keys(), 'a', 'committed: visible to readers');
   t.equal(db.pragma('synchronous', { simple: true }), 2, 'the connection is back at FULL after the group commit');
-  t.notOk(await settled(first), 'not resolved while its sync is under way');
-  // Two writes while the first sync runs: queued until it ends.
-  const second = batch.run(() => insert.run('b', 2).changes);
-  const third = batch.run(() => insert.run('c', 3).changes);
-  t.notOk(await settled(second), 'a write made during a sync waits');
-  t.equal(keys(), 'a', 'and is not committed yet');
+  t.equal(h.syncs, 0, 'no sync yet: nobody waits on one');
+  const first = batch.durable();
+  await waitFor(t, () => h.syncs === 1, 'a caller of durable() starts a sync');
+  t.notOk(await settled(first), 'not durable while its sync is under way');
+  // A write while the sync runs commits at once, and is not covered by it.
+  t.equal(await batch.run(() => insert.run('b', 2).changes), 1, 'a write made during a sync commits without waiting for it');
+  t.equal(keys(), 'ab');
+  const second = batch.durable();
+  const queued = batch.run(() => insert.run('c', 3).changes); // queued: durable() called now covers it too
+  const third = batch.durable();
+  t.equal(await queued, 1, 'it commits while the sync runs');
   t.equal(h.syncs, 1, 'no second sync while one is under way');
+  const order: string[] = [];
+  for (const [name, p] of [['second', second], ['third', third], ['first', first]] as const) void p.then(() => order.push(name));
   await h.release(t);
-  t.equal(await first, 1, 'the first group resolves with its value once its sync is done');
-  await waitFor(t, () => h.syncs === 2, 'the writes made meanwhile committed as one group, and its sync began');
-  t.equal(keys(), 'abc', 'both committed');
-  t.notOk(await settled(second), 'they wait for that sync');
-  t.notOk(await settled(third));
+  await first;
+  t.notOk(await settled(second), 'a durable() after a commit the sync under way did not cover waits for the next');
+  await waitFor(t, () => h.syncs === 2, 'the next sync began at once: someone waits on it');
   await h.release(t);
-  t.same([await second, await third], [1, 1], 'both resolve on the one sync');
+  await Promise.all([second, third]);
+  t.same(order, ['first', 'second', 'third'], 'durable() resolves in call order');
   t.equal(h.syncs, 2, 'nothing left to sync');
   const failing = batch.run(() => insert.run('a', 9));
-  await t.rejects(failing, /UNIQUE/, 'a failing write fails at its commit, without waiting for a sync');
+  await t.rejects(failing, /UNIQUE/, 'a failing write fails at its commit');
 });
 
-t.test('drain: what is queued and what waits on a sync is durable and resolved when it returns', async (t) => {
+t.test('a commit nobody waits on is synced IDLE_SYNC_MS after all the same', async (t) => {
   const { dir, file, db, insert } = kvDb(t);
   const h = heldSync(file, dir);
   const batch = new WriteBatch(db, h.sync);
-  const waiting = batch.run(() => insert.run('a', 1).changes);
+  const t0 = performance.now();
+  await batch.run(() => insert.run('a', 1));
+  await waitFor(t, () => h.syncs === 1, 'a sync began with nobody waiting');
+  t.ok(performance.now() - t0 >= IDLE_SYNC_MS - 5, `not before IDLE_SYNC_MS (${IDLE_SYNC_MS} ms): commits close together share it`);
+  await h.release(t);
+  t.ok(await settled(batch.durable()), 'then durable at once');
+});
+
+t.test('drain: what is queued and what is committed is durable, and every durable() resolved, when it returns', async (t) => {
+  const { dir, file, db, insert } = kvDb(t);
+  const h = heldSync(file, dir);
+  const batch = new WriteBatch(db, h.sync);
+  await batch.run(() => insert.run('a', 1).changes);
+  const waiting = batch.durable();
   await waitFor(t, () => h.syncs === 1, 'its sync began');
   const queued = batch.run(() => insert.run('b', 2).changes);
+  const later = batch.durable();
   batch.drain(); // what the store does before it closes
-  t.same([await waiting, await queued], [1, 1], 'both resolved by the sync drain made at once');
+  t.equal(await queued, 1, 'the queued write committed');
+  t.ok((await Promise.all([settled(waiting), settled(later)])).every(Boolean), 'both durable() resolved by the sync drain made at once');
   await h.release(t); // the sync under way answers late: nothing is settled twice
   t.same(db.prepare('SELECT k FROM kv ORDER BY k').all(), [{ k: 'a' }, { k: 'b' }]);
 });
 
-t.test('a failed sync refuses the writes it was to cover and every later one, with the reason', async (t) => {
+t.test('a failed sync refuses durable() and every later write, with the reason', async (t) => {
   const { dir, db, insert } = kvDb(t);
   // A WAL that is not there: the real open fails, as a sync that cannot be done does.
   const batch = new WriteBatch(db, walSync(join(dir, 'missing.db'), dir));
-  await t.rejects(batch.run(() => insert.run('a', 1)), /write-ahead log could not be synced.*ENOENT.*restarted/, 'the write is refused with why');
-  await t.rejects(batch.run(() => insert.run('b', 2)), /could not be synced/, 'and every later one, before it is committed');
+  t.equal((await batch.run(() => insert.run('a', 1))).changes, 1, 'the write committed');
+  await t.rejects(batch.durable(), /write-ahead log could not be synced.*ENOENT.*restarted/, 'it is not durable, and durable() says why');
+  await t.rejects(batch.durable(), /could not be synced/, 'nor is anything after');
+  await t.rejects(batch.run(() => insert.run('b', 2)), /could not be synced/, 'every later write is refused before it is committed');
   t.same(db.prepare('SELECT k FROM kv').all(), [{ k: 'a' }], 'the refused later write was not committed');
 });
 

@@ -88,13 +88,14 @@ export class SqliteStore implements Store {
     // last claim of a key drops it from memory (a later claim reads the row).
     // A failed commit leaves the window in memory, as it was before.
     const windows = this.windows;
+    // One savepoint of the group commit (all or none), on disk before it
+    // resolves: a send counter's reservation is before its first number is
+    // used (decision 140: a group commit alone does not wait for a sync).
+    const reserve = (entries: [string, number][]) => this.batch.run(() => entries.forEach(([k, v]) => set.run(k, v))).then(() => this.batch.durable());
     this.numbers = {
       get: async (k) => (get.get(k) as { value: number } | undefined)?.value,
-      // A send counter's reservation is on disk before its first number is
-      // used (decision 140: a group commit alone does not wait for a sync).
-      set: (k, v) => this.batch.run(() => void set.run(k, v)).then(() => this.batch.durable()),
-      // One savepoint of the group commit: both or neither.
-      setMany: (entries) => this.batch.run(() => entries.forEach(([k, v]) => set.run(k, v))).then(() => this.batch.durable()),
+      set: (k, v) => reserve([[k, v]]),
+      setMany: reserve,
       claim: async (k, seq, at = nowSeconds()) => {
         const w = windows.get(k) ?? (getWindow.get(k) as SeqWindow | undefined);
         const next = slideWindow(w, seq);

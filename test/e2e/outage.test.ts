@@ -117,7 +117,9 @@ function openConnection(port: number) {
   const s: Socket = createConnection({ host: '127.0.0.1', port, allowHalfOpen: true });
   let got = '';
   let closed = false;
+  let ended = false;
   s.on('data', (d) => (got += d));
+  s.on('end', () => (ended = true));
   s.on('close', () => (closed = true));
   s.on('error', () => {});
   return {
@@ -127,6 +129,9 @@ function openConnection(port: number) {
     },
     get closed() {
       return closed;
+    },
+    get ended() {
+      return ended;
     },
   };
 }
@@ -210,7 +215,13 @@ t.test('the tunnelling agent evicted: its connection ends cleanly, it rejoins, t
   await a.until(/left plant \(evicted\)/, 20_000);
   const other = openConnection(port);
   other.s.end(); // a FIN through an agent that is out of the VPN must not crash it (it did)
-  t.ok(await waitFor(() => held.closed, 10_000), 'its connection over the VPN is reset at once (the keys are gone)');
+  t.ok(await waitFor(() => held.closed || held.ended, 10_000), 'its connection over the VPN is over at once (the keys are gone)');
+  // Bytes and the RST arriving together (the agent echoes what was sent
+  // while it was frozen, then loses the keys) reach us as an end of input:
+  // libuv takes a POLLHUP after a partial read for EOF. A write tells a
+  // reset from an orderly end: a reset socket refuses it; a FIN would not.
+  if (!held.closed) held.s.write('after the keys are gone\n');
+  t.ok(await waitFor(() => held.closed, 10_000), 'it was reset, not ended: it takes no more bytes');
   await a.until(/rejoined plant/, 60_000);
   t.ok(await echoes(port, Buffer.from('after the eviction')), 'a new connection through the tunnel echoes');
   running(t, 'term-a', a.child, a.stderr());

@@ -20,6 +20,7 @@ import type { ChildProcess } from 'node:child_process';
 import { kagiSpawn, kagiUp, stopChild, watch } from '../helpers/cli.js';
 import { crypto, tempDir } from '../helpers/control-plane.js';
 import { freePort } from '../helpers/ports.js';
+import { deadline } from '../helpers/deadline.js';
 import { haveMosquittoBinary, MOSQUITTO_BINARY_SKIP, startMosquitto } from '../helpers/mosquitto.js';
 import { SqliteStore } from '../../servers/store/sqlite.js';
 import { loadServiceKeys } from '../../servers/identity.js';
@@ -101,7 +102,7 @@ function roundTrip(port: number, bytes: Buffer, ms: number): Promise<Buffer> {
 
 /** New connections until one echoes `bytes` intact (the agents may still be reconnecting or rejoining). */
 async function echoes(port: number, bytes: Buffer, deadlineMs = 60_000): Promise<boolean> {
-  const end = Date.now() + deadlineMs;
+  const end = Date.now() + deadline(deadlineMs);
   while (Date.now() < end) {
     try {
       if ((await roundTrip(port, bytes, 10_000)).equals(bytes)) return true;
@@ -137,7 +138,7 @@ function openConnection(port: number) {
 }
 
 async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
+  const end = Date.now() + deadline(ms);
   while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
   return cond();
 }

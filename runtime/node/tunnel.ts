@@ -52,6 +52,8 @@ function pipe(sock: Socket, s: Stream, log: DetachLog): void {
     end: () => void sock.end(),
     // An RST, not a FIN: the far side's abort (or our lost keys) must not
     // look like an orderly end, even when our receive buffer is empty.
+    // (A libuv peer that gets our last bytes and the RST at once reads an
+    // end of input, a POLLHUP after a partial read; its next write fails.)
     reset: () => void sock.resetAndDestroy(),
   };
   sock.on('data', (chunk: Buffer) => {

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { createConnection, createServer, type AddressInfo, type Socket } from 'node:net';
 import type { ChildProcess } from 'node:child_process';
 import { kagiSpawn, kagiUp, stopChild, watch } from '../helpers/cli.js';
-import { crypto, tempDir } from '../helpers/control-plane.js';
+import { crypto, tempDir, until } from '../helpers/control-plane.js';
 import { freePort } from '../helpers/ports.js';
 import { deadline } from '../helpers/deadline.js';
 import { haveMosquittoBinary, MOSQUITTO_BINARY_SKIP, startMosquitto } from '../helpers/mosquitto.js';
@@ -137,12 +137,6 @@ function openConnection(port: number) {
   };
 }
 
-async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + deadline(ms);
-  while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
-  return cond();
-}
-
 function running(t: Test, name: string, c: ChildProcess, stderr: string) {
   t.equal(c.exitCode, null, `${name} is still running`);
   t.notMatch(stderr, UNHANDLED, `${name} printed no unhandled rejection`);
@@ -163,7 +157,7 @@ t.test('kill -9 of the broker and a restart: both agents stay, the tunnel carrie
   t.ok(await echoes(port, Buffer.from('before the outage')), 'the tunnel echoes before the outage');
   const [held, ended, reset] = [openConnection(port), openConnection(port), openConnection(port)];
   for (const c of [held, ended, reset]) c.s.write('one\n');
-  t.ok(await waitFor(() => [held, ended, reset].every((c) => c.got === 'one\n'), 10_000), 'connections carry traffic');
+  t.ok(await until(() => [held, ended, reset].every((c) => c.got === 'one\n'), 10_000), 'connections carry traffic');
 
   await s.killBroker();
   // While the broker is away: data is held in the stream's window; a FIN
@@ -174,9 +168,9 @@ t.test('kill -9 of the broker and a restart: both agents stay, the tunnel carrie
   await s.restartBroker();
 
   t.ok(await echoes(port, Buffer.from('after the outage'.repeat(100))), 'a new connection through the tunnel echoes once the broker is back');
-  t.ok(await waitFor(() => held.got === 'one\ntwo\n', 30_000), `the connection held across the outage goes on (got ${JSON.stringify(held.got)})`);
+  t.ok(await until(() => held.got === 'one\ntwo\n', 30_000), `the connection held across the outage goes on (got ${JSON.stringify(held.got)})`);
   t.notOk(held.closed, 'and was not reset');
-  t.ok(await waitFor(() => ended.closed, 30_000), 'a FIN sent during the outage got through once the broker was back (the far end closed too)');
+  t.ok(await until(() => ended.closed, 30_000), 'a FIN sent during the outage got through once the broker was back (the far end closed too)');
   held.s.destroy();
   running(t, 'term-a', a.child, a.stderr());
   running(t, 'term-b', b.child, b.stderr());
@@ -207,7 +201,7 @@ t.test('the tunnelling agent evicted: its connection ends cleanly, it rejoins, t
   await b.until(/joined plant/, 60_000);
   const held = openConnection(port);
   held.s.write('ping\n');
-  t.ok(await waitFor(() => held.got === 'ping\n', 10_000), 'a connection carries traffic');
+  t.ok(await until(() => held.got === 'ping\n', 10_000), 'a connection carries traffic');
 
   a.child.kill('SIGSTOP');
   await up.until(/term-a evicted from plant/, 20_000);
@@ -216,13 +210,13 @@ t.test('the tunnelling agent evicted: its connection ends cleanly, it rejoins, t
   await a.until(/left plant \(evicted\)/, 20_000);
   const other = openConnection(port);
   other.s.end(); // a FIN through an agent that is out of the VPN must not crash it (it did)
-  t.ok(await waitFor(() => held.closed || held.ended, 10_000), 'its connection over the VPN is over at once (the keys are gone)');
+  t.ok(await until(() => held.closed || held.ended, 10_000), 'its connection over the VPN is over at once (the keys are gone)');
   // Bytes and the RST arriving together (the agent echoes what was sent
   // while it was frozen, then loses the keys) reach us as an end of input:
   // libuv takes a POLLHUP after a partial read for EOF. A write tells a
   // reset from an orderly end: a reset socket refuses it; a FIN would not.
   if (!held.closed) held.s.write('after the keys are gone\n');
-  t.ok(await waitFor(() => held.closed, 10_000), 'it was reset, not ended: it takes no more bytes');
+  t.ok(await until(() => held.closed, 10_000), 'it was reset, not ended: it takes no more bytes');
   await a.until(/rejoined plant/, 60_000);
   t.ok(await echoes(port, Buffer.from('after the eviction')), 'a new connection through the tunnel echoes');
   running(t, 'term-a', a.child, a.stderr());

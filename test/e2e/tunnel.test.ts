@@ -5,8 +5,7 @@
 import t from 'tap';
 import { createConnection, createServer, type AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { agent, controlPlane, device, tempDir, vpnWithUsers } from '../helpers/control-plane.js';
-import { deadline } from '../helpers/deadline.js';
+import { agent, controlPlane, device, tempDir, until, vpnWithUsers } from '../helpers/control-plane.js';
 import { Tunnels } from '../../runtime/node/tunnel.js';
 import type { TerminalAgent } from '../../device/terminal.js';
 
@@ -60,8 +59,7 @@ t.test('tunnel carries a TCP stream both ways', async (t) => {
   await ended;
   t.pass('our close reached the echo service and its close came back');
   const open = () => new Promise<number>((r) => echo.getConnections((_e, n) => r(n)));
-  const end = Date.now() + deadline(5000);
-  while ((await open()) > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+  await until(async () => (await open()) === 0, 5000);
   t.equal(await open(), 0, 'the connection to the echo service is fully closed');
 
   // Half-close: send and FIN at once; the reply must still come back.
